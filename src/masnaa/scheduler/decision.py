@@ -1,0 +1,105 @@
+"""What one scheduling pass chose: the ``Decision``.
+
+The core only *chooses*; drivers (the service, the twin) *do*. A decision is
+self-contained: applying it needs nothing but the driver's own state.
+
+- ``starts``: jobs to launch now, each with its exact placement;
+- ``preemptions``: running jobs to stop, each with a checkpoint grace period;
+- ``reservations``: future starts promised to blocked jobs (EASY backfill);
+- ``waiting``: for pending jobs the pass looked at, why they wait and, where
+  computable, when they should start. Jobs the pass did not reach (it stops
+  scanning once nothing further can fit) share ``default_wait``; use
+  ``wait_for(job_id)`` rather than indexing ``waiting``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from masnaa.domain.job import Placement
+
+
+class WaitCode(StrEnum):
+    """Machine-readable reasons a job waits. Stable: the API exposes them."""
+
+    NO_CAPACITY = "no-capacity"
+    """Not enough free GPUs of an acceptable type right now."""
+    RESERVED = "reserved"
+    """Blocked at the head; GPUs are reserved for it at ``estimated_start``."""
+    BACKFILL_WOULD_DELAY = "backfill-would-delay"
+    """Would fit now, but starting it would delay a reservation."""
+    QUOTA = "quota"
+    """Starting it would exceed the tenant's quota (nominal + borrowing limit)."""
+    FAIR_SHARE = "fair-share"
+    """Other tenants are further below their entitled share."""
+    PRIORITY = "priority"
+    """Higher-priority jobs come first."""
+    WAITING_FOR_PREEMPTION = "waiting-for-preemption"
+    """Victims were asked to stop; it starts when their grace period ends."""
+    NO_ELIGIBLE_SITE = "no-eligible-site"
+    """No site it may run at has an acceptable GPU type."""
+    ALLOCATION_EXHAUSTED = "allocation-exhausted"
+    """The project's allocation balance cannot cover it."""
+    NODES_UNAVAILABLE = "nodes-unavailable"
+    """Enough GPUs exist, but nodes are drained or down."""
+    TOO_LARGE = "too-large"
+    """It asks for more GPUs than any eligible site has: it can never run."""
+    NOT_CONSIDERED = "not-considered"
+    """The pass stopped scanning before reaching it (queue behind blocked jobs)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    job_id: str
+    placement: Placement
+    gpu_type: str
+    site: str
+    backfilled: bool = False
+    borrowed_gpus: int = 0
+    """GPUs beyond the tenant's nominal quota, i.e. reclaimable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Preemption:
+    job_id: str
+    grace_seconds: float
+    reason: str
+    beneficiary: str | None = None
+    """The pending job this makes room for, if any."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    job_id: str
+    start_time: float
+    nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    code: WaitCode
+    message: str
+    estimated_start: float | None = None
+
+
+@dataclass(slots=True)
+class Decision:
+    starts: list[Start] = field(default_factory=list)
+    preemptions: list[Preemption] = field(default_factory=list)
+    reservations: list[Reservation] = field(default_factory=list)
+    waiting: dict[str, Wait] = field(default_factory=dict)
+    default_wait: Wait = field(
+        default_factory=lambda: Wait(
+            WaitCode.NOT_CONSIDERED, "queued behind jobs that cannot start yet"
+        )
+    )
+    rejected: dict[str, Wait] = field(default_factory=dict)
+    """Jobs that can never run as asked (e.g. ``TOO_LARGE``); drivers fail them."""
+
+    def wait_for(self, job_id: str) -> Wait:
+        return self.rejected.get(job_id) or self.waiting.get(job_id) or self.default_wait
+
+    @property
+    def empty(self) -> bool:
+        return not (self.starts or self.preemptions)
