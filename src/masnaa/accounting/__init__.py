@@ -1,0 +1,17 @@
+"""Accounting: allocations, metering, rating and statements. PURE.
+
+No IO, no clock (instants and dates are arguments), no globals. The service
+stores what these functions return; the scheduler reads ``project_balances``.
+
+Modules, bottom up: ``errors`` · ``instants`` · ``money`` · ``prices`` (price
+lists, discounts, exchange rates) · ``metering`` (segments → usage records,
+the preempted-time rule) · ``rating`` (records → line items) ·
+``allocations`` (the lifecycle state machine) · ``balance`` (remaining
+GPU-seconds, ``Snapshot.balances``, wait reasons) · ``statements`` (statements,
+operator and funders' reports). See docs/accounting.md.
+"""
+
+from masnaa.accounting.errors import AccountingError, CurrencyMismatch
+from masnaa.accounting.money import Money
+
+__all__ = ["AccountingError", "CurrencyMismatch", "Money"]

@@ -1,0 +1,756 @@
+"""The allocation lifecycle as a pure state machine.
+
+An **allocation** is a grant (research) or purchase (start-ups) of GPU-time
+for one project, in pools of (site, GPU type), from a start date to an expiry
+date. Its life:
+
+    request ─► in-review ─► approved ─► awarded ─► active ─► exhausted ⇄ active
+       │           │                                  │
+       └──────► rejected                              └─► expired | closed
+
+- a **request** is made by the project's PI: a tier, the GPU-hours asked for
+  per pool (or abstract credits), a start date, a duration and a
+  justification. Small tiers (``Tier.auto_approve``) are awarded as asked at
+  once;
+- **review** runs the tier's steps in order (e.g. admin-check → technical →
+  merit); only a reviewer of the current step may review it
+  (``not-a-reviewer``), never a member of the allocation
+  (``conflict-of-interest``); one rejection ends the request;
+- the **award** is made by an operator and may differ from the request;
+  negative amounts are refused (``negative-hours``), and so is anything above
+  the tier's cap (``over-tier-limit``);
+- release may be in **tranches** (fractions of the award). The first is
+  released with the award; the next one when an operator releases it, and —
+  if the tier says so — only after a progress report filed since the last
+  release (``report-required``);
+- **supplements** (at most ``Tier.max_supplements``, together at most
+  ``Tier.max_supplement_fraction`` of the award), **extensions** of the expiry
+  (within ``Tier.max_extension_days``) and **renewals** (a new request linked
+  to the old allocation) are possible;
+- ``settle(allocation, now, used)`` moves time forward: awarded → active at the
+  start date, active ⇄ exhausted with the balance, and → expired at the expiry
+  date, when unused GPU-time **lapses** (recorded in ``lapsed_gpu_seconds``).
+
+**Credits**: an award may be in credits; the PI or an allocation manager
+exchanges released credits for GPU-time in a pool at the operator's rate
+(``AllocationPolicy.credit_rates``: credits per GPU-hour; an H100-hour costs
+more credits than an L40S-hour).
+
+Roles: ``pi`` (one, owns the request), ``co-pi``, ``allocation-manager``,
+``member``. The PI and co-PIs file reports and requests; the PI and managers
+manage members and exchange credits; members only run jobs against it.
+
+All amounts inside are integer GPU-seconds (hours × 3600, exact for amounts
+given to the second) or ``Decimal`` credits. Times are arguments; nothing
+reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+from decimal import ROUND_FLOOR, Decimal
+from enum import StrEnum
+
+from masnaa.accounting.errors import AccountingError
+from masnaa.accounting.instants import HOUR, Instant, at
+from masnaa.accounting.money import to_decimal
+
+Pool = tuple[str, str]
+"""(site, GPU type)."""
+
+
+class Role(StrEnum):
+    PI = "pi"
+    CO_PI = "co-pi"
+    MANAGER = "allocation-manager"
+    MEMBER = "member"
+
+
+class State(StrEnum):
+    REQUESTED = "requested"
+    IN_REVIEW = "in-review"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    AWARDED = "awarded"
+    ACTIVE = "active"
+    EXHAUSTED = "exhausted"
+    EXPIRED = "expired"
+    CLOSED = "closed"
+
+
+LIVE = frozenset({State.AWARDED, State.ACTIVE, State.EXHAUSTED})
+"""States in which the award exists and may still change (tranches, supplements)."""
+
+
+def hours_to_seconds(hours: Decimal | int | str, what: str) -> int:
+    h = to_decimal(hours)
+    if h < 0:
+        raise AccountingError(
+            "negative-hours", f"{what}: {h} GPU-hours is negative; amounts must be ≥ 0"
+        )
+    return int((h * HOUR).to_integral_value(ROUND_FLOOR))
+
+
+@dataclass(frozen=True, slots=True)
+class Amount:
+    """GPU-hours per pool and/or credits: what is asked, awarded or added."""
+
+    gpu_hours: Mapping[Pool, Decimal] = field(default_factory=dict)
+    credits: Decimal = Decimal(0)
+
+    def seconds(self, what: str) -> dict[Pool, int]:
+        if to_decimal(self.credits) < 0:
+            raise AccountingError(
+                "negative-hours", f"{what}: {self.credits} credits is negative; use ≥ 0"
+            )
+        return {
+            p: hours_to_seconds(h, f"{what} for {p[1]} at {p[0]}")
+            for p, h in self.gpu_hours.items()
+        }
+
+    def total_hours(self) -> Decimal:
+        return sum((to_decimal(h) for h in self.gpu_hours.values()), Decimal(0))
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """A request tier: caps, review steps and release rules (operator data)."""
+
+    name: str
+    max_gpu_hours: Decimal | None = None
+    max_credits: Decimal | None = None
+    auto_approve: bool = False
+    review_steps: tuple[str, ...] = ("admin-check", "technical", "merit")
+    tranches: tuple[Decimal, ...] = (Decimal(1),)
+    tranche_needs_report: bool = True
+    max_supplements: int = 1
+    max_supplement_fraction: Decimal = Decimal("0.5")
+    max_duration_days: int = 366
+    max_extension_days: int = 90
+    programme: str = "default"
+    report_after_days: tuple[int, ...] = ()
+    """Progress reports fall due this many days after the start; when any are
+    set, a final report falls due at expiry too."""
+
+    def __post_init__(self) -> None:
+        if not self.tranches or sum(self.tranches) != 1 or any(f <= 0 for f in self.tranches):
+            raise AccountingError(
+                "bad-tier",
+                f"tier {self.name!r}: tranches {self.tranches} must be positive fractions "
+                "summing to 1",
+            )
+        if not self.auto_approve and not self.review_steps:
+            raise AccountingError(
+                "bad-tier", f"tier {self.name!r} is reviewed but has no review steps"
+            )
+
+
+DEFAULT_TIERS: tuple[Tier, ...] = (
+    # Credit tiers after NSF ACCESS (Explore 400k, Discover 1.5M, Accelerate
+    # 3M credits, Maximize panel-reviewed; half up front, half after a progress
+    # report; one supplement of up to 50 %). Review steps after EuroHPC
+    # (admin check → technical → peer review). GPU-hour tiers after the UK AIRR
+    # (Gateway ≤ 10k GPU-hours in 3 months; Innovator 50–150k in 6 months;
+    # open call ≤ 1.4M). Source: shared/reference/README.md, "Allocation
+    # programmes". All operator settings.
+    Tier(
+        "explore",
+        max_credits=Decimal(400_000),
+        auto_approve=True,
+        review_steps=(),
+        programme="research",
+    ),
+    Tier(
+        "discover",
+        max_credits=Decimal(1_500_000),
+        review_steps=("admin-check", "technical"),
+        programme="research",
+    ),
+    Tier(
+        "accelerate",
+        max_credits=Decimal(3_000_000),
+        tranches=(Decimal("0.5"), Decimal("0.5")),
+        programme="research",
+    ),
+    Tier("maximize", tranches=(Decimal("0.5"), Decimal("0.5")), programme="research"),
+    Tier(
+        "gateway",
+        max_gpu_hours=Decimal(10_000),
+        auto_approve=True,
+        review_steps=(),
+        max_duration_days=92,
+        programme="research",
+    ),
+    Tier(
+        "innovator",
+        max_gpu_hours=Decimal(150_000),
+        review_steps=("admin-check", "technical"),
+        max_duration_days=183,
+        programme="innovation",
+    ),
+    Tier(
+        "open-call",
+        max_gpu_hours=Decimal(1_400_000),
+        tranches=(Decimal("0.5"), Decimal("0.5")),
+        programme="research",
+        # Reports at 1, 3 and 9 months, then a final one, after the NAIRR
+        # pilot (shared/reference/README.md).
+        report_after_days=(30, 91, 274),
+    ),
+    Tier(
+        "purchase",
+        auto_approve=True,
+        review_steps=(),
+        max_supplements=1_000_000,
+        max_supplement_fraction=Decimal(1_000_000),
+        programme="commercial",
+    ),
+)
+
+DEFAULT_CREDIT_RATES: Mapping[str, Decimal] = {
+    # Credits per GPU-hour by GPU type (operator setting; the ratio follows the
+    # list prices in prices.REFERENCE_USD_PER_GPU_HOUR).
+    "b200": Decimal(160),
+    "h200": Decimal(120),
+    "h100-sxm-80gb": Decimal(100),
+    "a100-80gb": Decimal(60),
+    "l40s": Decimal(35),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationPolicy:
+    tiers: Mapping[str, Tier]
+    reviewers: Mapping[str, frozenset[str]]
+    """review step → users who may review it."""
+    operators: frozenset[str]
+    credit_rates: Mapping[Pool, Decimal] = field(default_factory=dict)
+    """credits per GPU-hour per pool; a missing pool falls back to
+    ``type_credit_rates`` for its GPU type."""
+    type_credit_rates: Mapping[str, Decimal] = field(
+        default_factory=lambda: dict(DEFAULT_CREDIT_RATES)
+    )
+
+    @staticmethod
+    def default(
+        reviewers: Mapping[str, frozenset[str]], operators: frozenset[str]
+    ) -> AllocationPolicy:
+        return AllocationPolicy({t.name: t for t in DEFAULT_TIERS}, reviewers, operators)
+
+    def tier(self, name: str) -> Tier:
+        try:
+            return self.tiers[name]
+        except KeyError:
+            raise AccountingError(
+                "unknown-tier", f"no tier {name!r}; choose one of {sorted(self.tiers)}"
+            ) from None
+
+    def credits_per_hour(self, pool: Pool) -> Decimal:
+        rate = self.credit_rates.get(pool) or self.type_credit_rates.get(pool[1])
+        if rate is None or rate <= 0:
+            raise AccountingError(
+                "no-credit-rate",
+                f"no credit exchange rate for {pool[1]} at {pool[0]}; the operator must set one",
+            )
+        return rate
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewRecord:
+    step: str
+    reviewer: str
+    approve: bool
+    comment: str
+    at: Instant
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressReport:
+    by: str
+    text: str
+    products: tuple[str, ...]
+    """DOIs, papers, models, software."""
+    at: Instant
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    at: Instant
+    by: str
+    what: str
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    id: str
+    project: str
+    tier: str
+    state: State
+    members: Mapping[str, Role]
+    requested: Amount
+    start: date
+    expires: date
+    justification: str
+    reviews: tuple[ReviewRecord, ...] = ()
+    awarded: Mapping[Pool, int] = field(default_factory=dict)
+    """GPU-seconds awarded directly (released in tranches)."""
+    awarded_credits: Decimal = Decimal(0)
+    tranches: tuple[Decimal, ...] = (Decimal(1),)
+    released_tranches: int = 0
+    supplemented: Mapping[Pool, int] = field(default_factory=dict)
+    supplemented_credits: Decimal = Decimal(0)
+    supplements: int = 0
+    exchanged: Mapping[Pool, int] = field(default_factory=dict)
+    exchanged_credits: Decimal = Decimal(0)
+    reports: tuple[ProgressReport, ...] = ()
+    last_release_at: Instant | None = None
+    lapsed_gpu_seconds: int = 0
+    renewal_of: str | None = None
+    first_expires: date | None = None
+    """The expiry before any extension (extensions are capped against it)."""
+    history: tuple[Event, ...] = ()
+
+    @property
+    def pi(self) -> str:
+        return next(u for u, r in self.members.items() if r is Role.PI)
+
+    @property
+    def released_fraction(self) -> Decimal:
+        return sum(self.tranches[: self.released_tranches], Decimal(0))
+
+    def released(self) -> dict[Pool, int]:
+        """GPU-seconds usable now, per pool: released tranches of the direct
+        award, plus supplements and exchanged credits (released in full)."""
+        frac = self.released_fraction
+        out: dict[Pool, int] = {}
+        for p, s in self.awarded.items():
+            out[p] = s if frac == 1 else int((s * frac).to_integral_value(ROUND_FLOOR))
+        for src in (self.supplemented, self.exchanged):
+            for p, s in src.items():
+                out[p] = out.get(p, 0) + s
+        return out
+
+    def awarded_total_seconds(self) -> int:
+        """All GPU-seconds awarded, released or not, including supplements and
+        exchanged credits (for funders)."""
+        return (
+            sum(self.awarded.values())
+            + sum(self.supplemented.values())
+            + sum(self.exchanged.values())
+        )
+
+    @property
+    def credits_available(self) -> Decimal:
+        """Released credits not yet exchanged."""
+        return (
+            self.awarded_credits * self.released_fraction
+            + self.supplemented_credits
+            - self.exchanged_credits
+        )
+
+    def role_of(self, user: str) -> Role | None:
+        return self.members.get(user)
+
+    @property
+    def starts_at(self) -> Instant:
+        return at(self.start)
+
+    @property
+    def expires_at(self) -> Instant:
+        return at(self.expires)
+
+
+# ------------------------------------------------------------------ commands
+
+
+def _deny(code: str, message: str) -> AccountingError:
+    return AccountingError(code, message)
+
+
+def _need_state(a: Allocation, allowed: frozenset[State] | set[State], doing: str) -> None:
+    if a.state not in allowed:
+        raise _deny(
+            "bad-state",
+            f"allocation {a.id!r} is {a.state}; {doing} needs one of {', '.join(sorted(allowed))}",
+        )
+
+
+def _need_role(a: Allocation, user: str, roles: set[Role], doing: str) -> None:
+    if a.members.get(user) not in roles:
+        raise _deny(
+            "not-allowed",
+            f"{user!r} may not {doing} on allocation {a.id!r}; it needs the role "
+            f"{' or '.join(sorted(roles))}",
+        )
+
+
+def _need_operator(policy: AllocationPolicy, user: str, doing: str) -> None:
+    if user not in policy.operators:
+        raise _deny("not-an-operator", f"{user!r} may not {doing}: only operators may")
+
+
+def _log(a: Allocation, t: Instant, by: str, what: str) -> tuple[Event, ...]:
+    return (*a.history, Event(t, by, what))
+
+
+def _check_caps(tier: Tier, amount: Amount, seconds: Mapping[Pool, int], what: str) -> None:
+    hours = Decimal(sum(seconds.values())) / HOUR
+    if tier.max_gpu_hours is not None and hours > tier.max_gpu_hours:
+        raise _deny(
+            "over-tier-limit",
+            f"{what} of {hours} GPU-hours exceeds the {tier.name} tier's cap of "
+            f"{tier.max_gpu_hours}; ask for less or use a larger tier",
+        )
+    if tier.max_credits is not None and to_decimal(amount.credits) > tier.max_credits:
+        raise _deny(
+            "over-tier-limit",
+            f"{what} of {amount.credits} credits exceeds the {tier.name} tier's cap of "
+            f"{tier.max_credits}; ask for less or use a larger tier",
+        )
+
+
+def request(
+    policy: AllocationPolicy,
+    *,
+    id: str,
+    project: str,
+    pi: str,
+    tier: str,
+    amount: Amount,
+    start: date,
+    duration_days: int,
+    justification: str,
+    at_: Instant,
+    renewal_of: str | None = None,
+) -> Allocation:
+    """A PI's request; auto-approved tiers come back already awarded as asked."""
+    t = policy.tier(tier)
+    seconds = amount.seconds("request")
+    if not seconds and amount.credits == 0:
+        raise _deny("empty-request", "a request must ask for GPU-hours in a pool or for credits")
+    if duration_days <= 0 or duration_days > t.max_duration_days:
+        raise _deny(
+            "bad-duration",
+            f"duration {duration_days} days is outside the {t.name} tier's "
+            f"1..{t.max_duration_days} days",
+        )
+    _check_caps(t, amount, seconds, "request")
+    if not justification.strip():
+        raise _deny("no-justification", "a request needs a justification; say what it is for")
+    a = Allocation(
+        id=id,
+        project=project,
+        tier=t.name,
+        state=State.REQUESTED,
+        members={pi: Role.PI},
+        requested=amount,
+        start=start,
+        expires=start + timedelta(days=duration_days),
+        first_expires=start + timedelta(days=duration_days),
+        justification=justification,
+        tranches=t.tranches,
+        renewal_of=renewal_of,
+        history=(Event(at_, pi, f"requested ({t.name})"),),
+    )
+    if t.auto_approve:
+        a = replace(a, state=State.APPROVED)
+        a = _do_award(a, amount, seconds, "auto", at_, "auto-approved")
+    return a
+
+
+def review(
+    a: Allocation,
+    policy: AllocationPolicy,
+    *,
+    step: str,
+    reviewer: str,
+    approve: bool,
+    comment: str,
+    at_: Instant,
+) -> Allocation:
+    """Record one review step; steps run in the tier's order."""
+    _need_state(a, {State.REQUESTED, State.IN_REVIEW}, "a review")
+    steps = policy.tier(a.tier).review_steps
+    done = len(a.reviews)
+    expected = steps[done]
+    if step != expected:
+        raise _deny(
+            "wrong-review-step",
+            f"allocation {a.id!r} is at review step {expected!r}, not {step!r}",
+        )
+    if reviewer not in policy.reviewers.get(step, frozenset()):
+        raise _deny(
+            "not-a-reviewer",
+            f"{reviewer!r} is not a reviewer for step {step!r}; ask an operator to add them",
+        )
+    if reviewer in a.members:
+        raise _deny(
+            "conflict-of-interest",
+            f"{reviewer!r} is a member of allocation {a.id!r} and may not review it",
+        )
+    rec = ReviewRecord(step, reviewer, approve, comment, at_)
+    if not approve:
+        state = State.REJECTED
+    elif done + 1 == len(steps):
+        state = State.APPROVED
+    else:
+        state = State.IN_REVIEW
+    verdict = "approved" if approve else "rejected"
+    return replace(
+        a,
+        state=state,
+        reviews=(*a.reviews, rec),
+        history=_log(a, at_, reviewer, f"review {step}: {verdict}"),
+    )
+
+
+def _do_award(
+    a: Allocation, amount: Amount, seconds: Mapping[Pool, int], by: str, at_: Instant, note: str
+) -> Allocation:
+    return replace(
+        a,
+        state=State.AWARDED,
+        awarded=dict(seconds),
+        awarded_credits=to_decimal(amount.credits),
+        released_tranches=1,
+        last_release_at=at_,
+        history=_log(a, at_, by, f"awarded ({note}); tranche 1 of {len(a.tranches)} released"),
+    )
+
+
+def award(
+    a: Allocation, policy: AllocationPolicy, *, by: str, amount: Amount, at_: Instant
+) -> Allocation:
+    """The operator's award after review; it may differ from the request."""
+    _need_operator(policy, by, "award an allocation")
+    _need_state(a, {State.APPROVED}, "an award")
+    seconds = amount.seconds("award")
+    _check_caps(policy.tier(a.tier), amount, seconds, "award")
+    return _do_award(a, amount, seconds, by, at_, "by operator")
+
+
+def report_progress(
+    a: Allocation, *, by: str, text: str, products: tuple[str, ...] = (), at_: Instant
+) -> Allocation:
+    _need_state(a, LIVE | {State.EXPIRED, State.CLOSED}, "a progress report")
+    _need_role(a, by, {Role.PI, Role.CO_PI, Role.MANAGER}, "file a progress report")
+    if not text.strip():
+        raise _deny("empty-report", "a progress report needs text saying what was done")
+    r = ProgressReport(by, text, products, at_)
+    return replace(a, reports=(*a.reports, r), history=_log(a, at_, by, "progress report"))
+
+
+def release_tranche(
+    a: Allocation, policy: AllocationPolicy, *, by: str, at_: Instant
+) -> Allocation:
+    _need_operator(policy, by, "release a tranche")
+    _need_state(a, LIVE, "a tranche release")
+    if a.released_tranches >= len(a.tranches):
+        raise _deny("no-tranche-left", f"all {len(a.tranches)} tranches of {a.id!r} are released")
+    if policy.tier(a.tier).tranche_needs_report and not any(
+        a.last_release_at is None or r.at >= a.last_release_at for r in a.reports
+    ):
+        raise _deny(
+            "report-required",
+            f"tranche {a.released_tranches + 1} of {a.id!r} needs a progress report filed "
+            "after the last release",
+        )
+    n = a.released_tranches + 1
+    return replace(
+        a,
+        released_tranches=n,
+        last_release_at=at_,
+        history=_log(a, at_, by, f"tranche {n} of {len(a.tranches)} released"),
+    )
+
+
+def supplement(
+    a: Allocation, policy: AllocationPolicy, *, by: str, amount: Amount, at_: Instant
+) -> Allocation:
+    """Add GPU-time (released at once) within the tier's supplement rules."""
+    _need_operator(policy, by, "grant a supplement")
+    _need_state(a, LIVE, "a supplement")
+    t = policy.tier(a.tier)
+    if a.supplements >= t.max_supplements:
+        raise _deny(
+            "too-many-supplements",
+            f"{a.id!r} already had {a.supplements} supplement(s); the {t.name} tier allows "
+            f"{t.max_supplements}; request a renewal instead",
+        )
+    seconds = amount.seconds("supplement")
+    new_sec = sum(a.supplemented.values()) + sum(seconds.values())
+    new_cred = a.supplemented_credits + to_decimal(amount.credits)
+    frac = t.max_supplement_fraction
+    if new_sec > sum(a.awarded.values()) * frac or new_cred > a.awarded_credits * frac:
+        raise _deny(
+            "supplement-too-large",
+            f"supplements to {a.id!r} would exceed {frac * 100}% of its award; ask for less",
+        )
+    merged = dict(a.supplemented)
+    for p, s in seconds.items():
+        merged[p] = merged.get(p, 0) + s
+    return replace(
+        a,
+        supplemented=merged,
+        supplemented_credits=new_cred,
+        supplements=a.supplements + 1,
+        history=_log(a, at_, by, "supplement"),
+    )
+
+
+def extend(
+    a: Allocation, policy: AllocationPolicy, *, by: str, new_expiry: date, at_: Instant
+) -> Allocation:
+    _need_operator(policy, by, "extend an allocation")
+    _need_state(a, LIVE, "an extension")
+    t = policy.tier(a.tier)
+    if new_expiry <= a.expires:
+        raise _deny("bad-extension", f"new expiry {new_expiry} is not after {a.expires}")
+    original = a.first_expires or a.expires
+    if (new_expiry - original).days > t.max_extension_days:
+        raise _deny(
+            "bad-extension",
+            f"{a.id!r} may be extended by at most {t.max_extension_days} days past {original}",
+        )
+    return replace(
+        a,
+        expires=new_expiry,
+        history=_log(a, at_, by, f"extended from {a.expires} to {new_expiry}"),
+    )
+
+
+def close(
+    a: Allocation, policy: AllocationPolicy, *, by: str, reason: str, at_: Instant
+) -> Allocation:
+    if by not in policy.operators:
+        _need_role(a, by, {Role.PI}, "close it")
+    _need_state(a, LIVE | {State.REQUESTED, State.IN_REVIEW, State.APPROVED}, "closing")
+    return replace(a, state=State.CLOSED, history=_log(a, at_, by, f"closed: {reason}"))
+
+
+def exchange(
+    a: Allocation, policy: AllocationPolicy, *, by: str, credits: Decimal, pool: Pool, at_: Instant
+) -> Allocation:
+    """Turn released credits into GPU-seconds of ``pool`` at the operator's rate."""
+    _need_state(a, LIVE, "a credit exchange")
+    _need_role(a, by, {Role.PI, Role.MANAGER}, "exchange credits")
+    c = to_decimal(credits)
+    if c <= 0:
+        raise _deny("negative-hours", f"exchange {c} credits: the amount must be > 0")
+    if c > a.credits_available:
+        raise _deny(
+            "insufficient-credits",
+            f"{a.id!r} has {a.credits_available} released credits left, not {c}",
+        )
+    seconds = int((c / policy.credits_per_hour(pool) * HOUR).to_integral_value(ROUND_FLOOR))
+    merged = dict(a.exchanged)
+    merged[pool] = merged.get(pool, 0) + seconds
+    return replace(
+        a,
+        exchanged=merged,
+        exchanged_credits=a.exchanged_credits + c,
+        history=_log(
+            a, at_, by, f"exchanged {c} credits for {seconds} GPU-s of {pool[1]} at {pool[0]}"
+        ),
+    )
+
+
+def add_member(a: Allocation, *, by: str, user: str, role: Role, at_: Instant) -> Allocation:
+    if role is Role.PI:
+        raise _deny("one-pi", f"{a.id!r} already has a PI; add {user!r} as co-pi instead")
+    allowed = {Role.PI} if role in (Role.CO_PI, Role.MANAGER) else {Role.PI, Role.MANAGER}
+    _need_role(a, by, allowed, f"add a {role}")
+    members = dict(a.members)
+    members[user] = role
+    return replace(a, members=members, history=_log(a, at_, by, f"added {user} as {role}"))
+
+
+def renew(
+    old: Allocation,
+    policy: AllocationPolicy,
+    *,
+    id: str,
+    by: str,
+    amount: Amount,
+    start: date,
+    duration_days: int,
+    justification: str,
+    at_: Instant,
+) -> Allocation:
+    """A renewal is a new request for the same project and tier, linked to ``old``."""
+    _need_state(old, LIVE | {State.EXPIRED}, "a renewal")
+    _need_role(old, by, {Role.PI, Role.CO_PI}, "request a renewal")
+    new = request(
+        policy,
+        id=id,
+        project=old.project,
+        pi=by,
+        tier=old.tier,
+        amount=amount,
+        start=start,
+        duration_days=duration_days,
+        justification=justification,
+        at_=at_,
+        renewal_of=old.id,
+    )
+    others = {u: r for u, r in old.members.items() if u != by and r is not Role.PI}
+    return replace(new, members={**new.members, **others})
+
+
+def settle(a: Allocation, now: Instant, used: Mapping[Pool, int]) -> Allocation:
+    """Move ``a`` through time: activation, exhaustion, expiry (with lapse).
+
+    ``used`` is the charged GPU-seconds per pool (``balance.used_by_allocation``).
+    Idempotent: settling twice at the same instant changes nothing.
+    """
+    state = a.state
+    if state is State.AWARDED and now >= a.starts_at:
+        state = State.ACTIVE
+    if state in (State.ACTIVE, State.EXHAUSTED, State.AWARDED) and now >= a.expires_at:
+        released = a.released()
+        unused = sum(max(0, released.get(p, 0) - used.get(p, 0)) for p in released)
+        unreleased = a.awarded_total_seconds() - sum(released.values())
+        return replace(
+            a,
+            state=State.EXPIRED,
+            lapsed_gpu_seconds=unused + unreleased,
+            history=_log(a, a.expires_at, "clock", f"expired; {unused + unreleased} GPU-s lapsed"),
+        )
+    if state in (State.ACTIVE, State.EXHAUSTED):
+        released = a.released()
+        left = any(released[p] - used.get(p, 0) > 0 for p in released)
+        state = State.ACTIVE if left else State.EXHAUSTED
+    if state is a.state:
+        return a
+    return replace(a, state=state, history=_log(a, now, "clock", f"now {state}"))
+
+
+def visible_reviews(
+    a: Allocation, policy: AllocationPolicy, viewer: str
+) -> tuple[ReviewRecord, ...]:
+    """Only operators and reviewers see reviews; applicants see the state only."""
+    reviewers = set().union(*policy.reviewers.values()) if policy.reviewers else set()
+    if viewer in policy.operators or viewer in reviewers:
+        return a.reviews
+    return ()
+
+
+def reports_due(a: Allocation, policy: AllocationPolicy, now: Instant) -> list[date]:
+    """Due dates of progress reports that have passed without a report filed
+    on or after them (and before the next one fell due): what to remind the
+    PI of, and what a funder sees as overdue."""
+    t = policy.tier(a.tier)
+    if not t.report_after_days or a.state not in LIVE | {State.EXPIRED}:
+        return []
+    dues = [a.start + timedelta(days=d) for d in t.report_after_days]
+    dues = [d for d in dues if d < a.expires] + [a.expires]
+    overdue = []
+    for i, d in enumerate(dues):
+        if at(d) > now:
+            break
+        until = at(dues[i + 1]) if i + 1 < len(dues) else None
+        if not any(r.at >= at(d) and (until is None or r.at < until) for r in a.reports):
+            overdue.append(d)
+    return overdue
