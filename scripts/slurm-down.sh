@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Stop the one-node Slurm started by scripts/slurm-up.sh.
+#   --purge   also remove its state, logs, configuration and fake GPU nodes
+#   --munge   also stop munged
+# Idempotent: stopping what is not running is not an error.
+set -euo pipefail
+
+purge=0
+munge=0
+for arg in "$@"; do
+    case $arg in
+        --purge) purge=1 ;;
+        --munge) munge=1 ;;
+        *) printf 'slurm-down: unknown option %s (expected --purge or --munge)\n' "$arg" >&2; exit 2 ;;
+    esac
+done
+
+stop() {
+    local name=$1 pidfile=$2 pid
+    [[ -f $pidfile ]] || return 0
+    pid=$(cat "$pidfile")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+        printf 'slurm-down: stopped %s (pid %s)\n' "$name" "$pid"
+    fi
+    rm -f "$pidfile"
+}
+
+stop slurmd /run/slurmd.pid
+stop slurmctld /run/slurmctld.pid
+if [[ $munge -eq 1 ]]; then
+    stop munged /run/munge/munged.pid
+fi
+if [[ $purge -eq 1 ]]; then
+    rm -rf /var/spool/slurmctld /var/spool/slurmd /var/log/slurm /run/masnaa-fakegpu \
+        /etc/slurm/slurm.conf /etc/slurm/gres.conf
+    printf 'slurm-down: state, logs and configuration removed\n'
+fi

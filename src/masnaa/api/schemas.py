@@ -1,0 +1,280 @@
+"""Response (and non-job request) bodies of the API.
+
+Requests forbid unknown fields (``extra="forbid"``): a typo is an error, not a
+silent default. Times are UNIX seconds (floats); ``null`` means "not yet".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from masnaa.service.jobs import MAX_BATCH, JobSpec
+from masnaa.service.tenancy import Caller
+from masnaa.store import models as m
+
+MAX_INT = 2**31 - 1
+"""Largest integer the databases store in an INTEGER column."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- jobs --------------------------------------------------------------------
+
+
+class BatchIn(Strict):
+    jobs: list[JobSpec] = Field(
+        max_length=MAX_BATCH, description="Jobs to submit together: all or none."
+    )
+
+
+class EventOut(BaseModel):
+    at: float
+    from_state: str | None
+    to_state: str
+    code: str
+    reason: str
+    attempt: int
+
+
+class JobOut(BaseModel):
+    id: str
+    name: str
+    tenant: str
+    project: str
+    user: str | None
+    state: str
+    state_reason: str
+    attempt: int
+    cancel_requested: bool
+    command: list[str]
+    script: str | None
+    env: dict[str, str] = Field(
+        description="Shown only to the job's owner, its tenant's admins and operators."
+    )
+    workdir: str | None
+    tasks: int
+    gpus_per_task: int
+    total_gpus: int
+    gpu_types: list[str]
+    time_limit: float
+    priority_class: str
+    sites: list[str] | None
+    submitted_at: float
+    started_at: float | None
+    ended_at: float | None
+    exit_code: int | None
+    placement: list[dict[str, Any]] | None
+    site: str | None
+    gpu_type: str | None
+    wait_code: str | None
+    wait_message: str | None
+    estimated_start: float | None
+    position: int | None = Field(
+        default=None, description="1-based place among pending jobs (queue view only)."
+    )
+
+
+class JobDetail(JobOut):
+    events: list[EventOut]
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+    next: str | None = Field(description="Pass as 'before' to get the next page; null at the end.")
+
+
+class ExplainOut(BaseModel):
+    id: str
+    state: str
+    summary: str
+    wait_code: str | None
+    wait_message: str | None
+    estimated_start: float | None
+    position: int | None
+    pending_total: int
+    last_event: EventOut | None
+
+
+class LogOut(BaseModel):
+    stream: str
+    offset: int
+    next_offset: int
+    size: int
+    data: str
+    complete: bool
+
+
+class TenantUseOut(BaseModel):
+    tenant: str
+    share: float
+    share_fraction: float
+    gpus_in_use: dict[str, int]
+    gpu_fraction_in_use: float
+    quota_nominal: dict[str, int]
+    pending_jobs: int
+
+
+class QueueOut(BaseModel):
+    jobs: list[JobOut]
+    tenants: list[TenantUseOut]
+    total_gpus: int
+
+
+class ProjectUsageOut(BaseModel):
+    tenant: str
+    project: str
+    jobs: int
+    gpu_hours: float
+    running_gpus: int
+
+
+class UsageOut(BaseModel):
+    projects: list[ProjectUsageOut]
+
+
+# --- tenancy -----------------------------------------------------------------
+
+
+class WhoAmI(BaseModel):
+    user: str
+    role: str
+    tenant: str | None
+
+    @staticmethod
+    def of(caller: Caller) -> WhoAmI:
+        return WhoAmI(user=caller.user, role=caller.role.value, tenant=caller.tenant)
+
+
+class TenantIn(Strict):
+    name: str = Field(max_length=64)
+    kind: str = "university"
+    country: str = Field(default="MA", max_length=2)
+    share: float = Field(default=1.0, allow_inf_nan=False)
+
+
+class TenantOut(BaseModel):
+    name: str
+    kind: str
+    country: str
+    share: float
+    created_at: float
+
+
+class ProjectIn(Strict):
+    name: str = Field(max_length=64)
+    tenant: str | None = Field(default=None, description="Required for operators.")
+
+
+class ProjectOut(BaseModel):
+    name: str
+    tenant: str
+    created_at: float
+
+
+class UserIn(Strict):
+    name: str = Field(max_length=64)
+    role: str = "member"
+    tenant: str | None = Field(
+        default=None, description="Default: the caller's tenant. Operators have none."
+    )
+    email: str | None = Field(default=None, max_length=254)
+
+
+class UserOut(BaseModel):
+    name: str
+    role: str
+    tenant: str | None
+    email: str | None
+    created_at: float
+
+
+class TokenIn(Strict):
+    user: str | None = Field(default=None, description="Default: the caller.")
+    ttl_seconds: float | None = Field(
+        default=None, allow_inf_nan=False, le=100 * 366 * 86400,
+        description="Lifetime; null: no expiry.",
+    )
+    label: str = Field(default="", max_length=64)
+
+
+class TokenOut(BaseModel):
+    id: int
+    user: str
+    prefix: str
+    label: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+    last_used_at: float | None
+
+
+class TokenIssued(TokenOut):
+    token: str = Field(description="The secret. Shown once: store it now.")
+
+
+# --- hardware and quotas -------------------------------------------------------
+
+
+class SiteOut(BaseModel):
+    name: str
+    country: str
+    currency: str
+    executor: str
+    state: str
+    reason: str
+
+
+class NodeOut(BaseModel):
+    name: str
+    site: str
+    gpu_type: str
+    gpu_count: int
+    domains: list[str]
+    state: str
+    reason: str
+    virtual: bool
+
+
+class DrainIn(Strict):
+    reason: str = Field(default="", max_length=500)
+
+
+class QuotaIn(Strict):
+    tenant: str
+    site: str
+    gpu_type: str
+    nominal: int = Field(ge=0, le=MAX_INT)
+    borrowing_limit: int | None = Field(default=None, ge=0, le=MAX_INT)
+    lending_limit: int | None = Field(default=None, ge=0, le=MAX_INT)
+
+
+class QuotaOut(BaseModel):
+    tenant: str
+    site: str
+    gpu_type: str
+    nominal: int
+    borrowing_limit: int | None
+    lending_limit: int | None
+
+
+class PriorityClassOut(BaseModel):
+    name: str
+    value: int
+    preemptible: bool
+    can_preempt: bool
+    grace_seconds: float
+
+
+class Health(BaseModel):
+    status: str
+
+
+def event_out(e: m.JobEvent) -> EventOut:
+    return EventOut(
+        at=e.at, from_state=e.from_state, to_state=e.to_state, code=e.code, reason=e.reason,
+        attempt=e.attempt,
+    )

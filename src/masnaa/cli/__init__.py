@@ -1,0 +1,1 @@
+"""The ``masnaa`` command (Typer + Rich). Each verb group lives in its own module."""

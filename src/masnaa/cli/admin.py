@@ -1,0 +1,237 @@
+"""``masnaa admin``: tenants, projects, users, tokens, nodes and quotas.
+
+Each resource is a sub-command with ``list`` and the changes its role allows
+(the API enforces who may do what; these verbs only ask). Tables by default,
+``--json`` for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from masnaa.cli.jobs import ago, api, out, parse_duration
+
+admin = typer.Typer(help="Administer tenants, projects, users, tokens, nodes and quotas.",
+                    no_args_is_help=True)
+tenants = typer.Typer(help="Organisations using the factory.", no_args_is_help=True)
+projects = typer.Typer(help="Projects of a tenant (jobs are charged to one).", no_args_is_help=True)
+users = typer.Typer(help="People and their roles.", no_args_is_help=True)
+tokens = typer.Typer(help="API tokens (shown once, hashed at rest).", no_args_is_help=True)
+nodes = typer.Typer(help="Nodes of the factory; drain and undrain.", no_args_is_help=True)
+quotas = typer.Typer(help="Guaranteed GPUs per tenant, site and GPU type.", no_args_is_help=True)
+for _name, _sub in (
+    ("tenants", tenants), ("projects", projects), ("users", users), ("tokens", tokens),
+    ("nodes", nodes), ("quotas", quotas),
+):
+    admin.add_typer(_sub, name=_name)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _print(rows: list[dict[str, Any]], columns: list[str], as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    if not rows:
+        out.print("none")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in columns:
+        table.add_column(col.upper().replace("_", " "), overflow="fold")
+    now = time.time()
+    for row in rows:
+        cells = []
+        for col in columns:
+            value = row.get(col)
+            if col.endswith("_at"):
+                cells.append(ago(value, now))
+            elif isinstance(value, dict):
+                cells.append(", ".join(f"{k}={v}" for k, v in value.items()) or "-")
+            elif isinstance(value, list):
+                cells.append(",".join(str(v) for v in value) or "-")
+            else:
+                cells.append("-" if value is None or value == "" else str(value))
+        table.add_row(*cells)
+    out.print(table)
+
+
+# --- tenants -----------------------------------------------------------------
+
+
+@tenants.command("list")
+def tenants_list(as_json: JsonFlag = False) -> None:
+    with api() as c:
+        _print(c.tenants(), ["name", "kind", "country", "share", "created_at"], as_json)
+
+
+@tenants.command("create")
+def tenants_create(
+    name: str,
+    kind: Annotated[str, typer.Option(help="university, research-institute, startup, ...")] = (
+        "university"
+    ),
+    country: Annotated[str, typer.Option(help="ISO 3166 alpha-2 home country.")] = "MA",
+    share: Annotated[float, typer.Option(help="Fair-share weight.")] = 1.0,
+) -> None:
+    with api() as c:
+        t = c.create_tenant(name, kind=kind, country=country.upper(), share=share)
+    out.print(f"tenant {t['name']} created ({t['kind']}, {t['country']}, share {t['share']})")
+
+
+# --- projects -------------------------------------------------------------------
+
+
+@projects.command("list")
+def projects_list(
+    tenant: Annotated[str | None, typer.Option()] = None, as_json: JsonFlag = False
+) -> None:
+    with api() as c:
+        _print(c.projects(tenant=tenant), ["tenant", "name", "created_at"], as_json)
+
+
+@projects.command("create")
+def projects_create(
+    name: str,
+    tenant: Annotated[str | None, typer.Option(help="Operators must name it.")] = None,
+) -> None:
+    with api() as c:
+        p = c.create_project(name, tenant=tenant)
+    out.print(f"project {p['tenant']}/{p['name']} created")
+
+
+# --- users -----------------------------------------------------------------------
+
+
+@users.command("list")
+def users_list(
+    tenant: Annotated[str | None, typer.Option()] = None, as_json: JsonFlag = False
+) -> None:
+    with api() as c:
+        _print(c.users(tenant=tenant), ["name", "role", "tenant", "email", "created_at"], as_json)
+
+
+@users.command("create")
+def users_create(
+    name: str,
+    role: Annotated[str, typer.Option(help="member, tenant-admin or operator.")] = "member",
+    tenant: Annotated[str | None, typer.Option()] = None,
+    email: Annotated[str | None, typer.Option()] = None,
+    with_token: Annotated[
+        bool, typer.Option("--token", help="Also issue a token and print it.")
+    ] = False,
+) -> None:
+    with api() as c:
+        u = c.create_user(name, role=role, tenant=tenant, email=email)
+        out.print(f"user {u['name']} created ({u['role']} of {u['tenant'] or 'the factory'})")
+        if with_token:
+            t = c.issue_token(user=name, label="created with the user")
+            out.print(f"token (shown once): {t['token']}")
+
+
+# --- tokens ----------------------------------------------------------------------
+
+
+@tokens.command("list")
+def tokens_list(
+    user: Annotated[str | None, typer.Option()] = None, as_json: JsonFlag = False
+) -> None:
+    with api() as c:
+        _print(
+            c.tokens(user=user),
+            ["id", "user", "prefix", "label", "created_at", "expires_at", "revoked_at",
+             "last_used_at"],
+            as_json,
+        )
+
+
+@tokens.command("issue")
+def tokens_issue(
+    user: Annotated[str | None, typer.Option(help="Default: yourself.")] = None,
+    ttl: Annotated[str | None, typer.Option(help="Lifetime, e.g. 30d; default: none.")] = None,
+    label: Annotated[str, typer.Option()] = "",
+) -> None:
+    with api() as c:
+        t = c.issue_token(
+            user=user, ttl_seconds=parse_duration(ttl) if ttl else None, label=label
+        )
+    out.print(f"token {t['id']} for {t['user']}" + (
+        f", expires {ago(t['expires_at'])}" if t["expires_at"] else ""
+    ))
+    typer.echo(t["token"])
+
+
+@tokens.command("revoke")
+def tokens_revoke(token_id: int) -> None:
+    with api() as c:
+        t = c.revoke_token(token_id)
+    out.print(f"token {t['id']} of {t['user']} revoked")
+
+
+# --- nodes -----------------------------------------------------------------------
+
+
+@nodes.command("list")
+def nodes_list(
+    site: Annotated[str | None, typer.Option()] = None, as_json: JsonFlag = False
+) -> None:
+    with api() as c:
+        _print(
+            c.nodes(site=site),
+            ["name", "site", "gpu_type", "gpu_count", "state", "reason", "virtual"],
+            as_json,
+        )
+
+
+@nodes.command("drain")
+def nodes_drain(node: str, reason: Annotated[str, typer.Option()] = "") -> None:
+    with api() as c:
+        n = c.drain(node, reason)
+    out.print(f"node {n['name']}: {n['state']}" + (f" ({n['reason']})" if n["reason"] else ""))
+
+
+@nodes.command("undrain")
+def nodes_undrain(node: str, reason: Annotated[str, typer.Option()] = "") -> None:
+    with api() as c:
+        n = c.undrain(node, reason)
+    out.print(f"node {n['name']}: {n['state']}")
+
+
+# --- quotas ----------------------------------------------------------------------
+
+
+@quotas.command("list")
+def quotas_list(
+    tenant: Annotated[str | None, typer.Option()] = None, as_json: JsonFlag = False
+) -> None:
+    with api() as c:
+        _print(
+            c.quotas(tenant=tenant),
+            ["tenant", "site", "gpu_type", "nominal", "borrowing_limit", "lending_limit"],
+            as_json,
+        )
+
+
+@quotas.command("set")
+def quotas_set(
+    tenant: str,
+    site: str,
+    gpu_type: str,
+    nominal: int,
+    borrowing_limit: Annotated[int | None, typer.Option()] = None,
+    lending_limit: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    with api() as c:
+        q = c.set_quota(
+            tenant=tenant, site=site, gpu_type=gpu_type, nominal=nominal,
+            borrowing_limit=borrowing_limit, lending_limit=lending_limit,
+        )
+    out.print(f"quota of {q['tenant']} at {q['site']}: {q['nominal']} × {q['gpu_type']}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(admin, name="admin")

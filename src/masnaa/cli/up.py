@@ -1,0 +1,263 @@
+"""``masnaa up`` (the whole factory in one process) and ``masnaa loop`` (the control loop alone).
+
+``masnaa up`` on a fresh machine:
+
+1. migrates the database (default ``sqlite:///$MASNAA_HOME/masnaa.sqlite``);
+2. applies the factory: ``--factory FILE`` (TOML, see ``examples/factory.toml``)
+   or, without one, this machine's GPUs (NVML) or a virtual inventory
+   (``--virtual-gpus 2x8``), labelled as such — idempotent on every run;
+3. bootstraps, on the first run only, an operator, a default tenant
+   (``local``) and project (``default``), and writes the operator's URL and
+   token to ``$MASNAA_HOME/credentials.toml`` so the CLI works at once;
+4. serves the API and the web portal with uvicorn and runs the control loop
+   in a thread of the same process, and prints where everything is.
+
+Ctrl-C (or SIGTERM) stops the server and the loop. Running jobs keep running
+under their supervisors; the next ``masnaa up`` (or ``masnaa loop``) adopts
+them, and records the real exit status of those that ended meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from sqlalchemy import Engine, select
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DEFAULT_PORT = 8642
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    url: str
+    db_url: str
+    home: Path
+    token: str
+    gpus: str
+    """What the factory runs on, in words (real or virtual, and how many)."""
+    applied: str
+
+
+def _fail(message: str, code: str) -> typer.Exit:
+    err.print(f"[red]error[/red] ({code}): {message}")
+    return typer.Exit(1)
+
+
+def prepare(
+    engine: Engine,
+    *,
+    db_url: str,
+    home: Path,
+    url: str,
+    factory: Path | None,
+    virtual_gpus: str | None,
+) -> Prepared:
+    """Migrate, apply the factory, bootstrap and write the credentials (idempotent)."""
+    from masnaa.client.config import credentials_path, read_credentials, write_credentials
+    from masnaa.discovery import discover
+    from masnaa.factory import FactoryError, apply_factory, from_inventory, load_factory
+    from masnaa.service.tenancy import Caller, bootstrap, issue_token
+    from masnaa.store import models as m
+    from masnaa.store.db import session_factory, upgrade
+
+    upgrade(engine)
+    if factory is not None:
+        try:
+            spec = load_factory(factory)
+        except FactoryError as exc:
+            raise _fail(str(exc), exc.code) from None
+        virtual = all(group.virtual for group in spec.nodes)
+        gpus = sum(n.gpu_count for n in spec.expand_nodes())
+        what = f"{gpus} GPUs declared in {factory}" + (" (virtual)" if virtual else "")
+    else:
+        try:
+            inventory = discover(virtual_gpus)
+        except ValueError as exc:
+            raise _fail(str(exc), "invalid-virtual-gpus") from None
+        spec = from_inventory(inventory)
+        kind = "virtual" if inventory.virtual else "real"
+        what = f"{inventory.gpu_count} {kind} GPUs — {inventory.source}"
+    sessions = session_factory(engine)
+    with sessions() as s, s.begin():
+        report = apply_factory(s, spec)
+        boot = bootstrap(s)
+        if factory is None:
+            _default_quotas(s, boot.tenant)
+        token = boot.token.secret if boot.token is not None else None
+        if token is None:
+            try:
+                known = read_credentials(home)
+                token = known.token
+            except Exception:
+                token = None
+        if token is None:
+            op = s.scalars(
+                select(m.User).where(m.User.role == m.Role.OPERATOR.value).order_by(m.User.id)
+            ).first()
+            assert op is not None
+            caller = Caller(op.id, op.name, m.Role.OPERATOR, None, None, 0)
+            token = issue_token(s, caller, None, now=_now(), label="masnaa up").secret
+    write_credentials(url, token, home)
+    os.chmod(credentials_path(home), 0o600)
+    return Prepared(url, db_url, home, token, what, report.summary())
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+def _default_quotas(session: object, tenant: str) -> None:
+    """On a discovered machine, the default tenant is guaranteed every GPU."""
+    from sqlalchemy.orm import Session
+
+    from masnaa.store import models as m
+
+    assert isinstance(session, Session)
+    owner = session.scalars(select(m.Tenant).where(m.Tenant.name == tenant)).first()
+    if (
+        owner is None
+        or session.scalars(select(m.Quota.id).where(m.Quota.tenant_id == owner.id)).first()
+        is not None
+    ):
+        return
+    totals: dict[tuple[int, int], int] = {}
+    for node in session.scalars(select(m.Node)):
+        key = (node.site_id, node.gpu_type_id)
+        totals[key] = totals.get(key, 0) + node.gpu_count
+    for (site_id, type_id), total in totals.items():
+        session.add(
+            m.Quota(tenant_id=owner.id, site_id=site_id, gpu_type_id=type_id, nominal=total)
+        )
+
+
+def up(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
+    factory: Annotated[
+        Path | None, typer.Option("--factory", "-f", help="Factory description (TOML).")
+    ] = None,
+    home: Annotated[
+        Path | None, typer.Option(help="Home directory (default: $MASNAA_HOME or ~/.masnaa).")
+    ] = None,
+    db: Annotated[
+        str | None, typer.Option(help="Database URL (default: SQLite in the home directory).")
+    ] = None,
+    virtual_gpus: Annotated[
+        str | None,
+        typer.Option(help="Virtual inventory when no GPU is found: GPUS or NODESxGPUS, e.g. 2x8."),
+    ] = None,
+    policy: Annotated[str, typer.Option(help="Scheduling policy.")] = "masnaa",
+) -> None:
+    """Run the factory here: API, portal and control loop, on SQLite and this machine's GPUs."""
+    import uvicorn
+
+    from masnaa.api.app import create_app
+    from masnaa.api.settings import Settings
+    from masnaa.service.loop import ControlLoop, LeaseHeld, LoopConfig
+    from masnaa.service.metrics import Metrics
+    from masnaa.store.db import default_db_url, make_engine, masnaa_home
+
+    if home is not None:
+        os.environ["MASNAA_HOME"] = str(home.resolve())
+    home = masnaa_home().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    db_url = db or default_db_url()
+    engine = make_engine(db_url, pool_size=10)
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = f"http://{shown_host}:{port}"
+    ready = prepare(
+        engine, db_url=db_url, home=home, url=url, factory=factory, virtual_gpus=virtual_gpus
+    )
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    metrics = Metrics()
+    settings = Settings(db_url=db_url, home=home, log_dir=home / "jobs", migrate=False)
+    app = create_app(settings, engine=engine, metrics=metrics)
+    loop = ControlLoop(
+        LoopConfig(db_url=db_url, home=home, policy=policy), engine=engine, metrics=metrics
+    )
+    try:
+        loop.start()
+    except LeaseHeld as exc:
+        raise _fail(str(exc), "loop-running") from None
+    stop = threading.Event()
+    thread = threading.Thread(target=loop.run, args=(stop,), name="masnaa-loop", daemon=True)
+    thread.start()
+    out.print(f"[bold]Masnaa[/bold] is up at {ready.url}/  (API docs: {ready.url}/api/v1/docs)")
+    out.print(f"  database     {_display(db_url)}")
+    out.print(f"  GPUs         {ready.gpus}")
+    out.print(f"  factory      {ready.applied}")
+    out.print(f"  job logs     {home / 'jobs'}")
+    out.print(f"  credentials  {home / 'credentials.toml'}")
+    out.print(f"  token        {ready.token}")
+    out.print("Try: masnaa submit --gpus 2 -- sh -c 'echo $CUDA_VISIBLE_DEVICES'   (Ctrl-C stops)")
+    out.file.flush()  # seen at once even when stdout is a file or a pipe
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    try:
+        server.run()
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        try:
+            loop.release_lease()
+        finally:
+            loop.close()
+            engine.dispose()
+        out.print("Masnaa stopped; running jobs keep running and are adopted on the next start.")
+
+
+def _display(db_url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(db_url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"{parsed.database} (SQLite)"
+    return parsed.render_as_string(hide_password=True)
+
+
+def loop(
+    home: Annotated[
+        Path | None, typer.Option(help="Home directory (default: $MASNAA_HOME).")
+    ] = None,
+    db: Annotated[str | None, typer.Option(help="Database URL.")] = None,
+    policy: Annotated[str, typer.Option(help="Scheduling policy.")] = "masnaa",
+    tick: Annotated[float, typer.Option(help="Longest seconds between passes.")] = 0.5,
+    migrate: Annotated[bool, typer.Option(help="Migrate the database first.")] = True,
+    kill_grace: Annotated[
+        float, typer.Option(help="Seconds between SIGTERM and SIGKILL at a time limit.")
+    ] = 30.0,
+    cancel_grace: Annotated[
+        float, typer.Option(help="Seconds between SIGTERM and SIGKILL on cancel.")
+    ] = 30.0,
+) -> None:
+    """Run the control loop alone (production: next to API workers; one per database)."""
+    from masnaa.service.loop import run_forever
+
+    raise typer.Exit(
+        run_forever(
+            home=home,
+            db_url=db,
+            policy=policy,
+            tick=tick,
+            migrate=migrate,
+            kill_grace=kill_grace,
+            cancel_grace=cancel_grace,
+        )
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up)
+    app.command("loop")(loop)

@@ -1,0 +1,286 @@
+"""The ``local`` executor: jobs as real child processes of this machine.
+
+Contract (see ``base`` for the words):
+
+- **Start** writes the attempt's claim (``spec.json``) and spawns a small
+  supervisor, ``python -m masnaa.executors.shim``, in a session of its own.
+  The claim is created with ``link``: a second ``start`` of the same
+  ``(job_id, attempt)`` — from this object, a new one, or another process —
+  finds it and does nothing. The shim spawns the job in a new session too, so
+  the job is its own process group and signals reach all its processes.
+- **GPUs**: the job sees exactly the placed GPUs of this node:
+  ``CUDA_VISIBLE_DEVICES`` lists their NVML indices (with
+  ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so that CUDA numbers GPUs as NVML does),
+  ``NVIDIA_VISIBLE_DEVICES`` their UUIDs where known (else the indices).
+  The user's environment cannot override these. ``MASNAA_JOB_ID``,
+  ``MASNAA_ATTEMPT``, ``MASNAA_NODELIST`` and ``MASNAA_GPUS`` describe the run.
+  A placement that spans several (declared) nodes runs the command once,
+  on the first node's GPUs, like a batch script on its first node.
+- **Environment**: a short list of variables of the executor's own
+  environment (``PATH``, ``HOME``, locale, ``USER``, ``TMPDIR``...), then the
+  spec's ``env``, then the GPU variables. Nothing else leaks from the
+  control plane (no database URL, no tokens).
+- **Files**: ``$MASNAA_HOME/jobs/<job>/<attempt>/``, see ``records``; the
+  working directory defaults to that directory.
+- **Liveness** is judged by the shim's ``flock`` on the attempt's ``lock``,
+  never by a pid alone; a pid read from a file is signalled only if its
+  process start time still matches (pid reuse).
+- **Exit status** is written by the shim durably before it exits, so a job
+  that ends while the control loop is down keeps its real exit code.
+- **Lost**: claimed, no live shim, no result (the shim was SIGKILLed, the
+  machine rebooted, or the launcher died between claim and spawn). ``poll``
+  then kills what remains of the job's process group.
+- **Stop**: ``stop.json`` (grace, reason) then SIGTERM to the shim, which
+  SIGTERMs the job's group and SIGKILLs it after the grace. A stop that
+  arrives before the shim is ready is read by the shim before it spawns.
+- **Time limit** is enforced by the shim (SIGTERM, ``kill_grace``, SIGKILL)
+  whether or not the control loop is alive.
+
+Every call returns in milliseconds; nothing here waits for a job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from masnaa.executors import records
+from masnaa.executors.base import (
+    Capabilities,
+    Executor,
+    LaunchRejected,
+    LaunchSpec,
+    Observed,
+)
+
+BASE_ENV_KEYS: tuple[str, ...] = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "TERM",
+)
+"""Variables of the executor's environment a job inherits; everything else it gets from its spec."""
+
+
+def job_environment(spec: LaunchSpec, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The exact environment the job runs with (pure; tested as such)."""
+    source = os.environ if base is None else base
+    env = {k: source[k] for k in BASE_ENV_KEYS if k in source}
+    env.update(spec.env)
+    first = spec.placement[0] if spec.placement else None
+    indices = ",".join(str(i) for i in first.indices) if first else ""
+    uuids = ",".join(first.uuids) if first and first.uuids else indices
+    env.update(
+        {
+            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+            "CUDA_VISIBLE_DEVICES": indices,
+            "NVIDIA_VISIBLE_DEVICES": uuids if uuids else "void",
+            "MASNAA_JOB_ID": spec.job_id,
+            "MASNAA_ATTEMPT": str(spec.attempt),
+            "MASNAA_NODELIST": ",".join(s.node for s in spec.placement),
+            "MASNAA_GPUS": str(sum(len(s.indices) for s in spec.placement)),
+        }
+    )
+    return env
+
+
+class LocalExecutor(Executor):
+    """Runs attempts under ``root`` (normally ``$MASNAA_HOME/jobs``)."""
+
+    name = "local"
+    capabilities = Capabilities(
+        supports_adoption=True, enforces_time_limit=True, pins_gpus=True, multi_node=False
+    )
+
+    def __init__(self, root: Path, python: str | None = None) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.python = python or sys.executable
+        # Shims this object spawned: kept only to reap them (no zombies), never for truth.
+        self._children: dict[tuple[str, int], subprocess.Popen[bytes]] = {}
+
+    def attempt_dir(self, job_id: str, attempt: int) -> Path:
+        return records.attempt_dir(self.root, job_id, attempt)
+
+    def log_files(self, job_id: str, attempt: int) -> tuple[Path, Path]:
+        d = self.attempt_dir(job_id, attempt)
+        return d / records.STDOUT, d / records.STDERR
+
+    def log_paths(self, job_id: str, attempt: int) -> tuple[str, str]:
+        out, err = self.log_files(job_id, attempt)
+        return str(out), str(err)
+
+    # -- start --------------------------------------------------------------------------------
+    def start(self, spec: LaunchSpec) -> None:
+        d = self.attempt_dir(spec.job_id, spec.attempt)
+        if (d / records.SPEC).exists():
+            return
+        d.mkdir(parents=True, exist_ok=True)
+        workdir = Path(spec.workdir) if spec.workdir else d
+        if not workdir.is_dir():
+            raise LaunchRejected(
+                f"job {spec.job_id}: working directory {str(workdir)!r} does not exist on this "
+                "machine; give an existing directory or none"
+            )
+        argv = list(spec.argv)
+        if spec.script is not None:
+            script = d / records.SCRIPT
+            script.write_text(spec.script, encoding="utf-8")
+            argv = ["/bin/sh", str(script)]
+        stdout = spec.stdout or str(d / records.STDOUT)
+        stderr = spec.stderr or str(d / records.STDERR)
+        lock_fd = os.open(d / records.LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # a shim of this attempt is alive: it was started already
+            claimed = records.create_json(
+                d / records.SPEC,
+                {
+                    "job_id": spec.job_id,
+                    "attempt": spec.attempt,
+                    "argv": argv,
+                    "env": job_environment(spec),
+                    "workdir": str(workdir),
+                    "stdout": stdout,
+                    "stderr": stderr,
+                    "time_limit": spec.time_limit,
+                    "kill_grace": spec.kill_grace,
+                    "claimed_at": time.time(),
+                },
+            )
+            if not claimed:
+                return
+            with open(d / "shim.log", "ab") as shim_log:
+                child = subprocess.Popen(
+                    [self.python, "-m", "masnaa.executors.shim", str(d), "--lock-fd", str(lock_fd)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=shim_log,
+                    stderr=shim_log,
+                    pass_fds=(lock_fd,),
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            self._children[(spec.job_id, spec.attempt)] = child
+        finally:
+            # The shim holds the lock through its inherited copy; ours goes.
+            os.close(lock_fd)
+
+    # -- stop ---------------------------------------------------------------------------------
+    def stop(self, job_id: str, attempt: int, grace_seconds: float, reason: str) -> None:
+        d = self.attempt_dir(job_id, attempt)
+        if not (d / records.SPEC).exists() or (d / records.RESULT).exists():
+            return
+        records.create_json(
+            d / records.STOP,
+            {"grace": max(0.0, grace_seconds), "reason": reason, "requested_at": time.time()},
+        )
+        shim = records.read_json(d / records.SHIM)
+        if shim and records.same_process(shim.get("pid"), shim.get("start_ticks")):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(shim["pid"]), signal.SIGTERM)
+        # No shim.json yet: the shim reads stop.json itself before spawning the job.
+
+    # -- poll ---------------------------------------------------------------------------------
+    def poll(self, job_id: str, attempt: int) -> Observed:
+        d = self.attempt_dir(job_id, attempt)
+        child = self._children.get((job_id, attempt))
+        if child is not None and child.poll() is not None:
+            del self._children[(job_id, attempt)]  # reaped
+        result = records.read_json(d / records.RESULT)
+        if result is not None:
+            return _observed_exit(result)
+        if not (d / records.SPEC).exists():
+            return Observed("absent")
+        if child is not None and child.returncode is None:
+            return Observed("running", started_at=self._started_at(d))
+        if self._supervised(d):
+            return Observed("running", started_at=self._started_at(d))
+        # No supervisor holds the lock: the result may have landed just before it let go.
+        result = records.read_json(d / records.RESULT)
+        if result is not None:
+            return _observed_exit(result)
+        self._kill_orphans(d)
+        return Observed(
+            "lost",
+            started_at=self._started_at(d),
+            message="its supervisor is gone and no exit status was recorded",
+        )
+
+    @staticmethod
+    def _supervised(d: Path) -> bool:
+        try:
+            fd = os.open(d / records.LOCK, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # also drops the lock if we took it
+        return False
+
+    @staticmethod
+    def _started_at(d: Path) -> float | None:
+        job = records.read_json(d / records.JOB)
+        return float(job["started_at"]) if job else None
+
+    @staticmethod
+    def _kill_orphans(d: Path) -> None:
+        job = records.read_json(d / records.JOB)
+        if job and records.same_process(job.get("pid"), job.get("start_ticks")):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(job["pid"]), signal.SIGKILL)
+
+    def news(self) -> bool:
+        # A shim this object spawned has exited: its run has a result to read.
+        return any(child.poll() is not None for child in self._children.values())
+
+    def running_attempts(self) -> list[tuple[str, int]]:
+        """Attempts under ``root`` whose supervisor is alive (for orphan checks)."""
+        found = []
+        for lock in self.root.glob(f"*/*/{records.LOCK}"):
+            d = lock.parent
+            if self._supervised(d) and d.name.isdigit():
+                found.append((d.parent.name, int(d.name)))
+        return found
+
+    def close(self) -> None:
+        for child in self._children.values():
+            child.poll()  # reap if done; the rest keep running on their own
+
+
+def _observed_exit(result: dict[str, object]) -> Observed:
+    def _num(key: str) -> float | None:
+        value = result.get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    code = result.get("exit_code")
+    sig = result.get("signal")
+    reason = result.get("reason")
+    stop_reason = result.get("stop_reason")
+    return Observed(
+        "exited",
+        exit_code=code if isinstance(code, int) else None,
+        signal=sig if isinstance(sig, int) else None,
+        reason=reason if reason in ("exited", "stopped", "time-limit", "launch-failed") else None,
+        stop_reason=stop_reason if isinstance(stop_reason, str) else None,
+        started_at=_num("started_at"),
+        ended_at=_num("ended_at"),
+        message=str(result.get("message") or ""),
+    )

@@ -1,0 +1,191 @@
+"""The supervisor of one local attempt: ``python -m masnaa.executors.shim ATTEMPT_DIR --lock-fd N``.
+
+The local executor starts one shim per attempt, in a session of its own, so
+the shim outlives the control loop: if the loop is killed -9, the job keeps
+running and its exit status is still recorded. The shim:
+
+1. holds the attempt's ``lock`` (inherited as ``--lock-fd``) until it exits:
+   lock held ⇔ a supervisor is alive;
+2. installs its SIGTERM handler, then writes ``shim.json`` (pid + start time);
+3. spawns the job in a new session (so the job is its own process group),
+   with stdin from /dev/null and stdout/stderr appended to the log files;
+4. enforces the time limit: SIGTERM to the job's group, ``kill_grace``
+   seconds, then SIGKILL;
+5. on SIGTERM (a stop request; grace and reason read from ``stop.json``)
+   does the same with the requested grace;
+6. after the job ends, SIGKILLs whatever is left of its process group and
+   writes ``result.json`` atomically, *then* exits (releasing the lock).
+
+Exit codes follow the shell: a job ended by signal N has ``exit_code`` 128+N
+and ``signal`` N. A command that cannot be executed gets 127 (not found) or
+126 (not executable), like a shell would, with the reason ``launch-failed``.
+Only the standard library and ``records`` are imported, so it starts fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from masnaa.executors import records
+
+
+class _Supervisor:
+    def __init__(self, directory: Path, spec: dict[str, Any]) -> None:
+        self.dir = directory
+        self.spec = spec
+        self.child: subprocess.Popen[bytes] | None = None
+        self.reason: str | None = None  # "stopped" or "time-limit" once escalation began
+        self.stop_reason: str | None = None
+        self.grace = float(spec.get("kill_grace", 30.0))
+        # Re-entrant: the SIGTERM handler runs on the main thread, possibly inside a guarded block.
+        self._guard = threading.RLock()
+        self._term_sent = False
+        self._timers: list[threading.Timer] = []
+
+    # -- escalation: SIGTERM to the group, grace, SIGKILL ---------------------------------------
+    def escalate(self, reason: str, grace: float, stop_reason: str | None) -> None:
+        with self._guard:
+            if self.reason is not None:
+                return
+            self.reason, self.grace, self.stop_reason = reason, grace, stop_reason
+        self._send_term()
+
+    def _send_term(self) -> None:
+        with self._guard:
+            child = self.child
+            if child is None or self._term_sent or self.reason is None:
+                return
+            self._term_sent = True
+        self._signal_group(signal.SIGTERM)
+        self._after(self.grace, lambda: self._signal_group(signal.SIGKILL))
+
+    def _signal_group(self, sig: int) -> None:
+        if self.child is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.child.pid, sig)
+
+    def _after(self, seconds: float, action: Any) -> None:
+        timer = threading.Timer(max(0.0, seconds), action)
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
+
+    def on_sigterm(self, _signum: int, _frame: object) -> None:
+        request = records.read_json(self.dir / records.STOP) or {}
+        grace = float(request.get("grace", self.grace))
+        self.escalate("stopped", grace, request.get("reason", "signal"))
+
+    # -- the run ---------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        spec = self.spec
+        started = time.time()
+        if (self.dir / records.STOP).exists():
+            # Stopped before it began: the job never ran.
+            request = records.read_json(self.dir / records.STOP) or {}
+            return self._result(None, None, "stopped", started, request.get("reason"), "")
+        out = open(spec["stdout"], "ab")  # noqa: SIM115 - handed to the child, closed below
+        err = open(spec["stderr"], "ab")  # noqa: SIM115
+        try:
+            try:
+                child = subprocess.Popen(
+                    spec["argv"],
+                    cwd=spec["workdir"],
+                    env=spec["env"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except OSError as exc:
+                code = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
+                message = f"cannot execute {spec['argv'][0]!r}: {exc.strerror}"
+                err.write(f"masnaa: {message}\n".encode())
+                return self._result(code, None, "launch-failed", started, None, message)
+        finally:
+            out.close()
+            err.close()
+        started = time.time()
+        with self._guard:
+            self.child = child
+        records.write_json(
+            self.dir / records.JOB,
+            {
+                "pid": child.pid,
+                "start_ticks": records.process_start_ticks(child.pid),
+                "started_at": started,
+            },
+        )
+        self._send_term()  # a stop that arrived while spawning
+        self._after(
+            float(spec["time_limit"]),
+            lambda: self.escalate("time-limit", float(spec.get("kill_grace", 30.0)), None),
+        )
+        returncode = child.wait()
+        for timer in self._timers:
+            timer.cancel()
+        # Whatever the job left behind in its group goes with it.
+        self._signal_group(signal.SIGKILL)
+        sig = -returncode if returncode < 0 else None
+        code = 128 + sig if sig is not None else returncode
+        return self._result(code, sig, self.reason or "exited", started, self.stop_reason, "")
+
+    def _result(
+        self,
+        code: int | None,
+        sig: int | None,
+        reason: str,
+        started: float,
+        stop_reason: str | None,
+        message: str,
+    ) -> dict[str, Any]:
+        return {
+            "exit_code": code,
+            "signal": sig,
+            "reason": reason,
+            "stop_reason": stop_reason,
+            "started_at": started,
+            "ended_at": time.time(),
+            "message": message,
+        }
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[1] != "--lock-fd":
+        sys.stderr.write("usage: python -m masnaa.executors.shim ATTEMPT_DIR --lock-fd N\n")
+        return 2
+    directory = Path(argv[0])
+    lock_fd = int(argv[2])
+    # The launcher already holds the lock through this very descriptor; taking it again is a
+    # no-op that documents the invariant (and fails loudly if the descriptor is wrong).
+    fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    spec = records.read_json(directory / records.SPEC)
+    if spec is None:
+        sys.stderr.write(f"masnaa shim: no {records.SPEC} in {directory}\n")
+        return 2
+    supervisor = _Supervisor(directory, spec)
+    signal.signal(signal.SIGTERM, supervisor.on_sigterm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    records.write_json(
+        directory / records.SHIM,
+        {"pid": os.getpid(), "start_ticks": records.process_start_ticks(os.getpid())},
+    )
+    result = supervisor.run()
+    records.write_json(directory / records.RESULT, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

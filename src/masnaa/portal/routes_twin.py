@@ -1,0 +1,133 @@
+"""``/ops/twin``: run a digital-twin comparison of policies and see its charts (operators).
+
+The page drives ``masnaa.sim.compare`` — the same code as ``masnaa sim`` —
+on a seeded synthetic workload. Same parameters, same result: the form is a
+plain GET, so a comparison is a link an operator can share. Nothing is
+stored. The run is bounded (``MAX_JOBS`` jobs, the non-oracle policies plus
+``srtf-oracle`` as a bound) so a page answers in seconds; larger studies
+belong to ``masnaa sim`` on the command line.
+
+Charts are inline SVG drawn on the server (``portal.charts``): utilisation
+over virtual time and the distribution of job completion times; the table
+below them holds the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from masnaa.portal.charts import Series, line_chart
+from masnaa.portal.i18n import Lang
+from masnaa.portal.web import PageDep, PortalRoute
+from masnaa.scheduler import POLICIES
+
+router = APIRouter(route_class=PortalRoute, include_in_schema=False)
+MAX_JOBS = 5000
+DEFAULT_POLICIES = ("masnaa", "fifo-backfill", "las")
+
+
+@dataclass(frozen=True, slots=True)
+class TwinForm:
+    jobs: int
+    seed: int
+    tenants: int
+    load: float
+    policies: tuple[str, ...]
+
+
+def run_twin(form: TwinForm) -> dict[str, Any]:
+    from masnaa.sim.compare import compare
+    from masnaa.sim.engine import EngineConfig
+    from masnaa.sim.loaders import TraceSource, load_trace
+    from masnaa.sim.shape import size_for
+
+    source = TraceSource(seed=form.seed, jobs=form.jobs, capacity_gpus=256,
+                         target_load=form.load, tenants=form.tenants)
+    trace = load_trace("synthetic", source)
+    sizing = size_for(trace, load=form.load, gpus=None)
+    return compare(trace, list(form.policies), sizing, EngineConfig())
+
+
+def charts(doc: dict[str, Any], lang: Lang) -> list[Any]:
+    policies = doc["policies"]
+    hours = lambda v: lang.number(v / 3600, 1)  # noqa: E731
+    utilisation = [
+        Series(p["label"], [
+            (i * p["series"]["bin_seconds"], u) for i, u in enumerate(p["series"]["utilisation"])
+        ])
+        for p in policies
+    ]
+    cdf = []
+    for p in policies:
+        q = p["series"]["jct_quantiles"]
+        cdf.append(Series(p["label"], [(v, i / (len(q) - 1)) for i, v in enumerate(q)]))
+    def short_hours(v: float) -> str:
+        h = v / 3600
+        return lang.number(h, 2 if h < 1 else 1 if h < 10 else 0)
+
+    titles = (
+        lang.gettext("GPU utilisation over time (hours)"),
+        lang.gettext("Share of jobs finished within a time (hours, log)"),
+    )
+    return [
+        (titles[0], line_chart(utilisation, title=titles[0], fmt_x=hours, fmt_y=lang.percent,
+                               y_max=1.0)),
+        (titles[1], line_chart(cdf, title=titles[1], fmt_x=short_hours, fmt_y=lang.percent,
+                               log_x=True, y_max=1.0)),
+    ]
+
+
+def _read(raw: str, kind: type, lo: float, hi: float) -> Any:
+    """A number typed in the form, or ``None`` when it is not one in [lo, hi]."""
+    try:
+        value = kind(raw.strip().replace(",", "."))
+    except ValueError:
+        return None
+    return value if lo <= value <= hi else None
+
+
+@router.get("/ops/twin")
+async def twin(
+    page: PageDep,
+    jobs: Annotated[str, Query(max_length=16)] = "2000",
+    seed: Annotated[str, Query(max_length=16)] = "0",
+    tenants: Annotated[str, Query(max_length=16)] = "6",
+    load: Annotated[str, Query(max_length=16)] = "0.9",
+    policy: Annotated[list[str] | None, Query(max_length=len(POLICIES))] = None,
+    run: bool = False,
+) -> Response:
+    page.operator()
+    values = {"jobs": jobs, "seed": seed, "tenants": tenants, "load": load}
+    parsed = {
+        "jobs": _read(jobs, int, 100, MAX_JOBS),
+        "seed": _read(seed, int, 0, 2**31),
+        "tenants": _read(tenants, int, 1, 50),
+        "load": _read(load, float, 0.1, 2.0),
+    }
+    bounds = {"jobs": (100, MAX_JOBS), "seed": (0, 2**31), "tenants": (1, 50), "load": (0.1, 2.0)}
+    errors = {
+        name: page._("Enter a number from %(lo)s to %(hi)s.", lo=page.lang.number(lo, 1 if
+                     name == "load" else 0), hi=page.lang.number(hi, 1 if name == "load" else 0))
+        for name, (lo, hi) in bounds.items()
+        if parsed[name] is None
+    }
+    chosen = tuple(p for p in (policy or DEFAULT_POLICIES) if p in POLICIES) or DEFAULT_POLICIES
+    doc = None
+    if run and not errors:
+        form = TwinForm(parsed["jobs"], parsed["seed"], parsed["tenants"], parsed["load"], chosen)
+        doc = await run_in_threadpool(run_twin, form)
+    return page.render(
+        "ops_twin.html",
+        status=422 if errors else 200,
+        values=values,
+        errors=errors,
+        chosen=chosen,
+        all_policies=sorted(POLICIES),
+        oracle={name: bool(getattr(cls, "oracle", False)) for name, cls in POLICIES.items()},
+        doc=doc,
+        charts=charts(doc, page.lang) if doc else [],
+    )

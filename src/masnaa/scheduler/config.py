@@ -1,0 +1,102 @@
+"""``SchedulerConfig``: the policy name and the knobs of one scheduling pass.
+
+Every knob has a default that works for a 10,000-GPU factory; each says what
+it trades. Validation happens at construction: an unknown policy raises
+``KeyError`` naming the valid ones; an out-of-range knob raises ``ValueError``.
+The fair-share half-life is not here: it belongs to the ``UsageLedger``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from masnaa.scheduler.queue import DEFAULT_LAS_THRESHOLDS
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    policy: str = "masnaa"
+    """Name of a policy in ``POLICIES``."""
+
+    backfill_depth: int = 1_000
+    """Most jobs examined after the first job that could not start (Slurm's
+    ``bf_max_job_test``). Bounds the cost of a pass; jobs beyond it share
+    ``Decision.default_wait``."""
+
+    las_thresholds: tuple[float, ...] = DEFAULT_LAS_THRESHOLDS
+    """Attained-service thresholds (GPU-seconds) between service levels; must equal the
+    ``PendingQueue``'s."""
+
+    starvation_limit: float = 6 * 3_600.0
+    """Seconds a job may wait in the queue before it is promoted ahead of every job of its
+    priority class that is not starving (``las``, ``masnaa``)."""
+
+    default_grace: float = 120.0
+    """Checkpoint grace for victims whose priority class is unknown."""
+
+    max_preemptions_per_pass: int = 32
+    """Most preemptions one pass may issue."""
+
+    preemption_attempts_per_pass: int = 4
+    """Most blocked jobs one pass tries to make room for by preemption."""
+
+    max_victims_per_job: int = 64
+    """Most victims one blocked job may cause to stop."""
+
+    victim_scan_limit: int = 256
+    """Most running jobs one preemption attempt examines (in least-loss order)."""
+
+    min_run_before_preemption: float = 300.0
+    """A job that has run less than this (seconds) in its current run is never a victim
+    of fair-share or service-level preemption (priority and quota reclaim ignore it).
+    Damps thrashing."""
+
+    fair_share_horizon: float = 3_600.0
+    """``masnaa`` ranks tenants by ``(decayed usage + running GPUs × horizon) / share``: the
+    horizon makes the GPUs a tenant holds right now count, so one pass spreads starts
+    over tenants instead of handing all free GPUs to the least-served one."""
+
+    fair_share_preemption: bool = True
+    """``masnaa`` may preempt a job of a tenant more served than the waiting job's tenant
+    (relative to shares) when the victim has reached a higher service level."""
+
+    reclaim_after: float = 0.0
+    """Seconds a job within its nominal quota waits for GPUs to free up on their own before
+    it reclaims lent GPUs by preemption."""
+
+    share_guard: bool = True
+    victims_oldest_first: int = 0
+    """experimental"""
+
+    service_first: bool = False
+    """``masnaa`` orders by service level before fair share (experimental)."""
+
+    estimate_depth: int = 16
+    """Waiting jobs, after the reserved one, that get an estimated start time."""
+
+    def __post_init__(self) -> None:
+        from masnaa.scheduler.policies import POLICIES
+
+        if self.policy not in POLICIES:
+            raise KeyError(
+                f"unknown scheduling policy {self.policy!r}; valid names: "
+                + ", ".join(sorted(POLICIES))
+            )
+        for name in (
+            "backfill_depth",
+            "max_preemptions_per_pass",
+            "preemption_attempts_per_pass",
+            "max_victims_per_job",
+            "victim_scan_limit",
+            "estimate_depth",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        for name in ("starvation_limit", "default_grace", "min_run_before_preemption"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be ≥ 0 seconds, got {getattr(self, name)}")
+        if self.fair_share_horizon < 0:
+            raise ValueError(f"fair_share_horizon must be ≥ 0, got {self.fair_share_horizon}")
+        t = self.las_thresholds
+        if list(t) != sorted(t) or any(x <= 0 for x in t):
+            raise ValueError(f"las_thresholds must be positive and ascending, got {t!r}")

@@ -1,0 +1,894 @@
+"""``decide()``: one scheduling pass, in named phases.
+
+    order → admit → place → preempt → backfill (reserve) → explain
+
+``order`` merges the heads of the ``PendingQueue``'s sub-queues by the
+policy's key and yields jobs lazily; each job then goes through ``admit``
+(rejection of impossible jobs, allocation balance), ``place`` (quota per pool,
+topology-aware best fit, avoiding nodes reserved for the blocked head unless
+the job ends before the reservation), ``preempt`` (claim GPUs of jobs already
+being preempted, then least-loss victims the policy allows) and, for the first
+job that still cannot start, ``reserve`` (EASY: the earliest time it fits given
+running jobs' expected ends, on the nodes it would then use). The scan stops
+when nothing further can fit (no free GPU or no node with room for the smallest
+task pending, and no preemption budget left), at the first blocked job for
+head-of-line policies, or after ``backfill_depth`` blocked jobs. ``explain``
+gives estimated start times to a bounded number of blocked jobs.
+
+Purity: the pass works on a ``View`` (copy-on-write overlay) and never writes
+the snapshot, its state, the ledger or the queue. The oracle is stripped for
+non-oracle policies before any phase runs.
+
+Start estimates: the earliest time at which the job would fit if running jobs
+released their GPUs at their expected ends (``RunningJob.expected_end``,
+capped by a preemption deadline; jobs started in this pass end at
+``now + time_limit``) and the reserved job took its reservation at its
+time. Other waiting jobs are not counted, so an estimate is a lower bound.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import heapq
+import math
+from collections.abc import Iterable, Iterator, Mapping, Reversible
+from dataclasses import dataclass
+
+from masnaa.domain.job import Job, Placement, RunningJob
+from masnaa.domain.tenancy import PriorityClass, Quota
+from masnaa.scheduler.config import SchedulerConfig
+from masnaa.scheduler.decision import Decision, Preemption, Reservation, Start, Wait, WaitCode
+from masnaa.scheduler.place import best_placement, place_in_pool
+from masnaa.scheduler.policies import POLICIES, Key, Policy
+from masnaa.scheduler.queue import Entry, PendingQueue
+from masnaa.scheduler.snapshot import Snapshot
+from masnaa.scheduler.state import Pool, effective_end
+from masnaa.scheduler.view import Held, View
+
+PoolsByType = tuple[tuple[Pool, ...], ...]
+"""Eligible pools of a job, grouped by acceptable GPU type in preference order."""
+
+
+def decide(
+    snapshot: Snapshot, pending: PendingQueue, now: float, config: SchedulerConfig
+) -> Decision:
+    """Choose what to start, preempt and reserve now; explain why the rest waits.
+
+    Never mutates ``snapshot`` (nor its state and ledger) or ``pending``.
+    Deterministic: the same inputs give the same decision. Raises ``ValueError``
+    if ``pending`` was built with other service-level thresholds than
+    ``config.las_thresholds``.
+    """
+    policy = POLICIES[config.policy]
+    if not policy.oracle and snapshot.oracle is not None:
+        snapshot = dataclasses.replace(snapshot, oracle=None)
+    if pending.level_thresholds != config.las_thresholds:
+        raise ValueError(
+            f"the pending queue's level thresholds {pending.level_thresholds!r} differ from "
+            f"config.las_thresholds {config.las_thresholds!r}; build the queue with "
+            "PendingQueue(level_thresholds=config.las_thresholds)"
+        )
+    p = Pass(snapshot, pending, now, config, policy)
+    reject(p)
+    queue = order(p)
+    for entry in queue:
+        if p.should_stop():
+            note_full(p, entry)
+            break
+        if not consider(p, entry):
+            break
+    if p.stop_reason is not None:
+        for entry in queue:
+            if not note_full(p, entry):
+                break
+    explain(p)
+    return p.decision
+
+
+def consider(p: Pass, entry: Entry) -> bool:
+    """Run one job through admit → place → preempt → backfill. False: stop the scan."""
+    p.looked += 1
+    job = entry.job
+    pools = p.eligible_pools(job)
+    if not admit(p, job, pools):
+        return True
+    if place(p, entry, pools):
+        return True
+    if p.policy.preemptive and preempt(p, entry, pools):
+        return True
+    return backfill(p, entry, pools)
+
+
+# ------------------------------------------------------------------- order
+def order(p: Pass) -> Iterator[Entry]:
+    """Pending jobs in the policy's order, merging sub-queue heads lazily."""
+    policy, pending = p.policy, p.pending
+    if not policy.monotone:
+        entries = [pending.entry_at(sk) for q in pending.sub_queues().values() for sk in q]
+        entries.sort(key=lambda e: policy.job_key(e, p))
+        yield from entries
+        return
+    queues = list(pending.sub_queues().values())
+    heap: list[tuple[Key, int, int]] = []
+    for qi, q in enumerate(queues):
+        heap.append((policy.job_key(pending.entry_at(q[0]), p), qi, 0))
+    heapq.heapify(heap)
+    while heap:
+        key, qi, pos = heapq.heappop(heap)
+        q = queues[qi]
+        entry = pending.entry_at(q[pos])
+        if policy.dynamic_keys:
+            fresh = policy.job_key(entry, p)
+            if fresh > key and heap and fresh > heap[0][0]:
+                heapq.heappush(heap, (fresh, qi, pos))
+                continue
+        yield entry
+        if pos + 1 < len(q):
+            nxt = pending.entry_at(q[pos + 1])
+            heapq.heappush(heap, (policy.job_key(nxt, p), qi, pos + 1))
+
+
+# ------------------------------------------------------------------- admit
+def reject(p: Pass) -> None:
+    """Reject every pending job that can never run as asked, whatever its place in line.
+
+    Checked per distinct job *shape* (types, sites, tasks, GPUs per task), so this
+    costs O(shapes), not O(pending).
+    """
+    for shape, ids in p.pending.shapes().items():
+        gpu_types, sites, tasks, gpt = shape
+        pools = p.eligible_pools_for(gpu_types, sites)
+        wait: Wait | None = None
+        if not pools:
+            where = "any site" if sites is None else "sites " + ", ".join(sites)
+            wait = Wait(
+                WaitCode.NO_ELIGIBLE_SITE,
+                f"no node of type {' or '.join(gpu_types)} exists at {where}; "
+                "ask for a GPU type that exists where the job may run",
+            )
+        elif not any(
+            gpt < len(pool.slots) and pool.slots[gpt] >= tasks for group in pools for pool in group
+        ):
+            biggest = max(pool.capacity for group in pools for pool in group)
+            widest = max(pool.max_node_gpus for group in pools for pool in group)
+            wait = Wait(
+                WaitCode.TOO_LARGE,
+                f"it asks for {tasks}×{gpt} GPUs but the largest eligible site has {biggest} "
+                f"GPUs of an acceptable type, in nodes of at most {widest}; "
+                "ask for fewer or smaller tasks",
+            )
+        if wait is not None:
+            for job_id in ids:
+                p.decision.rejected[job_id] = wait
+
+
+def admit(p: Pass, job: Job, pools: PoolsByType) -> bool:
+    """Skip rejected jobs; hold jobs whose project allocation is spent."""
+    if job.id in p.decision.rejected:
+        return False
+    balances = p.snapshot.balances
+    if balances is not None and job.project in balances:
+        left = balances[job.project] - p.committed.get(job.project, 0.0)
+        if left <= 0:
+            p.wait(
+                job,
+                WaitCode.ALLOCATION_EXHAUSTED,
+                f"project {job.project!r} has no allocation left "
+                f"({left / 3600:.1f} GPU-hours after jobs started in this pass); "
+                "it waits until the allocation is topped up",
+            )
+            return False
+    return True
+
+
+# ------------------------------------------------------------------- place
+def place(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
+    """Start the job now if it fits (honouring quotas and the reservation)."""
+    job = entry.job
+    res = p.reservation
+    exclude = p.exclusion(job)
+    if p.known_misfit(job, exclude):
+        return False
+    quota_blocked = 0
+    for group in pools:
+        allowed = [pool for pool in group if p.quota_allows(job, pool)]
+        quota_blocked += len(group) - len(allowed)
+        if not allowed:
+            continue
+        found = best_placement(p.view, allowed, job, exclude)
+        if found is not None:
+            p.start(entry, found[0], found[1], backfilled=res is not None)
+            return True
+    if quota_blocked == sum(len(g) for g in pools):
+        p.wait(
+            job,
+            WaitCode.QUOTA,
+            f"tenant {job.tenant!r} would exceed its quota (nominal + borrowing limit) or the "
+            "idle capacity it may borrow for every acceptable GPU type",
+        )
+        p.quota_waits.add(job.id)
+    elif not quota_blocked:
+        p.note_misfit(job, exclude)
+    return False
+
+
+# ----------------------------------------------------------------- preempt
+def preempt(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
+    """Make room by claiming GPUs of jobs already being preempted, then by new victims.
+
+    Victims are walked in the policy's order (least loss first) among those it
+    allows for this job, until the job fits; then only victims whose GPUs the
+    placement actually uses are kept. Failures are remembered per shape for the
+    rest of the pass (claimable GPUs and victims only get scarcer).
+    """
+    job = entry.job
+    if job.id in p.quota_waits:
+        return False
+    claimable = p.unclaimed_preempting()
+    can_try = p.attempts_left > 0 and p.preemptions_left > 0
+    if not claimable and not can_try:
+        return False
+    exclude = p.exclusion(job)
+    claims_key = ("claims", job.gpu_types, job.sites, exclude)
+    try_claims = bool(claimable) and not p.memo_failed(claims_key, job)
+    memo = p.policy.preemption_class(entry, p) if can_try else None
+    victims_key = None if memo is None else (memo, job.gpu_types, job.sites, exclude)
+    try_victims = can_try and not (victims_key is not None and p.memo_failed(victims_key, job))
+    if not try_claims and not try_victims:
+        return False
+    flat = [pool for group in pools for pool in group if p.quota_allows(job, pool, reclaim=True)]
+    if not flat:
+        return False
+    pool_ids = {pool.index for pool in flat}
+    view = p.view
+    mark = view.mark()
+    chosen: list[RunningJob] = []
+    for r in claimable:
+        if r.job.id not in p.claimed and p.pool_of(r) in pool_ids:
+            view.give(view.held(r.job.id))
+            chosen.append(r)
+    found = best_placement(view, flat, job, exclude) if chosen else None
+    if found is None and chosen:
+        p.memo_fail(claims_key, job)
+    if found is None and try_victims:
+        p.attempts_left -= 1
+        if p.attempts_left <= 0:
+            p.capacity_changed()
+        budget = min(p.config.max_victims_per_job, p.preemptions_left)
+        for new, r in enumerate(p.victims_for(entry, pool_ids), start=1):
+            view.give(view.held(r.job.id))
+            chosen.append(r)
+            pool = p.state._pools[p.pool_of(r)]
+            hit = place_in_pool(view, pool, job, exclude)
+            if hit is not None:
+                found = (hit[0], pool)
+                break
+            if new >= budget:
+                break
+        if found is None and victims_key is not None:
+            p.memo_fail(victims_key, job)
+    if found is None:
+        view.rollback(mark)
+        return False
+    pool = found[1]
+    used = _by_node(view.masks_of(found[0]))
+    needed = [r for r in chosen if _overlaps(view.held(r.job.id), used)]
+    view.rollback(mark)
+    for r in needed:
+        view.give(view.held(r.job.id))
+    again = place_in_pool(view, pool, job, exclude)
+    if again is None:  # the smaller set led to a layout that fails: keep every victim
+        view.rollback(mark)
+        needed = chosen
+        for r in needed:
+            view.give(view.held(r.job.id))
+        again = place_in_pool(view, pool, job, exclude)
+        assert again is not None, "a placement that fit must fit again on the same GPUs"
+    placement = again[0]
+    held = view.masks_of(placement)
+    view.take(held)
+    # GPUs of victims the beneficiary does not use stay busy until their grace ends.
+    for r in needed:
+        view.take(view.held(r.job.id))
+    p.claim(entry, needed, placement, pool)
+    return True
+
+
+def _by_node(held: Held) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for i, m in held:
+        out[i] = out.get(i, 0) | m
+    return out
+
+
+def _overlaps(held: Held, used: dict[int, int]) -> bool:
+    return any(used.get(i, 0) & m for i, m in held)
+
+
+# ---------------------------------------------------------------- backfill
+def backfill(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
+    """The job is blocked: reserve for the first one (EASY), record a wait, decide to go on."""
+    job = entry.job
+    if job.id in p.quota_waits:
+        return True
+    p.blocked_count += 1
+    if p.policy.backfill and p.reservation is None:
+        found = p.earliest_fit([(job, pools)], take_reservation=False).get(job.id)
+        if found is not None:
+            t, placement = found
+            res = Reservation(job.id, t, placement.nodes)
+            p.reservation = res
+            p.reserved_mask = p.node_mask(placement.nodes)
+            p.reserved_placement = placement
+            p.decision.reservations.append(res)
+            p.wait(
+                job,
+                WaitCode.RESERVED,
+                f"not enough free GPUs now; GPUs on {len(placement.nodes)} node(s) are "
+                "reserved for it when running jobs end",
+                estimated_start=t,
+            )
+            return not p.policy.head_of_line
+    code, message = p.capacity_reason(job, pools)
+    held_for = p.reservation
+    if (
+        code is WaitCode.NO_CAPACITY
+        and held_for is not None
+        and p.exclusion(job)
+        and not p.known_misfit(job, 0)
+        and any(best_placement(p.view, list(group), job) is not None for group in pools)
+    ):
+        code = WaitCode.BACKFILL_WOULD_DELAY
+        message = (
+            f"it fits now, but its time limit would delay the job reserved at "
+            f"{held_for.start_time:.0f}; a shorter time limit could let it start"
+        )
+    p.wait(job, code, message)
+    if code in (WaitCode.NO_CAPACITY, WaitCode.BACKFILL_WOULD_DELAY):
+        p.to_estimate.append((job, pools))
+    if p.policy.head_of_line:
+        # Nothing passes a blocked head: its estimate is the first time it fits.
+        est = p.earliest_fit([(job, pools)], take_reservation=False).get(job.id)
+        if est is not None:
+            p.wait(job, code, message, estimated_start=est[0])
+        p.to_estimate.clear()
+        return False
+    return p.blocked_count <= p.config.backfill_depth
+
+
+# ----------------------------------------------------------------- explain
+def note_full(p: Pass, entry: Entry) -> bool:
+    """Explain a job the scan did not try because nothing more fits (bounded count)."""
+    if len(p.to_estimate) >= p.config.estimate_depth:
+        return False
+    job = entry.job
+    if job.id not in p.decision.rejected and p.policy.head_of_line is False:
+        pools = p.eligible_pools(job)
+        p.wait(job, *p.capacity_reason(job, pools))
+        p.to_estimate.append((job, pools))
+    return True
+
+
+def explain(p: Pass) -> None:
+    """Estimated starts for the first ``estimate_depth`` blocked jobs; the default wait."""
+    targets = p.to_estimate[: p.config.estimate_depth]
+    if targets:
+        found = p.earliest_fit(targets, take_reservation=True)
+        for job_id, (t, _) in found.items():
+            w = p.decision.waiting[job_id]
+            p.decision.waiting[job_id] = Wait(w.code, w.message, estimated_start=t)
+    if p.stop_reason is not None:
+        p.decision.default_wait = p.stop_reason
+
+
+# ------------------------------------------------------------ pass context
+@dataclass(slots=True)
+class _Started:
+    end: float
+    job_id: str
+    held: Held
+
+
+class Pass:
+    """The working state of one pass; implements ``PassView`` for policies."""
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        pending: PendingQueue,
+        now: float,
+        config: SchedulerConfig,
+        policy: Policy,
+    ) -> None:
+        self.snapshot = snapshot
+        self.pending = pending
+        self.now = now
+        self.config = config
+        self.policy = policy
+        self.state = snapshot.state
+        self.view = View(snapshot.state)
+        self.decision = Decision()
+        self.classes: Mapping[str, PriorityClass] = snapshot.priority_classes
+        self.committed: dict[str, float] = {}
+        self.tenant_delta: dict[str, int] = {}
+        self.pool_delta: dict[tuple[str, int], int] = {}
+        self.usage_cache: dict[str, float] = {}
+        self.started: list[_Started] = []
+        self.claimed: set[str] = set()
+        self.reservation: Reservation | None = None
+        self.reserved_mask = 0
+        self.reserved_placement: Placement | None = None
+        self.to_estimate: list[tuple[Job, PoolsByType]] = []
+        self.quota_waits: set[str] = set()
+        self.blocked_count = 0
+        self.looked = 0
+        self.attempts_left = config.preemption_attempts_per_pass if policy.preemptive else 0
+        self.preemptions_left = config.max_preemptions_per_pass if policy.preemptive else 0
+        self.stop_reason: Wait | None = None
+        self._pools_cache: dict[tuple[tuple[str, ...], tuple[str, ...] | None], PoolsByType] = {}
+        self._preempting: list[RunningJob] | None = None
+        self._capacity_dirty = True
+        self._misfits: dict[
+            tuple[tuple[str, ...], tuple[str, ...] | None, int], list[tuple[int, int]]
+        ] = {}
+        self._min_gpt = pending.min_gpus_per_task() or 0
+        self.quotas: dict[tuple[str, int], Quota] = {}
+        self.quota_pools: dict[int, list[Quota]] = {}
+        self.guarded: dict[int, list[tuple[str, int]]] = {}
+        self.preempt_misfits: dict[tuple[object, ...], list[tuple[int, int]]] = {}
+        if policy.uses_quotas:
+            for q in snapshot.quotas:
+                for pool in self.state._pools_by_type.get(q.gpu_type, ()):
+                    if pool.site == q.site:
+                        self.quotas[(q.tenant, pool.index)] = q
+                        self.quota_pools.setdefault(pool.index, []).append(q)
+                        if q.lending_limit is not None and q.lending_limit < q.nominal:
+                            # The part of the nominal quota never lent stays free for its owner.
+                            keep = q.nominal - q.lending_limit
+                            self.guarded.setdefault(pool.index, []).append((q.tenant, keep))
+
+    # ---- PassView
+    def priority(self, job: Job) -> int:
+        pc = self.classes.get(job.priority_class)
+        return 0 if pc is None else pc.value
+
+    def class_of(self, name: str) -> tuple[int, bool, bool]:
+        pc = self.classes.get(name)
+        return (0, True, False) if pc is None else (pc.value, pc.preemptible, pc.can_preempt)
+
+    def running_groups(self) -> Mapping[tuple[str, str], Reversible[str]]:
+        return self.state._groups
+
+    def running_oldest_first(self) -> Iterable[RunningJob]:
+        return self.state._running.values()
+
+    def running_job(self, job_id: str) -> RunningJob:
+        return self.state._running[job_id]
+
+    def preemptible(self, job: Job) -> bool:
+        pc = self.classes.get(job.priority_class)
+        return True if pc is None else pc.preemptible
+
+    def can_preempt(self, job: Job) -> bool:
+        pc = self.classes.get(job.priority_class)
+        return False if pc is None else pc.can_preempt
+
+    def tenant_ratio(self, tenant: str, extra_gpus: int = 0) -> float:
+        usage = self.usage_cache.get(tenant)
+        if usage is None:
+            usage = self.usage_cache[tenant] = self.snapshot.usage.usage(tenant, self.now)
+        held = self.state.tenant_gpus(tenant) + self.tenant_delta.get(tenant, 0) + extra_gpus
+        t = self.snapshot.tenants.get(tenant)
+        share = 1.0 if t is None else t.share
+        value = usage + held * self.config.fair_share_horizon
+        if share <= 0:
+            return math.inf
+        return value / share
+
+    def level(self, attained: float) -> int:
+        return bisect.bisect_right(self.config.las_thresholds, attained)
+
+    def starving(self, entry: Entry) -> bool:
+        limit = self.config.starvation_limit
+        return limit > 0 and self.now - entry.since >= limit
+
+    def running_attained(self, victim: RunningJob) -> float:
+        run = max(0.0, self.now - victim.start_time)
+        return victim.attained_service + victim.placement.gpu_count * run
+
+    def lost_work(self, victim: RunningJob) -> float:
+        since = victim.start_time
+        if victim.last_checkpoint is not None and victim.last_checkpoint > since:
+            since = victim.last_checkpoint
+        return victim.placement.gpu_count * max(0.0, self.now - since)
+
+    def run_time(self, victim: RunningJob) -> float:
+        return self.now - victim.start_time
+
+    def reclaims(self, entry: Entry, victim: RunningJob) -> bool:
+        if self.now - entry.since < self.config.reclaim_after:
+            return False
+        pool = self.pool_of(victim)
+        if pool not in self.quota_pools:
+            return False
+        theirs = self.quotas.get((victim.job.tenant, pool))
+        # Only GPUs truly borrowed come back: the victim's tenant keeps at least its nominal,
+        # so a reclaim never pushes it below and starts a chain of reclaims.
+        left = self.used(victim.job.tenant, pool) - victim.job.total_gpus
+        if left < (0 if theirs is None else theirs.nominal):
+            return False
+        mine = self.quotas.get((entry.job.tenant, pool))
+        return mine is not None and self.used(entry.job.tenant, pool) + entry.job.total_gpus <= (
+            mine.nominal
+        )
+
+    def remaining(self, job_id: str) -> float:
+        oracle = self.snapshot.oracle
+        if oracle is None:
+            raise RuntimeError(
+                f"policy {self.policy.name!r} asked for a true runtime, which only oracle "
+                "policies receive; the driver must pass Snapshot.oracle"
+            )
+        return oracle[job_id]
+
+    # ---- pools and quotas
+    def eligible_pools(self, job: Job) -> PoolsByType:
+        return self.eligible_pools_for(job.gpu_types, job.sites)
+
+    def eligible_pools_for(
+        self, gpu_types: tuple[str, ...], sites: tuple[str, ...] | None
+    ) -> PoolsByType:
+        key = (gpu_types, sites)
+        cached = self._pools_cache.get(key)
+        if cached is None:
+            groups = []
+            for t in gpu_types:
+                group = tuple(
+                    pool
+                    for pool in self.state._pools_by_type.get(t, ())
+                    if sites is None or pool.site in sites
+                )
+                if group:
+                    groups.append(group)
+            cached = self._pools_cache[key] = tuple(groups)
+        return cached
+
+    def pool_of(self, r: RunningJob) -> int:
+        return self.state._node_pool[self.state._ord[r.placement.slices[0].node]]
+
+    def used(self, tenant: str, pool: int) -> int:
+        base = self.state._tenant_pool_gpus.get((tenant, pool), 0)
+        return base + self.pool_delta.get((tenant, pool), 0)
+
+    def quota_allows(self, job: Job, pool: Pool, *, reclaim: bool = False) -> bool:
+        """Whether ``job`` may use ``pool`` under quotas (``reclaim``: within nominal only)."""
+        quotas = self.quota_pools.get(pool.index)
+        if quotas is None:
+            return True
+        q = self.quotas.get((job.tenant, pool.index))
+        nominal = 0 if q is None else q.nominal
+        used = self.used(job.tenant, pool.index)
+        after = used + job.total_gpus
+        if after <= nominal:
+            return True
+        limit = None if q is None else q.borrowing_limit
+        if limit is not None and after - nominal > limit:
+            return False
+        if reclaim:
+            # Beyond nominal, a job may only take what others leave idle: no preemption
+            # for fair share of a borrowed slice, except by the policy's own rules.
+            return True
+        protected = 0
+        for tenant, keep in self.guarded.get(pool.index, ()):
+            if tenant != job.tenant:
+                protected += max(0, keep - self.used(tenant, pool.index))
+        free = self.view.free[pool.index]
+        # Too few free GPUs at all is a matter of capacity (placement says so), not quota.
+        return free < job.total_gpus or free - protected >= job.total_gpus
+
+    def borrowed(self, job: Job, pool: Pool) -> int:
+        q = self.quotas.get((job.tenant, pool.index))
+        if pool.index not in self.quota_pools:
+            return 0
+        nominal = 0 if q is None else q.nominal
+        used = self.used(job.tenant, pool.index)
+        return max(0, used + job.total_gpus - nominal) - max(0, used - nominal)
+
+    # ---- applying choices to the overlay
+    def start(self, entry: Entry, placement: Placement, pool: Pool, *, backfilled: bool) -> None:
+        job = entry.job
+        self.decision.starts.append(
+            Start(
+                job_id=job.id,
+                placement=placement,
+                gpu_type=pool.gpu_type,
+                site=pool.site,
+                backfilled=backfilled,
+                borrowed_gpus=self.borrowed(job, pool),
+            )
+        )
+        held = self.view.masks_of(placement)
+        self.view.take(held)
+        self._count(job.tenant, pool.index, job.total_gpus)
+        self.committed[job.project] = (
+            self.committed.get(job.project, 0.0) + job.total_gpus * job.time_limit
+        )
+        self.started.append(_Started(self.now + job.time_limit, job.id, held))
+        self._capacity_dirty = True
+
+    def claim(
+        self, entry: Entry, victims: list[RunningJob], placement: Placement, pool: Pool
+    ) -> None:
+        job = entry.job
+        now = self.now
+        ready = now
+        reasons = {r.job.id: self._victim_reason(entry, r) for r in victims}
+        for r in victims:
+            self.claimed.add(r.job.id)
+            self._count(r.job.tenant, self.pool_of(r), -r.placement.gpu_count)
+            # An overdue estimate says nothing: then the GPUs come back at the deadline.
+            end = r.expected_end if r.expected_end > now else math.inf
+            if r.preempt_deadline is not None:
+                ready = max(ready, min(r.preempt_deadline, end))
+                continue
+            pc = self.classes.get(r.job.priority_class)
+            grace = self.config.default_grace if pc is None else pc.grace_seconds
+            ready = max(ready, min(now + grace, end))
+            self.decision.preemptions.append(
+                Preemption(
+                    job_id=r.job.id,
+                    grace_seconds=grace,
+                    reason=reasons[r.job.id],
+                    beneficiary=job.id,
+                )
+            )
+            self.preemptions_left -= 1
+        self._count(job.tenant, pool.index, job.total_gpus)
+        self.committed[job.project] = (
+            self.committed.get(job.project, 0.0) + job.total_gpus * job.time_limit
+        )
+        self.wait(
+            job,
+            WaitCode.WAITING_FOR_PREEMPTION,
+            f"{len(victims)} running job(s) were asked to stop to make room for it; "
+            "it starts when their checkpoint grace ends",
+            estimated_start=ready,
+        )
+        self._capacity_dirty = True
+
+    def _victim_reason(self, entry: Entry, r: RunningJob) -> str:
+        job = entry.job
+        if self.priority(r.job) < self.priority(job):
+            return f"priority: {job.id} ({job.priority_class}) outranks {r.job.priority_class}"
+        if self.reclaims(entry, r):
+            return f"quota reclaim: tenant {job.tenant!r} takes back GPUs lent to {r.job.tenant!r}"
+        if self.policy.oracle:
+            return f"shorter remaining work first (oracle): {job.id} needs less"
+        return f"{job.id} has received less service than {r.job.id}" + (
+            "" if self.policy.name == "las" else f" and tenant {job.tenant!r} is less served"
+        )
+
+    def known_misfit(self, job: Job, exclude: int) -> bool:
+        """Whether a job at least as large (same eligibility) already failed to fit.
+
+        Free capacity never grows during a pass, so a gang of ``k × g`` that did not
+        fit means no gang of ``k' ≥ k`` tasks of ``g' ≥ g`` GPUs fits either.
+        """
+        failed = self._misfits.get((job.gpu_types, job.sites, exclude))
+        if not failed:
+            return False
+        k, g = job.tasks, job.gpus_per_task
+        return any(k >= fk and g >= fg for fk, fg in failed)
+
+    def note_misfit(self, job: Job, exclude: int) -> None:
+        if self.quota_pools:
+            return  # quotas make fitting depend on the tenant, not only on the shape
+        key = (job.gpu_types, job.sites, exclude)
+        failed = self._misfits.setdefault(key, [])
+        k, g = job.tasks, job.gpus_per_task
+        failed[:] = [(fk, fg) for fk, fg in failed if not (fk >= k and fg >= g)]
+        failed.append((k, g))
+
+    def unclaimed_preempting(self) -> list[RunningJob]:
+        """Jobs already being preempted whose GPUs no waiting job claimed in this pass."""
+        return [r for r in self.preempting() if r.job.id not in self.claimed]
+
+    def memo_failed(self, key: tuple[object, ...], job: Job) -> bool:
+        """Whether a gang no larger than ``job`` already failed under ``key`` in this pass."""
+        failed = self.preempt_misfits.get(key)
+        if not failed:
+            return False
+        k, g = job.tasks, job.gpus_per_task
+        return any(k >= fk and g >= fg for fk, fg in failed)
+
+    def memo_fail(self, key: tuple[object, ...], job: Job) -> None:
+        self.preempt_misfits.setdefault(key, []).append((job.tasks, job.gpus_per_task))
+
+    def capacity_changed(self) -> None:
+        self._capacity_dirty = True
+
+    def exclusion(self, job: Job) -> int:
+        """Nodes ``job`` must avoid: those reserved, unless it ends before the reservation."""
+        res = self.reservation
+        if res is not None and self.now + job.time_limit > res.start_time:
+            return self.reserved_mask
+        return 0
+
+    def _count(self, tenant: str, pool: int, gpus: int) -> None:
+        self.tenant_delta[tenant] = self.tenant_delta.get(tenant, 0) + gpus
+        self.pool_delta[(tenant, pool)] = self.pool_delta.get((tenant, pool), 0) + gpus
+
+    def wait(
+        self, job: Job, code: WaitCode, message: str, estimated_start: float | None = None
+    ) -> None:
+        self.decision.waiting[job.id] = Wait(code, message, estimated_start)
+
+    def node_mask(self, nodes: tuple[str, ...]) -> int:
+        m = 0
+        for n in nodes:
+            m |= 1 << self.state._ord[n]
+        return m
+
+    # ---- victims
+    def preempting(self) -> list[RunningJob]:
+        if self._preempting is None:
+            running = self.state._running
+            self._preempting = sorted(
+                (running[job_id] for job_id in self.state._preempting),
+                key=lambda r: (effective_end(r), r.job.id),
+            )
+        return self._preempting
+
+    def victims_for(self, entry: Entry, pool_ids: set[int]) -> Iterator[RunningJob]:
+        """Victims the policy allows for this job, in rank order (at most a scan limit)."""
+        may = self.policy.may_preempt
+        scanned = 0
+        for r in self.policy.victim_order(self):
+            if r.job.id in self.claimed or self.pool_of(r) not in pool_ids:
+                continue
+            scanned += 1
+            if scanned > self.config.victim_scan_limit:
+                return
+            if may(entry, r, self):
+                yield r
+
+    # ---- stopping and reasons
+    def should_stop(self) -> bool:
+        if self.stop_reason is not None:
+            return True
+        if not self._capacity_dirty or not self.blocked_count:
+            # The first job that cannot start is always looked at: it gets its
+            # reservation (or preemption) and an honest estimate.
+            return False
+        self._capacity_dirty = False
+        if self.attempts_left > 0 and self.preemptions_left > 0:
+            return False
+        if any(r.job.id not in self.claimed for r in self.preempting()):
+            return False
+        biggest = max((self.view.max_free_node(i) for i in range(len(self.view.pools))), default=0)
+        if biggest == 0 or biggest < self._min_gpt:
+            self.stop_reason = Wait(
+                WaitCode.NO_CAPACITY,
+                "no free GPUs can hold a task of any waiting job; jobs ahead of it wait too",
+            )
+            return True
+        return False
+
+    def capacity_reason(self, job: Job, pools: PoolsByType) -> tuple[WaitCode, str]:
+        avail = max(self.state._pool_avail_cap[pool.index] for group in pools for pool in group)
+        if avail < job.total_gpus:
+            return (
+                WaitCode.NODES_UNAVAILABLE,
+                f"it needs {job.total_gpus} GPUs; enough exist, but drained or down nodes "
+                f"leave at most {avail} usable at one site",
+            )
+        free = sum(self.view.free[pool.index] for group in pools for pool in group)
+        return (
+            WaitCode.NO_CAPACITY,
+            f"it needs {job.tasks}×{job.gpus_per_task} GPUs of {'/'.join(job.gpu_types)} on "
+            f"whole nodes; {free} acceptable GPUs are free but not enough together",
+        )
+
+    # ---- release walks (reservations and estimates)
+    def earliest_fit(
+        self, targets: list[tuple[Job, PoolsByType]], *, take_reservation: bool
+    ) -> dict[str, tuple[float, Placement]]:
+        """When each target would first fit as running jobs end (see the module docstring).
+
+        One walk over the release profile serves all targets; targets of the same
+        shape share one answer. After a release only the nodes it touched gained
+        GPUs, so a target is re-placed only when a touched node of one of its pools
+        now has room for one of its tasks and the pool has enough free GPUs.
+        ``take_reservation``: the reserved job takes its GPUs at its start time and
+        gives them back after its time limit.
+        """
+        view = self.view
+        mark = view.mark()
+        groups: dict[tuple[object, ...], tuple[Job, list[Pool], list[str]]] = {}
+        for job, pools in targets:
+            key = (job.gpu_types, job.sites, job.tasks, job.gpus_per_task)
+            if key in groups:
+                groups[key][2].append(job.id)
+            else:
+                groups[key] = (job, [pool for g in pools for pool in g], [job.id])
+        todo = list(groups.values())
+        found: dict[str, tuple[float, Placement]] = {}
+        events: list[tuple[float, int, Held]] = []
+        res = self.reservation if take_reservation else None
+        placed_res = self.reserved_placement
+        if res is not None and placed_res is not None:
+            held_res = view.masks_of(placed_res)
+            res_job = self.pending.get(res.job_id)
+            # Taken just after the releases at its start time, released after its limit.
+            events = [
+                (res.start_time, 1, held_res),
+                (res.start_time + res_job.time_limit, 2, held_res),
+            ]
+        stream = heapq.merge(
+            ((t, 0, h) for t, h in self._release_events()), events, key=lambda e: e[:2]
+        )
+        pending_take = bool(events)
+        for t, kind, held in stream:
+            if kind == 1:
+                view.take(held)
+                pending_take = False
+                # Releases at the reservation's own start were not checked yet: check all.
+                touched: Held | None = None
+            else:
+                view.give(held)
+                if pending_take and res is not None and t >= res.start_time:
+                    continue
+                touched = held
+            left = []
+            for group in todo:
+                hit = self._fits(group[0], group[1], touched)
+                if hit is None:
+                    left.append(group)
+                else:
+                    for job_id in group[2]:
+                        found[job_id] = (t, hit)
+            todo = left
+            if not todo:
+                break
+        view.rollback(mark)
+        return found
+
+    def _fits(self, job: Job, pools: list[Pool], touched: Held | None) -> Placement | None:
+        """A placement for ``job`` if it fits now. ``touched``: the only nodes that gained GPUs
+        since the last check (``None``: check everything)."""
+        view = self.view
+        total, g = job.total_gpus, job.gpus_per_task
+        if touched is None:
+            for pool in pools:
+                if view.free[pool.index] >= total:
+                    placed = place_in_pool(view, pool, job)
+                    if placed is not None:
+                        return placed[0]
+            return None
+        pool_of, free, avail = view.pool_of, view.free, self.state._avail
+        tried = -1
+        for i, _ in touched:
+            pi = pool_of[i]
+            if pi != tried and free[pi] >= total and avail[i] and view.mask(i).bit_count() >= g:
+                tried = pi
+                for pool in pools:
+                    if pool.index == pi:
+                        placed = place_in_pool(view, pool, job)
+                        if placed is not None:
+                            return placed[0]
+                        break
+        return None
+
+    def _release_events(self) -> Iterator[tuple[float, Held]]:
+        held = self.state._held
+        claimed = self.claimed
+        now = self.now
+        # A job past its expected end may end any moment: count it as ending now.
+        in_state = (
+            (end if end > now else now, held[jid])
+            for end, jid in self.state._ends
+            if jid not in claimed
+        )
+        mine = sorted(((s.end, s.job_id, s.held) for s in self.started), key=lambda x: x[:2])
+        return heapq.merge(in_state, ((e, h) for e, _, h in mine), key=lambda x: x[0])

@@ -1,0 +1,292 @@
+"""The policies, registered by name in ``POLICIES``.
+
+A policy is a small object that says, for one pass, how to **order** pending
+jobs (``job_key``, smaller first) and whom a waiting job may **preempt**
+(``victim_key``, cheapest victim first; ``None``: not a victim), plus flags for
+the shape of the pass (backfill with an EASY reservation, head-of-line
+blocking, preemption). The pass itself (``masnaa.scheduler.core``) is shared.
+Policies see domain types and the read-only ``PassView`` only.
+
+Order keys must be monotone inside a sub-queue of the ``PendingQueue`` (one
+tenant, one priority class, one service level, by time in queue) so the pass
+can merge sub-queue heads; a policy whose order is not (the oracle's) sets
+``monotone = False`` and the pass sorts the whole queue, which costs
+O(pending · log pending) and is acceptable for a lower-bound reference only.
+
+Starvation (``las``, ``masnaa``): a job that has waited ``starvation_limit``
+seconds is promoted ahead of every non-starving job of its priority class, in
+arrival order; it can then preempt jobs that reached a higher service level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Reversible
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Protocol
+
+from masnaa.domain.job import Job, RunningJob
+from masnaa.scheduler.queue import Entry
+
+if TYPE_CHECKING:
+    from masnaa.scheduler.config import SchedulerConfig
+
+Key = tuple[float, ...]
+
+
+class PassView(Protocol):
+    """What a policy may read during a pass (implemented by the pass context)."""
+
+    @property
+    def now(self) -> float: ...
+
+    @property
+    def config(self) -> SchedulerConfig: ...
+
+    def priority(self, job: Job) -> int: ...
+
+    def class_of(self, name: str) -> tuple[int, bool, bool]:
+        """``(value, preemptible, can_preempt)`` of a priority class (unknown: 0, yes, no)."""
+        ...
+
+    def running_groups(self) -> Mapping[tuple[str, str], Reversible[str]]:
+        """Running job ids per (tenant, priority class), in allocation order."""
+        ...
+
+    def running_oldest_first(self) -> Iterable[RunningJob]: ...
+
+    def running_job(self, job_id: str) -> RunningJob: ...
+
+    def preemptible(self, job: Job) -> bool: ...
+
+    def can_preempt(self, job: Job) -> bool: ...
+
+    def tenant_ratio(self, tenant: str, extra_gpus: int = 0) -> float:
+        """``(decayed usage + (GPUs held + extra) × horizon) / share``; lower is less served."""
+        ...
+
+    def level(self, attained: float) -> int: ...
+
+    def starving(self, entry: Entry) -> bool: ...
+
+    def running_attained(self, victim: RunningJob) -> float:
+        """GPU-seconds a running job attained, this run included."""
+        ...
+
+    def lost_work(self, victim: RunningJob) -> float:
+        """GPU-seconds a victim would lose: work since its last checkpoint."""
+        ...
+
+    def run_time(self, victim: RunningJob) -> float: ...
+
+    def reclaims(self, entry: Entry, victim: RunningJob) -> bool:
+        """Whether the waiting job is within its nominal quota where the victim borrows."""
+        ...
+
+    def remaining(self, job_id: str) -> float:
+        """True remaining runtime (oracle policies only; raises otherwise)."""
+        ...
+
+
+class Policy:
+    """Base policy: FIFO order, never preempts.
+
+    Preemption hooks: ``victim_order`` yields running jobs (not being
+    preempted), cheapest victim first, without knowing who benefits;
+    ``may_preempt`` says whether one waiting job may stop one of them. A pass
+    walks victims in that order and stops as soon as the waiting job fits, or
+    after ``victim_scan_limit`` candidates, so ``victim_order`` must be lazy: it
+    walks the state's per (tenant, class) groups or its allocation order, never
+    sorts every running job (except the oracle's).
+    """
+
+    name: str = ""
+    oracle: bool = False
+    description: str = ""
+    preemptive: bool = False
+    backfill: bool = False
+    head_of_line: bool = False
+    monotone: bool = True
+    uses_quotas: bool = False
+    dynamic_keys: bool = False
+    """Keys may grow during a pass (fair share): the merge re-checks a head before use."""
+
+    def job_key(self, entry: Entry, v: PassView) -> Key:
+        return (entry.since, entry.seq)
+
+    def victim_order(self, v: PassView) -> Iterator[RunningJob]:
+        return iter(())
+
+    def may_preempt(self, entry: Entry, victim: RunningJob, v: PassView) -> bool:
+        return False
+
+    def preemption_class(self, entry: Entry, v: PassView) -> Hashable | None:
+        """Jobs of one class may preempt exactly the same victims (``None``: no such class).
+
+        Lets a pass skip a job whose class already failed to find room for a gang at
+        most as large.
+        """
+        return None
+
+
+class Fifo(Policy):
+    name = "fifo"
+    description = "First come, first served; the first job that cannot start blocks all behind it."
+    head_of_line = True
+
+
+class FifoBackfill(Policy):
+    name = "fifo-backfill"
+    description = (
+        "FIFO with EASY backfill: the first blocked job gets a reservation; later jobs start "
+        "only if they do not delay it (judged by time limits only)."
+    )
+    backfill = True
+
+
+def _my_level(entry: Entry, v: PassView) -> int:
+    return -1 if v.starving(entry) else v.level(entry.attained)
+
+
+class Las(Policy):
+    name = "las"
+    description = (
+        "Tiresias-style discretised 2D least-attained-service: GPU×seconds attained, "
+        "a few service levels, FIFO within a level, preemptive, starving jobs promoted."
+    )
+    preemptive = True
+
+    def job_key(self, entry: Entry, v: PassView) -> Key:
+        return (float(_my_level(entry, v)), entry.since, entry.seq)
+
+    def victim_order(self, v: PassView) -> Iterator[RunningJob]:
+        # Longest running first: it has attained the most service in this run.
+        min_run, now = v.config.min_run_before_preemption, v.now
+        for r in v.running_oldest_first():
+            if now - r.start_time < min_run:
+                return  # allocation order: every later job started even more recently
+            if r.preempt_deadline is None:
+                yield r
+
+    def may_preempt(self, entry: Entry, victim: RunningJob, v: PassView) -> bool:
+        return v.level(v.running_attained(victim)) > _my_level(entry, v)
+
+    def preemption_class(self, entry: Entry, v: PassView) -> Hashable | None:
+        return _my_level(entry, v)
+
+
+class SrtfOracle(Policy):
+    name = "srtf-oracle"
+    oracle = True
+    description = (
+        "ORACLE lower-bound reference: shortest remaining GPU-time first using TRUE runtimes, "
+        "preemptive. Not a real policy: no scheduler knows runtimes."
+    )
+    preemptive = True
+    monotone = False
+
+    def job_key(self, entry: Entry, v: PassView) -> Key:
+        return (v.remaining(entry.job.id) * entry.job.total_gpus, entry.since, entry.seq)
+
+    def victim_order(self, v: PassView) -> Iterator[RunningJob]:
+        # Most remaining GPU-time first (a full sort: an oracle has no speed target).
+        now, min_run = v.config.min_run_before_preemption, v.now
+        min_run, now = v.config.min_run_before_preemption, v.now
+        keyed = [
+            (-v.remaining(r.job.id) * r.job.total_gpus, r.job.id, r)
+            for r in v.running_oldest_first()
+            if r.preempt_deadline is None and now - r.start_time >= min_run
+        ]
+        keyed.sort(key=lambda k: (k[0], k[1]))
+        return iter([k[2] for k in keyed])
+
+    def may_preempt(self, entry: Entry, victim: RunningJob, v: PassView) -> bool:
+        mine = v.remaining(entry.job.id) * entry.job.total_gpus
+        return v.remaining(victim.job.id) * victim.job.total_gpus > mine
+
+
+class Masnaa(Policy):
+    name = "masnaa"
+    description = (
+        "Default: priority classes, then quotas with borrowing and reclaim, fair share by "
+        "decayed usage ÷ share, least attained service within a tenant with starvation "
+        "protection; topology-aware gang placement, least-loss preemption with grace, "
+        "EASY backfill."
+    )
+    preemptive = True
+    backfill = True
+    uses_quotas = True
+    dynamic_keys = True
+
+    def job_key(self, entry: Entry, v: PassView) -> Key:
+        job = entry.job
+        prio = -float(v.priority(job))
+        if v.starving(entry):
+            return (prio, 0.0, 0.0, 0.0, entry.since, entry.seq)
+        if v.config.service_first:
+            return (
+                prio,
+                1.0,
+                float(v.level(entry.attained)),
+                v.tenant_ratio(job.tenant),
+                entry.since,
+                entry.seq,
+            )
+        return (
+            prio,
+            1.0,
+            v.tenant_ratio(job.tenant),
+            float(v.level(entry.attained)),
+            entry.since,
+            entry.seq,
+        )
+
+    def victim_order(self, v: PassView) -> Iterator[RunningJob]:
+        # Least loss first: lowest priority, then the tenant most over its share, then the
+        # least progress (newest first inside a tenant and class).
+        groups = []
+        for (tenant, pclass), ids in v.running_groups().items():
+            value, preemptible, _ = v.class_of(pclass)
+            if preemptible:
+                groups.append((float(value), -v.tenant_ratio(tenant), tenant, pclass, ids))
+        groups.sort(key=lambda g: (g[0], g[1], g[2], g[3]))
+        if v.config.victims_oldest_first == 2:
+            for r in v.running_oldest_first():
+                if r.preempt_deadline is None and v.class_of(r.job.priority_class)[1]:
+                    yield r
+            return
+        for _, _, _, _, ids in groups:
+            for job_id in (ids if v.config.victims_oldest_first else reversed(ids)):
+                r = v.running_job(job_id)
+                if r.preempt_deadline is None:
+                    yield r
+
+    def may_preempt(self, entry: Entry, victim: RunningJob, v: PassView) -> bool:
+        job = entry.job
+        mine, theirs = v.priority(job), v.priority(victim.job)
+        if theirs < mine:
+            return v.can_preempt(job)
+        if theirs > mine:
+            return False
+        if v.reclaims(entry, victim):
+            return True
+        if not v.config.fair_share_preemption:
+            return False
+        if v.run_time(victim) < v.config.min_run_before_preemption:
+            return False
+        if v.level(v.running_attained(victim)) <= _my_level(entry, v):
+            return False
+        if victim.job.tenant == job.tenant or not v.config.share_guard:
+            return True  # least attained service first inside one tenant's share
+        # Only if the victim's tenant stays more served than ours after the swap:
+        # the swap cannot be undone by the same rule in the next pass (no thrashing).
+        theirs_after = v.tenant_ratio(victim.job.tenant, -victim.job.total_gpus)
+        return theirs_after > v.tenant_ratio(job.tenant, job.total_gpus)
+
+    def preemption_class(self, entry: Entry, v: PassView) -> Hashable | None:
+        return (v.priority(entry.job), entry.job.tenant, _my_level(entry, v))
+
+
+POLICIES: Mapping[str, Policy] = MappingProxyType(
+    {p.name: p for p in (Fifo(), FifoBackfill(), Las(), SrtfOracle(), Masnaa())}
+)
+"""Every policy by name. ``SchedulerConfig(policy=...)`` selects one."""

@@ -1,0 +1,217 @@
+"""``PendingQueue``: pending jobs kept ordered incrementally, in sub-queues.
+
+Owns: every job waiting to start, with its attained service (GPU-seconds
+received in earlier runs) and the time it entered the queue (``since``).
+
+Jobs are kept in **sub-queues** keyed by ``(tenant, priority class, service
+level)``; each sub-queue is sorted by ``(since, arrival sequence)``. Every
+policy's order is monotone inside a sub-queue, so a scheduling pass merges only
+the sub-queue *heads* with a small heap (as Kueue does with its cluster queue
+heads) and never sorts the whole queue: a pass costs O(jobs it looks at ×
+log sub-queues), not O(pending).
+
+The *service level* is the index of the first threshold in
+``level_thresholds`` (GPU-seconds) that the attained service is below:
+attained ``< t[0]`` → level 0, ``< t[1]`` → 1, ..., else ``len(t)``. Levels are
+the discretised least-attained-service queues of Tiresias; ``decide()``
+requires the queue's thresholds to equal ``SchedulerConfig.las_thresholds``.
+
+Invariants: a job id appears once; ``since`` defaults to the job's submit time
+and a requeued job should be added with the time it was requeued.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from masnaa.domain.job import Job
+
+DEFAULT_LAS_THRESHOLDS: tuple[float, ...] = (3_600.0, 36_000.0)
+"""Service-level thresholds in GPU-seconds: 1 GPU-hour and 10 GPU-hours."""
+
+SubQueueKey = tuple[str, str, int]
+"""``(tenant, priority class, service level)``."""
+
+Shape = tuple[tuple[str, ...], tuple[str, ...] | None, int, int]
+"""``(gpu_types, sites, tasks, gpus_per_task)``: what decides whether a job can ever fit."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One pending job in a sub-queue."""
+
+    since: float
+    seq: int
+    job: Job
+    attained: float
+
+    @property
+    def sort_key(self) -> tuple[float, int]:
+        return (self.since, self.seq)
+
+
+def service_level(attained: float, thresholds: tuple[float, ...]) -> int:
+    """Index of the first threshold ``attained`` is below (``len(thresholds)`` if none)."""
+    return bisect.bisect_right(thresholds, attained)
+
+
+class PendingQueue:
+    """Pending jobs in per (tenant, class, level) sub-queues, each in arrival order.
+
+    ``add`` and ``remove`` cost O(log n) plus a memmove; ``__iter__`` yields
+    jobs by ``(since, arrival)`` across all sub-queues.
+    """
+
+    __slots__ = (
+        "_demand_per_task",
+        "_entries",
+        "_keys",
+        "_level_thresholds",
+        "_queues",
+        "_seq",
+        "_shapes",
+    )
+
+    def __init__(self, *, level_thresholds: tuple[float, ...] = DEFAULT_LAS_THRESHOLDS) -> None:
+        if list(level_thresholds) != sorted(level_thresholds) or any(
+            t <= 0 for t in level_thresholds
+        ):
+            raise ValueError(
+                f"level_thresholds must be positive and ascending, got {level_thresholds!r}"
+            )
+        self._level_thresholds = tuple(level_thresholds)
+        self._queues: dict[SubQueueKey, list[tuple[float, int]]] = {}
+        self._entries: dict[str, Entry] = {}
+        self._keys: dict[tuple[float, int], str] = {}
+        self._seq = 0
+        self._demand_per_task: dict[int, int] = {}
+        self._shapes: dict[Shape, dict[str, None]] = {}
+
+    @property
+    def level_thresholds(self) -> tuple[float, ...]:
+        return self._level_thresholds
+
+    def add(self, job: Job, attained_service: float = 0.0, *, since: float | None = None) -> None:
+        """Enqueue ``job``. ``since``: when it (re-)entered the queue; default its submit time.
+
+        Raises ``ValueError`` if the id is already pending or the attained service
+        is negative.
+        """
+        if job.id in self._entries:
+            raise ValueError(f"job {job.id!r} is already pending")
+        if attained_service < 0:
+            raise ValueError(
+                f"job {job.id!r}: attained_service must be ≥ 0, got {attained_service}"
+            )
+        entry = Entry(
+            since=job.submit_time if since is None else since,
+            seq=self._seq,
+            job=job,
+            attained=attained_service,
+        )
+        self._seq += 1
+        key = (
+            job.tenant,
+            job.priority_class,
+            service_level(attained_service, self._level_thresholds),
+        )
+        q = self._queues.setdefault(key, [])
+        sk = entry.sort_key
+        if not q or q[-1] < sk:
+            q.append(sk)
+        else:
+            bisect.insort(q, sk)
+        self._entries[job.id] = entry
+        self._keys[sk] = job.id
+        g = job.gpus_per_task
+        self._demand_per_task[g] = self._demand_per_task.get(g, 0) + 1
+        self._shapes.setdefault(_shape(job), {})[job.id] = None
+
+    def remove(self, job_id: str) -> Job:
+        """Dequeue and return a job (it starts, or is cancelled). ``KeyError`` if absent."""
+        entry = self._entries.pop(job_id, None)
+        if entry is None:
+            raise KeyError(f"job {job_id!r} is not pending")
+        job = entry.job
+        key = (
+            job.tenant,
+            job.priority_class,
+            service_level(entry.attained, self._level_thresholds),
+        )
+        q = self._queues[key]
+        sk = entry.sort_key
+        k = bisect.bisect_left(q, sk)
+        del q[k]
+        if not q:
+            del self._queues[key]
+        del self._keys[sk]
+        g = job.gpus_per_task
+        self._demand_per_task[g] -= 1
+        if not self._demand_per_task[g]:
+            del self._demand_per_task[g]
+        shape = _shape(job)
+        ids = self._shapes[shape]
+        del ids[job.id]
+        if not ids:
+            del self._shapes[shape]
+        return job
+
+    def get(self, job_id: str) -> Job:
+        entry = self._entries.get(job_id)
+        if entry is None:
+            raise KeyError(f"job {job_id!r} is not pending")
+        return entry.job
+
+    def attained(self, job_id: str) -> float:
+        """GPU-seconds the job received in earlier runs."""
+        entry = self._entries.get(job_id)
+        if entry is None:
+            raise KeyError(f"job {job_id!r} is not pending")
+        return entry.attained
+
+    def since(self, job_id: str) -> float:
+        """When the job (re-)entered the queue."""
+        entry = self._entries.get(job_id)
+        if entry is None:
+            raise KeyError(f"job {job_id!r} is not pending")
+        return entry.since
+
+    def entry(self, job_id: str) -> Entry:
+        entry = self._entries.get(job_id)
+        if entry is None:
+            raise KeyError(f"job {job_id!r} is not pending")
+        return entry
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._entries
+
+    def __iter__(self) -> Iterator[Job]:
+        """Jobs by (since, arrival), i.e. submit order for jobs never requeued."""
+        for sk in heapq.merge(*self._queues.values()):
+            yield self._entries[self._keys[sk]].job
+
+    # ------------------------------------------------- for the scheduling pass
+    def sub_queues(self) -> dict[SubQueueKey, list[tuple[float, int]]]:
+        """The sub-queues (read-only by convention): key → sorted ``(since, seq)`` keys."""
+        return self._queues
+
+    def entry_at(self, sort_key: tuple[float, int]) -> Entry:
+        return self._entries[self._keys[sort_key]]
+
+    def shapes(self) -> dict[Shape, dict[str, None]]:
+        """Pending job ids by shape, in arrival order (read-only by convention)."""
+        return self._shapes
+
+    def min_gpus_per_task(self) -> int | None:
+        """The smallest ``gpus_per_task`` of any pending job (``None`` when empty)."""
+        return min(self._demand_per_task) if self._demand_per_task else None
+
+
+def _shape(job: Job) -> Shape:
+    return (job.gpu_types, job.sites, job.tasks, job.gpus_per_task)

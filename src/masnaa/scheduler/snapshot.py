@@ -1,0 +1,48 @@
+"""``Snapshot``: everything one scheduling pass reads, bundled by the driver.
+
+The snapshot holds references to the driver's live state objects
+(``ClusterState``, ``UsageLedger``); ``decide()`` only reads them. Tenants
+missing from ``tenants`` count with share 1.0; jobs naming a priority class
+missing from ``priority_classes`` count with value 0, preemptible, unable to
+preempt.
+
+Allocation balances (``balances``): project → remaining allocation in
+GPU-seconds, as the driver knows it at the start of the pass. ``None`` turns
+enforcement off; a project absent from the mapping is not enforced. Within a
+pass a job is admitted only while ``balance − Σ gpus × time_limit of the jobs
+of that project already started in this pass > 0``; otherwise it waits with
+``WaitCode.ALLOCATION_EXHAUSTED``. Running jobs are charged by the driver as
+they run, so a balance can go negative by at most the time-limit worth of the
+jobs running when it reached zero; the driver decides whether to stop them.
+
+Oracle (``oracle``): job id → true remaining runtime in seconds, for pending
+and running jobs. Only policies with ``oracle = True`` ever see it:
+``decide()`` replaces it with ``None`` for every other policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from masnaa.domain.tenancy import DEFAULT_PRIORITY_CLASSES, PriorityClass, Quota, Tenant
+from masnaa.scheduler.state import ClusterState
+from masnaa.scheduler.usage import UsageLedger
+
+DEFAULT_CLASSES: Mapping[str, PriorityClass] = MappingProxyType(
+    {p.name: p for p in DEFAULT_PRIORITY_CLASSES}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a pass reads (see the module docstring for the balance and oracle rules)."""
+
+    state: ClusterState
+    usage: UsageLedger
+    tenants: Mapping[str, Tenant] = field(default_factory=dict)
+    quotas: tuple[Quota, ...] = ()
+    priority_classes: Mapping[str, PriorityClass] = field(default_factory=lambda: DEFAULT_CLASSES)
+    balances: Mapping[str, float] | None = None
+    oracle: Mapping[str, float] | None = None

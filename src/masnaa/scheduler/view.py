@@ -1,0 +1,113 @@
+"""``View``: a copy-on-write overlay of a ``ClusterState`` for one pass.
+
+Owns: the tentative free GPUs of a pass (jobs started, GPUs claimed for jobs
+waiting on preemptions, what-if releases). The underlying ``ClusterState`` is
+never written: per-node free masks are overridden in a dict, and the small
+per-pool arrays (buckets, wholly-free masks, free counts) are copied at
+construction, which is O(pools · GPUs per node).
+
+What-ifs are undoable (kueue's ``SimulateWorkloadRemoval`` habit): ``mark()``
+returns a point in the undo log and ``rollback(mark)`` restores it.
+"""
+
+from __future__ import annotations
+
+from masnaa.domain.job import Placement, PlacementSlice
+from masnaa.scheduler.state import ClusterState, Pool
+
+Held = tuple[tuple[int, int], ...]
+"""``(node ordinal, GPU bitmask)`` pairs: GPUs held by one job."""
+
+
+class View:
+    __slots__ = ("buckets", "free", "full", "log", "masks", "pool_of", "pools", "state")
+
+    def __init__(self, state: ClusterState) -> None:
+        self.state = state
+        self.pools: tuple[Pool, ...] = state._pools
+        self.pool_of = state._node_pool
+        self.buckets: list[list[int]] = [list(b) for b in state._pool_buckets]
+        self.full: list[int] = list(state._pool_full)
+        self.free: list[int] = list(state._pool_free)
+        self.masks: dict[int, int] = {}
+        self.log: list[tuple[int, int]] = []
+
+    def mask(self, i: int) -> int:
+        m = self.masks.get(i)
+        return self.state._free_mask[i] if m is None else m
+
+    def available(self, i: int) -> bool:
+        return self.state._avail[i]
+
+    def set_mask(self, i: int, new: int) -> None:
+        old = self.mask(i)
+        if old == new:
+            return
+        self.log.append((i, old))
+        self._apply(i, old, new)
+
+    def _apply(self, i: int, old: int, new: int) -> None:
+        self.masks[i] = new
+        if not self.state._avail[i]:
+            return
+        p = self.pool_of[i]
+        b = self.buckets[p]
+        bit = 1 << i
+        fo, fn = old.bit_count(), new.bit_count()
+        b[fo] &= ~bit
+        b[fn] |= bit
+        if fn == self.state._node_gpus[i]:
+            self.full[p] |= bit
+        else:
+            self.full[p] &= ~bit
+        self.free[p] += fn - fo
+
+    def masks_of(self, placement: Placement) -> Held:
+        """``(node ordinal, GPU bitmask)`` per slice of a placement."""
+        ord_ = self.state._ord
+        out = []
+        for s in placement.slices:
+            m = 0
+            for g in s.gpus:
+                m |= 1 << g
+            out.append((ord_[s.node], m))
+        return tuple(out)
+
+    def take(self, held: Held) -> None:
+        for i, m in held:
+            self.set_mask(i, self.mask(i) & ~m)
+
+    def give(self, held: Held) -> None:
+        for i, m in held:
+            self.set_mask(i, self.mask(i) | m)
+
+    def held(self, job_id: str) -> Held:
+        """What a running job of the underlying state holds."""
+        return self.state._held[job_id]
+
+    def mark(self) -> int:
+        return len(self.log)
+
+    def rollback(self, mark: int) -> None:
+        log = self.log
+        while len(log) > mark:
+            i, old = log.pop()
+            self._apply(i, self.mask(i), old)
+
+    def max_free_node(self, pool: int) -> int:
+        """Most free GPUs on one available node of ``pool``."""
+        b = self.buckets[pool]
+        for k in range(len(b) - 1, 0, -1):
+            if b[k]:
+                return k
+        return 0
+
+    def slice_of(self, i: int, count: int) -> PlacementSlice:
+        """The ``count`` lowest free GPUs of node ``i`` (caller checked there are enough)."""
+        m = self.mask(i)
+        gpus: list[int] = []
+        while len(gpus) < count:
+            low = m & -m
+            gpus.append(low.bit_length() - 1)
+            m ^= low
+        return PlacementSlice(self.state._cluster.nodes[i].name, tuple(gpus))

@@ -1,0 +1,827 @@
+"""Jobs as users see them: submit, list, show, cancel, explain, queue, logs, usage.
+
+This is the API's (and the portal's) side of the jobs table; the control loop
+owns everything after ``pending`` (see ``masnaa.store.models``).
+
+Invariants:
+- A submitted job is valid against what the factory declares: known GPU
+  types, sites and priority class, a project of the caller's tenant, a
+  positive time limit, and a gang that fits at least one site (each task on one
+  node, all tasks at one site). Drained or down nodes count: they come back.
+- Submit writes the job row and its ``submitted`` event in the caller's
+  transaction; a batch is all-or-nothing.
+- Visibility: operators see every job; other users see their tenant's jobs.
+  Members read their peers' jobs but cancel only their own; tenant admins
+  cancel any job of their tenant. Another tenant's job is *not found*.
+- Cancel: a pending job is cancelled at once; an admitted or running job gets
+  ``cancel_requested`` and the loop stops it (with the job's grace period);
+  a finished job cannot be cancelled (409 ``already-finished``).
+- Queue position (display only) is the order among pending jobs by priority
+  value (high first), then submission time — the loop's real order also
+  weighs fair share, which ``explain`` reports through the loop's wait code.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+import weakref
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from masnaa.domain.tenancy import DEFAULT_PRIORITY_CLASSES
+from masnaa.service.tenancy import Caller, ServiceError, forbidden, not_found
+from masnaa.store import models as m
+from masnaa.store.events import transition
+
+MAX_ARGV = 1024
+MAX_SCRIPT_BYTES = 256 * 1024
+MAX_ENV = 512
+MAX_BATCH = 1000
+MAX_LOG_CHUNK = 1024 * 1024
+ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford-ish: no i, l, o, u
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+"""A string the databases can store (PostgreSQL refuses NUL characters)."""
+
+
+class JobSpec(BaseModel):
+    """What a user asks for. ``command`` (argv) or ``script``, not both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Text = Field(default="", max_length=128)
+    project: Text | None = Field(
+        default=None,
+        max_length=129,
+        description="Project name in your tenant, or 'tenant/project'. Optional when "
+        "your tenant has exactly one project.",
+    )
+    command: list[Text] = Field(default_factory=list, max_length=MAX_ARGV)
+    script: Text | None = Field(default=None, max_length=MAX_SCRIPT_BYTES)
+    env: dict[Text, Text] = Field(default_factory=dict, max_length=MAX_ENV)
+    workdir: Text | None = Field(default=None, max_length=4096)
+    tasks: int = Field(default=1, ge=1, le=100_000)
+    gpus_per_task: int = Field(default=1, ge=1, le=1024)
+    gpu_types: list[Text] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Acceptable GPU types, preferred first; empty: any declared type.",
+    )
+    time_limit: float = Field(
+        default=3600.0,
+        allow_inf_nan=False,
+        description="Seconds; the job is stopped when it runs longer.",
+    )
+    priority_class: Text = Field(default="normal", max_length=32)
+    sites: list[Text] | None = Field(
+        default=None, max_length=64, description="Sites it may run at; null: any."
+    )
+
+
+def new_job_id() -> str:
+    """``j-`` and 10 random characters (50 bits): one random draw, not ten."""
+    bits = secrets.randbits(50)
+    return "j-" + "".join(ID_ALPHABET[(bits >> shift) & 31] for shift in range(45, -5, -5))
+
+
+# --- the factory's declared capacity ------------------------------------------
+
+
+@dataclass(slots=True)
+class Catalog:
+    """What submissions are validated against (read once per request)."""
+
+    gpu_types: list[str]
+    sites: set[str]
+    priority_classes: dict[str, int]
+    node_gpus: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    """(site, GPU type) → GPU count of each node."""
+
+    @staticmethod
+    def load(session: Session) -> Catalog:
+        types = list(session.scalars(select(m.GpuType.name).order_by(m.GpuType.name)))
+        sites = set(session.scalars(select(m.Site.name)))
+        classes = {
+            name: value
+            for name, value in session.execute(select(m.PriorityClass.name, m.PriorityClass.value))
+        } or {p.name: p.value for p in DEFAULT_PRIORITY_CLASSES}
+        node_gpus: dict[tuple[str, str], list[int]] = defaultdict(list)
+        rows = session.execute(
+            select(m.Site.name, m.GpuType.name, m.Node.gpu_count)
+            .join(m.Site, m.Node.site_id == m.Site.id)
+            .join(m.GpuType, m.Node.gpu_type_id == m.GpuType.id)
+        )
+        for site, gpu_type, count in rows:
+            node_gpus[(site, gpu_type)].append(count)
+        return Catalog(types, sites, classes, dict(node_gpus))
+
+    def tasks_that_fit(self, site: str, gpu_type: str, gpus_per_task: int) -> int:
+        return sum(c // gpus_per_task for c in self.node_gpus.get((site, gpu_type), ()))
+
+    def largest(self, gpu_type: str, sites: Sequence[str]) -> int:
+        return max((sum(self.node_gpus.get((s, gpu_type), ())) for s in sites), default=0)
+
+
+CACHE_SECONDS = 2.0
+"""How long a process reuses what it read of the declared hardware and of
+projects when validating submissions. Declaring hardware is rare; reading it
+on every submission would cost several queries per job. A change is seen by
+submissions within this many seconds (at once after ``invalidate_caches``)."""
+
+
+class _TtlCache:
+    """Values per engine and key, each kept ``CACHE_SECONDS``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._data: weakref.WeakKeyDictionary[Any, dict[Any, tuple[float, Any]]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self, engine: Any, key: Any) -> Any:
+        with self._lock:
+            entry = self._data.get(engine, {}).get(key)
+        if entry is None or time.monotonic() - entry[0] > CACHE_SECONDS:
+            return None
+        return entry[1]
+
+    def put(self, engine: Any, key: Any, value: Any) -> None:
+        with self._lock:
+            per_engine = self._data.setdefault(engine, {})
+            if len(per_engine) > 10_000:
+                per_engine.clear()
+            per_engine[key] = (time.monotonic(), value)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+_CATALOGS = _TtlCache()
+_PROJECTS = _TtlCache()
+
+
+def invalidate_caches() -> None:
+    """Forget cached hardware and projects (after declaring or deleting them)."""
+    _CATALOGS.clear()
+    _PROJECTS.clear()
+
+
+def catalog(session: Session) -> Catalog:
+    engine = session.get_bind()
+    found: Catalog | None = _CATALOGS.get(engine, "catalog")
+    if found is None:
+        found = Catalog.load(session)
+        _CATALOGS.put(engine, "catalog", found)
+    return found
+
+
+def _field(prefix: str, name: str) -> str:
+    return f"{prefix}{name}"
+
+
+def _validate(
+    spec: JobSpec, catalog: Catalog, prefix: str = ""
+) -> tuple[list[str], list[str] | None]:
+    """Check ``spec`` against the catalog; return (GPU types, sites) to store."""
+    if bool(spec.command) == (spec.script is not None):
+        raise ServiceError(
+            "command-or-script",
+            'give either \'command\' (an argv list such as ["python", "train.py"]) '
+            "or 'script' (a shell script), not both and not neither",
+            field=_field(prefix, "command"),
+        )
+    if not spec.time_limit > 0 or spec.time_limit != spec.time_limit:
+        raise ServiceError(
+            "invalid-time-limit",
+            f"time_limit must be a positive number of seconds (e.g. 3600 for one hour), "
+            f"got {spec.time_limit}",
+            field=_field(prefix, "time_limit"),
+        )
+    if spec.time_limit > 366 * 86400:
+        raise ServiceError(
+            "invalid-time-limit",
+            f"time_limit {spec.time_limit:.0f} s is longer than a year: ask for at most "
+            f"{366 * 86400} s and checkpoint",
+            field=_field(prefix, "time_limit"),
+        )
+    if spec.priority_class not in catalog.priority_classes:
+        raise ServiceError(
+            "unknown-priority-class",
+            f"priority class {spec.priority_class!r} is not declared: use one of "
+            f"{', '.join(sorted(catalog.priority_classes))}",
+            field=_field(prefix, "priority_class"),
+        )
+    if spec.sites is not None:
+        if not spec.sites:
+            raise ServiceError(
+                "invalid-sites",
+                "sites is an empty list: omit it (any site) or name at least one site",
+                field=_field(prefix, "sites"),
+            )
+        unknown = [s for s in spec.sites if s not in catalog.sites]
+        if unknown:
+            raise ServiceError(
+                "unknown-site",
+                f"site {unknown[0]!r} is not declared: use one of "
+                f"{', '.join(sorted(catalog.sites)) or '(no site is declared yet)'}",
+                field=_field(prefix, "sites"),
+            )
+    if not catalog.gpu_types:
+        raise ServiceError(
+            "no-gpus-declared",
+            "this factory declares no GPU types yet: an operator must declare its hardware "
+            "(`masnaa up` does it for this machine)",
+            status=409,
+        )
+    gpu_types = list(dict.fromkeys(spec.gpu_types)) or list(catalog.gpu_types)
+    known = set(catalog.gpu_types)
+    for t in gpu_types:
+        if t not in known:
+            raise ServiceError(
+                "unknown-gpu-type",
+                f"GPU type {t!r} is not declared: use one of {', '.join(catalog.gpu_types)}",
+                field=_field(prefix, "gpu_types"),
+            )
+    sites = spec.sites if spec.sites is not None else sorted(catalog.sites)
+    if not any(
+        catalog.tasks_that_fit(s, t, spec.gpus_per_task) >= spec.tasks
+        for s in sites
+        for t in gpu_types
+    ):
+        best = max(gpu_types, key=lambda t: catalog.largest(t, sites))
+        raise ServiceError(
+            "too-many-gpus",
+            f"the job asks for {spec.tasks}×{spec.gpus_per_task} = "
+            f"{spec.tasks * spec.gpus_per_task} GPUs, more than any allowed site can give "
+            f"(each task on one node, all tasks at one site); the most is "
+            f"{catalog.largest(best, sites)} GPUs of {best!r}: ask for fewer",
+            field=_field(prefix, "gpus_per_task"),
+        )
+    return gpu_types, spec.sites
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectRef:
+    id: int
+    name: str
+    tenant_id: int
+    tenant: str
+
+
+def _resolve_project(session: Session, caller: Caller, ref: str | None, prefix: str) -> ProjectRef:
+    engine = session.get_bind()
+    key = (caller.tenant_id if not caller.is_operator else "*", ref)
+    cached: ProjectRef | None = _PROJECTS.get(engine, key)
+    if cached is not None:
+        return cached
+    stmt = select(m.Project.id, m.Project.name, m.Project.tenant_id, m.Tenant.name).join(
+        m.Tenant, m.Project.tenant_id == m.Tenant.id
+    )
+    if not caller.is_operator:
+        stmt = stmt.where(m.Project.tenant_id == caller.tenant_id)
+    if ref is None:
+        candidates = session.execute(stmt.limit(2)).all()
+        if len(candidates) != 1:
+            raise ServiceError(
+                "project-required",
+                "name the project to charge ('project': 'name' or 'tenant/name'); "
+                + ("your tenant has no project yet" if not candidates else "you have several"),
+                field=_field(prefix, "project"),
+            )
+    else:
+        tenant_name, _, name = ref.rpartition("/")
+        stmt = stmt.where(m.Project.name == name)
+        if tenant_name:
+            stmt = stmt.where(m.Tenant.name == tenant_name)
+        candidates = session.execute(stmt.limit(2)).all()
+        if len(candidates) != 1:
+            raise ServiceError(
+                "unknown-project" if not candidates else "ambiguous-project",
+                f"project {ref!r} is not one of yours: list them with `masnaa admin projects`"
+                if not candidates
+                else f"several tenants have a project {name!r}: write 'tenant/{name}'",
+                field=_field(prefix, "project"),
+            )
+    project_id, project_name, tenant_id, tenant = candidates[0]
+    found = ProjectRef(project_id, project_name, tenant_id, tenant)
+    _PROJECTS.put(engine, key, found)
+    return found
+
+
+@dataclass(slots=True)
+class Submitted:
+    """Jobs validated for one request: the rows to insert, then (after
+    ``write_submitted``) detached rows as inserted, and the names to render them."""
+
+    job_rows: list[dict[str, Any]]
+    event_rows: list[dict[str, Any]]
+    names: dict[str, dict[int, str]]
+
+    @property
+    def jobs(self) -> list[m.Job]:
+        return [m.Job(**row) for row in self.job_rows]
+
+
+def write_submitted(session: Session, batches: Sequence[Submitted]) -> None:
+    """Insert the rows of several validated requests: two Core ``INSERT``
+    statements whatever their number (this is what makes group commit cheap)."""
+    job_rows = [row for b in batches for row in b.job_rows]
+    event_rows = [row for b in batches for row in b.event_rows]
+    if job_rows:
+        connection = session.connection()
+        # Connection-level (Core) executemany: no ORM bulk machinery per row.
+        connection.execute(insert(m.Job), job_rows)
+        connection.execute(insert(m.JobEvent), event_rows)
+
+
+def submit(session: Session, caller: Caller, spec: JobSpec, *, now: float) -> Submitted:
+    done = prepare(session, caller, [spec], now=now, single=True)
+    write_submitted(session, [done])
+    return done
+
+
+def submit_batch(
+    session: Session, caller: Caller, specs: Sequence[JobSpec], *, now: float
+) -> Submitted:
+    """Validate every spec, then insert them all (jobs and events), or none."""
+    done = prepare(session, caller, specs, now=now)
+    write_submitted(session, [done])
+    return done
+
+
+def prepare(
+    session: Session,
+    caller: Caller,
+    specs: Sequence[JobSpec],
+    *,
+    now: float,
+    single: bool = False,
+) -> Submitted:
+    """Validate ``specs`` and build their rows; raise ``ServiceError`` on the
+    first invalid one. Reads (cached) declarations only; writes nothing."""
+    if not specs:
+        raise ServiceError("empty-batch", "a batch needs at least one job", field="jobs")
+    if len(specs) > MAX_BATCH:
+        raise ServiceError(
+            "batch-too-large",
+            f"a batch holds at most {MAX_BATCH} jobs, got {len(specs)}: split it",
+            field="jobs",
+        )
+    known = catalog(session)
+    names: dict[str, dict[int, str]] = {"tenant": {}, "project": {}, "user": {}}
+    names["user"][caller.user_id] = caller.user
+    job_rows: list[dict[str, Any]] = []
+    event_rows: list[dict[str, Any]] = []
+    for i, spec in enumerate(specs):
+        prefix = "" if single else f"jobs[{i}]."
+        gpu_types, sites = _validate(spec, known, prefix)
+        project = _resolve_project(session, caller, spec.project, prefix)
+        names["tenant"][project.tenant_id] = project.tenant
+        names["project"][project.id] = project.name
+        job_id = new_job_id()
+        job_rows.append(
+            {
+                "id": job_id,
+                "tenant_id": project.tenant_id,
+                "project_id": project.id,
+                "user_id": caller.user_id,
+                "name": spec.name,
+                "command": list(spec.command),
+                "script": spec.script,
+                "env": dict(spec.env),
+                "workdir": spec.workdir,
+                "tasks": spec.tasks,
+                "gpus_per_task": spec.gpus_per_task,
+                "gpu_types": gpu_types,
+                "time_limit": float(spec.time_limit),
+                "priority_class": spec.priority_class,
+                "sites": sites,
+                "submitted_at": now,
+                "state": m.JobState.PENDING.value,
+                "state_reason": "submitted",
+                "attempt": 0,
+                "cancel_requested": False,
+                "attained_service": 0.0,
+                "version": 1,
+            }
+        )
+        event_rows.append(
+            {
+                "job_id": job_id,
+                "at": now,
+                "from_state": None,
+                "to_state": m.JobState.PENDING.value,
+                "code": "submitted",
+                "reason": f"submitted by {caller.user}",
+                "attempt": 0,
+            }
+        )
+    return Submitted(job_rows, event_rows, names)
+
+
+# --- reading --------------------------------------------------------------------
+
+
+def _visible(stmt: Any, caller: Caller) -> Any:
+    return stmt if caller.is_operator else stmt.where(m.Job.tenant_id == caller.tenant_id)
+
+
+def get_job(session: Session, caller: Caller, job_id: str, *, for_update: bool = False) -> m.Job:
+    stmt = _visible(select(m.Job).where(m.Job.id == job_id), caller)
+    if for_update:
+        stmt = stmt.with_for_update()
+    job: m.Job | None = session.scalars(stmt).first()
+    if job is None:
+        raise not_found("job", job_id)
+    return job
+
+
+def job_events(session: Session, job: m.Job) -> list[m.JobEvent]:
+    return list(
+        session.scalars(
+            select(m.JobEvent).where(m.JobEvent.job_id == job.id).order_by(m.JobEvent.id)
+        )
+    )
+
+
+def list_jobs(
+    session: Session,
+    caller: Caller,
+    *,
+    states: Sequence[str] = (),
+    project: str | None = None,
+    tenant: str | None = None,
+    user: str | None = None,
+    limit: int = 100,
+    before: str | None = None,
+) -> list[m.Job]:
+    """Newest first. ``before`` is the id of the last job of the previous page."""
+    stmt = _visible(select(m.Job), caller)
+    if states:
+        bad = [s for s in states if s not in {x.value for x in m.JobState}]
+        if bad:
+            raise ServiceError(
+                "invalid-state",
+                f"state {bad[0]!r} is not a job state: use "
+                f"{', '.join(s.value for s in m.JobState)}",
+                field="state",
+            )
+        stmt = stmt.where(m.Job.state.in_(list(states)))
+    if tenant is not None:
+        stmt = stmt.join(m.Tenant, m.Job.tenant_id == m.Tenant.id).where(m.Tenant.name == tenant)
+    if project is not None:
+        tenant_name, _, name = project.rpartition("/")
+        stmt = stmt.join(m.Project, m.Job.project_id == m.Project.id).where(m.Project.name == name)
+        if tenant_name:
+            stmt = stmt.join(m.Tenant, m.Project.tenant_id == m.Tenant.id).where(
+                m.Tenant.name == tenant_name
+            )
+    if user is not None:
+        stmt = stmt.join(m.User, m.Job.user_id == m.User.id).where(m.User.name == user)
+    if before is not None:
+        anchor = session.execute(
+            _visible(select(m.Job.submitted_at, m.Job.id).where(m.Job.id == before), caller)
+        ).first()
+        if anchor is not None:
+            at, anchor_id = anchor
+            stmt = stmt.where(
+                (m.Job.submitted_at < at) | ((m.Job.submitted_at == at) & (m.Job.id < anchor_id))
+            )
+    stmt = stmt.order_by(m.Job.submitted_at.desc(), m.Job.id.desc()).limit(max(1, min(limit, 1000)))
+    return list(session.scalars(stmt))
+
+
+def names(session: Session, jobs: Sequence[m.Job]) -> dict[str, dict[int, str]]:
+    """Tenant, project and user names of ``jobs`` (one query each, for rendering)."""
+    out: dict[str, dict[int, str]] = {"tenant": {}, "project": {}, "user": {}}
+    tenant_ids = {j.tenant_id for j in jobs}
+    project_ids = {j.project_id for j in jobs}
+    user_ids = {j.user_id for j in jobs if j.user_id is not None}
+    if tenant_ids:
+        out["tenant"] = dict(
+            session.execute(
+                select(m.Tenant.id, m.Tenant.name).where(m.Tenant.id.in_(tenant_ids))
+            ).all()
+        )
+    if project_ids:
+        out["project"] = dict(
+            session.execute(
+                select(m.Project.id, m.Project.name).where(m.Project.id.in_(project_ids))
+            ).all()
+        )
+    if user_ids:
+        out["user"] = dict(
+            session.execute(select(m.User.id, m.User.name).where(m.User.id.in_(user_ids))).all()
+        )
+    return out
+
+
+# --- cancel -------------------------------------------------------------------
+
+
+def cancel(session: Session, caller: Caller, job_id: str, *, now: float) -> m.Job:
+    job = get_job(session, caller, job_id, for_update=True)
+    if job.user_id != caller.user_id and not caller.admin_of(job.tenant_id):
+        raise forbidden(
+            "members cancel only their own jobs: ask the job's owner or your tenant admin"
+        )
+    state = m.JobState(job.state)
+    if state.terminal:
+        raise ServiceError(
+            "already-finished",
+            f"job {job.id} already ended ({job.state}); there is nothing to cancel",
+            status=409,
+        )
+    if state is m.JobState.PENDING:
+        job.ended_at = now
+        job.wait_code = None
+        job.wait_message = None
+        job.estimated_start = None
+        transition(
+            session,
+            job,
+            m.JobState.CANCELLED,
+            at=now,
+            code="cancelled",
+            reason=f"cancelled by {caller.user} while pending",
+        )
+    elif not job.cancel_requested:
+        job.cancel_requested = True
+        transition(
+            session,
+            job,
+            state,
+            at=now,
+            code="cancel-requested",
+            reason=f"cancel requested by {caller.user}; the control loop stops it",
+        )
+    session.flush()
+    return job
+
+
+# --- explain and queue ---------------------------------------------------------
+
+
+def _priority_values(session: Session) -> dict[str, int]:
+    return {
+        name: value
+        for name, value in session.execute(select(m.PriorityClass.name, m.PriorityClass.value))
+    } or {p.name: p.value for p in DEFAULT_PRIORITY_CLASSES}
+
+
+def pending_positions(session: Session) -> dict[str, int]:
+    """1-based display position of every pending job (priority, then age)."""
+    values = _priority_values(session)
+    rows = list(
+        session.execute(
+            select(m.Job.id, m.Job.priority_class, m.Job.submitted_at).where(
+                m.Job.state == m.JobState.PENDING.value
+            )
+        )
+    )
+    rows.sort(key=lambda r: (-values.get(r[1], 0), r[2], r[0]))
+    return {r[0]: i + 1 for i, r in enumerate(rows)}
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    job: m.Job
+    position: int | None
+    pending_total: int
+    last_event: m.JobEvent | None
+
+
+def explain(session: Session, caller: Caller, job_id: str) -> Explanation:
+    job = get_job(session, caller, job_id)
+    position = None
+    total = 0
+    if job.state == m.JobState.PENDING.value:
+        positions = pending_positions(session)
+        position = positions.get(job.id)
+        total = len(positions)
+    last = session.scalars(
+        select(m.JobEvent).where(m.JobEvent.job_id == job.id).order_by(m.JobEvent.id.desc())
+    ).first()
+    return Explanation(job, position, total, last)
+
+
+@dataclass(slots=True)
+class TenantUse:
+    tenant: str
+    share: float
+    share_fraction: float
+    """``share`` over the sum of every tenant's share."""
+    gpus_in_use: dict[str, int]
+    """GPU type → GPUs held by admitted or running jobs."""
+    gpu_fraction_in_use: float
+    """GPUs held over the factory's GPUs."""
+    quota_nominal: dict[str, int]
+    """GPU type → nominal quota summed over sites."""
+    pending_jobs: int
+
+
+@dataclass(slots=True)
+class QueueView:
+    jobs: list[m.Job]
+    positions: dict[str, int]
+    tenants: list[TenantUse]
+    total_gpus: int
+
+
+def queue(session: Session, caller: Caller, *, limit: int = 500) -> QueueView:
+    active = [
+        m.JobState.PENDING.value,
+        m.JobState.ADMITTED.value,
+        m.JobState.RUNNING.value,
+    ]
+    positions = pending_positions(session)
+    jobs = list(
+        session.scalars(
+            _visible(select(m.Job).where(m.Job.state.in_(active)), caller)
+            .order_by(m.Job.submitted_at, m.Job.id)
+            .limit(max(1, min(limit, 5000)))
+        )
+    )
+    jobs.sort(key=lambda j: (positions.get(j.id, 0), j.submitted_at))
+    total_gpus = int(session.scalar(select(func.coalesce(func.sum(m.Node.gpu_count), 0))) or 0)
+    all_tenants = list(session.scalars(select(m.Tenant).order_by(m.Tenant.name)))
+    share_sum = sum(t.share for t in all_tenants) or 1.0
+    in_use: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for tenant_id, gpu_type, tasks, gpt in session.execute(
+        select(m.Job.tenant_id, m.Job.gpu_type, m.Job.tasks, m.Job.gpus_per_task).where(
+            m.Job.state.in_(active[1:])
+        )
+    ):
+        in_use[tenant_id][gpu_type or "?"] += tasks * gpt
+    pending_count = dict(
+        session.execute(
+            select(m.Job.tenant_id, func.count())
+            .where(m.Job.state == m.JobState.PENDING.value)
+            .group_by(m.Job.tenant_id)
+        ).all()
+    )
+    nominal: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for tenant_id, gpu_type, value in session.execute(
+        select(m.Quota.tenant_id, m.GpuType.name, m.Quota.nominal).join(
+            m.GpuType, m.Quota.gpu_type_id == m.GpuType.id
+        )
+    ):
+        nominal[tenant_id][gpu_type] += value
+    uses = []
+    for t in all_tenants:
+        if not caller.sees_tenant(t.id):
+            continue
+        held = dict(in_use.get(t.id, {}))
+        uses.append(
+            TenantUse(
+                tenant=t.name,
+                share=t.share,
+                share_fraction=t.share / share_sum,
+                gpus_in_use=held,
+                gpu_fraction_in_use=sum(held.values()) / total_gpus if total_gpus else 0.0,
+                quota_nominal=dict(nominal.get(t.id, {})),
+                pending_jobs=int(pending_count.get(t.id, 0)),
+            )
+        )
+    return QueueView(jobs, positions, uses, total_gpus)
+
+
+# --- logs -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LogChunk:
+    stream: str
+    offset: int
+    next_offset: int
+    data: str
+    size: int
+    """Bytes in the file now."""
+    complete: bool
+    """The job has ended and every byte has been read: stop following."""
+
+
+def _utf8_cut(data: bytes) -> int:
+    """Length of ``data`` without a trailing incomplete UTF-8 sequence."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 == 0x80:
+            continue  # continuation byte: keep looking for the lead byte
+        if byte & 0xE0 == 0xC0:
+            need = 2
+        elif byte & 0xF0 == 0xE0:
+            need = 3
+        elif byte & 0xF8 == 0xF0:
+            need = 4
+        else:
+            need = 1
+        return len(data) - back if need > back else len(data)
+    return len(data)
+
+
+def read_log(
+    session: Session,
+    caller: Caller,
+    job_id: str,
+    *,
+    stream: Literal["stdout", "stderr"] = "stdout",
+    offset: int = 0,
+    limit: int = 64 * 1024,
+) -> LogChunk:
+    job = get_job(session, caller, job_id)
+    if offset < 0:
+        raise ServiceError("invalid-offset", f"offset must be ≥ 0, got {offset}", field="offset")
+    limit = max(1, min(limit, MAX_LOG_CHUNK))
+    ended = m.JobState(job.state).terminal
+    raw = job.stdout_path if stream == "stdout" else job.stderr_path
+    if not raw:
+        return LogChunk(stream, offset, offset, "", 0, ended)
+    path = Path(raw)
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            f.seek(min(offset, size))
+            data = f.read(limit)
+    except FileNotFoundError:
+        return LogChunk(stream, offset, offset, "", 0, ended)
+    cut = len(data) if ended and offset + len(data) >= size else _utf8_cut(data)
+    data = data[:cut]
+    next_offset = offset + len(data)
+    return LogChunk(
+        stream,
+        offset,
+        next_offset,
+        data.decode("utf-8", errors="replace"),
+        size,
+        ended and next_offset >= size,
+    )
+
+
+# --- usage ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectUsage:
+    tenant: str
+    project: str
+    jobs: int
+    gpu_hours: float
+    running_gpus: int
+
+
+def usage(
+    session: Session, caller: Caller, *, now: float, since: float | None = None
+) -> list[ProjectUsage]:
+    """GPU-hours per project from the jobs table: earlier runs
+    (``attained_service``) plus the current or last run."""
+    stmt = _visible(
+        select(
+            m.Job.tenant_id,
+            m.Job.project_id,
+            m.Job.tasks,
+            m.Job.gpus_per_task,
+            m.Job.started_at,
+            m.Job.ended_at,
+            m.Job.attained_service,
+            m.Job.state,
+        ),
+        caller,
+    )
+    if since is not None:
+        stmt = stmt.where(m.Job.submitted_at >= since)
+    totals: dict[tuple[int, int], list[float]] = defaultdict(lambda: [0, 0.0, 0])
+    for tenant_id, project_id, tasks, gpt, started, ended, attained, state in session.execute(stmt):
+        entry = totals[(tenant_id, project_id)]
+        entry[0] += 1
+        seconds = attained or 0.0
+        if started is not None:
+            end = ended if ended is not None else now
+            seconds += max(0.0, end - started) * tasks * gpt
+        entry[1] += seconds
+        if state == m.JobState.RUNNING.value:
+            entry[2] += tasks * gpt
+    tenants = dict(session.execute(select(m.Tenant.id, m.Tenant.name)).all())
+    projects = dict(session.execute(select(m.Project.id, m.Project.name)).all())
+    out = [
+        ProjectUsage(tenants[t], projects[p], int(v[0]), v[1] / 3600.0, int(v[2]))
+        for (t, p), v in totals.items()
+    ]
+    out.sort(key=lambda u: (u.tenant, u.project))
+    return out

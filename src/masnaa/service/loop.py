@@ -1,0 +1,661 @@
+"""The control loop: the live driver of the scheduler core (``python -m masnaa.service.loop``).
+
+It drives the very ``decide()`` the twin drives; only the clock (wall
+time), the executor (real processes, Slurm) and the store (the database)
+differ. One pass, in numbered phases:
+
+1. **observe**: sync drained/down nodes and the pending set from the store;
+2. **drive** every admitted or running run: launch admitted attempts
+   (idempotent), stop the ones with a cancel request or a preemption
+   deadline (SIGTERM, grace, SIGKILL), poll the rest, and settle the runs
+   that ended (``reconcile.settle``);
+3. **decide** on the snapshot;
+4. **apply**: fail jobs that can never run, admit the starts, launch them at
+   once, request preemptions, write every waiting job's reason and estimate.
+
+A pass runs every ``tick`` seconds, and sooner when a cheap probe (the newest
+job event id: every submission and cancel request writes one) moves, or
+when the executor hints that a run ended.
+
+Crash safety (the store is the truth; kill -9 at any instant is safe):
+- ``admitted`` with its placement and a new attempt number is committed
+  *before* the executor is asked to launch; launching is idempotent per
+  (job, attempt); ``running`` is written after. A restart finds admitted
+  rows and launches them again — a no-op for the ones already launched.
+- A run's end is read from the executor's durable record, so a job that
+  ended while the loop was down gets its real exit status; one that is still
+  alive is adopted (the executor follows it again); one whose supervisor
+  vanished is *lost* and requeued under the next attempt number.
+- GPUs are taken in memory (``ClusterState``, which refuses a double
+  assignment) before ``admitted`` is committed and given back only after
+  the end of a run is committed; a restart rebuilds the index from the
+  store's admitted and running rows.
+- One loop per database: a lease row (``service_state['control-loop']``)
+  names the holder; a new loop takes it over when the holder's heartbeat is
+  older than ``lease_ttl`` or, on the same host, its process is gone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from masnaa.domain import RunningJob
+from masnaa.executors import records
+from masnaa.executors.base import (
+    Executor,
+    ExecutorUnavailable,
+    LaunchRejected,
+    LaunchSpec,
+    Observed,
+)
+from masnaa.factory.apply import SITE_OPTIONS
+from masnaa.scheduler import SchedulerConfig, decide
+from masnaa.scheduler.decision import Decision
+from masnaa.service import apply
+from masnaa.service.launch import EXECUTOR_FACTORIES, build_spec
+from masnaa.service.metrics import Metrics
+from masnaa.service.reconcile import settle, write_settlement
+from masnaa.service.snapshot import ACTIVE, LiveState
+from masnaa.store import models as m
+from masnaa.store.db import make_engine, read_session_factory, session_factory, upgrade
+from masnaa.store.events import transition
+
+log = logging.getLogger(__name__)
+
+LEASE_KEY = "control-loop"
+
+
+@dataclass(frozen=True, slots=True)
+class LoopConfig:
+    db_url: str
+    home: Path
+    policy: str = "masnaa"
+    tick: float = 0.5
+    """Longest time between two passes."""
+    probe_interval: float = 0.02
+    """How often the cheap probe (store counters, local runs) checks for a reason to pass now."""
+    half_life: float = 7 * 86400.0
+    kill_grace: float = 30.0
+    """SIGTERM→SIGKILL window at a job's time limit."""
+    cancel_grace: float = 30.0
+    """SIGTERM→SIGKILL window when a job is cancelled."""
+    max_attempts: int = 5
+    """Runs a job may have before a lost or outside-stopped run fails it."""
+    lease_ttl: float = 15.0
+    full_sync: float = 30.0
+    """Seconds between full re-reads of the pending set (see ``LiveState.sync_pending``)."""
+
+
+@dataclass(slots=True)
+class PassReport:
+    started: int = 0
+    settled: int = 0
+    preempted: int = 0
+    rejected: int = 0
+    waits_written: int = 0
+    seconds: float = 0.0
+    transitions: list[tuple[str, str]] = field(default_factory=list)
+
+
+class LeaseHeld(RuntimeError):
+    """Another control loop is alive on this database."""
+
+
+class ControlLoop:
+    """One control loop over one database (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: LoopConfig,
+        *,
+        engine: Engine | None = None,
+        metrics: Metrics | None = None,
+        executors: dict[str, Executor] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.engine = engine or make_engine(config.db_url, pool_size=2)
+        self._own_engine = engine is None
+        self.write: sessionmaker[Session] = session_factory(self.engine)
+        self.read: sessionmaker[Session] = read_session_factory(self.engine)
+        self.metrics = metrics
+        self.clock = clock
+        self.scheduler = SchedulerConfig(policy=config.policy)
+        self._executors = executors
+        self.executors: dict[str, Executor] = {}
+        self.site_executor: dict[str, str] = {}
+        """Site → key in ``executors`` (``local`` is shared; ``slurm:<site>`` one per site)."""
+        self.live: LiveState | None = None
+        self.nvml_index: dict[str, int] = {}
+        self._stops: set[tuple[str, int]] = set()
+        self._waits: dict[str, apply.WaitRecord] = {}
+        self._probe: int | None = None
+        """The newest job event id seen when the last pass began."""
+        self._lease_renewed = 0.0
+        self._full_sync = time.monotonic()
+        self._identity = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "start_ticks": records.process_start_ticks(os.getpid()),
+        }
+        self.wakeup = threading.Event()
+
+    # -- start ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Take the lease, build the in-memory state, and reconcile with the executors."""
+        now = self.clock()
+        self._take_lease(now)
+        with self.read() as s:
+            sites = {row.name: row.executor for row in s.scalars(select(m.Site))}
+            options = {
+                row.key.removeprefix(SITE_OPTIONS): row.value
+                for row in s.scalars(
+                    select(m.ServiceState).where(m.ServiceState.key.startswith(SITE_OPTIONS))
+                )
+            }
+            self.live = LiveState.load(s, now=now, half_life=self.config.half_life)
+        for site, name in sites.items():
+            key = name if name == "local" else f"{name}:{site}"
+            try:
+                if self._executors is not None:
+                    self.executors.setdefault(key, self._executors[name])
+                elif key not in self.executors:
+                    build = EXECUTOR_FACTORIES[name]
+                    self.executors[key] = build(self.config.home, site, options.get(site, {}))
+            except Exception as exc:  # whatever went wrong, this site takes no work
+                log.warning("site %s: its %r executor is not available here (%s)", site, name, exc)
+                self.live.block_site(site)
+                continue
+            self.site_executor[site] = key
+        if "local" in self.executors:
+            self.nvml_index = _probe_nvml_indices()
+        # Reconcile: the first drive adopts live runs, records ended ones, requeues lost ones
+        # and launches admitted ones, exactly as any later pass would.
+        report = PassReport()
+        self._drive(now, report)
+        log.info(
+            "control loop started: %d running, %d pending, %d settled at start",
+            len(self.live.state.running),
+            len(self.live.pending),
+            report.settled,
+        )
+
+    def _rebuild(self) -> None:
+        """Drop the in-memory state and rebuild it from the store (after a failed pass)."""
+        with self.read() as s:
+            self.live = LiveState.load(s, now=self.clock(), half_life=self.config.half_life)
+        self._waits.clear()
+
+    # -- the pass ------------------------------------------------------------------------------
+    def run_pass(self) -> PassReport:
+        """One pass: observe, drive, decide, apply."""
+        assert self.live is not None, "call start() first"
+        t0 = time.perf_counter()
+        now = self.clock()
+        report = PassReport()
+        self._probe = self._last_event()
+        self._renew_lease(now)
+        self._observe()  # 1
+        self._drive(now, report)  # 2
+        decision = decide(self.live.snapshot(), self.live.queue, now, self.scheduler)  # 3
+        self._apply(decision, now, report)  # 4
+        report.seconds = time.perf_counter() - t0
+        if self.metrics is not None:
+            self.metrics.pass_seconds.observe(report.seconds)
+            for a, b in report.transitions:
+                self.metrics.transition(a, b)
+        return report
+
+    def _observe(self) -> None:
+        assert self.live is not None
+        full = time.monotonic() - self._full_sync >= self.config.full_sync
+        with self.read() as s:
+            self.live.sync_nodes(s)
+            self.live.sync_pending(s, full=full)
+        if full:
+            self._full_sync = time.monotonic()
+
+    # -- phase 2: drive the runs ---------------------------------------------------------------
+    def _executor(self, site: str | None) -> Executor | None:
+        name = self.site_executor.get(site or "")
+        return self.executors.get(name) if name else None
+
+    def _drive(self, now: float, report: PassReport) -> None:
+        assert self.live is not None
+        with self.read() as s:
+            rows = list(s.scalars(select(m.Job).where(m.Job.state.in_([a.value for a in ACTIVE]))))
+        launched: dict[str, int] = {}
+        rejected: dict[str, tuple[int, str]] = {}
+        ended: dict[str, tuple[int, Observed]] = {}
+        # Launch admitted attempts, batched per executor (idempotent: a restart repeats it).
+        to_launch: dict[str, list[m.Job]] = {}
+        for row in rows:
+            if row.state == m.JobState.ADMITTED.value and not row.cancel_requested:
+                name = self.site_executor.get(row.site or "")
+                if name is not None:
+                    to_launch.setdefault(name, []).append(row)
+        skip: set[str] = set()
+        for name, candidates in to_launch.items():
+            batch, specs = [], []
+            for row in candidates:
+                try:
+                    specs.append(self._spec(row))
+                    batch.append(row)
+                except LaunchRejected as exc:  # e.g. an empty command: it can never run
+                    skip.add(row.id)
+                    rejected[row.id] = (row.attempt, str(exc))
+            results = self.executors[name].start_many(specs)
+            for row, error in zip(batch, results, strict=True):
+                if error is None:
+                    launched[row.id] = row.attempt
+                    continue
+                skip.add(row.id)
+                if isinstance(error, LaunchRejected):
+                    rejected[row.id] = (row.attempt, str(error))
+                else:
+                    log.warning("cannot launch %s now: %s", row.id, error)
+        for row in rows:
+            executor = self._executor(row.site)
+            if executor is None or row.id in skip:
+                continue
+            key = (row.id, row.attempt)
+            if row.cancel_requested and key not in self._stops:
+                self._stop(executor, row, self.config.cancel_grace, "cancelled")
+            elif row.preempt_deadline is not None and key not in self._stops:
+                self._stop(executor, row, max(0.0, row.preempt_deadline - now), "preempted")
+            try:
+                seen = executor.poll(row.id, row.attempt)
+            except ExecutorUnavailable as exc:
+                log.warning("cannot poll %s now: %s", row.id, exc)
+                continue
+            if seen.done or (seen.state == "absent" and row.cancel_requested):
+                ended[row.id] = (row.attempt, seen)
+            elif seen.state == "absent" and row.state == m.JobState.RUNNING.value:
+                # Running in the store, unknown to the executor: its launch record is gone.
+                ended[row.id] = (
+                    row.attempt,
+                    Observed("lost", message="the executor has no record of it"),
+                )
+        if launched or rejected or ended:
+            self._write_runs(now, launched, rejected, ended, report)
+
+    def _stop(self, executor: Executor, row: m.Job, grace: float, reason: str) -> None:
+        try:
+            executor.stop(row.id, row.attempt, grace, reason)
+        except ExecutorUnavailable as exc:
+            log.warning("cannot stop %s now: %s", row.id, exc)
+            return
+        self._stops.add((row.id, row.attempt))
+
+    def _spec(self, row: m.Job) -> LaunchSpec:
+        assert self.live is not None
+        return build_spec(
+            row,
+            node_uuids=self.live.node_uuids,
+            nvml_index=self.nvml_index,
+            kill_grace=self.config.kill_grace,
+        )
+
+    def _write_runs(
+        self,
+        now: float,
+        launched: dict[str, int],
+        rejected: dict[str, tuple[int, str]],
+        ended: dict[str, tuple[int, Observed]],
+        report: PassReport,
+    ) -> None:
+        assert self.live is not None
+        released: list[str] = []
+        requeued: list[str] = []
+        with self.write() as s, s.begin():
+            rows = apply.lock_rows(s, {*launched, *rejected, *ended})
+            for job_id, attempt in launched.items():
+                row = rows.get(job_id)
+                if (
+                    row is not None
+                    and row.state == m.JobState.ADMITTED.value
+                    and row.attempt == attempt
+                ):
+                    transition(
+                        s,
+                        row,
+                        m.JobState.RUNNING,
+                        at=now,
+                        code="started",
+                        reason=f"run {attempt} started",
+                    )
+                    row.started_at = now
+                    report.transitions.append(("admitted", "running"))
+            for job_id, (attempt, message) in rejected.items():
+                row = rows.get(job_id)
+                if (
+                    row is not None
+                    and row.state == m.JobState.ADMITTED.value
+                    and row.attempt == attempt
+                ):
+                    transition(
+                        s, row, m.JobState.FAILED, at=now, code="launch-rejected", reason=message
+                    )
+                    row.ended_at = now
+                    released.append(job_id)
+                    report.transitions.append(("admitted", "failed"))
+            for job_id, (attempt, seen) in ended.items():
+                row = rows.get(job_id)
+                if row is None or row.state not in (
+                    m.JobState.ADMITTED.value,
+                    m.JobState.RUNNING.value,
+                ):
+                    continue
+                if row.attempt != attempt:
+                    continue
+                if seen.state == "absent":  # cancelled before it was ever launched
+                    before = row.state
+                    transition(
+                        s,
+                        row,
+                        m.JobState.CANCELLED,
+                        at=now,
+                        code="cancelled",
+                        reason="cancelled before it started",
+                    )
+                    row.ended_at = now
+                    report.transitions.append((before, "cancelled"))
+                    released.append(job_id)
+                    continue
+                outcome = settle(
+                    seen,
+                    attempt=attempt,
+                    cancel_requested=row.cancel_requested,
+                    preempting=row.preempt_deadline is not None,
+                    max_attempts=self.config.max_attempts,
+                )
+                before = row.state
+                write_settlement(s, row, outcome, seen, now=now)
+                report.transitions.append((before, outcome.state.value))
+                report.settled += 1
+                released.append(job_id)
+                if outcome.requeued:
+                    requeued.append(job_id)
+        # The store has it; now the index follows.
+        for job_id, (attempt, _seen) in ended.items():
+            self._stops.discard((job_id, attempt))
+        with self.read() as s:
+            for job_id in released:
+                self.live.release(job_id, now)
+            for job, attained in self.live.load_pending(s, requeued):
+                self.live.enqueue(job, attained)
+
+    # -- phase 4: apply the decision -----------------------------------------------------------
+    def _apply(self, decision: Decision, now: float, report: PassReport) -> None:
+        assert self.live is not None
+        live = self.live
+        if decision.rejected:
+            with self.write() as s, s.begin():
+                failed = apply.reject(s, decision.rejected, now=now)
+            for job_id in failed:
+                live.dequeue(job_id)
+                report.transitions.append(("pending", "failed"))
+            report.rejected = len(failed)
+        if decision.starts:
+            self._start(decision, now, report)
+        if decision.preemptions:
+            with self.write() as s, s.begin():
+                issued = apply.request_preemptions(s, decision.preemptions, now=now)
+            for p in issued:
+                if p.job_id in live.state.running:
+                    live.state.mark_preempting(p.job_id, p.deadline)
+                executor = self._executor(p.site)
+                if executor is not None:
+                    try:
+                        executor.stop(p.job_id, p.attempt, p.grace, "preempted")
+                        self._stops.add((p.job_id, p.attempt))
+                    except ExecutorUnavailable as exc:
+                        log.warning("cannot stop %s now: %s", p.job_id, exc)
+            report.preempted = len(issued)
+        # Jobs the pass did not reach share the default wait; only changes are candidates.
+        d = decision.default_wait
+        default: apply.WaitRecord = (d.code.value, d.message, d.estimated_start)
+        waits: dict[str, apply.WaitRecord] = {}
+        written = self._waits
+        for job_id in live.pending:
+            w = decision.waiting.get(job_id)
+            record = (w.code.value, w.message, w.estimated_start) if w is not None else default
+            if written.get(job_id) != record:
+                waits[job_id] = record
+        for gone in [k for k in written if k not in live.pending]:
+            del written[gone]
+        if waits:
+            with self.write() as s, s.begin():
+                report.waits_written = apply.record_waits(s, waits, self._waits)
+
+    def _start(self, decision: Decision, now: float, report: PassReport) -> None:
+        assert self.live is not None
+        live = self.live
+        held = []
+        for start in decision.starts:
+            job = live.queue.get(start.job_id)
+            try:
+                live.state.allocate(
+                    RunningJob(job, start.placement, start.gpu_type, now, now + job.time_limit)
+                )
+            except ValueError as exc:  # the core never asks for this; refuse rather than share
+                log.error("refusing start of %s: %s", start.job_id, exc)
+                continue
+            held.append(start)
+        try:
+            with self.write() as s, s.begin():
+                admitted = apply.admit(s, held, now=now, log_paths=self._log_paths)
+        except Exception:
+            for start in held:
+                live.state.release(start.job_id)
+            raise
+        ok = {a.job_id for a in admitted}
+        for start in held:
+            job = live.queue.get(start.job_id)
+            if start.job_id in ok:
+                live.dequeue(start.job_id)
+                live.usage.start(job.id, job.tenant, job.total_gpus, now)
+                self._waits.pop(start.job_id, None)
+                report.transitions.append(("pending", "admitted"))
+            else:
+                live.state.release(start.job_id)
+        report.started = len(admitted)
+        if admitted:
+            # Launch at once (the same idempotent path a restart takes for admitted rows).
+            self._drive(now, report)
+
+    def _log_paths(self, site: str, job_id: str, attempt: int) -> tuple[str, str] | None:
+        executor = self._executor(site)
+        return executor.log_paths(job_id, attempt) if executor is not None else None
+
+    # -- lease -----------------------------------------------------------------------------------
+    def _take_lease(self, now: float) -> None:
+        with self.write() as s, s.begin():
+            row = s.get(m.ServiceState, LEASE_KEY)
+            if row is not None and not self._lease_free(row.value, row.updated_at, now):
+                raise LeaseHeld(
+                    f"another control loop (pid {row.value.get('pid')} on {row.value.get('host')}) "
+                    f"holds this database; stop it first, or wait {self.config.lease_ttl:g}s "
+                    "after it died"
+                )
+            if row is None:
+                s.add(m.ServiceState(key=LEASE_KEY, value=dict(self._identity), updated_at=now))
+            else:
+                row.value = dict(self._identity)
+                row.updated_at = now
+        self._lease_renewed = now
+
+    def _lease_free(self, holder: dict[str, object], heartbeat: float, now: float) -> bool:
+        if holder == self._identity or now - heartbeat > self.config.lease_ttl:
+            return True
+        if holder.get("host") == self._identity["host"]:
+            pid, ticks = holder.get("pid"), holder.get("start_ticks")
+            return not records.same_process(
+                pid if isinstance(pid, int) else None, ticks if isinstance(ticks, int) else None
+            )
+        return False
+
+    def _renew_lease(self, now: float) -> None:
+        if now - self._lease_renewed < 1.0:
+            return
+        with self.write() as s, s.begin():
+            row = s.get(m.ServiceState, LEASE_KEY)
+            if row is None or row.value != self._identity:
+                raise LeaseHeld("another control loop took over this database; stopping")
+            row.updated_at = now
+        self._lease_renewed = now
+
+    def release_lease(self) -> None:
+        with self.write() as s, s.begin():
+            row = s.get(m.ServiceState, LEASE_KEY)
+            if row is not None and row.value == self._identity:
+                s.delete(row)
+
+    # -- running ---------------------------------------------------------------------------------
+    def _last_event(self) -> int:
+        with self.read() as s:
+            return int(s.scalar(select(func.max(m.JobEvent.id))) or 0)
+
+    def _changed(self) -> bool:
+        """Cheap: did anything happen to a job since the last pass began, or did a run end?
+
+        Every change of a job (a submission, a cancel request) writes a ``job_events``
+        row, so the newest event id — one index lookup — says whether to pass now.
+        """
+        if self._last_event() > (self._probe or 0):
+            return True
+        return any(executor.news() for executor in self.executors.values())
+
+    def run(self, stop: threading.Event) -> None:
+        """Pass until ``stop`` is set. Runs keep running after it returns."""
+        if self.live is None:
+            self.start()
+        last = 0.0
+        while not stop.is_set():
+            now = time.monotonic()
+            try:
+                due = now - last >= self.config.tick or self.wakeup.is_set() or self._changed()
+                if due:
+                    self.wakeup.clear()
+                    last = now
+                    self.run_pass()
+            except LeaseHeld:
+                raise
+            except OperationalError as exc:  # the database is busy or away: try again soon
+                log.warning("pass failed on the database, retrying: %s", exc)
+                stop.wait(min(1.0, self.config.tick))
+            except Exception:
+                # A bug must not stop the factory: every pass starts from the store again, and
+                # runs keep going under their supervisors meanwhile.
+                log.exception("pass failed; retrying after %gs", self.config.tick)
+                self._rebuild()
+                stop.wait(self.config.tick)
+            stop.wait(self.config.probe_interval)
+
+    def close(self) -> None:
+        for executor in self.executors.values():
+            executor.close()
+        if self._own_engine:
+            self.engine.dispose()
+
+
+def _probe_nvml_indices() -> dict[str, int]:
+    from masnaa.discovery.inventory import NvmlUnavailable, probe_nvml
+
+    try:
+        return {g.uuid: g.nvml_index for g in probe_nvml()}
+    except NvmlUnavailable:
+        return {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m masnaa.service.loop", description="Run Masnaa's control loop."
+    )
+    parser.add_argument(
+        "--db", default=None, help="database URL (default: MASNAA_DB_URL or the home's SQLite)"
+    )
+    parser.add_argument("--home", default=None, help="MASNAA_HOME (default ~/.masnaa)")
+    parser.add_argument("--policy", default="masnaa")
+    parser.add_argument("--tick", type=float, default=0.5)
+    parser.add_argument("--kill-grace", type=float, default=30.0)
+    parser.add_argument("--cancel-grace", type=float, default=30.0)
+    parser.add_argument("--no-migrate", action="store_true")
+    args = parser.parse_args(argv)
+    return run_forever(
+        home=Path(args.home) if args.home else None,
+        db_url=args.db,
+        policy=args.policy,
+        tick=args.tick,
+        kill_grace=args.kill_grace,
+        cancel_grace=args.cancel_grace,
+        migrate=not args.no_migrate,
+    )
+
+
+def run_forever(
+    *,
+    home: Path | None,
+    db_url: str | None,
+    policy: str = "masnaa",
+    tick: float = 0.5,
+    kill_grace: float = 30.0,
+    cancel_grace: float = 30.0,
+    migrate: bool = True,
+) -> int:
+    """The ``masnaa loop`` command: run until SIGTERM or SIGINT."""
+    from masnaa.store.db import default_db_url, masnaa_home
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if home is not None:
+        os.environ["MASNAA_HOME"] = str(home)
+    home = home or masnaa_home()
+    url = db_url or default_db_url()
+    if migrate:
+        upgrade(url)
+    config = LoopConfig(
+        db_url=url,
+        home=home,
+        policy=policy,
+        tick=tick,
+        kill_grace=kill_grace,
+        cancel_grace=cancel_grace,
+    )
+    loop = ControlLoop(config)
+    stop = threading.Event()
+
+    def _stop(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        loop.run(stop)
+    except LeaseHeld as exc:
+        log.error("%s", exc)
+        return 3
+    finally:
+        with contextlib.suppress(Exception):
+            loop.release_lease()
+        loop.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,574 @@
+"""The twin's discrete-event engine: the second driver of the scheduler core.
+
+It replays a ``Trace`` on a ``Cluster`` with a virtual clock. Arrivals are
+read from the sorted trace by a cursor; every other event sits in a heap:
+completions (END), the end of a preemption's grace period (GRACE) and a running
+job reaching its planning estimate (ESTIMATE). After each batch of events with
+the same time, the engine builds a ``Snapshot`` and calls ``decide()`` once
+(only when jobs are pending), then applies the ``Decision``:
+
+- **starts**: the job leaves the ``PendingQueue``, takes its placement in the
+  ``ClusterState``, accrues usage in the ``UsageLedger``; its END is scheduled
+  at start + restart overhead (on restarts) + its remaining work;
+- **preemptions**: ``mark_preempting``; at the grace end the job releases its
+  GPUs and is requeued with its attained service (GPU-seconds held so far).
+  It keeps the work saved at its last periodic checkpoint (every
+  ``checkpoint_interval`` seconds of work since its run began) and loses the
+  rest; the lost GPU-seconds are counted;
+- **rejected**: the job fails with the scheduler's reason, counted by code.
+
+True runtimes live only here. ``Snapshot.oracle`` (a lazy mapping job id →
+true remaining seconds) is passed only when the policy declares ``oracle``.
+
+Time limits: a trace's requested limit is the job's ``time_limit`` and the job
+is killed when it reaches it (its work is cut there, counted in
+``killed_at_limit``). Without one, the limit is a planning estimate from the
+tenant's completed jobs (``LimitEstimator``); a job that outruns it is not
+killed: at its expected end the engine doubles the time it has run so far as
+the new expected end (``update_expected_end``), so the reservations that
+leaned on it are recomputed at the next pass.
+
+Invariants, checked on every start and release (a violation raises
+``InvariantViolation``): the placement is the whole gang (each slice a whole
+number of tasks, on nodes of an acceptable type and site); no GPU is held
+twice (the engine keeps its own bitmask per node, independent of
+``ClusterState``'s checks); GPUs held never exceed the cluster.
+
+A batch that leaves jobs pending with no event ahead and no start or
+preemption is a dead end: those jobs are counted as **stranded** with the
+scheduler's wait reason, and the run ends.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from array import array
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from masnaa.domain import Cluster, Job, PriorityClass, Quota, RunningJob, Tenant
+from masnaa.domain.tenancy import DEFAULT_PRIORITY_CLASSES
+from masnaa.scheduler import (
+    POLICIES,
+    ClusterState,
+    PendingQueue,
+    SchedulerConfig,
+    Snapshot,
+    UsageLedger,
+    decide,
+)
+from masnaa.scheduler.decision import Decision, WaitCode
+from masnaa.sim.errors import InvariantViolation, SimError
+from masnaa.sim.limits import LimitEstimator
+from masnaa.sim.timeline import Timeline, TimelineResult
+from masnaa.sim.trace import Trace, job_shape
+
+END, GRACE, ESTIMATE, TICK = 0, 1, 2, 3
+FUTURE, PENDING, RUNNING, DONE, REJECTED, STRANDED = 0, 1, 2, 3, 4, 5
+INF = math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    policy: str = "masnaa"
+    checkpoint_interval: float | None = 1800.0
+    """Seconds of work between checkpoints; ``None``: a preempted job restarts from zero."""
+    restart_overhead: float = 60.0
+    """Seconds a restarted job spends reloading its checkpoint before doing work."""
+    limit_percentile: float = 0.9
+    default_limit: float = 4 * 3600.0
+    half_life: float = 7 * 86400.0
+    min_pass_interval: float = 0.0
+    """0: a pass after every batch of events. Otherwise at most one pass per this many
+    virtual seconds, as a periodic control loop would (documented in docs/twin.md)."""
+    series_bins: int = 400
+    gpus_per_node: int = 8
+
+
+@dataclass(slots=True)
+class RunResult:
+    policy: str
+    oracle: bool
+    capacity: int
+    jobs: int
+    submit: array[float]
+    work: array[float]
+    end: array[float]
+    gpus: array[int]
+    tenant: array[int]
+    tenants: tuple[str, ...]
+    shares: tuple[float, ...]
+    status: bytearray
+    killed_at_limit: int
+    rejected: dict[str, int]
+    stranded: dict[str, int]
+    preemptions: int
+    lost_gpu_seconds: float
+    useful_gpu_seconds: float
+    estimate_extensions: int
+    passes: int
+    decide_seconds: float
+    wall_seconds: float
+    invariant_checks: int
+    timeline: TimelineResult
+    skipped_lines: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+class _Oracle(Mapping[str, float]):
+    """True remaining seconds of pending and running jobs, computed on demand."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._e = engine
+
+    def __getitem__(self, job_id: str) -> float:
+        e = self._e
+        try:
+            i = int(job_id)
+        except ValueError:
+            raise KeyError(job_id) from None
+        if not 0 <= i < e.n:
+            raise KeyError(job_id)
+        st = e.status[i]
+        if st == RUNNING:
+            return max(0.0, e.end_at[i] - e.now)
+        if st == PENDING:
+            overhead = e.cfg.restart_overhead if e.attempts[i] else 0.0
+            return float(e.work[i] - e.progress[i] + overhead)
+        raise KeyError(job_id)
+
+    def __iter__(self) -> Iterator[str]:
+        e = self._e
+        return (str(i) for i in range(e.n) if e.status[i] in (PENDING, RUNNING))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class Engine:
+    """One replay of one trace under one policy. Build, ``run()`` once."""
+
+    def __init__(
+        self,
+        trace: Trace,
+        cluster: Cluster,
+        tenants: tuple[Tenant, ...],
+        quotas: tuple[Quota, ...],
+        config: EngineConfig,
+        *,
+        priority_classes: tuple[PriorityClass, ...] = DEFAULT_PRIORITY_CLASSES,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        if config.policy not in POLICIES:
+            raise SimError(
+                "unknown-policy",
+                f"unknown policy {config.policy!r}; valid policies: {', '.join(sorted(POLICIES))}",
+            )
+        self.cfg = config
+        self.trace = trace
+        self.cluster = cluster
+        self.n = n = len(trace)
+        self.sched_cfg = SchedulerConfig(policy=config.policy)
+        self.oracle_on = bool(getattr(POLICIES[config.policy], "oracle", False))
+        thresholds = getattr(self.sched_cfg, "las_thresholds", None)
+        self.queue = (
+            PendingQueue(level_thresholds=thresholds) if thresholds is not None else PendingQueue()
+        )
+        self.state = ClusterState(cluster)
+        self.usage = UsageLedger(half_life=config.half_life)
+        self.tenant_map = {t.name: t for t in tenants}
+        self.quotas = quotas
+        self.classes = {p.name: p for p in priority_classes}
+        self.limits = LimitEstimator(
+            percentile=config.limit_percentile, default=config.default_limit
+        )
+        self.progress_cb = progress
+
+        # Trace columns as Python containers: element access on NumPy arrays is slow.
+        self.submit = array("d", trace.submit.tolist())
+        self.work = array("d", trace.work().tolist())
+        self.limit_col = trace.time_limit.tolist()
+        self.killed = bytearray(
+            1 if (not math.isnan(lim) and rt > lim) else 0
+            for rt, lim in zip(trace.runtime.tolist(), self.limit_col, strict=True)
+        )
+        self.gpus_col = array("q", trace.gpus.tolist())
+        self.tenant_col = array("q", trace.tenant.tolist())
+        self.type_col = trace.gpu_type.tolist()
+        self.tasks_col = trace.tasks.tolist()
+        self.tenant_names = trace.tenants
+        self.shapes: dict[tuple[int, int], tuple[int, int]] = {}
+        self.sites_col = trace.sites
+
+        self.status = bytearray(n)
+        self.progress = array("d", bytes(8 * n))
+        self.attained = array("d", bytes(8 * n))
+        self.run_start = array("d", bytes(8 * n))
+        self.run_overhead = array("d", bytes(8 * n))
+        self.end_at = array("d", bytes(8 * n))
+        self.token = array("q", bytes(8 * n))
+        self.attempts = array("q", bytes(8 * n))
+        self.preempting = bytearray(n)
+        self.finish = array("d", [math.nan]) * n
+
+        # Independent bookkeeping for the invariant checks and fragmentation.
+        self.node_ord = {node.name: k for k, node in enumerate(cluster.nodes)}
+        self.node_cap = [node.gpu_count for node in cluster.nodes]
+        self.node_used = [0] * len(cluster.nodes)
+        self.node_type = [node.gpu_type for node in cluster.nodes]
+        self.node_site = [node.site for node in cluster.nodes]
+        self.capacity = sum(self.node_cap)
+        self.held = 0
+        self.all_types = tuple(t.name for t in cluster.gpu_types)
+        self.pool_cap: dict[tuple[str, str], tuple[int, int]] = {}
+        for node in cluster.nodes:
+            total, biggest = self.pool_cap.get((node.site, node.gpu_type), (0, 0))
+            self.pool_cap[(node.site, node.gpu_type)] = (
+                total + node.gpu_count, max(biggest, node.gpu_count))
+
+        nt = len(trace.tenants)
+        self.running_t = [0] * nt
+        self.demand_t = [0] * nt
+        shares = [self.tenant_map[t].share if t in self.tenant_map else 1.0 for t in trace.tenants]
+        self.shares = tuple(shares)
+        span = max(trace.span, 1.0)
+        self.timeline = Timeline(
+            shares, self.capacity, span / max(1, config.series_bins), 2 * max(1, config.series_bins)
+        )
+        self.next_sample = 0.0
+
+        self.heap: list[tuple[float, int, int, int]] = []
+        self.now = 0.0
+        self.last_pass = -INF
+        self.tick_at = INF
+        self.oracle = _Oracle(self)
+        # The snapshot holds references to the live state objects (and the lazy oracle),
+        # so one snapshot serves every pass.
+        self.snapshot = Snapshot(
+            state=self.state,
+            usage=self.usage,
+            tenants=self.tenant_map,
+            quotas=self.quotas,
+            priority_classes=self.classes,
+            oracle=self.oracle if self.oracle_on else None,
+        )
+        self.done = 0
+        self.killed_at_limit = 0
+        self.rejected: dict[str, int] = {}
+        self.stranded: dict[str, int] = {}
+        self.preemptions = 0
+        self.lost = 0.0
+        self.useful = 0.0
+        self.extensions = 0
+        self.passes = 0
+        self.decide_seconds = 0.0
+        self.checks = 0
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> RunResult:
+        wall = time.perf_counter()
+        heap = self.heap
+        submit = self.submit
+        status = self.status
+        token = self.token
+        n = self.n
+        ptr = 0
+        batches = 0
+        while True:
+            ta = submit[ptr] if ptr < n else INF
+            te = heap[0][0] if heap else INF
+            t = ta if ta < te else te
+            if t == INF:
+                break
+            if t > self.now:
+                self._advance(t)
+            while heap and heap[0][0] <= t:
+                _, kind, i, tok = heapq.heappop(heap)
+                if kind == TICK:
+                    self.tick_at = INF
+                    continue
+                if status[i] != RUNNING or token[i] != tok:
+                    continue  # stale: the run it belonged to is over
+                if kind == END:
+                    self._complete(i, t)
+                elif kind == GRACE:
+                    self._requeue(i, t)
+                else:
+                    self._extend(i, t)
+            while ptr < n and submit[ptr] <= t:
+                self._arrive(ptr, t)
+                ptr += 1
+            if len(self.queue):
+                if t - self.last_pass >= self.cfg.min_pass_interval:
+                    self._pass(t)
+                    if len(self.queue) and not heap and ptr >= n:
+                        self._strand(t)
+                elif self.tick_at == INF:
+                    self.tick_at = self.last_pass + self.cfg.min_pass_interval
+                    heapq.heappush(heap, (self.tick_at, TICK, -1, 0))
+            batches += 1
+            if self.progress_cb is not None and not batches & 2047:
+                self.progress_cb(self.done, n)
+        if self.progress_cb is not None:
+            self.progress_cb(self.done, n)
+        return self._result(time.perf_counter() - wall)
+
+    # ---------------------------------------------------------------- events
+    def _advance(self, t: float) -> None:
+        while self.next_sample <= t:
+            self._sample(self.next_sample)
+            self.next_sample += self.timeline.bin_width
+        self.timeline.advance(self.now, t, self.running_t, self.demand_t)
+        self.now = t
+
+    def _arrive(self, i: int, t: float) -> None:
+        k = self.tenant_col[i]
+        tenant = self.tenant_names[k]
+        gpus = self.gpus_col[i]
+        key = (gpus, self.tasks_col[i])
+        shape = self.shapes.get(key)
+        if shape is None:
+            shape = self.shapes[key] = job_shape(gpus, key[1], self.cfg.gpus_per_node)
+        tasks, per_task = shape
+        ti = self.type_col[i]
+        types = (self.trace.gpu_types[ti],) if ti >= 0 else self.all_types
+        sites = self.sites_col[i] if self.sites_col is not None else None
+        limit = self.limit_col[i]
+        if math.isnan(limit):
+            limit = self.limits.estimate(tenant)
+        job = Job(
+            id=str(i), tenant=tenant, project=tenant, tasks=tasks, gpus_per_task=per_task,
+            gpu_types=types, time_limit=limit, submit_time=t, sites=sites,
+        )
+        if not self._fits_somewhere(job):
+            self._fail(i, WaitCode.TOO_LARGE.value)
+            return
+        self.status[i] = PENDING
+        self.demand_t[k] += gpus
+        self.queue.add(job, 0.0)
+
+    def _fits_somewhere(self, job: Job) -> bool:
+        for (site, gpu_type), (total, biggest) in self.pool_cap.items():
+            if gpu_type not in job.gpu_types or (job.sites is not None and site not in job.sites):
+                continue
+            if job.total_gpus <= total and job.gpus_per_task <= biggest:
+                return True
+        return False
+
+    def _complete(self, i: int, t: float) -> None:
+        running = self._release(i, t)
+        self.status[i] = DONE
+        self.finish[i] = t
+        self.done += 1
+        k = self.tenant_col[i]
+        self.demand_t[k] -= running.job.total_gpus
+        self.useful += self.work[i] * self.gpus_col[i]
+        if self.killed[i]:
+            self.killed_at_limit += 1
+        self.limits.completed(running.job.tenant, self.work[i])
+
+    def _requeue(self, i: int, t: float) -> None:
+        running = self._release(i, t)
+        ran = t - self.run_start[i]
+        worked = max(0.0, ran - self.run_overhead[i])
+        interval = self.cfg.checkpoint_interval
+        saved = math.floor(worked / interval) * interval if interval else 0.0
+        self.progress[i] += saved
+        self.lost += (ran - saved) * running.job.total_gpus
+        self.attempts[i] += 1
+        self.status[i] = PENDING
+        self.queue.add(running.job, self.attained[i], since=t)
+
+    def _extend(self, i: int, t: float) -> None:
+        ran = t - self.run_start[i]
+        new_end = t + max(ran, 60.0)
+        self.state.update_expected_end(str(i), new_end)
+        self.extensions += 1
+        if new_end < self.end_at[i]:
+            heapq.heappush(self.heap, (new_end, ESTIMATE, i, self.token[i]))
+
+    # ------------------------------------------------------------------ pass
+    def _pass(self, t: float) -> None:
+        t0 = time.perf_counter()
+        decision = decide(self.snapshot, self.queue, t, self.sched_cfg)
+        self.decide_seconds += time.perf_counter() - t0
+        self.passes += 1
+        self.last_pass = t
+        self._apply(decision, t)
+
+    def _apply(self, d: Decision, t: float) -> None:
+        for job_id, wait in d.rejected.items():
+            if job_id in self.queue:
+                job = self.queue.remove(job_id)
+                i = int(job_id)
+                self.demand_t[self.tenant_col[i]] -= job.total_gpus
+                self._fail(i, wait.code.value)
+        for s in d.starts:
+            self._start(s.job_id, s.placement, s.gpu_type, s.site, t)
+        for p in d.preemptions:
+            i = int(p.job_id)
+            if self.status[i] != RUNNING or self.preempting[i]:
+                continue
+            self.preempting[i] = 1
+            deadline = t + max(0.0, p.grace_seconds)
+            self.state.mark_preempting(p.job_id, deadline)
+            self.preemptions += 1
+            heapq.heappush(self.heap, (deadline, GRACE, i, self.token[i]))
+
+    def _start(self, job_id: str, placement: Any, gpu_type: str, site: str, t: float) -> None:
+        i = int(job_id)
+        try:
+            job = self.queue.remove(job_id)
+        except KeyError:
+            raise InvariantViolation(
+                "start-not-pending", f"the decision starts job {job_id} which is not pending"
+            ) from None
+        self._check_and_hold(job, placement, gpu_type)
+        overhead = self.cfg.restart_overhead if self.attempts[i] else 0.0
+        remaining = self.work[i] - self.progress[i]
+        end = t + overhead + remaining
+        if math.isnan(self.limit_col[i]):
+            expected = t + overhead + max(job.time_limit - self.progress[i], 60.0)
+        else:
+            expected = t + job.time_limit  # a requested limit is per run, as in Slurm
+        try:
+            self.state.allocate(
+                RunningJob(job, placement, gpu_type, t, expected,
+                           attained_service=self.attained[i])
+            )
+        except ValueError as e:
+            raise InvariantViolation("bad-placement", str(e)) from None
+        self.usage.start(job_id, job.tenant, job.total_gpus, t)
+        self.status[i] = RUNNING
+        self.preempting[i] = 0
+        self.token[i] += 1
+        tok = self.token[i]
+        self.run_start[i] = t
+        self.run_overhead[i] = overhead
+        self.end_at[i] = end
+        self.running_t[self.tenant_col[i]] += job.total_gpus
+        heapq.heappush(self.heap, (end, END, i, tok))
+        if expected < end:
+            heapq.heappush(self.heap, (expected, ESTIMATE, i, tok))
+
+    def _release(self, i: int, t: float) -> RunningJob:
+        job_id = str(i)
+        running = self.state.release(job_id)
+        self.usage.stop(job_id, t)
+        g = running.job.total_gpus
+        self.attained[i] += (t - self.run_start[i]) * g
+        self.running_t[self.tenant_col[i]] -= g
+        self.held -= g
+        for s in running.placement.slices:
+            self.node_used[self.node_ord[s.node]] -= len(s.gpus)
+        self.preempting[i] = 0
+        self.status[i] = FUTURE
+        return running
+
+    def _check_and_hold(self, job: Job, placement: Any, gpu_type: str) -> None:
+        """The gang is whole, typed and sited right; no GPU is over-committed."""
+        self.checks += 1
+        if gpu_type not in job.gpu_types:
+            raise InvariantViolation(
+                "wrong-gpu-type", f"job {job.id} started on {gpu_type}, accepts {job.gpu_types}")
+        total = 0
+        per = job.gpus_per_task
+        touched = []
+        for s in placement.slices:
+            k = self.node_ord.get(s.node)
+            if k is None:
+                raise InvariantViolation("unknown-node", f"job {job.id} placed on {s.node!r}")
+            c = len(s.gpus)
+            if c % per or c == 0:
+                raise InvariantViolation(
+                    "split-task", f"job {job.id}: {c} GPUs on {s.node} is not whole tasks of {per}")
+            if self.node_type[k] != gpu_type:
+                raise InvariantViolation(
+                    "wrong-gpu-type", f"job {job.id}: node {s.node} is not {gpu_type}")
+            if job.sites is not None and self.node_site[k] not in job.sites:
+                raise InvariantViolation(
+                    "wrong-site", f"job {job.id} may run at {job.sites}, placed at "
+                    f"{self.node_site[k]}")
+            if self.node_used[k] + c > self.node_cap[k]:
+                raise InvariantViolation(
+                    "over-capacity", f"job {job.id}: node {s.node} would hold "
+                    f"{self.node_used[k] + c} of {self.node_cap[k]} GPUs")
+            total += c
+            touched.append((k, c))
+        if total != job.total_gpus:
+            raise InvariantViolation(
+                "partial-gang", f"job {job.id}: placed {total} of {job.total_gpus} GPUs")
+        for k, c in touched:
+            self.node_used[k] += c
+        self.held += total
+        if self.held > self.capacity:
+            raise InvariantViolation(
+                "over-capacity", f"{self.held} GPUs held on a {self.capacity}-GPU cluster")
+
+    def _fail(self, i: int, code: str) -> None:
+        self.status[i] = REJECTED
+        self.rejected[code] = self.rejected.get(code, 0) + 1
+
+    def _strand(self, t: float) -> None:
+        decision = decide(self.snapshot, self.queue, t, self.sched_cfg)
+        for job in list(self.queue):
+            code = decision.wait_for(job.id).code.value
+            self.queue.remove(job.id)
+            i = int(job.id)
+            self.status[i] = STRANDED
+            self.demand_t[self.tenant_col[i]] -= job.total_gpus
+            self.stranded[code] = self.stranded.get(code, 0) + 1
+
+    def _sample(self, t: float) -> None:
+        if not len(self.queue):
+            return
+        smallest = self.queue.min_gpus_per_task() or 1
+        free = partial = stranded = 0
+        for used, cap in zip(self.node_used, self.node_cap, strict=True):
+            f = cap - used
+            free += f
+            if 0 < f < cap:
+                partial += 1
+            if f < smallest:
+                stranded += f
+        self.timeline.sample(t, free, partial, stranded, len(self.queue))
+
+    def _result(self, wall: float) -> RunResult:
+        return RunResult(
+            policy=self.cfg.policy,
+            oracle=self.oracle_on,
+            capacity=self.capacity,
+            jobs=self.n,
+            submit=self.submit,
+            work=self.work,
+            end=self.finish,
+            gpus=self.gpus_col,
+            tenant=self.tenant_col,
+            tenants=self.tenant_names,
+            shares=self.shares,
+            status=self.status,
+            killed_at_limit=self.killed_at_limit,
+            rejected=dict(sorted(self.rejected.items())),
+            stranded=dict(sorted(self.stranded.items())),
+            preemptions=self.preemptions,
+            lost_gpu_seconds=self.lost,
+            useful_gpu_seconds=self.useful,
+            estimate_extensions=self.extensions,
+            passes=self.passes,
+            decide_seconds=self.decide_seconds,
+            wall_seconds=wall,
+            invariant_checks=self.checks,
+            timeline=self.timeline.finish(),
+            skipped_lines=len(self.trace.skipped),
+            config={
+                "checkpoint_interval": self.cfg.checkpoint_interval,
+                "restart_overhead": self.cfg.restart_overhead,
+                "limit_percentile": self.cfg.limit_percentile,
+                "default_limit": self.cfg.default_limit,
+                "half_life": self.cfg.half_life,
+                "min_pass_interval": self.cfg.min_pass_interval,
+            },
+        )

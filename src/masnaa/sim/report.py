@@ -1,0 +1,73 @@
+"""Reports of a comparison: the Rich table and the JSON document.
+
+The JSON document is ``{"trace": {...}, "cluster": {...}, "policies": [summary, ...]}``
+with one ``metrics.summarize`` dict per policy, in the order asked for. Oracle
+policies carry ``"oracle": true`` and a label ending in ``(oracle)``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+
+def _h(seconds: float) -> str:
+    if seconds >= 86400:
+        return f"{seconds / 86400:.2f} d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.0f} s"
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f} %"
+
+
+ROWS: tuple[tuple[str, Any], ...] = (
+    ("JCT mean", lambda s: _h(s["jct"]["mean"])),
+    ("JCT median", lambda s: _h(s["jct"]["median"])),
+    ("JCT p99", lambda s: _h(s["jct"]["p99"])),
+    ("queueing mean", lambda s: _h(s["queueing_delay"]["mean"])),
+    ("queueing p99", lambda s: _h(s["queueing_delay"]["p99"])),
+    ("utilisation (work)", lambda s: _pct(s["utilisation"])),
+    ("utilisation (busy)", lambda s: _pct(s["busy_utilisation"])),
+    ("makespan", lambda s: _h(s["makespan"])),
+    ("Jain's index", lambda s: f"{s['fairness']['jain']:.3f}"),
+    ("min fair ratio", lambda s: _pct(s["fairness"]["min_fair_ratio"])),
+    ("min saturated ratio", lambda s: _pct(s["fairness"]["min_saturated_ratio"])),
+    ("preemptions", lambda s: f"{s['preemptions']:,}"),
+    ("GPU-hours lost", lambda s: f"{s['gpu_hours_lost']:,.0f}"),
+    ("unusable free GPUs", lambda s: _pct(s["fragmentation"]["unusable_free_fraction"])),
+    ("partial nodes (mean)", lambda s: f"{s['fragmentation']['partially_used_nodes']:.1f}"),
+    ("finished / jobs", lambda s: f"{s['jobs']['finished']:,} / {s['jobs']['total']:,}"),
+    ("rejected", lambda s: f"{sum(s['jobs']['rejected'].values()):,}"),
+    ("stranded", lambda s: f"{sum(s['jobs']['stranded'].values()):,}"),
+    ("bounds hold", lambda s: "yes" if s["bounds"]["hold"] else "NO"),
+    ("replay wall time", lambda s: f"{s['engine']['wall_seconds']:.1f} s"),
+)
+
+
+def table(doc: dict[str, Any]) -> Table:
+    c = doc["cluster"]
+    t = doc["trace"]
+    title = (
+        f"{t['name']}: {t['jobs']:,} jobs over {t['span_days']:.1f} d on {c['gpus']:,} GPUs "
+        f"({c['nodes']} nodes) — load factor {c['load_factor']:.2f}"
+    )
+    out = Table(title=title)
+    out.add_column("metric", style="bold")
+    for s in doc["policies"]:
+        out.add_column(s["label"], justify="right")
+    for name, fn in ROWS:
+        out.add_row(name, *(fn(s) for s in doc["policies"]))
+    return out
+
+
+def write_json(doc: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n", encoding="utf-8")

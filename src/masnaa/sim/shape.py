@@ -1,0 +1,118 @@
+"""The replayed factory: cluster size, load factor, tenants and their entitlement.
+
+Terms:
+- **offered GPU-seconds**: Σ over jobs of GPUs × work (runtime, cut at the
+  requested limit where there is one);
+- **span**: seconds from the first submission to the last;
+- **load factor** = offered GPU-seconds ÷ (cluster GPUs × span). Traces are
+  bursty, so busy stretches run hotter than this mean;
+- **entitled share** of a tenant = its offered GPU-seconds ÷ all offered
+  GPU-seconds (a tenant is entitled to the fraction of the factory its demand
+  is of the whole). Its quota at each (site, GPU type) pool is that fraction of
+  the pool, rounded down, with unlimited borrowing of idle GPUs.
+
+The cluster is whole nodes of ``gpus_per_node`` GPUs (``Cluster.uniform``:
+NVLink domain = one node, 32 nodes per leaf switch). A trace naming GPU types
+gets one pool per type, sized by that type's share of the offered work; a
+trace naming sites gets its nodes split evenly over those sites.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from masnaa.domain import Cluster, Quota, Tenant
+from masnaa.sim.errors import SimError
+from masnaa.sim.trace import Trace
+
+DEFAULT_GPU_TYPE = "h100-sxm-80gb"
+
+
+@dataclass(frozen=True, slots=True)
+class Sizing:
+    nodes: int
+    gpus: int
+    load_factor: float
+
+
+def load_factor(trace: Trace, gpus: int) -> float:
+    span = trace.span
+    return trace.offered_gpu_seconds() / (gpus * span) if span > 0 and gpus > 0 else math.inf
+
+
+def size_for(
+    trace: Trace, *, load: float | None = None, gpus: int | None = None, gpus_per_node: int = 8
+) -> Sizing:
+    """Whole nodes for a target mean ``load``, or for a fixed number of ``gpus`` (rounded up)."""
+    if (load is None) == (gpus is None):
+        raise SimError("bad-option", "give exactly one of --load or --gpus")
+    if gpus is not None:
+        if gpus <= 0:
+            raise SimError("bad-option", f"--gpus must be positive, got {gpus}")
+        nodes = math.ceil(gpus / gpus_per_node)
+    else:
+        assert load is not None
+        if not load > 0:
+            raise SimError("bad-option", f"--load must be > 0, got {load}")
+        if trace.span <= 0:
+            raise SimError(
+                "bad-option", "--load needs a trace spanning more than one instant; use --gpus"
+            )
+        nodes = max(1, round(trace.offered_gpu_seconds() / (load * trace.span * gpus_per_node)))
+    total = nodes * gpus_per_node
+    return Sizing(nodes=nodes, gpus=total, load_factor=load_factor(trace, total))
+
+
+def build_cluster(trace: Trace, nodes: int, *, gpus_per_node: int = 8) -> Cluster:
+    """The cluster the trace is replayed on (see the module docstring)."""
+    types = list(trace.gpu_types) or [DEFAULT_GPU_TYPE]
+    sites = sorted({s for row in trace.sites or () if row for s in row}) or ["site-1"]
+    work = trace.work() * trace.gpus
+    typed = np.bincount(trace.gpu_type[trace.gpu_type >= 0],
+                        weights=work[trace.gpu_type >= 0], minlength=len(types))
+    weights = typed / typed.sum() if len(types) > 1 and typed.sum() > 0 else np.ones(len(types))
+    weights = weights / weights.sum()
+    per_type = [max(1, round(nodes * float(w))) for w in weights]
+    parts = []
+    for ti, gpu_type in enumerate(types):
+        for si, site in enumerate(sites):
+            n = per_type[ti] // len(sites) + (1 if si < per_type[ti] % len(sites) else 0)
+            if n == 0:
+                continue
+            prefix = f"{site}-{gpu_type}-" if len(types) > 1 or len(sites) > 1 else "n"
+            parts.append(Cluster.uniform(n, gpus_per_node=gpus_per_node, gpu_type=gpu_type,
+                                         site=site, name_prefix=prefix))
+    if len(parts) == 1:
+        return parts[0]
+    merged = Cluster.merge(parts)
+    unique_sites = {s.name: s for s in merged.sites}
+    return Cluster(sites=tuple(unique_sites.values()), gpu_types=merged.gpu_types,
+                   nodes=merged.nodes)
+
+
+def entitlement(trace: Trace) -> dict[str, float]:
+    """Each tenant's entitled share: its fraction of the offered GPU-seconds."""
+    per = trace.tenant_gpu_seconds()
+    total = float(per.sum())
+    return {t: float(per[i]) / total if total > 0 else 1.0 / len(trace.tenants)
+            for i, t in enumerate(trace.tenants)}
+
+
+def tenancy(trace: Trace, cluster: Cluster) -> tuple[tuple[Tenant, ...], tuple[Quota, ...]]:
+    """Tenants weighted by entitled share, and a quota per tenant × pool."""
+    shares = entitlement(trace)
+    tenants = tuple(Tenant(name, share=share) for name, share in shares.items())
+    pools: dict[tuple[str, str], int] = {}
+    for node in cluster.nodes:
+        key = (node.site, node.gpu_type)
+        pools[key] = pools.get(key, 0) + node.gpu_count
+    quotas = tuple(
+        Quota(tenant=t.name, site=site, gpu_type=gpu_type,
+              nominal=math.floor(t.share * capacity), borrowing_limit=None)
+        for t in tenants
+        for (site, gpu_type), capacity in sorted(pools.items())
+    )
+    return tenants, quotas

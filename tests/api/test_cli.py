@@ -1,0 +1,206 @@
+"""The ``masnaa`` command driven as a user would, against the real server."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from typer.testing import CliRunner
+
+from masnaa.cli.jobs import parse_duration
+from masnaa.cli.main import app
+from masnaa.client import MasnaaClient, MasnaaError, write_credentials
+
+if TYPE_CHECKING:
+    from tests.api.conftest import World
+
+JOB_ID = re.compile(r"^j-[0-9a-z]{10}$")
+
+
+def run(world: World, who: str, *args: str) -> tuple[int, str, str]:
+    runner = CliRunner()
+    env = {"MASNAA_URL": world.server.url, "MASNAA_TOKEN": world[who].token,
+           "COLUMNS": "200", "NO_COLOR": "1"}
+    result = runner.invoke(app, list(args), env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_submit_queue_show_explain_cancel(world: World, tmp_path: Path) -> None:
+    code, out, err = run(world, "um6p-alice", "submit", "--gpus", "2", "--project", "llm",
+                         "--time", "2h", "--env", "SEED=7", "--", "python", "train.py", "--lr",
+                         "3e-4")
+    assert code == 0, err
+    job_id = out.strip()
+    assert JOB_ID.match(job_id), out
+
+    job = world["um6p-alice"].client.get(f"/api/v1/jobs/{job_id}").json()
+    assert job["command"] == ["python", "train.py", "--lr", "3e-4"]
+    assert job["time_limit"] == 7200 and job["gpus_per_task"] == 2 and job["env"] == {"SEED": "7"}
+    assert job["workdir"] == os.getcwd() and job["name"] == "python"
+
+    code, out, _ = run(world, "um6p-alice", "queue")
+    assert code == 0 and job_id in out and "pending" in out and "um6p/llm" in out
+    assert "um6p: 0 GPUs in use of 8 quota" in out
+
+    world.set_job(job_id, wait_code="no-capacity", wait_message="all 16 h100 GPUs are busy",
+                  estimated_start=time.time() + 3600)
+    code, out, _ = run(world, "um6p-alice", "explain", job_id)
+    assert code == 0 and "all 16 h100 GPUs are busy" in out and "no-capacity" in out
+    assert "estimated start" in out
+
+    code, out, _ = run(world, "um6p-alice", "show", job_id)
+    assert code == 0 and "submitted" in out and "python train.py --lr 3e-4" in out
+
+    code, out, _ = run(world, "um6p-alice", "cancel", job_id)
+    assert code == 0 and f"{job_id}: cancelled" in out
+    code, out, _ = run(world, "um6p-alice", "queue")
+    assert job_id not in out
+    code, out, _ = run(world, "um6p-alice", "queue", "--all")
+    assert job_id in out and "cancelled" in out
+
+
+def test_api_errors_print_the_sentence_and_exit_1(world: World) -> None:
+    code, _, err = run(world, "um6p-alice", "submit", "--gpu-type", "tpu-v5", "--project", "llm",
+                       "--", "true")
+    assert code == 1
+    assert "GPU type 'tpu-v5' is not declared" in err and "unknown-gpu-type" in err
+    code, _, err = run(world, "um6p-alice", "cancel", "j-0000000000")
+    assert code == 1 and "job-not-found" in err
+
+
+def test_script_and_batch_submission(world: World, tmp_path: Path) -> None:
+    script = tmp_path / "train.sh"
+    script.write_text("#!/bin/sh\necho training\n")
+    code, out, err = run(world, "um6p-alice", "submit", "--script", str(script), "-p", "llm")
+    assert code == 0, err
+    job = world["um6p-alice"].client.get(f"/api/v1/jobs/{out.strip()}").json()
+    assert job["script"] == "#!/bin/sh\necho training\n" and job["name"] == "train.sh"
+
+    batch = tmp_path / "batch.json"
+    batch.write_text(
+        '[{"command": ["a"], "project": "llm"}, {"command": ["b"], "project": "vision"}]'
+    )
+    code, out, err = run(world, "um6p-alice", "submit-batch", str(batch))
+    assert code == 0, err
+    assert len([line for line in out.splitlines() if JOB_ID.match(line)]) == 2
+
+
+def test_logs_print_the_output(world: World, tmp_path: Path) -> None:
+    job_id = world.submit("um6p-alice", project="llm")["id"]
+    log = tmp_path / "stdout"
+    log.write_text("epoch 1 loss 2.3\nepoch 2 loss 1.9\n")
+    world.set_job(job_id, state="succeeded", stdout_path=str(log), exit_code=0,
+                  ended_at=time.time())
+    code, out, _ = run(world, "um6p-alice", "logs", job_id, "-f")
+    assert code == 0 and out == "epoch 1 loss 2.3\nepoch 2 loss 1.9\n"
+
+
+def test_usage_table(world: World) -> None:
+    job_id = world.submit("um6p-alice", project="llm", gpus_per_task=4)["id"]
+    now = time.time()
+    world.set_job(job_id, state="succeeded", started_at=now - 3600, ended_at=now)
+    code, out, _ = run(world, "um6p-alice", "usage")
+    assert code == 0 and "llm" in out and "4.00" in out
+
+
+def test_admin_verbs(world: World) -> None:
+    code, out, err = run(world, "ops", "admin", "tenants", "create", "uct", "--country", "za",
+                         "--kind", "university")
+    assert code == 0, err
+    code, out, err = run(world, "ops", "admin", "projects", "create", "genomics",
+                         "--tenant", "uct")
+    assert code == 0, err
+    code, out, err = run(world, "ops", "admin", "users", "create", "thandi", "--tenant", "uct",
+                         "--role", "tenant-admin", "--token")
+    assert code == 0, err
+    token = out.strip().splitlines()[-1].split()[-1]
+    assert token.startswith("msn_")
+    thandi = MasnaaClient(world.server.url, token)
+    assert thandi.whoami() == {"user": "thandi", "role": "tenant-admin", "tenant": "uct"}
+    thandi.close()
+
+    code, out, _ = run(world, "ops", "admin", "nodes", "drain", "ma-n1", "--reason", "bad fan")
+    assert code == 0 and "drained" in out
+    code, out, _ = run(world, "um6p-alice", "admin", "nodes", "list")
+    assert code == 0 and "bad fan" in out
+    code, _, err = run(world, "um6p-alice", "admin", "nodes", "undrain", "ma-n1")
+    assert code == 1 and "forbidden" in err
+    code, out, _ = run(world, "ops", "admin", "nodes", "undrain", "ma-n1")
+    assert code == 0 and "up" in out
+
+    code, out, _ = run(world, "ops", "admin", "quotas", "set", "uct", "ma-1", "h100-sxm-80gb", "4")
+    assert code == 0
+    code, out, _ = run(world, "um6p-admin", "admin", "tokens", "list")
+    assert code == 0 and "um6p-bob" in out and "thandi" not in out
+
+
+def test_without_credentials_it_says_how_to_get_them(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["queue"], env={"MASNAA_HOME": str(tmp_path),
+                                                     "MASNAA_URL": "", "MASNAA_TOKEN": ""})
+    assert result.exit_code == 1
+    assert "masnaa up" in result.stderr and "no-credentials" in result.stderr
+
+
+def test_an_unreachable_server_is_a_clear_error() -> None:
+    client = MasnaaClient("http://127.0.0.1:9", "msn_x", timeout=2)
+    with pytest.raises(MasnaaError) as info:
+        client.queue()
+    assert info.value.code == "unreachable" and info.value.status == 0
+
+
+def test_masnaa_submit_as_a_process_reads_the_credentials_file(
+    world: World, tmp_path: Path
+) -> None:
+    write_credentials(world.server.url, world["um6p-bob"].token, home=tmp_path)
+    assert (tmp_path / "credentials.toml").stat().st_mode & 0o777 == 0o600
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MASNAA_")}
+    env["MASNAA_HOME"] = str(tmp_path)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "masnaa"), "submit", "--gpus", "2", "-p", "vision",
+         "--", "python", "train.py"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.strip()
+    assert JOB_ID.match(job_id)
+    job = world["um6p-bob"].client.get(f"/api/v1/jobs/{job_id}").json()
+    assert job["user"] == "um6p-bob" and job["total_gpus"] == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 5400), ("30s", 30), ("45m", 2700), ("2h", 7200), ("1d", 86400),
+     ("1:30:00", 5400), ("2-00:00:00", 172800), ("10:00", 600)],
+)
+def test_durations_read_like_slurm(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_logs_follow_prints_new_output_until_the_job_ends(world: World, tmp_path: Path) -> None:
+    job_id = world.submit("um6p-alice", project="llm")["id"]
+    log = tmp_path / "stdout"
+    log.write_text("step 1\n")
+    world.set_job(job_id, state="running", stdout_path=str(log), started_at=time.time())
+    result: dict[str, tuple[int, str, str]] = {}
+    follower = threading.Thread(
+        target=lambda: result.setdefault(
+            "run", run(world, "um6p-alice", "logs", job_id, "-f", "--interval", "0.05")
+        )
+    )
+    follower.start()
+    time.sleep(0.3)
+    with log.open("a") as f:
+        f.write("step 2\n")
+    time.sleep(0.3)
+    world.set_job(job_id, state="succeeded", ended_at=time.time(), exit_code=0)
+    follower.join(timeout=20)
+    assert not follower.is_alive()
+    code, out, _ = result["run"]
+    assert code == 0 and out == "step 1\nstep 2\n"

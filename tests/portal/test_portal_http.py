@@ -1,0 +1,269 @@
+"""The portal over plain HTTP (no browser): sign-in, CSRF, isolation, languages, caching."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from masnaa.portal.session import PRE_SESSION_COOKIE, SESSION_COOKIE
+
+from .conftest import Factory
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "the page has no CSRF field"
+    return found.group(1)
+
+
+@contextmanager
+def signed_in(factory: Factory, who: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=factory.url, timeout=30) as c:
+        page = c.get("/login")
+        r = c.post("/login", data={"token": factory.tokens[who],
+                                   "csrf_token": csrf_of(page.text), "next": "/"})
+        assert r.status_code == 303, r.text
+        yield c
+
+
+def test_pages_need_sign_in_and_keep_where_you_were_going(factory: Factory) -> None:
+    with httpx.Client(base_url=factory.url) as c:
+        r = c.get("/jobs?state=pending")
+        assert r.status_code == 303
+        assert r.headers["location"] == "/login?next=%2Fjobs%3Fstate%3Dpending"
+
+
+def test_session_cookie_is_httponly_lax_and_not_secure_on_http(factory: Factory) -> None:
+    with httpx.Client(base_url=factory.url) as c:
+        page = c.get("/login")
+        assert PRE_SESSION_COOKIE in page.cookies
+        r = c.post("/login", data={"token": factory.tokens["amina"],
+                                   "csrf_token": csrf_of(page.text), "next": "/jobs"})
+        assert r.status_code == 303 and r.headers["location"] == "/jobs"
+        cookie = next(h for h in r.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE))
+        assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" not in cookie
+
+
+def test_login_refuses_a_bad_token_and_a_missing_csrf(factory: Factory) -> None:
+    with httpx.Client(base_url=factory.url) as c:
+        page = c.get("/login?lang=fr")
+        bad = c.post("/login", data={"token": "msn_nope", "csrf_token": csrf_of(page.text)})
+        assert bad.status_code == 401
+        assert "Ce jeton n'est pas valide" in bad.text.replace("&#39;", "'")
+        no_csrf = c.post("/login", data={"token": factory.tokens["amina"]})
+        assert no_csrf.status_code == 403
+        assert SESSION_COOKIE not in no_csrf.cookies
+
+
+def test_an_offsite_next_is_ignored(factory: Factory) -> None:
+    with httpx.Client(base_url=factory.url) as c:
+        page = c.get("/login")
+        r = c.post("/login", data={"token": factory.tokens["amina"],
+                                   "csrf_token": csrf_of(page.text), "next": "//evil.example/x"})
+        assert r.headers["location"] == "/"
+
+
+def test_posts_without_the_csrf_token_change_nothing(factory: Factory) -> None:
+    job_id = factory.submit("amina", command=["sleep", "30"], time_limit=60)
+    with signed_in(factory, "amina") as c:
+        r = c.post(f"/jobs/{job_id}/cancel", data={"csrf_token": "forged"})
+        assert r.status_code == 403
+        assert factory.job(job_id).cancel_requested is False
+        assert factory.job(job_id).state != "cancelled"
+        token = csrf_of(c.get(f"/jobs/{job_id}").text)
+        ok = c.post(f"/jobs/{job_id}/cancel", data={"csrf_token": token})
+        assert ok.status_code == 303
+    job = factory.job(job_id)
+    assert job.state == "cancelled" or job.cancel_requested
+
+
+def test_a_post_from_another_origin_is_refused(factory: Factory) -> None:
+    with signed_in(factory, "ops") as c:
+        token = csrf_of(c.get("/ops/nodes").text)
+        r = c.post("/ops/nodes/ke-n0/drain", data={"csrf_token": token, "reason": "x"},
+                   headers={"Origin": "http://evil.example"})
+        assert r.status_code == 403
+    assert factory_node_state(factory, "ke-n0") == "up"
+
+
+def factory_node_state(factory: Factory, name: str) -> str:
+    from sqlalchemy import select
+
+    from masnaa.store import models as m
+
+    with factory.state.db.read() as s:
+        return str(s.scalars(select(m.Node.state).where(m.Node.name == name)).one())
+
+
+@pytest.mark.parametrize(
+    "path", ["/jobs/{job}", "/jobs/{job}/logs.json", "/jobs/{job}/state.json"]
+)
+def test_another_tenants_job_is_not_found(factory: Factory, path: str) -> None:
+    job_id = factory.submit("wanjiru", project="llm")
+    with signed_in(factory, "amina") as c:
+        r = c.get(path.format(job=job_id))
+        assert r.status_code == 404
+        assert job_id not in r.text
+    with signed_in(factory, "wanjiru") as c:
+        assert c.get(path.format(job=job_id)).status_code == 200
+
+
+def test_operator_pages_are_not_found_for_members(factory: Factory) -> None:
+    with signed_in(factory, "amina") as c:
+        for path in ("/ops/map", "/ops/queue", "/ops/nodes"):
+            assert c.get(path).status_code == 404, path
+        token = csrf_of(c.get("/").text)
+        assert c.post("/ops/nodes/ma-n0/drain", data={"csrf_token": token}).status_code == 404
+    assert factory_node_state(factory, "ma-n0") == "up"
+
+
+@pytest.mark.parametrize(
+    ("header", "query", "lang", "direction"),
+    [
+        ("ar-MA,ar;q=0.9", "", "ar", "rtl"),
+        ("fr-FR,fr;q=0.9,en;q=0.5", "", "fr", "ltr"),
+        ("de-DE", "", "en", "ltr"),
+        ("fr-FR", "?lang=ar", "ar", "rtl"),
+    ],
+)
+def test_language_from_query_then_header(
+    factory: Factory, header: str, query: str, lang: str, direction: str
+) -> None:
+    with httpx.Client(base_url=factory.url, headers={"Accept-Language": header}) as c:
+        html = c.get("/login" + query).text
+        assert f'<html lang="{lang}" dir="{direction}">' in html
+
+
+def test_the_language_choice_sticks_in_a_cookie(factory: Factory) -> None:
+    with httpx.Client(base_url=factory.url) as c:
+        c.get("/login?lang=fr")
+        assert '<html lang="fr"' in c.get("/login").text
+
+
+def test_static_files_are_versioned_and_revalidate(factory: Factory) -> None:
+    with httpx.Client(base_url=factory.url) as c:
+        html = c.get("/login").text
+        css = re.search(r'href="(/static/portal\.css\?v=[0-9a-f]{12})"', html)
+        assert css
+        first = c.get(css.group(1))
+        assert first.status_code == 200
+        assert "immutable" in first.headers["cache-control"]
+        again = c.get(css.group(1), headers={"If-None-Match": first.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+        assert c.get("/static/../app.py").status_code == 404
+
+
+def test_pages_forbid_framing_and_inline_script(factory: Factory) -> None:
+    with httpx.Client(base_url=factory.url) as c:
+        r = c.get("/login")
+        assert "script-src 'self'" in r.headers["content-security-policy"]
+        assert r.headers["x-frame-options"] == "DENY"
+
+
+def test_user_text_is_escaped(factory: Factory) -> None:
+    job_id = factory.submit("amina", name="<script>alert(1)</script>", command=["true"])
+    with signed_in(factory, "amina") as c:
+        html = c.get(f"/jobs/{job_id}").text
+        assert "<script>alert(1)</script>" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_usage_csv(factory: Factory) -> None:
+    job_id = factory.submit("amina", command=["sleep", "0.3"])
+    factory.wait_state(job_id, {"succeeded"})
+    with signed_in(factory, "amina") as c:
+        r = c.get("/usage.csv?days=1")
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/csv")
+        lines = r.text.splitlines()
+        assert lines[0] == "tenant,project,jobs,gpu_hours,running_gpus"
+        rows = [line.split(",") for line in lines[1:]]
+        assert rows and all(row[0] == "um6p" for row in rows)  # never another tenant's
+        assert float(rows[0][3]) > 0
+
+
+def test_the_map_colours_each_gpu_by_the_tenant_holding_it(factory: Factory) -> None:
+    job_id = factory.submit("amina", command=["sleep", "5"], tasks=1, gpus_per_task=3,
+                            gpu_types=["h100-sxm-80gb"])
+    job = factory.wait_state(job_id, {"running"})
+    assert job.placement is not None
+    node = job.placement[0]["node"]
+    with signed_in(factory, "ops") as c:
+        html = c.get("/ops/map").text
+        held = re.findall(rf'title="GPU (\d+) · um6p · {job_id}"', html)
+        assert sorted(int(i) for i in held) == sorted(job.placement[0]["gpus"])
+        assert node in html
+        one = c.get("/ops/map?site=ke-1").text
+        assert "ke-n0" in one and "ma-n0" not in one
+        assert c.get("/ops/map?site=nowhere").status_code == 404
+    with signed_in(factory, "amina") as c:
+        token = csrf_of(c.get(f"/jobs/{job_id}").text)
+        c.post(f"/jobs/{job_id}/cancel", data={"csrf_token": token})
+
+
+def test_validation_answers_errors_per_field_and_needs_the_csrf_header(factory: Factory) -> None:
+    form = {"command": "python train.py", "tasks": "1", "gpus_per_task": "1",
+            "time_limit": "60", "gpu_type": "tpu-v9", "project": "llm"}
+    with signed_in(factory, "amina") as c:
+        token = csrf_of(c.get("/jobs/new").text)
+        assert c.post("/jobs/validate", data=form).status_code == 403
+        r = c.post("/jobs/validate?lang=fr", data=form, headers={"X-CSRF-Token": token})
+        assert r.status_code == 200
+        assert r.json() == {"errors": {
+            "gpu_type": "Choisissez parmi : a100-80gb, h100-sxm-80gb."
+        }}
+        bad = {**form, "gpu_type": "", "tasks": "two", "time_limit": "0", "command": "'open"}
+        errors = c.post("/jobs/validate", data=bad, headers={"X-CSRF-Token": token}).json()
+        assert set(errors["errors"]) == {"tasks", "time_limit", "command"}
+        good = {**form, "gpu_type": "a100-80gb"}
+        assert c.post("/jobs/validate", data=good,
+                      headers={"X-CSRF-Token": token}).json() == {"errors": {}}
+
+
+def test_a_project_of_another_tenant_is_refused_on_submit(factory: Factory) -> None:
+    with signed_in(factory, "amina") as c:
+        token = csrf_of(c.get("/jobs/new").text)
+        r = c.post("/jobs/new", data={"csrf_token": token, "command": "true", "tasks": "1",
+                                      "gpus_per_task": "1", "time_limit": "5",
+                                      "project": "uon/llm"})
+        assert r.status_code == 422
+        assert "Choose one of your projects." in r.text
+
+
+def test_twin_checks_its_numbers(factory: Factory) -> None:
+    with signed_in(factory, "ops") as c:
+        r = c.get("/ops/twin?run=1&jobs=lots&load=7")
+        assert r.status_code == 422
+        assert "Enter a number from 100 to 5,000." in r.text
+        assert "Enter a number from 0.1 to 2.0." in r.text
+    with signed_in(factory, "amina") as c:
+        assert c.get("/ops/twin?run=1").status_code == 404
+
+
+def test_cookies_are_secure_behind_an_https_proxy(factory: Factory) -> None:
+    # uvicorn trusts X-Forwarded-Proto from loopback: what a TLS proxy in front sends.
+    with httpx.Client(base_url=factory.url, headers={"X-Forwarded-Proto": "https"}) as c:
+        page = c.get("/login")
+        pre = next(h for h in page.headers.get_list("set-cookie") if h.startswith("masnaa_csrf"))
+        assert "Secure" in pre and "SameSite=strict" in pre
+        # A Secure cookie is not sent back over plain http: hand it over as the browser
+        # behind the proxy would.
+        value = pre.split(";")[0].split("=", 1)[1]
+        r = c.post("/login", data={"token": factory.tokens["amina"],
+                                   "csrf_token": csrf_of(page.text)},
+                   headers={"Cookie": f"masnaa_csrf={value}"})
+        assert r.status_code == 303
+        cookie = next(h for h in r.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE))
+        assert "Secure" in cookie and "HttpOnly" in cookie
+
+
+def test_the_whole_map_links_each_site(factory: Factory) -> None:
+    with signed_in(factory, "ops") as c:
+        html = c.get("/ops/map").text
+        assert '<a href="/ops/map?site=ma-1">ma-1</a>' in html
+        assert 'href="/ops/map">' not in html  # no "all sites" link on the whole map
+        assert "nvl1 · h100-sxm-80gb" in html  # the node's NVLink domain under its leaf

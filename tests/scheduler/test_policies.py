@@ -1,0 +1,333 @@
+"""Each policy, phase by phase: given this cluster and these jobs, the decision is this."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import pytest
+
+from masnaa.scheduler import PendingQueue, SchedulerConfig, Snapshot, WaitCode, decide
+
+from .builders import Scene, job, on, started
+
+HOUR = 3600.0
+
+
+# ---------------------------------------------------------------- fifo
+def test_fifo_blocks_behind_the_head() -> None:
+    s = Scene(nodes=1).running(job("r").gpus(4), on("n0000", 0, 1, 2, 3), end=100)
+    s.pending(job("big").gpus(8).submitted(1), job("small").gpus(1).submitted(2))
+    d = s.decide("fifo", now=10)
+    assert started(d) == []
+    assert d.wait_for("big").code is WaitCode.NO_CAPACITY
+    assert d.wait_for("big").estimated_start == 100
+    assert d.wait_for("small").code is WaitCode.NOT_CONSIDERED
+
+
+def test_fifo_starts_in_submit_order_until_full() -> None:
+    s = Scene(nodes=1).pending(*(job(f"j{i}").gpus(3).submitted(i) for i in range(4)))
+    assert started(s.decide("fifo")) == ["j0", "j1"]
+
+
+# ------------------------------------------------------ fifo-backfill (EASY)
+def easy_scene() -> Scene:
+    # One node: 4 GPUs busy until t=100. The head needs 8 GPUs: reserved at t=100.
+    s = Scene(nodes=1).running(job("r").gpus(4), on("n0000", 0, 1, 2, 3), end=100)
+    s.pending(job("head").gpus(8).submitted(1))
+    return s
+
+
+@pytest.mark.parametrize(
+    ("limit", "starts"),
+    [
+        (50.0, True),  # ends at 60 ≤ 100: cannot delay the reservation
+        (90.0, True),  # ends at exactly 100
+        (500.0, False),  # would hold GPUs the head needs at t=100
+    ],
+)
+def test_backfill_only_jobs_that_do_not_delay_the_reservation(limit: float, starts: bool) -> None:
+    s = easy_scene().pending(job("short").gpus(2).limit(limit).submitted(2))
+    d = s.decide("fifo-backfill", now=10)
+    assert d.reservations and d.reservations[0].job_id == "head"
+    assert d.reservations[0].start_time == 100
+    assert d.wait_for("head").code is WaitCode.RESERVED
+    assert d.wait_for("head").estimated_start == 100
+    assert ("short" in started(d)) is starts
+    if starts:
+        assert d.starts[0].backfilled
+    else:
+        assert d.wait_for("short").code is WaitCode.BACKFILL_WOULD_DELAY
+
+
+def test_backfill_uses_nodes_outside_the_reservation_freely() -> None:
+    s = Scene(nodes=2)
+    s.running(job("r").gpus(4), on("n0000", 0, 1, 2, 3), end=100)
+    s.running(job("q").gpus(8), "n0001", end=1000)
+    s.pending(job("head").gpus(8).submitted(1), job("long").gpus(4).limit(1e6).submitted(2))
+    d = s.decide("fifo-backfill", now=0)
+    # The only place for "long" is n0000, reserved for the head: it must wait.
+    assert started(d) == []
+    assert d.reservations[0].nodes == ("n0000",)
+
+
+def test_waiting_jobs_get_estimates_after_the_reservation() -> None:
+    s = easy_scene()
+    s.running(job("r2").gpus(4), on("n0000", 4, 5, 6, 7), end=300)
+    s.pending(job("second").gpus(8).submitted(2))
+    d = s.decide("fifo-backfill", now=0)
+    assert d.wait_for("head").estimated_start == 300
+    # The second 8-GPU job fits only after the head (limit 1 h) ends.
+    w = d.wait_for("second")
+    assert w.code is WaitCode.NO_CAPACITY
+    assert w.estimated_start == 300 + HOUR
+
+
+# ---------------------------------------------------------------- las
+def test_las_preempts_the_job_with_most_attained_service() -> None:
+    s = Scene(nodes=1)
+    s.running(job("old").gpus(4).tenant("a"), on("n0000", 0, 1, 2, 3), start=0)
+    s.running(job("young").gpus(4).tenant("b"), on("n0000", 4, 5, 6, 7), start=9000)
+    s.pending(job("new").gpus(4).submitted(9500))
+    d = s.decide("las", now=10_000)
+    # old attained 4 GPUs × 10,000 s: level 2; young 4 × 1,000 s: level 1.
+    assert [p.job_id for p in d.preemptions] == ["old"]
+    assert d.preemptions[0].beneficiary == "new"
+    assert d.preemptions[0].grace_seconds == 120
+    w = d.wait_for("new")
+    assert w.code is WaitCode.WAITING_FOR_PREEMPTION and w.estimated_start == 10_120
+
+
+def test_las_does_not_preempt_for_a_job_of_the_same_level() -> None:
+    s = Scene(nodes=1).running(job("r").gpus(8), "n0000", start=0)
+    s.pending(job("again").gpus(8), attained=1e6)
+    assert not s.decide("las", now=10_000).preemptions
+
+
+def test_las_orders_by_level_then_arrival_and_promotes_the_starving() -> None:
+    s = Scene(nodes=1)
+    s.pending(job("served").gpus(8).submitted(0), attained=50_000.0)
+    s.pending(job("fresh").gpus(8).submitted(100))
+    assert started(s.decide("las", now=200)) == ["fresh"]
+    # After the starvation limit the served job goes first again.
+    assert started(s.decide("las", now=200, starvation_limit=150.0)) == ["served"]
+
+
+def test_a_job_being_preempted_is_not_preempted_again_and_its_gpus_are_claimed() -> None:
+    s = Scene(nodes=1).running(job("old").gpus(8), "n0000", start=0)
+    s.pending(job("new").gpus(8).submitted(1))
+    d1 = s.decide("las", now=10_000)
+    assert [p.job_id for p in d1.preemptions] == ["old"]
+    s.apply(d1, now=10_000)
+    d2 = s.decide("las", now=10_010)
+    assert not d2.preemptions
+    assert d2.wait_for("new").code is WaitCode.WAITING_FOR_PREEMPTION
+
+
+# ---------------------------------------------------------------- srtf (oracle)
+def test_srtf_oracle_orders_and_preempts_by_true_remaining_work() -> None:
+    s = Scene(nodes=1, oracle={"long": 10_000.0, "short": 10.0, "mid": 500.0, "run": 5_000.0})
+    s.running(job("run").gpus(8), "n0000", start=0)
+    s.pending(job("long").gpus(8).submitted(0), job("short").gpus(8).submitted(5))
+    s.pending(job("mid").gpus(8).submitted(1))
+    d = s.decide("srtf-oracle", now=1000)
+    assert [p.job_id for p in d.preemptions] == ["run"]
+    assert d.preemptions[0].beneficiary == "short"
+    assert "oracle" in d.preemptions[0].reason
+
+
+class Tripwire(Mapping[str, float]):
+    """An oracle whose every read fails the test."""
+
+    def __getitem__(self, key: str) -> float:
+        raise AssertionError(f"a non-oracle policy read the true runtime of {key}")
+
+    def __iter__(self) -> Iterator[str]:
+        raise AssertionError("a non-oracle policy iterated the oracle")
+
+    def __len__(self) -> int:
+        raise AssertionError("a non-oracle policy looked at the oracle")
+
+
+@pytest.mark.parametrize("policy", ["fifo", "fifo-backfill", "las", "masnaa"])
+def test_non_oracle_policies_never_read_the_oracle(policy: str) -> None:
+    s = Scene(nodes=2, oracle=Tripwire())
+    s.running(job("r").gpus(8), "n0000", start=0)
+    s.pending(*(job(f"p{i}").gpus(4).tenant(f"t{i % 3}").submitted(i) for i in range(6)))
+    d = s.decide(policy, now=20_000)
+    assert d.starts  # it did real work without the oracle
+
+
+def test_the_oracle_policy_fails_clearly_without_an_oracle() -> None:
+    s = Scene(nodes=1).pending(job("a").gpus(1), job("b").gpus(1))
+    with pytest.raises(RuntimeError, match="oracle"):
+        s.decide("srtf-oracle")
+
+
+# ---------------------------------------------------------------- masnaa
+def test_priority_class_preempts_lower_with_its_grace() -> None:
+    s = Scene(nodes=1).running(job("low").gpus(8).priority("low"), "n0000", start=0)
+    s.pending(job("urgent").gpus(8).priority("high").submitted(5))
+    d = s.decide("masnaa", now=10)
+    assert [p.job_id for p in d.preemptions] == ["low"]
+    assert "priority" in d.preemptions[0].reason
+
+
+def test_high_priority_jobs_are_never_victims() -> None:
+    s = Scene(nodes=1).running(job("vip").gpus(8).priority("high"), "n0000", start=0)
+    s.pending(job("other").gpus(8).priority("high").submitted(5))
+    assert not s.decide("masnaa", now=1e6).preemptions
+
+
+def test_higher_priority_runs_first() -> None:
+    s = Scene(nodes=1).pending(
+        job("n").gpus(8).submitted(0), job("h").gpus(8).priority("high").submitted(1)
+    )
+    assert started(s.decide("masnaa")) == ["h"]
+
+
+def test_fair_share_favours_the_less_served_tenant() -> None:
+    s = Scene(nodes=1).tenant("busy").tenant("idle")
+    s.usage.charge("busy", 1e6, now=0)
+    s.pending(job("b").gpus(8).tenant("busy").submitted(0))
+    s.pending(job("i").gpus(8).tenant("idle").submitted(1))
+    d = s.decide("masnaa", now=10)
+    assert started(d) == ["i"]
+    assert d.wait_for("b").code in (WaitCode.RESERVED, WaitCode.NO_CAPACITY)
+
+
+def test_shares_weigh_usage() -> None:
+    s = Scene(nodes=1).tenant("big", share=10.0).tenant("small", share=1.0)
+    s.usage.charge("big", 5e5, now=0)  # 5e4 per unit of share
+    s.usage.charge("small", 1e5, now=0)  # 1e5 per unit of share
+    s.pending(job("s").gpus(8).tenant("small"), job("b").gpus(8).tenant("big").submitted(1))
+    assert started(s.decide("masnaa", now=0)) == ["b"]
+
+
+def test_one_pass_spreads_free_gpus_over_tenants() -> None:
+    s = Scene(nodes=1).tenant("a").tenant("b")
+    s.pending(*(job(f"a{i}").gpus(1).tenant("a").submitted(i) for i in range(8)))
+    s.pending(*(job(f"b{i}").gpus(1).tenant("b").submitted(10 + i) for i in range(8)))
+    d = s.decide("masnaa", now=100)
+    tenants = [x.job_id[0] for x in d.starts]
+    assert tenants.count("a") == 4 and tenants.count("b") == 4
+
+
+def test_within_a_tenant_less_attained_service_goes_first() -> None:
+    s = Scene(nodes=1)
+    s.pending(job("again").gpus(8).submitted(0), attained=50_000.0)
+    s.pending(job("first").gpus(8).submitted(5))
+    assert started(s.decide("masnaa", now=10)) == ["first"]
+
+
+def test_quota_caps_borrowing_and_reports_it() -> None:
+    s = Scene(nodes=2).quota("a", 8, borrowing_limit=0).quota("b", 8)
+    s.pending(job("a1").gpus(8).tenant("a"), job("a2").gpus(8).tenant("a").submitted(1))
+    d = s.decide("masnaa")
+    assert started(d) == ["a1"]
+    assert d.wait_for("a2").code is WaitCode.QUOTA
+    assert d.starts[0].borrowed_gpus == 0
+
+
+def test_borrowing_idle_capacity_is_marked_reclaimable() -> None:
+    s = Scene(nodes=2).quota("a", 8).quota("b", 8)
+    s.pending(job("a1").gpus(8).tenant("a"), job("a2").gpus(8).tenant("a").submitted(1))
+    d = s.decide("masnaa")
+    assert started(d) == ["a1", "a2"]
+    assert [x.borrowed_gpus for x in d.starts] == [0, 8]
+
+
+def test_lending_limit_keeps_part_of_the_nominal_free() -> None:
+    s = Scene(nodes=2).quota("a", 8).quota("b", 8, lending_limit=0)
+    s.pending(job("a1").gpus(8).tenant("a"), job("a2").gpus(8).tenant("a").submitted(1))
+    d = s.decide("masnaa")
+    assert started(d) == ["a1"]
+    assert d.wait_for("a2").code is WaitCode.QUOTA
+
+
+def test_lender_reclaims_borrowed_gpus_by_preemption() -> None:
+    s = Scene(nodes=2).quota("a", 8).quota("b", 8)
+    s.running(job("a1").gpus(8).tenant("a"), "n0000", start=0)
+    s.running(job("a2").gpus(8).tenant("a"), "n0001", start=10)  # borrowed from b
+    s.pending(job("b1").gpus(8).tenant("b").submitted(20))
+    d = s.decide("masnaa", now=30)
+    assert [p.job_id for p in d.preemptions] == ["a2"]
+    assert "quota reclaim" in d.preemptions[0].reason
+
+
+def test_min_run_protects_fresh_jobs_from_fair_share_preemption() -> None:
+    s = Scene(nodes=1).tenant("hog").tenant("new")
+    s.usage.charge("hog", 1e7, now=0)
+    s.running(job("h").gpus(8).tenant("hog"), "n0000", start=0, attained=1e6)
+    s.pending(job("n").gpus(8).tenant("new").submitted(50))
+    assert not s.decide("masnaa", now=100).preemptions  # ran 100 s < 300 s
+    assert [p.job_id for p in s.decide("masnaa", now=1000).preemptions] == ["h"]
+    assert not s.decide("masnaa", now=1000, fair_share_preemption=False).preemptions
+
+
+def test_fair_share_preemption_never_swaps_back() -> None:
+    # Two equal tenants with equal usage: neither may preempt the other.
+    s = Scene(nodes=1).tenant("a").tenant("b")
+    s.running(job("ra").gpus(8).tenant("a"), "n0000", start=0, attained=1e6)
+    s.pending(job("pb").gpus(8).tenant("b").submitted(0))
+    s.usage.charge("b", 8 * 3600 * 2.0, now=0)
+    assert not s.decide("masnaa", now=3600).preemptions
+
+
+# ---------------------------------------------------------- allocations
+def test_allocation_balance_is_checked_within_the_pass() -> None:
+    s = Scene(nodes=3)
+    s.balances = {"t1-p": 2 * 8 * HOUR - 1, "t2-p": 0.0}
+    s.pending(*(job(f"a{i}").gpus(4).limit(HOUR).submitted(i) for i in range(4)))
+    s.pending(job("b").gpus(1).tenant("t2").submitted(9))
+    s.pending(job("c").gpus(1).tenant("t3").submitted(10))  # no entry: not enforced
+    d = s.decide("masnaa")
+    # 4 GPU-hours each: a0..a3 start while the balance minus committed work stays > 0.
+    assert sorted(started(d)) == ["a0", "a1", "a2", "a3", "c"]
+    s.balances = {"t1-p": 2 * 4 * HOUR, "t2-p": 0.0}
+    d = s.decide("masnaa")
+    assert sorted(started(d)) == ["a0", "a1", "c"]
+    assert d.wait_for("a2").code is WaitCode.ALLOCATION_EXHAUSTED
+    assert d.wait_for("b").code is WaitCode.ALLOCATION_EXHAUSTED
+
+
+# ---------------------------------------------------------- purity & contract
+def test_decide_does_not_touch_its_inputs() -> None:
+    s = Scene(nodes=2).running(job("r").gpus(8), "n0000", start=0)
+    s.pending(*(job(f"p{i}").gpus(4).submitted(i) for i in range(5)))
+    before = (s.state.free_total, dict(s.state.running), list(s.queue), s.usage.usage("t1", 50))
+    for policy in ("fifo", "fifo-backfill", "las", "masnaa"):
+        s.decide(policy, now=50)
+    after = (s.state.free_total, dict(s.state.running), list(s.queue), s.usage.usage("t1", 50))
+    assert before == after
+
+
+def test_queue_thresholds_must_match_config() -> None:
+    s = Scene(nodes=1)
+    q = PendingQueue(level_thresholds=(10.0,))
+    with pytest.raises(ValueError, match="las_thresholds"):
+        decide(Snapshot(s.state, s.usage), q, 0.0, SchedulerConfig())
+
+
+def test_scan_stops_when_nothing_more_fits() -> None:
+    s = Scene(nodes=1).running(job("r").gpus(8), "n0000", start=0)
+    s.pending(*(job(f"p{i}").gpus(1).submitted(i) for i in range(50)))
+    d = s.decide("fifo-backfill", now=1)
+    assert not d.starts
+    # The head is reserved; only estimate_depth more are explained one by one.
+    assert d.wait_for("p0").code is WaitCode.RESERVED
+    assert len(d.waiting) == 1 + SchedulerConfig().estimate_depth
+    assert d.wait_for("p5").estimated_start == 3600
+    assert d.default_wait.code is WaitCode.NO_CAPACITY
+    assert d.wait_for("p40").code is WaitCode.NO_CAPACITY
+
+
+def test_backfill_depth_bounds_the_scan() -> None:
+    s = Scene(nodes=1).running(job("r").gpus(6), "n0000", start=0, end=100)
+    s.pending(job("head").gpus(8).submitted(0))
+    s.pending(*(job(f"p{i}").gpus(4).submitted(1 + i) for i in range(20)))
+    s.pending(job("tiny").gpus(1).limit(10).submitted(99))
+    d = s.decide("fifo-backfill", now=1, backfill_depth=5)
+    assert d.wait_for("head").code is WaitCode.RESERVED
+    assert len(d.waiting) == 6  # the head and five more
+    assert d.wait_for("tiny").code is WaitCode.NOT_CONSIDERED
+    assert started(s.decide("fifo-backfill", now=1)) == ["tiny"]

@@ -1,0 +1,121 @@
+"""``masnaa up`` as a user runs it: a real server process on loopback, the CLI over HTTP,
+real jobs; then Ctrl-C, a job that ends while nothing watches, and a second ``up``."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+CLI = [sys.executable, "-c", "from masnaa.cli.main import app; app()"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def masnaa(env: dict[str, str], *args: str, cwd: Path) -> str:
+    done = subprocess.run(
+        [*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done.stdout
+
+
+def start_up(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [*CLI, "up", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 40
+    while True:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+
+
+def wait_state(port: int, token: str, job: str, states: tuple[str, ...]) -> dict[str, object]:
+    """Poll the API (cheaper than a CLI process per look) until the job is in ``states``."""
+    deadline = time.monotonic() + 30
+    while True:
+        shown = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/jobs/{job}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+        ).json()
+        if shown.get("state") in states:
+            return shown
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_up_submit_logs_restart_and_adopt(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MASNAA_")}
+    env.update(MASNAA_HOME=str(home), MASNAA_VIRTUAL_GPUS="1x8")
+    port = free_port()
+    log = tmp_path / "up.log"
+    proc = start_up(env, port, log)
+    try:
+        banner = log.read_text()
+        assert f"http://127.0.0.1:{port}" in banner
+        assert str(home / "masnaa.sqlite") in banner
+        assert re.search(r"\d+ (virtual|real) GPUs", banner), banner
+        token = re.search(r"token\s+(msn_\S+)", banner)
+        assert token and token.group(1) in (home / "credentials.toml").read_text()
+
+        job = masnaa(
+            env,
+            "submit",
+            "--gpus",
+            "2",
+            "--",
+            "sh",
+            "-c",
+            "echo $CUDA_VISIBLE_DEVICES",
+            cwd=tmp_path,
+        ).strip()
+        wait_state(port, token.group(1), job, ("succeeded",))
+        seen = masnaa(env, "logs", job, cwd=tmp_path).strip()
+        assert re.fullmatch(r"\d+,\d+", seen), seen
+        assert len(set(seen.split(","))) == 2
+
+        # A job outlives the server: Ctrl-C, it ends meanwhile, the next `up` records its code.
+        slow = masnaa(
+            env, "submit", "--gpus", "1", "--", "sh", "-c", "sleep 2; exit 7", cwd=tmp_path
+        ).strip()
+        wait_state(port, token.group(1), slow, ("running",))
+    finally:
+        stop(proc)
+    assert "running jobs keep running" in log.read_text()
+    time.sleep(2.5)
+    proc = start_up(env, port, log)
+    try:
+        shown = wait_state(port, token.group(1), slow, ("failed",))
+        assert shown["exit_code"] == 7, shown
+        assert "exited with code 7" in masnaa(env, "show", slow, cwd=tmp_path)
+        # Bootstrap is idempotent: the same token still works, no second operator.
+        assert log.read_text().count(token.group(1)) == 2
+    finally:
+        stop(proc)

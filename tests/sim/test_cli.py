@@ -1,0 +1,86 @@
+"""``masnaa sim`` end to end on a slice of the bundled Philly trace."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from masnaa.cli.main import app
+
+runner = CliRunner()
+
+
+def test_sim_on_a_philly_slice_reports_sane_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    plots = tmp_path / "plots"
+    res = runner.invoke(app, [
+        "sim", "--policy", "masnaa,las,fifo-backfill,srtf-oracle", "--start", "45",
+        "--days", "0.5", "--load", "0.9", "--json", str(out), "--plots", str(plots), "--quiet",
+    ], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    labels = [p["label"] for p in doc["policies"]]
+    assert labels == ["masnaa", "las", "fifo-backfill", "srtf-oracle (oracle)"]
+    assert "srtf-oracle (oracle)" in res.output
+    jobs = doc["trace"]["jobs"]
+    assert jobs > 100 and doc["cluster"]["gpus"] % 8 == 0
+    assert 0.8 < doc["cluster"]["load_factor"] < 1.0
+    for p in doc["policies"]:
+        assert p["jobs"]["finished"] == jobs - sum(p["jobs"]["rejected"].values())
+        assert p["jobs"]["stranded"] == {}
+        assert p["bounds"]["hold"] and p["bounds"]["jct_min_slack"] >= -1e-6
+        assert p["makespan"] >= p["bounds"]["makespan_lower"]
+        assert 0 < p["utilisation"] <= p["busy_utilisation"] <= 1.0
+        assert p["jct"]["median"] <= p["jct"]["p99"]
+        assert 0 < p["fairness"]["jain"] <= 1.0
+        assert p["engine"]["invariant_checks"] >= p["jobs"]["finished"]
+        assert len(p["fairness"]["tenants"]) == doc["trace"]["tenants"]
+    # The oracle's mean JCT is a lower reference for the non-preemptive baseline here.
+    names = {p["policy"]: p for p in doc["policies"]}
+    assert names["srtf-oracle"]["jct"]["mean"] <= names["fifo-backfill"]["jct"]["mean"] * 1.05
+    assert {p.name for p in plots.iterdir()} >= {"jct_cdf.png", "utilisation.png",
+                                                 "share_masnaa.png"}
+
+
+def test_unknown_policy_lists_valid_names() -> None:
+    res = runner.invoke(app, ["sim", "--policy", "masnaa,sjf", "--quiet"])
+    assert res.exit_code == 2
+    assert "sjf" in res.output and "fifo-backfill" in res.output
+
+
+def test_unknown_trace_lists_valid_names() -> None:
+    res = runner.invoke(app, ["sim", "--trace", "google", "--quiet"])
+    assert res.exit_code == 2 and "synthetic" in res.output and "sacct" in res.output
+
+
+def test_malformed_line_is_named_and_lenient_skips_it(tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    p.write_text("submit_time,runtime,gpus,tenant\n0,10,1,a\n5,ten,1,b\n9,20,2,b\n")
+    res = runner.invoke(app, ["sim", "--trace", "csv", "--file", str(p), "--gpus", "8",
+                              "--policy", "fifo", "--quiet"])
+    assert res.exit_code == 2 and "line 3" in res.output and "--lenient" in res.output
+    out = tmp_path / "r.json"
+    res = runner.invoke(app, ["sim", "--trace", "csv", "--file", str(p), "--gpus", "8",
+                              "--policy", "fifo", "--lenient", "--json", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert doc["trace"]["skipped_count"] == 1 and doc["trace"]["skipped_lines"][0]["line"] == 3
+    assert doc["policies"][0]["jobs"]["finished"] == 2
+
+
+def test_same_seed_same_report(tmp_path: Path) -> None:
+    docs = []
+    for k in range(2):
+        out = tmp_path / f"{k}.json"
+        res = runner.invoke(app, ["sim", "--trace", "synthetic", "--jobs", "600", "--seed", "5",
+                                  "--gpus", "128", "--policy", "masnaa,las", "--json", str(out),
+                                  "--quiet"])
+        assert res.exit_code == 0, res.output
+        doc = json.loads(out.read_text())
+        for p in doc["policies"]:
+            del p["engine"]["wall_seconds"], p["engine"]["decide_seconds"]
+        docs.append(doc)
+    assert docs[0] == docs[1]
+    assert docs[0]["policies"][0]["jobs"]["total"] == 600

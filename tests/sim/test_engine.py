@@ -1,0 +1,149 @@
+"""The event engine on tiny scenarios whose outcome is worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from twin_builders import jcts, replay, run, trace
+
+from masnaa.domain import Placement, PlacementSlice
+from masnaa.sim.engine import DONE, REJECTED
+from masnaa.sim.errors import InvariantViolation
+from masnaa.sim.limits import LimitEstimator
+
+
+def test_two_whole_node_jobs_run_one_after_the_other_under_fifo() -> None:
+    # 8 GPUs. A (8 GPUs, 100 s) at t=0; B (8 GPUs, 50 s) at t=10 waits for A.
+    r = run(trace((0, 100, 8, "a"), (10, 50, 8, "b")), policy="fifo")
+    assert jcts(r) == [100.0, 140.0]
+    assert r.preemptions == 0 and r.rejected == {}
+
+
+def test_two_half_node_jobs_share_the_node() -> None:
+    r = run(trace((0, 100, 4, "a"), (10, 50, 4, "b")), policy="fifo")
+    assert jcts(r) == [100.0, 50.0]
+
+
+def test_fifo_head_of_line_blocks_a_small_job() -> None:
+    # A holds 6 of 8 GPUs until 100; B (8) waits; C (1) arrives later and under plain
+    # fifo must not overtake B, so it starts when B is done at 100 + 10 = 110.
+    r = run(trace((0, 100, 6, "a"), (1, 10, 8, "a"), (2, 5, 1, "a")), policy="fifo")
+    assert [r.end[i] for i in range(3)] == [100.0, 110.0, 115.0]
+
+
+def test_job_larger_than_the_cluster_is_rejected_and_counted() -> None:
+    r = run(trace((0, 100, 16, "a"), (5, 10, 1, "a")), policy="fifo")
+    assert r.status[0] == REJECTED and r.status[1] == DONE
+    assert r.rejected == {"too-large": 1}
+    assert r.end[1] - r.submit[1] == 10.0
+
+
+def test_requested_limit_kills_the_job_there() -> None:
+    # Asked for 50 s, needed 80 s: killed at 50; the next job starts then.
+    r = run(trace((0, 80, 8, "a", 50), (1, 10, 8, "a", 100)), policy="fifo")
+    assert [r.end[0], r.end[1]] == [50.0, 60.0]
+    assert r.killed_at_limit == 1 and r.work[0] == 50.0
+
+
+def test_derived_estimate_is_extended_not_enforced() -> None:
+    # No limit: the first job plans with the 4 h default, runs 10 h, and is not killed.
+    e = replay(trace((0, 36_000, 8, "a")), policy="fifo-backfill")
+    assert e.finish[0] == 36_000.0
+    # Estimates 4 h → doubled at 4 h (8 h) → doubled at 8 h (16 h) > 10 h.
+    assert e.extensions == 2
+
+
+def test_las_preempts_a_long_job_for_a_short_one_and_charges_lost_work() -> None:
+    # A: 8 GPUs for 100,000 s from t=0. At t=10,000 A has 80,000 GPU·s (above LAS's
+    # 10 GPU-hour level) and B (8 GPUs, 100 s) arrives at level 0: A is preempted with
+    # the normal class's 120 s grace, so it stops at 10,120 having saved 5 checkpoints
+    # (9,000 s of its 10,120 s of work). B runs 10,120 → 10,220. A restarts at 10,220,
+    # reloads for 60 s and does its remaining 91,000 s: it ends at 101,280.
+    r = run(trace((0, 100_000, 8, "a"), (10_000, 100, 8, "b")), policy="las",
+            checkpoint_interval=1800.0, restart_overhead=60.0)
+    assert r.preemptions == 1
+    assert r.end[1] == 10_220.0
+    assert r.end[0] == 101_280.0
+    assert r.lost_gpu_seconds == pytest.approx((10_120 - 9_000) * 8)
+
+
+def test_no_checkpoints_means_a_preempted_job_restarts_from_zero() -> None:
+    r = run(trace((0, 100_000, 8, "a"), (10_000, 100, 8, "b")), policy="las",
+            checkpoint_interval=None, restart_overhead=0.0)
+    assert r.preemptions == 1
+    assert r.end[0] == 10_220.0 + 100_000.0
+    assert r.lost_gpu_seconds == pytest.approx(10_120 * 8)
+
+
+def test_only_oracle_policies_get_the_oracle() -> None:
+    t = trace((0, 100, 8, "a"), (10, 50, 8, "b"))
+    assert replay(t, policy="srtf-oracle").oracle_on
+    assert not replay(t, policy="fifo").oracle_on
+    assert not replay(t, policy="las").oracle_on
+    assert not replay(t, policy="masnaa").oracle_on
+
+
+def test_oracle_reports_true_remaining_time() -> None:
+    from masnaa.domain import Cluster
+    from masnaa.sim.engine import PENDING, RUNNING, Engine, EngineConfig
+    from masnaa.sim.shape import tenancy
+
+    t = trace((0, 100, 8, "a"), (10, 50, 8, "b"))
+    cluster = Cluster.uniform(1)
+    tenants, quotas = tenancy(t, cluster)
+    e = Engine(t, cluster, tenants, quotas, EngineConfig(policy="srtf-oracle"))
+    e.status[0] = RUNNING
+    e.end_at[0] = 100.0
+    e.now = 30.0
+    e.status[1] = PENDING
+    assert e.oracle["0"] == 70.0 and e.oracle["1"] == 50.0
+    with pytest.raises(KeyError):
+        _ = e.oracle["7"]
+
+
+def test_a_split_gang_is_an_invariant_violation() -> None:
+    e = replay(trace((0, 100, 2, "a")), policy="fifo", nodes=2)
+    from masnaa.domain import Job
+
+    job = Job("9", "a", "a", tasks=1, gpus_per_task=4, gpu_types=("h100-sxm-80gb",),
+              time_limit=10.0)
+    node0, node1 = (n.name for n in e.cluster.nodes)
+    split = Placement((PlacementSlice(node0, (0, 1)), PlacementSlice(node1, (0, 1))))
+    with pytest.raises(InvariantViolation) as err:
+        e._check_and_hold(job, split, "h100-sxm-80gb")
+    assert err.value.code == "split-task"
+    e.node_used[0] = 6
+    whole = Placement((PlacementSlice(node0, (0, 1, 2, 3)),))
+    with pytest.raises(InvariantViolation) as err:
+        e._check_and_hold(job, whole, "h100-sxm-80gb")
+    assert err.value.code == "over-capacity"
+
+
+def test_invariants_were_checked_on_every_start() -> None:
+    r = run(trace(*[(k, 10 + k, 1 + k % 8, "ab"[k % 2]) for k in range(40)]), nodes=2,
+            policy="masnaa")
+    assert r.invariant_checks >= 40
+    assert all(not math.isnan(r.end[i]) for i in range(40))
+
+
+def test_limit_estimator_uses_only_completed_jobs_of_the_tenant() -> None:
+    est = LimitEstimator(percentile=0.9, min_samples=20, default=1000.0)
+    assert est.estimate("a") == 1000.0
+    for k in range(19):
+        est.completed("a", 100.0 + k)
+    assert est.estimate("a") == 1000.0  # too few samples anywhere
+    est.completed("b", 5000.0)
+    # 20 jobs over all tenants: their p90 (upper edge of its log bin, ≥ 118 s).
+    assert 118.0 <= est.estimate("a") < 130.0
+    for _ in range(30):
+        est.completed("c", 50_000.0)
+    assert 50_000.0 <= est.estimate("c") < 56_500.0
+    assert est.estimate("a") > 118.0  # a still falls back to everyone's completions
+
+
+def test_pass_interval_defers_starts_to_the_next_tick() -> None:
+    # Passes at most every 30 s: B arrives at 10 but waits for the tick at 30.
+    r = run(trace((0, 100, 4, "a"), (10, 50, 4, "b")), policy="fifo", min_pass_interval=30.0)
+    assert [r.end[0], r.end[1]] == [100.0, 80.0]
+    assert r.passes == 2

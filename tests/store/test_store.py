@@ -1,0 +1,157 @@
+"""The schema, its migrations, and the write rules every writer relies on."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from masnaa import domain
+from masnaa.store import models as m
+from masnaa.store.base import Base
+from masnaa.store.convert import load_cluster, load_jobs, load_quotas, load_tenants
+from masnaa.store.db import make_engine, session_factory, upgrade
+from masnaa.store.events import transition
+
+
+def _seed(session: Session) -> m.Job:
+    now = time.time()
+    tenant = m.Tenant(name="um6p", kind="university", country="MA", share=2.0, created_at=now)
+    project = m.Project(tenant=tenant, name="llm", created_at=now)
+    site = m.Site(name="ma-1", country="MA", currency="MAD", executor="local")
+    gpu = m.GpuType(name="h100-sxm-80gb", memory_gb=80)
+    session.add_all([tenant, project, site, gpu])
+    session.flush()
+    session.add(
+        m.Node(site=site, name="n0", gpu_type=gpu, gpu_count=8, domains=["nvl0", "leaf0"])
+    )
+    session.add(m.Quota(tenant=tenant, site=site, gpu_type=gpu, nominal=4))
+    job = m.Job(
+        id="j-test0001",
+        tenant=tenant,
+        project=project,
+        command=["python", "train.py"],
+        gpu_types=["h100-sxm-80gb"],
+        tasks=1,
+        gpus_per_task=2,
+        time_limit=3600.0,
+        submitted_at=now,
+    )
+    session.add(job)
+    transition(session, job, m.JobState.PENDING, at=now, code="submitted", reason="submitted")
+    return job
+
+
+def test_models_match_the_migrations(engine: Engine) -> None:
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_upgrade_is_idempotent(store_url: str) -> None:
+    upgrade(store_url)
+    upgrade(store_url)
+
+
+def test_rows_convert_to_the_domain(engine: Engine) -> None:
+    with session_factory(engine).begin() as s:
+        _seed(s)
+    with session_factory(engine)() as s:
+        cluster = load_cluster(s)
+        assert cluster.by_name["n0"].domains == ("nvl0", "leaf0", "ma-1")
+        assert cluster.total_gpus == 8
+        assert load_tenants(s)["um6p"].share == 2.0
+        assert load_quotas(s) == (domain.Quota("um6p", "ma-1", "h100-sxm-80gb", nominal=4),)
+        [(_row, job)] = load_jobs(s, (m.JobState.PENDING,))
+        assert job.total_gpus == 2 and job.tenant == "um6p" and job.project == "llm"
+
+
+def test_every_transition_writes_an_event(engine: Engine) -> None:
+    with session_factory(engine).begin() as s:
+        job = _seed(s)
+        transition(s, job, m.JobState.CANCELLED, at=time.time(), code="cancelled", reason="by user")
+    with session_factory(engine)() as s:
+        events = s.scalars(select(m.JobEvent).order_by(m.JobEvent.id)).all()
+        assert [(e.from_state, e.to_state, e.code) for e in events] == [
+            (None, "pending", "submitted"),
+            ("pending", "cancelled", "cancelled"),
+        ]
+        assert s.get(m.Job, "j-test0001").state_reason == "by user"  # type: ignore[union-attr]
+
+
+def test_racing_writers_on_one_job_conflict_instead_of_losing_a_write(engine: Engine) -> None:
+    with session_factory(engine).begin() as s:
+        _seed(s)
+    factory = session_factory(engine)
+    # Two readers see version 1; the first writer wins, the second must fail.
+    a = factory()
+    job_a = a.get(m.Job, "j-test0001")
+    a.commit()
+    b = factory()
+    job_b = b.get(m.Job, "j-test0001")
+    b.commit()
+    assert job_a is not None and job_b is not None
+    job_a.cancel_requested = True
+    a.add(job_a)
+    a.commit()
+    job_b.exit_code = 3
+    b.add(job_b)
+    with pytest.raises(StaleDataError):
+        b.commit()
+    b.rollback()
+    with factory() as s:
+        fresh = s.get(m.Job, "j-test0001")
+        assert fresh is not None and fresh.cancel_requested and fresh.exit_code is None
+        assert fresh.version == 2
+
+
+def test_foreign_keys_are_enforced(engine: Engine) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError), session_factory(engine).begin() as s:
+        s.add(m.Project(tenant_id=424242, name="orphan", created_at=0.0))
+
+
+def test_concurrent_writers_queue_instead_of_failing(engine: Engine) -> None:
+    with session_factory(engine).begin() as s:
+        s.add(m.Tenant(name="t", created_at=0.0))
+    factory = session_factory(engine)
+    errors: list[BaseException] = []
+
+    def bump(worker: int) -> None:
+        try:
+            for i in range(20):
+                with factory.begin() as s:
+                    t = s.scalars(
+                        select(m.Tenant).where(m.Tenant.name == "t").with_for_update()
+                    ).one()
+                    t.share = t.share + 1.0
+                    s.add(m.Tenant(name=f"w{worker}-{i}", created_at=0.0))
+        except BaseException as exc:  # surfaced by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=bump, args=(w,)) for w in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with factory() as s:
+        assert s.scalars(select(m.Tenant.share).where(m.Tenant.name == "t")).one() == 121.0
+        assert s.scalar(select(func.count()).select_from(m.Tenant)) == 121
+
+
+def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.sqlite'}")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+    engine.dispose()
