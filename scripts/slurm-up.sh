@@ -49,9 +49,11 @@ die() {
     exit 1
 }
 
-[[ $(id -u) -eq 0 ]] || die "run as root (it writes /etc/slurm and starts daemons)"
-[[ $GPUS =~ ^[1-9][0-9]*$ ]] || die "MASNAA_SLURM_GPUS must be a positive integer, got '$GPUS'"
-[[ $GPU_TYPE =~ ^[A-Za-z0-9_]+$ ]] || die "MASNAA_SLURM_GPU_TYPE must be letters, digits or _, got '$GPU_TYPE'"
+usage() { printf 'slurm-up: ERROR: %s\n' "$*" >&2; exit 2; }
+[[ $(id -u) -eq 0 ]] || usage "run as root (it writes /etc/slurm and starts daemons)"
+[[ $GPUS =~ ^[1-9][0-9]*$ ]] || usage "MASNAA_SLURM_GPUS must be a positive integer, got '$GPUS'"
+[[ $CPUS =~ ^[1-9][0-9]*$ ]] || usage "MASNAA_SLURM_CPUS must be a positive integer, got '$CPUS'"
+[[ $GPU_TYPE =~ ^[A-Za-z0-9_]+$ ]] || usage "MASNAA_SLURM_GPU_TYPE must be letters, digits or _, got '$GPU_TYPE'"
 
 # 1. Packages -----------------------------------------------------------------
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null \

@@ -115,9 +115,9 @@ def test_the_loop_cancels_a_job_running_on_slurm(
     with control.write() as s, s.begin():
         (row,) = jobs.submit_batch(s, caller, [spec], now=time.time()).jobs
         job_id = row.id
-    run_until(control, [job_id], {"running"}, timeout=30)
+    run_until(control, [job_id], {"running"}, timeout=60)
     with control.write() as s, s.begin():
         s.get(m.Job, job_id).cancel_requested = True  # what the API's cancel does
-    rows = run_until(control, [job_id], {"cancelled"}, timeout=30)
+    rows = run_until(control, [job_id], {"cancelled"}, timeout=60)
     assert rows[job_id].state == "cancelled"
     assert slurm_jobs_named(f"masnaa-{job_id}-1")  # it was a Slurm job, now ended

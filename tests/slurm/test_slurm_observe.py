@@ -1,0 +1,231 @@
+"""What the executor reports for each thing Slurm and the records can say (no Slurm needed).
+
+Slurm is replaced at its IO seam only: ``SlurmCommands.run`` answers from a
+script of ``squeue``/``sinfo`` output and records every call, so these tests
+cover the rows of the observation table that are hard to provoke on a real
+Slurm (a node failure, a job Slurm forgot, a claim whose launcher died).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from masnaa.executors.base import LaunchSpec, NodeGpus
+from masnaa.executors.slurm import SiteUnreachable, SlurmCommands, SlurmExecutor, SlurmSiteConfig
+from masnaa.executors.slurm.commands import Completed
+from masnaa.executors.slurm.parse import SQUEUE_SEP, job_comment
+
+
+class ScriptedSlurm(SlurmCommands):
+    def __init__(self) -> None:
+        super().__init__()
+        self.jobs: list[str] = []
+        self.nodes: list[dict[str, object]] = [node("gpu01")]
+        self.calls: list[tuple[str, ...]] = []
+        self.next_id = 100
+        self.down = False
+        self.scontrol_answer = ""
+
+    def run(self, tool: str, args: Sequence[str], *, stdin: str | None = None) -> Completed:
+        self.calls.append((tool, *args))
+        if self.down:
+            raise SiteUnreachable(f"{tool}: Unable to contact slurm controller (connect failure)")
+        if tool == "squeue":
+            return Completed("\n".join(self.jobs) + "\n", "")
+        if tool == "sinfo":
+            return Completed(json.dumps({"errors": [], "nodes": self.nodes}), "")
+        if tool == "sbatch":
+            self.next_id += 1
+            return Completed(f"{self.next_id}\n", "")
+        if tool == "scontrol":
+            return Completed(self.scontrol_answer, "")
+        return Completed("", "")
+
+    def add(self, job_id: str, attempt: int, slurm_id: int, state: str, **kw: str) -> None:
+        self.jobs.append(
+            SQUEUE_SEP.join(
+                [str(slurm_id), state, kw.get("reason", "None"), kw.get("nodes", "gpu01"),
+                 "gpu01", kw.get("start", "2026-11-25T10:00:00"), kw.get("end", "N/A"),
+                 job_comment(job_id, attempt)]
+            )
+        )  # fmt: skip
+
+    def called(self, tool: str) -> list[tuple[str, ...]]:
+        return [c for c in self.calls if c[0] == tool]
+
+
+def node(name: str, state: str = "mixed", flags: tuple[str, ...] = (), reason: str = "") -> dict:
+    return {"name": name, "state": state, "state_flags": list(flags), "reason": reason,
+            "gres": "gpu:h100:8", "active_features": "", "partitions": ["p"]}  # fmt: skip
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def slurm() -> ScriptedSlurm:
+    return ScriptedSlurm()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def ex(tmp_path: Path, slurm: ScriptedSlurm, clock: Clock) -> SlurmExecutor:
+    config = SlurmSiteConfig(site="s", state_dir=tmp_path, claim_timeout=60, stop_margin=5)
+    return SlurmExecutor(config, slurm, clock=clock)
+
+
+def spec(job_id: str = "j1", attempt: int = 1) -> LaunchSpec:
+    return LaunchSpec(
+        job_id=job_id, attempt=attempt, argv=("true",),
+        placement=(NodeGpus("gpu01", (0, 1)),), time_limit=60,
+    )  # fmt: skip
+
+
+def test_start_submits_once_with_the_pinned_placement(
+    ex: SlurmExecutor, slurm: ScriptedSlurm
+) -> None:
+    ex.start(spec())
+    ex.start(spec())
+    (sbatch,) = slurm.called("sbatch")
+    assert "--nodelist=gpu01" in sbatch and "--gres=gpu:h100:2" in sbatch
+    assert ex.records("j1", 1).slurm_job_id() == 101
+
+
+def test_a_fresh_submission_is_not_judged_on_an_older_view(
+    ex: SlurmExecutor, slurm: ScriptedSlurm, clock: Clock
+) -> None:
+    ex.poll_many([("other", 1)])  # a view taken before the submission
+    clock.now += 0.1
+    ex.start(spec())
+    slurm.add("j1", 1, 101, "PENDING", reason="Priority")
+    seen = ex.poll("j1", 1)  # within view_ttl, yet the view is older than the job
+    assert seen.state == "running" and seen.message == "held pending by Slurm: Priority"
+
+
+@pytest.mark.parametrize(
+    ("state", "nodes", "expected"),
+    [
+        ("RUNNING", [node("gpu01", "mixed", ("DRAIN",), "fan")], "node gpu01 is mixed+drain: fan"),
+        ("RUNNING", [node("gpu01", "down", (), "dead")], "node gpu01 is down: dead"),
+        ("NODE_FAIL", [node("gpu01")], "Slurm ended it: NODE_FAIL (None)"),
+    ],
+)
+def test_site_faults_lose_the_run_with_the_reason_and_cancel_it(
+    ex: SlurmExecutor, slurm: ScriptedSlurm, state: str, nodes: list[dict], expected: str
+) -> None:
+    ex.start(spec())
+    slurm.add("j1", 1, 101, state)
+    slurm.nodes = nodes
+    seen = ex.poll_many([("j1", 1)])[("j1", 1)]
+    assert (seen.state, seen.message) == ("lost", expected)
+    if state == "RUNNING":
+        assert ("scancel", "101") in slurm.calls
+    # final, and durable: a new executor reads the same verdict
+    slurm.jobs.clear()
+    again = SlurmExecutor(ex.config, slurm).poll_many([("j1", 1)])[("j1", 1)]
+    assert (again.state, again.message) == ("lost", expected)
+
+
+def test_a_job_slurm_forgot_without_an_exit_record_is_lost(
+    ex: SlurmExecutor, slurm: ScriptedSlurm
+) -> None:
+    ex.start(spec())
+    seen = ex.poll_many([("j1", 1)])[("j1", 1)]
+    assert seen.state == "lost" and "no longer knows job 101" in seen.message
+
+
+def test_a_claim_whose_launcher_died_is_running_then_lost_after_the_timeout(
+    ex: SlurmExecutor, slurm: ScriptedSlurm, clock: Clock
+) -> None:
+    assert ex.records("j1", 1).claim(clock.now)  # claimed, then the process died
+    assert ex.poll_many([("j1", 1)])[("j1", 1)].state == "running"
+    clock.now += 61
+    seen = ex.poll_many([("j1", 1)])[("j1", 1)]
+    assert seen.state == "lost" and "never became a Slurm job" in seen.message
+    ex.start(spec())  # lost is final: never submitted afterwards
+    assert slurm.called("sbatch") == []
+
+
+def test_a_restart_finishes_a_submission_whose_answer_was_lost(
+    ex: SlurmExecutor, slurm: ScriptedSlurm, clock: Clock
+) -> None:
+    assert ex.records("j1", 1).claim(clock.now)
+    slurm.add("j1", 1, 77, "RUNNING")  # sbatch had reached Slurm
+    ex.start(spec())
+    assert slurm.called("sbatch") == [] and ex.records("j1", 1).slurm_job_id() == 77
+    assert ex.records("j2", 1).claim(clock.now)  # this one had not
+    ex.start(spec("j2"))
+    assert len(slurm.called("sbatch")) == 1
+
+
+@pytest.mark.parametrize(
+    ("state", "scontrol", "expected"),
+    [
+        ("FAILED", "JobId=101 JobState=FAILED ExitCode=3:0", ("exited", 3, None)),
+        (
+            "TIMEOUT",
+            "ExitCode=0:15",
+            ("time-limit", None, None),
+        ),  # not asked: Slurm's word is enough
+        ("CANCELLED", "", ("stopped", None, 9)),
+    ],
+)
+def test_ended_in_slurm_without_a_record_uses_slurms_word(
+    ex: SlurmExecutor, slurm: ScriptedSlurm, state: str, scontrol: str, expected: tuple
+) -> None:
+    ex.start(spec())
+    slurm.add("j1", 1, 101, state, end="2026-11-25T10:05:00")
+    slurm.scontrol_answer = scontrol
+    if state == "TIMEOUT":
+        slurm.scontrol_answer = "ExitCode=0:15"
+    seen = ex.poll_many([("j1", 1)])[("j1", 1)]
+    assert seen.state == "exited"
+    assert (seen.reason, seen.exit_code, seen.signal) == expected
+    assert seen.started_at is None  # the batch script never said it started: nothing to charge
+    assert len(slurm.called("scontrol")) == (1 if state == "FAILED" else 0)
+
+
+def test_a_stop_signals_term_then_cancels_after_grace_and_margin(
+    ex: SlurmExecutor, slurm: ScriptedSlurm, clock: Clock
+) -> None:
+    ex.start(spec())
+    ex.records("j1", 1).put("started_at", f"{clock.now:.3f}")
+    slurm.add("j1", 1, 101, "RUNNING")
+    ex.stop("j1", 1, 30, "preempted")
+    ex.stop("j1", 1, 30, "preempted")  # idempotent
+    assert slurm.called("scancel") == [("scancel", "--signal=TERM", "--batch", "101")]
+    clock.now += 30 + 4
+    ex.poll_many([("j1", 1)])
+    assert len(slurm.called("scancel")) == 1
+    clock.now += 2  # past grace + margin: the backstop
+    ex.poll_many([("j1", 1)])
+    assert slurm.called("scancel")[-1] == ("scancel", "101")
+    ex.poll_many([("j1", 1)])
+    assert len(slurm.called("scancel")) == 2  # once
+
+
+def test_an_unreachable_controller_changes_nothing(ex: SlurmExecutor, slurm: ScriptedSlurm) -> None:
+    slurm.down = True
+    with pytest.raises(SiteUnreachable):
+        ex.start(spec())
+    with pytest.raises(SiteUnreachable):
+        ex.poll_many([("j1", 1)])
+    slurm.down = False
+    slurm.add("j1", 1, 55, "RUNNING")  # the lost sbatch had reached Slurm after all
+    ex.start(spec())
+    # one sbatch: the failed one; the retry found job 55 and adopted it
+    assert len(slurm.called("sbatch")) == 1
+    assert ex.records("j1", 1).slurm_job_id() == 55
