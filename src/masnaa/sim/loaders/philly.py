@@ -29,7 +29,7 @@ def _open(source: TraceSource) -> TextIO:
     if source.path is not None:
         raw = source.path.read_bytes()
     else:
-        raw = resources.files("masnaa.data").joinpath("traces/philly.csv.gz").read_bytes()
+        raw = resources.files("masnaa").joinpath("data/traces/philly.csv.gz").read_bytes()
     if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)
     return io.StringIO(raw.decode("utf-8"))
