@@ -32,9 +32,15 @@ from masnaa.scheduler import (
 
 GPU = "h100-sxm-80gb"
 CLOCK = "wall"
-SIZES = [(1, 1)] * 40 + [(1, 2)] * 15 + [(1, 4)] * 15 + [(1, 8)] * 20 + [(2, 8)] * 6 + [
-    (4, 8)
-] * 3 + [(16, 8)]
+SIZES = (
+    [(1, 1)] * 40
+    + [(1, 2)] * 15
+    + [(1, 4)] * 15
+    + [(1, 8)] * 20
+    + [(2, 8)] * 6
+    + [(4, 8)] * 3
+    + [(16, 8)]
+)
 
 
 def build(seed: int) -> tuple[Snapshot, PendingQueue, dict[str, float]]:
@@ -42,7 +48,9 @@ def build(seed: int) -> tuple[Snapshot, PendingQueue, dict[str, float]]:
     cluster = Cluster.uniform(1250, gpus_per_node=8, gpu_type=GPU, nodes_per_leaf=32)
     state = ClusterState(cluster)
     usage = UsageLedger(half_life=7 * 86400)
-    tenants = {f"t{i:02d}": Tenant(f"t{i:02d}", share=rng.choice([1.0, 2.0, 4.0])) for i in range(60)}
+    tenants = {
+        f"t{i:02d}": Tenant(f"t{i:02d}", share=rng.choice([1.0, 2.0, 4.0])) for i in range(60)
+    }
     names = list(tenants)
     now = 1_000_000.0
     for t in names:
@@ -60,7 +68,9 @@ def build(seed: int) -> tuple[Snapshot, PendingQueue, dict[str, float]]:
         gpus = tuple(range(first, first + size))
         free[node_i] -= size
         tenant = rng.choice(names)
-        job = Job(f"r{jid}", tenant, f"{tenant}-p", 1, size, (GPU,), 4 * 3600, submit_time=now - 7200)
+        job = Job(
+            f"r{jid}", tenant, f"{tenant}-p", 1, size, (GPU,), 4 * 3600, submit_time=now - 7200
+        )
         start = now - rng.uniform(0, 3600 * 3)
         placement = Placement((PlacementSlice(cluster.nodes[node_i].name, gpus),))
         state.allocate(RunningJob(job, placement, GPU, start, start + rng.uniform(3600, 6 * 3600)))

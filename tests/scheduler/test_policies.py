@@ -249,9 +249,23 @@ def test_lender_reclaims_borrowed_gpus_by_preemption() -> None:
     s.running(job("a1").gpus(8).tenant("a"), "n0000", start=0)
     s.running(job("a2").gpus(8).tenant("a"), "n0001", start=10)  # borrowed from b
     s.pending(job("b1").gpus(8).tenant("b").submitted(20))
-    d = s.decide("masnaa", now=30)
-    assert [p.job_id for p in d.preemptions] == ["a2"]
+    # First it waits for GPUs to free up on their own…
+    assert not s.decide("masnaa", now=30).preemptions
+    # …then it takes back the 8 GPUs lent to tenant a; a keeps its nominal 8.
+    d = s.decide("masnaa", now=30, reclaim_after=0.0)
+    assert len(d.preemptions) == 1 and d.preemptions[0].job_id in ("a1", "a2")
     assert "quota reclaim" in d.preemptions[0].reason
+    assert d.wait_for("b1").code is WaitCode.WAITING_FOR_PREEMPTION
+
+
+def test_reclaim_never_pushes_the_lender_below_its_nominal() -> None:
+    s = Scene(nodes=2).quota("a", 12).quota("b", 4)
+    s.running(job("a1").gpus(8).tenant("a"), "n0000", start=0)
+    s.running(job("a2").gpus(8).tenant("a"), "n0001", start=10)  # a uses 16 of nominal 12
+    s.pending(job("b1").gpus(4).tenant("b").submitted(20))
+    # Preempting either 8-GPU job would leave a with 8 < 12: no reclaim.
+    d = s.decide("masnaa", now=30, reclaim_after=0.0, fair_share_preemption=False)
+    assert not d.preemptions
 
 
 def test_min_run_protects_fresh_jobs_from_fair_share_preemption() -> None:
@@ -259,9 +273,10 @@ def test_min_run_protects_fresh_jobs_from_fair_share_preemption() -> None:
     s.usage.charge("hog", 1e7, now=0)
     s.running(job("h").gpus(8).tenant("hog"), "n0000", start=0, attained=1e6)
     s.pending(job("n").gpus(8).tenant("new").submitted(50))
-    assert not s.decide("masnaa", now=100).preemptions  # ran 100 s < 300 s
-    assert [p.job_id for p in s.decide("masnaa", now=1000).preemptions] == ["h"]
-    assert not s.decide("masnaa", now=1000, fair_share_preemption=False).preemptions
+    on = {"fair_share_preemption": True}
+    assert not s.decide("masnaa", now=100, **on).preemptions  # ran 100 s < 300 s
+    assert [p.job_id for p in s.decide("masnaa", now=1000, **on).preemptions] == ["h"]
+    assert not s.decide("masnaa", now=1000).preemptions  # off by default
 
 
 def test_fair_share_preemption_never_swaps_back() -> None:
@@ -270,7 +285,7 @@ def test_fair_share_preemption_never_swaps_back() -> None:
     s.running(job("ra").gpus(8).tenant("a"), "n0000", start=0, attained=1e6)
     s.pending(job("pb").gpus(8).tenant("b").submitted(0))
     s.usage.charge("b", 8 * 3600 * 2.0, now=0)
-    assert not s.decide("masnaa", now=3600).preemptions
+    assert not s.decide("masnaa", now=3600, fair_share_preemption=True).preemptions
 
 
 # ---------------------------------------------------------- allocations

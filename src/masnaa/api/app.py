@@ -78,6 +78,14 @@ def create_app(
     app.include_router(jobs.hot, prefix=API_PREFIX)
     for module in (jobs, tenancy, hardware):
         app.include_router(module.router, prefix=API_PREFIX)
+    from masnaa.api.routers import residency  # data residency, audit chain, regulator report
+
+    residency.install(app)
+    app.include_router(residency.router, prefix=API_PREFIX)
+    residency.record_rules_in_force(db, settings.clock())
+    from masnaa.api.routers import accounting  # allocations, usage, statements
+
+    app.include_router(accounting.router, prefix=API_PREFIX)
 
     @app.get("/healthz", response_model=Health, tags=["health"])
     def healthz() -> Health:

@@ -197,6 +197,9 @@ def submit(
         Path | None, typer.Option("--script", help="Run this shell script instead of a command.")
     ] = None,
     site: Annotated[list[str], typer.Option("--site", help="Allowed site(s).")] = [],  # noqa: B006
+    data: Annotated[list[str], typer.Option(
+        "--data", help="Dataset/artifact id it reads (repeatable): placed where their law allows."
+    )] = [],  # noqa: B006
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole job as JSON.")] = False,
 ) -> None:
     """Submit a job and print its id: masnaa submit --gpus 2 -- python train.py"""
@@ -216,6 +219,8 @@ def submit(
         spec["project"] = project
     if site:
         spec["sites"] = _split(site)
+    if data:
+        spec["datasets"] = _split(data)
     if script is not None:
         try:
             spec["script"] = script.read_text(encoding="utf-8")
@@ -374,6 +379,8 @@ def explain(job_id: Annotated[str, typer.Argument(help="Job id.")]) -> None:
     """Why a job waits, and when it should start."""
     with api() as client:
         x = client.explain(job_id)
+        # Per site, why its data may or may not go there (docs/residency.md).
+        lawful = client._call("GET", f"/jobs/{job_id}/residency")
     out.print(f"[bold]{x['id']}[/bold] {x['summary']}")
     if x.get("wait_code"):
         out.print(f"  reason:          {x['wait_code']}")
@@ -383,6 +390,10 @@ def explain(job_id: Annotated[str, typer.Argument(help="Job id.")]) -> None:
     if x.get("last_event"):
         e = x["last_event"]
         out.print(f"  last change:     {e['code']} {ago(e['at'])}: {e['reason']}")
+    if lawful["data"]:
+        out.print(f"  reads:           {', '.join(lawful['data'])}; per site:", markup=False)
+        for line in lawful["lines"]:
+            out.print(f"    {line}", markup=False)
 
 
 def usage(

@@ -32,12 +32,12 @@ def version() -> None:
 
 
 def _register_verbs() -> None:
-    # One line per verb module (keep sorted).
-    from masnaa.cli import admin, jobs; jobs.register(app); admin.register(app)  # noqa: E702, I001
-    from masnaa.cli import audit; audit.register(app)  # noqa: E702, I001
-    from masnaa.cli import sim; sim.register(app)  # noqa: E702, I001
-    from masnaa.cli import up; up.register(app)  # noqa: E702, I001
-    pass
+    # Imported here, not at the top, so that each verb module may import the
+    # layers it needs without the root knowing about them.
+    from masnaa.cli import accounting, admin, audit, data, jobs, sim, up
+
+    for module in (jobs, admin, accounting, data, audit, sim, up):
+        module.register(app)
 
 
 _register_verbs()

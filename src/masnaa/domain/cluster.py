@@ -52,7 +52,9 @@ class Node:
 
     def __post_init__(self) -> None:
         if self.gpu_count <= 0:
-            raise ValueError(f"node {self.name!r}: gpu_count must be positive, got {self.gpu_count}")
+            raise ValueError(
+                f"node {self.name!r}: gpu_count must be positive, got {self.gpu_count}"
+            )
         if not self.domains or self.domains[-1] != self.site:
             raise ValueError(
                 f"node {self.name!r}: its topology path must end with its site {self.site!r}, "

@@ -89,6 +89,10 @@ class Capabilities:
     """The run sees exactly the placed GPUs (``CUDA_VISIBLE_DEVICES`` or equivalent)."""
     multi_node: bool
     """A placement may span several nodes."""
+    queues: bool = False
+    """A started attempt may wait in the engine's own queue (``running`` with
+    ``started_at=None``): the run holds its GPUs, and is charged, only from the first
+    observed ``started_at``; ``Observed.message`` says why it waits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,10 @@ class LaunchSpec:
     stdout: str | None = None
     stderr: str | None = None
     kill_grace: float = 30.0
+    tenant: str | None = None
+    """The owning tenant's name (engines map it to their accounts or partitions)."""
+    project: str | None = None
+    """The project's name within its tenant."""
 
     def __post_init__(self) -> None:
         if bool(self.argv) == (self.script is not None):
@@ -207,6 +215,15 @@ class Executor(abc.ABC):
             else:
                 out.append(None)
         return out
+
+    def unavailable_nodes(self) -> dict[str, str] | None:
+        """The engine's nodes that must take no new work now (name → why), read once a pass.
+
+        ``None``: this executor does not report node health (the store's node
+        states are all there is). Raises ``ExecutorUnavailable`` when the engine
+        does not answer; the loop then marks the site unreachable.
+        """
+        return None
 
     def poll_many(self, runs: list[tuple[str, int]]) -> dict[tuple[str, int], Observed]:
         """Poll several attempts; engines with a bulk query override this."""

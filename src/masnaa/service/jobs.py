@@ -92,6 +92,12 @@ class JobSpec(BaseModel):
     sites: list[Text] | None = Field(
         default=None, max_length=64, description="Sites it may run at; null: any."
     )
+    datasets: list[Text] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Ids of the datasets and artifacts it reads: it is placed only where "
+        "their law allows (docs/residency.md).",
+    )
 
 
 def new_job_id() -> str:
@@ -333,6 +339,8 @@ class Submitted:
     job_rows: list[dict[str, Any]]
     event_rows: list[dict[str, Any]]
     names: dict[str, dict[int, str]]
+    read_rows: list[dict[str, Any]] = field(default_factory=list)
+    """(job, dataset) pairs of the jobs that read data (``job_datasets``)."""
 
     @property
     def jobs(self) -> list[m.Job]:
@@ -349,6 +357,11 @@ def write_submitted(session: Session, batches: Sequence[Submitted]) -> None:
         # Connection-level (Core) executemany: no ORM bulk machinery per row.
         connection.execute(insert(m.Job), job_rows)
         connection.execute(insert(m.JobEvent), event_rows)
+    read_rows = [row for b in batches for row in b.read_rows]
+    if read_rows:
+        from masnaa.store.residency import JobDataset
+
+        session.connection().execute(insert(JobDataset), read_rows)
 
 
 def submit(session: Session, caller: Caller, spec: JobSpec, *, now: float) -> Submitted:
@@ -389,6 +402,7 @@ def prepare(
     names["user"][caller.user_id] = caller.user
     job_rows: list[dict[str, Any]] = []
     event_rows: list[dict[str, Any]] = []
+    read_rows: list[dict[str, Any]] = []
     for i, spec in enumerate(specs):
         prefix = "" if single else f"jobs[{i}]."
         gpu_types, sites = _validate(spec, known, prefix)
@@ -396,6 +410,13 @@ def prepare(
         names["tenant"][project.tenant_id] = project.tenant
         names["project"][project.id] = project.name
         job_id = new_job_id()
+        if spec.datasets:  # its data's law decides where it may run: its lawful sites
+            from masnaa.service import residency
+
+            sites = residency.job_sites(session, project.tenant_id, spec.datasets, sites,
+                                        now=now, field=_field(prefix, "datasets"))
+            read_rows.extend({"job_id": job_id, "dataset_id": d}
+                             for d in dict.fromkeys(spec.datasets))
         job_rows.append(
             {
                 "id": job_id,
@@ -433,7 +454,7 @@ def prepare(
                 "attempt": 0,
             }
         )
-    return Submitted(job_rows, event_rows, names)
+    return Submitted(job_rows, event_rows, names, read_rows)
 
 
 # --- reading --------------------------------------------------------------------

@@ -35,11 +35,9 @@ def _local(home: Path, site: str, options: Mapping[str, Any]) -> Executor:
 
 
 def _slurm(home: Path, site: str, options: Mapping[str, Any]) -> Executor:
-    from masnaa.executors.slurm import SlurmExecutor, SlurmSiteConfig
+    from masnaa.service.sites import slurm_executor
 
-    settings = dict(options.get("slurm") or {})
-    settings.setdefault("state_dir", str(home / "slurm" / site))
-    return SlurmExecutor(SlurmSiteConfig(site=site, **settings))
+    return slurm_executor(home, site, options)
 
 
 EXECUTOR_FACTORIES: dict[str, ExecutorFactory] = {"local": _local, "slurm": _slurm}
@@ -56,6 +54,8 @@ def build_spec(
     node_uuids: Mapping[str, list[str]],
     nvml_index: Mapping[str, int],
     kill_grace: float,
+    tenant: str | None = None,
+    project: str | None = None,
 ) -> LaunchSpec:
     """The launch of ``row``'s current attempt on its recorded placement."""
     placement = []
@@ -84,4 +84,6 @@ def build_spec(
         env=dict(row.env or {}),
         workdir=row.workdir,
         kill_grace=kill_grace,
+        tenant=tenant,
+        project=project,
     )

@@ -9,7 +9,9 @@ differ. One pass, in numbered phases:
    (idempotent), stop the ones with a cancel request or a preemption
    deadline (SIGTERM, grace, SIGKILL), poll the rest, and settle the runs
    that ended (``reconcile.settle``);
-3. **decide** on the snapshot;
+   then meter the runs and refresh allocation balances (``service.metering``:
+   a run's segment is written with ``running`` and closed with its settlement);
+3. **decide** on the snapshot (its ``balances`` hold jobs of spent allocations);
 4. **apply**: fail jobs that can never run, admit the starts, launch them at
    once, request preemptions, write every waiting job's reason and estimate.
 
@@ -64,11 +66,13 @@ from masnaa.executors.base import (
 )
 from masnaa.factory.apply import SITE_OPTIONS
 from masnaa.scheduler import SchedulerConfig, decide
-from masnaa.scheduler.decision import Decision
-from masnaa.service import apply
+from masnaa.scheduler.decision import Decision, WaitCode
+from masnaa.service import apply, residency
 from masnaa.service.launch import EXECUTOR_FACTORIES, build_spec
+from masnaa.service.metering import Meter
 from masnaa.service.metrics import Metrics
 from masnaa.service.reconcile import settle, write_settlement
+from masnaa.service.sites import SiteHealth, owner_names, record_starts
 from masnaa.service.snapshot import ACTIVE, LiveState
 from masnaa.store import models as m
 from masnaa.store.db import make_engine, read_session_factory, session_factory, upgrade
@@ -98,6 +102,8 @@ class LoopConfig:
     lease_ttl: float = 15.0
     full_sync: float = 30.0
     """Seconds between full re-reads of the pending set (see ``LiveState.sync_pending``)."""
+    meter_interval: float = 60.0
+    """Seconds of loop time between two metering ticks of running jobs (``service.metering``)."""
 
 
 @dataclass(slots=True)
@@ -153,6 +159,12 @@ class ControlLoop:
             "start_ticks": records.process_start_ticks(os.getpid()),
         }
         self.wakeup = threading.Event()
+        self.meter = Meter(self.read, self.write, interval=config.meter_interval, metrics=metrics)
+        self.health = SiteHealth()
+        self.lawful = residency.PendingSites()
+        """Keeps pending jobs' lawful sites true as grounds expire (``service.residency``)."""
+        """Sites whose engine reports its own health (Slurm): see ``service.sites``."""
+        self._names: tuple[dict[int, str], dict[int, str]] = ({}, {})
 
     # -- start ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -168,6 +180,8 @@ class ControlLoop:
                 )
             }
             self.live = LiveState.load(s, now=now, half_life=self.config.half_life)
+            self.meter.load(s, now)
+        self.live.balances = self.meter.balances
         for site, name in sites.items():
             key = name if name == "local" else f"{name}:{site}"
             try:
@@ -183,6 +197,7 @@ class ControlLoop:
             self.site_executor[site] = key
         if "local" in self.executors:
             self.nvml_index = _probe_nvml_indices()
+        self._probe_sites(now)
         # Reconcile: the first drive adopts live runs, records ended ones, requeues lost ones
         # and launches admitted ones, exactly as any later pass would.
         report = PassReport()
@@ -198,6 +213,8 @@ class ControlLoop:
         """Drop the in-memory state and rebuild it from the store (after a failed pass)."""
         with self.read() as s:
             self.live = LiveState.load(s, now=self.clock(), half_life=self.config.half_life)
+            self.meter.load(s, self.clock())
+        self.live.balances = self.meter.balances
         self._waits.clear()
 
     # -- the pass ------------------------------------------------------------------------------
@@ -211,6 +228,12 @@ class ControlLoop:
         self._renew_lease(now)
         self._observe()  # 1
         self._drive(now, report)  # 2
+        if report.settled and self.health.unusable:  # a node may have just failed under a run
+            self._probe_sites(now)
+            self._block_unusable()
+        self.meter.tick(now)  # usage records of the runs, then the balances for admission
+        self.meter.sync(now)
+        self.live.balances = self.meter.balances
         decision = decide(self.live.snapshot(), self.live.queue, now, self.scheduler)  # 3
         self._apply(decision, now, report)  # 4
         report.seconds = time.perf_counter() - t0
@@ -223,13 +246,39 @@ class ControlLoop:
     def _observe(self) -> None:
         assert self.live is not None
         full = time.monotonic() - self._full_sync >= self.config.full_sync
+        self._probe_sites(self.clock())
         with self.read() as s:
             self.live.sync_nodes(s)
             self.live.sync_pending(s, full=full)
+            stale = self.lawful.due(s, self.clock())
+        if stale:  # a ground expired or the rules changed: jobs keep only lawful sites
+            with self.write() as s, s.begin():
+                changed, failed = self.lawful.refresh(s, self.clock())
+            for job_id in (*changed, *failed):
+                self.live.dequeue(job_id)
+            with self.read() as s:
+                for job, attained in self.live.load_pending(s, changed):
+                    self.live.enqueue(job, attained)
+        self._block_unusable()
         if full:
             self._full_sync = time.monotonic()
 
     # -- phase 2: drive the runs ---------------------------------------------------------------
+    def _probe_sites(self, now: float) -> None:
+        """Once a pass: is each site's engine answering, which of its nodes are unusable."""
+        self.health.probe(
+            self.write,
+            {site: self.executors[key] for site, key in self.site_executor.items()},
+            now,
+        )
+
+    def _block_unusable(self) -> None:
+        """Nodes the engine reports drained, down or failing take no new work."""
+        assert self.live is not None
+        for node in self.health.node_overrides():
+            if node in self.live.cluster.by_name and self.live.state.is_available(node):
+                self.live.state.set_node_available(node, False)
+
     def _executor(self, site: str | None) -> Executor | None:
         name = self.site_executor.get(site or "")
         return self.executors.get(name) if name else None
@@ -238,6 +287,9 @@ class ControlLoop:
         assert self.live is not None
         with self.read() as s:
             rows = list(s.scalars(select(m.Job).where(m.Job.state.in_([a.value for a in ACTIVE]))))
+            cut_off = residency.unreachable_sites(s) if rows else set()
+        cut_off -= self.health.down.keys()  # runs go on under the engine; nothing requeued
+        began: dict[str, tuple[int, Observed]] = {}
         launched: dict[str, int] = {}
         rejected: dict[str, tuple[int, str]] = {}
         ended: dict[str, tuple[int, Observed]] = {}
@@ -246,7 +298,7 @@ class ControlLoop:
         for row in rows:
             if row.state == m.JobState.ADMITTED.value and not row.cancel_requested:
                 name = self.site_executor.get(row.site or "")
-                if name is not None:
+                if name is not None and row.site not in self.health.down:
                     to_launch.setdefault(name, []).append(row)
         skip: set[str] = set()
         for name, candidates in to_launch.items():
@@ -270,9 +322,15 @@ class ControlLoop:
                     log.warning("cannot launch %s now: %s", row.id, error)
         for row in rows:
             executor = self._executor(row.site)
-            if executor is None or row.id in skip:
+            if executor is None or row.id in skip or row.site in self.health.down:
                 continue
             key = (row.id, row.attempt)
+            if row.site in cut_off:  # requeued; placed again only at its (lawful) sites
+                with contextlib.suppress(ExecutorUnavailable):
+                    executor.stop(row.id, row.attempt, 0.0, "site unreachable")
+                ended[row.id] = (row.attempt, Observed(
+                    "lost", message=f"site {row.site} was marked unreachable"))
+                continue
             if row.cancel_requested and key not in self._stops:
                 self._stop(executor, row, self.config.cancel_grace, "cancelled")
             elif row.preempt_deadline is not None and key not in self._stops:
@@ -284,12 +342,17 @@ class ControlLoop:
                 continue
             if seen.done or (seen.state == "absent" and row.cancel_requested):
                 ended[row.id] = (row.attempt, seen)
+            elif seen.state == "running" and row.started_at is None and row.id not in launched:
+                began[row.id] = (row.attempt, seen)  # held by the engine, or just began
             elif seen.state == "absent" and row.state == m.JobState.RUNNING.value:
                 # Running in the store, unknown to the executor: its launch record is gone.
                 ended[row.id] = (
                     row.attempt,
                     Observed("lost", message="the executor has no record of it"),
                 )
+        if began:
+            with self.write() as s, s.begin():
+                record_starts(s, began, self.meter.on_start)
         if launched or rejected or ended:
             self._write_runs(now, launched, rejected, ended, report)
 
@@ -303,11 +366,17 @@ class ControlLoop:
 
     def _spec(self, row: m.Job) -> LaunchSpec:
         assert self.live is not None
+        tenants, projects = self._names
+        if row.tenant_id not in tenants or row.project_id not in projects:
+            with self.read() as s:
+                self._names = tenants, projects = owner_names(s)
         return build_spec(
             row,
             node_uuids=self.live.node_uuids,
             nvml_index=self.nvml_index,
             kill_grace=self.config.kill_grace,
+            tenant=tenants.get(row.tenant_id),
+            project=projects.get(row.project_id),
         )
 
     def _write_runs(
@@ -338,7 +407,12 @@ class ControlLoop:
                         code="started",
                         reason=f"run {attempt} started",
                     )
-                    row.started_at = now
+                    executor = self._executor(row.site)
+                    # A queuing engine (Slurm) may hold it pending: it holds GPUs, and is
+                    # charged, only from the start the engine reports (``record_starts``).
+                    queues = executor is not None and executor.capabilities.queues
+                    row.started_at = None if queues else now
+                    self.meter.on_start(s, row)
                     report.transitions.append(("admitted", "running"))
             for job_id, (attempt, message) in rejected.items():
                 row = rows.get(job_id)
@@ -363,6 +437,7 @@ class ControlLoop:
                 if row.attempt != attempt:
                     continue
                 if seen.state == "absent":  # cancelled before it was ever launched
+                    self.meter.on_end(s, row, "cancelled", now)
                     before = row.state
                     transition(
                         s,
@@ -384,6 +459,10 @@ class ControlLoop:
                     max_attempts=self.config.max_attempts,
                 )
                 before = row.state
+                ended_at = seen.ended_at if seen.ended_at is not None else now
+                if row.started_at is None and seen.started_at is not None:
+                    record_starts(s, {job_id: (attempt, seen)}, self.meter.on_start)
+                self.meter.on_end(s, row, outcome.code, ended_at)
                 write_settlement(s, row, outcome, seen, now=now)
                 report.transitions.append((before, outcome.state.value))
                 report.settled += 1
@@ -434,6 +513,9 @@ class ControlLoop:
         for job_id in live.pending:
             w = decision.waiting.get(job_id)
             record = (w.code.value, w.message, w.estimated_start) if w is not None else default
+            if w is not None and w.code is WaitCode.ALLOCATION_EXHAUSTED:
+                why = self.meter.wait_message(live.queue.get(job_id).project, now)
+                record = (w.code.value, why or w.message, w.estimated_start)
             if written.get(job_id) != record:
                 waits[job_id] = record
         for gone in [k for k in written if k not in live.pending]:
@@ -459,6 +541,7 @@ class ControlLoop:
         try:
             with self.write() as s, s.begin():
                 admitted = apply.admit(s, held, now=now, log_paths=self._log_paths)
+                residency.audit_placements(s, admitted, now=now)  # proof, same transaction
         except Exception:
             for start in held:
                 live.state.release(start.job_id)

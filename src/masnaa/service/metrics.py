@@ -12,6 +12,10 @@ registry.
 - ``masnaa_queue_depth{tenant,gpu_type}`` and ``masnaa_gpus{state}``
   (gauges): read from the database at scrape time by the API
   (``masnaa.api.metrics``), so they are right whichever process changed them.
+- ``masnaa_gpu_hours_charged_total{tenant_kind,site}`` and
+  ``masnaa_gpu_hours_credited_total{tenant_kind,site}`` (counters): GPU-hours
+  metered by the control loop, and preempted GPU-hours given back
+  (``service.metering``); net charged = charged − credited.
 """
 
 from __future__ import annotations
@@ -39,6 +43,19 @@ class Metrics:
         self.submissions = Counter(
             "masnaa_submissions",
             "Jobs accepted by the API of this process.",
+            registry=self.registry,
+        )
+
+        self.gpu_hours_charged = Counter(
+            "masnaa_gpu_hours_charged",
+            "GPU-hours metered into usage records (charged in full while a run lasts).",
+            ["tenant_kind", "site"],
+            registry=self.registry,
+        )
+        self.gpu_hours_credited = Counter(
+            "masnaa_gpu_hours_credited",
+            "Preempted GPU-hours given back when a preempted run is settled.",
+            ["tenant_kind", "site"],
             registry=self.registry,
         )
 

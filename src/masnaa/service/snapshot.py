@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -76,6 +76,8 @@ class LiveState:
         self.blocked_sites: set[str] = set()
         """The newest ``job_events`` id already reflected in ``pending``."""
         """Ids in ``queue`` (kept here: iterating the queue is for the core)."""
+        self.balances: Mapping[str, float] | None = None
+        """Project (``tenant/project``) → allocation GPU-seconds left (``service.metering``)."""
         self.unknown: set[str] = set()
         """Active jobs whose placement does not fit the declared cluster (logged, not held)."""
 
@@ -230,7 +232,9 @@ class LiveState:
                 job = domain.Job(
                     id=jid,
                     tenant=tenant,
-                    project=project,
+                    # Qualified: project names are unique only within a tenant, and
+                    # ``Snapshot.balances`` is keyed by the project (service.metering).
+                    project=f"{tenant}/{project}",
                     tasks=tasks,
                     gpus_per_task=gpt,
                     gpu_types=tuple(types),
@@ -275,4 +279,5 @@ class LiveState:
             tenants=self.tenants,
             quotas=self.quotas,
             priority_classes=self.priority_classes,
+            balances=self.balances,
         )

@@ -320,3 +320,6 @@ class ServiceState(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[float] = mapped_column(Float)
+
+from masnaa.store import accounting as _accounting_tables  # noqa: E402, F401  (registers them)
+from masnaa.store import residency as _residency_tables  # noqa: E402, F401  (registers them)

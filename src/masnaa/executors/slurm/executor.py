@@ -99,7 +99,11 @@ class SlurmExecutor(Executor):
 
     name = "slurm"
     capabilities = Capabilities(
-        supports_adoption=True, enforces_time_limit=True, pins_gpus=True, multi_node=True
+        supports_adoption=True,
+        enforces_time_limit=True,
+        pins_gpus=True,
+        multi_node=True,
+        queues=True,
     )
 
     def __init__(
@@ -179,8 +183,7 @@ class SlurmExecutor(Executor):
         return list(self._pool.map(one, specs))
 
     def _submit(self, spec: LaunchSpec, rec: RunRecords) -> None:
-        tenant = getattr(spec, "tenant", None) or spec.env.get("MASNAA_TENANT")
-        project = getattr(spec, "project", None) or spec.env.get("MASNAA_PROJECT")
+        tenant, project = spec.tenant, spec.project
         workdir = spec.workdir or str(rec.dir)
         try:
             script = render_script(spec, str(rec.dir), workdir)
@@ -525,6 +528,16 @@ class SlurmExecutor(Executor):
         nodes = slurm_nodes(self.commands.sinfo())
         self._remember_types(nodes)
         return nodes
+
+    def unavailable_nodes(self) -> dict[str, str]:
+        """Drained, down or failing nodes, from this pass's view (one ``squeue`` and one
+        ``sinfo``, shared with the polls made within ``view_ttl``)."""
+        view = self.refresh()
+        return {
+            n.name: f"{n.display_state}" + (f": {n.reason}" if n.reason else "")
+            for n in view.nodes.values()
+            if not n.available
+        }
 
     def nodes(self, slurm: Sequence[SlurmNode] | None = None) -> tuple[Node, ...]:
         """Masnaa ``Node``s for the GPU nodes of this site (state aside: see ``available``)."""

@@ -1,0 +1,489 @@
+"""Accounting in the live service: allocations, price data, usage and statements over the store.
+
+The pure core (``masnaa.accounting``) decides; this module loads its inputs
+from the store, checks who may do what, applies a core command and saves the
+result, in the caller's transaction. The control loop's side (metering and
+balances) is ``service.metering``.
+
+Terms and rules:
+- A project is named ``tenant/project`` in accounting (project names are
+  unique only within a tenant).
+- The core names people by user name; an **operator** is a user with the
+  operator role; a **reviewer** of a step is a row of
+  ``allocation_reviewers`` (operators manage them).
+- **Visibility**: operators and reviewers see every allocation; anyone else
+  sees the allocations of their own tenant. Another tenant's allocation,
+  usage or statement answers 404, as if it did not exist. Reviews are shown
+  only to operators and reviewers (``visible_reviews``).
+- **Enforcement** (who needs an allocation to run): per tenant, in
+  ``tenant_terms.enforced``. Without a row, a grant-funded tenant (university,
+  research institute, public body, NGO) is enforced from its first allocation
+  request on, in every project (a project without one waits with "project P
+  has no allocation; request one"); a tenant that never asked for one, and
+  postpaid kinds (start-up, enterprise), are not enforced.
+- Every allocation write gives the row the next ``seq`` (compare-and-set on the
+  old one), so concurrent writers never lose an update and the control loop
+  finds changes with one lookup.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from masnaa.accounting.allocations import (
+    Allocation,
+    AllocationPolicy,
+    Amount,
+    Event,
+    Pool,
+    ProgressReport,
+    ReviewRecord,
+    Role,
+    State,
+    request,
+)
+from masnaa.accounting.errors import AccountingError
+from masnaa.accounting.instants import Instant
+from masnaa.accounting.metering import ChargePolicy, Segment, SegmentEnd, UsageRecord, Window
+from masnaa.accounting.metering import uncharged_windows as _uncharged_windows
+from masnaa.accounting.money import Money
+from masnaa.accounting.prices import (
+    DEFAULT_DISCOUNTS,
+    Discount,
+    DiscountTable,
+    ExchangeRate,
+    ExchangeRates,
+    Price,
+    PriceBook,
+    TenantTerms,
+)
+from masnaa.accounting.rating import RatingContext
+from masnaa.domain.tenancy import TenantKind
+from masnaa.service.tenancy import Caller, ServiceError
+from masnaa.store import accounting as t
+from masnaa.store import models as m
+
+POSTPAID_KINDS = frozenset({TenantKind.STARTUP.value, TenantKind.ENTERPRISE.value})
+TAX_KEY = "tax-rates"
+TERMS_REV_KEY = "terms-revision"
+DEFAULT_TAX = Decimal(0)
+
+FORBIDDEN_CODES = frozenset(
+    {"not-a-reviewer", "not-an-operator", "not-allowed", "conflict-of-interest"}
+)
+CONFLICT_CODES = frozenset(
+    {
+        "overlapping-price",
+        "bad-state",
+        "no-tranche-left",
+        "too-many-supplements",
+        "duplicate-rate",
+        "wrong-review-step",
+    }
+)
+
+
+def http_error(exc: AccountingError) -> ServiceError:
+    """The core's refusal as an API error: same code and sentence."""
+    status = 403 if exc.code in FORBIDDEN_CODES else 409 if exc.code in CONFLICT_CODES else 422
+    return ServiceError(exc.code, exc.message, status=status)
+
+
+def not_found(what: str, name: str) -> ServiceError:
+    return ServiceError(f"{what}-not-found", f"no {what} {name!r} is visible to you", status=404)
+
+
+# --- codec: Allocation ⇄ JSON ---------------------------------------------------------------
+
+
+def _pools(values: Mapping[Pool, Any]) -> list[list[str]]:
+    return [[site, gpu, str(v)] for (site, gpu), v in sorted(values.items())]
+
+
+def _pools_int(rows: list[list[str]]) -> dict[Pool, int]:
+    return {(r[0], r[1]): int(r[2]) for r in rows}
+
+
+def to_doc(a: Allocation) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "project": a.project,
+        "tier": a.tier,
+        "state": a.state.value,
+        "members": dict(a.members),
+        "requested": {
+            "gpu_hours": _pools(a.requested.gpu_hours),
+            "credits": str(a.requested.credits),
+        },
+        "start": a.start.isoformat(),
+        "expires": a.expires.isoformat(),
+        "justification": a.justification,
+        "reviews": [[r.step, r.reviewer, r.approve, r.comment, r.at] for r in a.reviews],
+        "awarded": _pools(a.awarded),
+        "awarded_credits": str(a.awarded_credits),
+        "tranches": [str(f) for f in a.tranches],
+        "released_tranches": a.released_tranches,
+        "supplemented": _pools(a.supplemented),
+        "supplemented_credits": str(a.supplemented_credits),
+        "supplements": a.supplements,
+        "exchanged": _pools(a.exchanged),
+        "exchanged_credits": str(a.exchanged_credits),
+        "reports": [[r.by, r.text, list(r.products), r.at] for r in a.reports],
+        "last_release_at": a.last_release_at,
+        "lapsed_gpu_seconds": a.lapsed_gpu_seconds,
+        "renewal_of": a.renewal_of,
+        "first_expires": a.first_expires.isoformat() if a.first_expires else None,
+        "history": [[e.at, e.by, e.what] for e in a.history],
+    }
+
+
+def from_doc(d: Mapping[str, Any]) -> Allocation:
+    req = d["requested"]
+    return Allocation(
+        id=d["id"],
+        project=d["project"],
+        tier=d["tier"],
+        state=State(d["state"]),
+        members={u: Role(r) for u, r in d["members"].items()},
+        requested=Amount(
+            {(r[0], r[1]): Decimal(r[2]) for r in req["gpu_hours"]}, Decimal(req["credits"])
+        ),
+        start=date.fromisoformat(d["start"]),
+        expires=date.fromisoformat(d["expires"]),
+        justification=d["justification"],
+        reviews=tuple(ReviewRecord(s, u, bool(ok), c, int(at)) for s, u, ok, c, at in d["reviews"]),
+        awarded=_pools_int(d["awarded"]),
+        awarded_credits=Decimal(d["awarded_credits"]),
+        tranches=tuple(Decimal(f) for f in d["tranches"]),
+        released_tranches=int(d["released_tranches"]),
+        supplemented=_pools_int(d["supplemented"]),
+        supplemented_credits=Decimal(d["supplemented_credits"]),
+        supplements=int(d["supplements"]),
+        exchanged=_pools_int(d["exchanged"]),
+        exchanged_credits=Decimal(d["exchanged_credits"]),
+        reports=tuple(ProgressReport(b, x, tuple(p), int(at)) for b, x, p, at in d["reports"]),
+        last_release_at=d["last_release_at"],
+        lapsed_gpu_seconds=int(d["lapsed_gpu_seconds"]),
+        renewal_of=d["renewal_of"],
+        first_expires=date.fromisoformat(d["first_expires"]) if d["first_expires"] else None,
+        history=tuple(Event(int(at), by, what) for at, by, what in d["history"]),
+    )
+
+
+# --- loading the core's inputs ----------------------------------------------------------------
+
+
+def load_policy(s: Session) -> AllocationPolicy:
+    reviewers: dict[str, set[str]] = {}
+    for row in s.scalars(select(t.ReviewerRow)):
+        reviewers.setdefault(row.step, set()).add(row.user)
+    operators = frozenset(
+        s.scalars(select(m.User.name).where(m.User.role == m.Role.OPERATOR.value))
+    )
+    base = AllocationPolicy.default({k: frozenset(v) for k, v in reviewers.items()}, operators)
+    rates = {
+        (r.site, r.gpu_type): Decimal(r.credits_per_hour)
+        for r in s.scalars(select(t.CreditRateRow))
+    }
+    return AllocationPolicy(base.tiers, base.reviewers, base.operators, rates)
+
+
+def is_reviewer(s: Session, user: str) -> bool:
+    return s.scalar(select(func.count()).where(t.ReviewerRow.user == user)) != 0
+
+
+def load_allocations(s: Session, *, where: Any = None) -> list[Allocation]:
+    stmt = select(t.AllocationRow.doc).order_by(t.AllocationRow.id)
+    if where is not None:
+        stmt = stmt.where(where)
+    return [from_doc(d) for d in s.scalars(stmt)]
+
+
+def record_of(r: t.UsageRecordRow) -> UsageRecord:
+    return UsageRecord(
+        r.job_id,
+        r.attempt,
+        r.start,
+        r.end,
+        r.gpus,
+        r.gpu_type,
+        r.site,
+        r.tenant,
+        r.project,
+        r.allocation_id,
+    )
+
+
+def segment_of(r: t.RunSegmentRow) -> Segment:
+    return Segment(
+        r.job_id,
+        r.attempt,
+        r.start,
+        r.end,
+        r.gpus,
+        r.gpu_type,
+        r.site,
+        r.tenant,
+        r.project,
+        r.allocation_id,
+        SegmentEnd(r.ended),
+        r.preempt_notice,
+        r.last_checkpoint,
+    )
+
+
+def load_records(s: Session, *, where: Iterable[Any] = ()) -> list[UsageRecord]:
+    stmt = (
+        select(t.UsageRecordRow)
+        .where(*where)
+        .order_by(t.UsageRecordRow.job_id, t.UsageRecordRow.attempt, t.UsageRecordRow.start)
+    )
+    return [record_of(r) for r in s.scalars(stmt)]
+
+
+def windows_for(
+    s: Session, records: Iterable[UsageRecord], policy: ChargePolicy | None = None
+) -> dict[str, dict[int, Window]]:
+    """The uncharged (preempted) windows of the ended segments of ``records``' jobs."""
+    jobs = sorted({r.job for r in records})
+    segs: list[Segment] = []
+    for i in range(0, len(jobs), 500):
+        rows = s.scalars(
+            select(t.RunSegmentRow).where(
+                t.RunSegmentRow.job_id.in_(jobs[i : i + 500]), t.RunSegmentRow.end.is_not(None)
+            )
+        )
+        segs.extend(segment_of(r) for r in rows)
+    return _uncharged_windows(segs, policy or ChargePolicy())
+
+
+def tenant_kinds(s: Session) -> dict[str, str]:
+    return dict(s.execute(select(m.Tenant.name, m.Tenant.kind)).all())
+
+
+def enforced_projects(s: Session) -> set[str]:
+    """``tenant/project`` of every project that needs an allocation to run."""
+    terms = dict(s.execute(select(t.TenantTermsRow.tenant, t.TenantTermsRow.enforced)).all())
+    with_allocations = set(s.scalars(select(t.AllocationRow.tenant).distinct()))
+    out = set()
+    rows = s.execute(
+        select(m.Tenant.name, m.Tenant.kind, m.Project.name).join(
+            m.Project, m.Project.tenant_id == m.Tenant.id
+        )
+    )
+    for tenant, kind, project in rows:
+        enforced = terms.get(tenant)
+        if enforced is None:
+            enforced = kind not in POSTPAID_KINDS and tenant in with_allocations
+        if enforced:
+            out.add(f"{tenant}/{project}")
+    return out
+
+
+def rating_context(s: Session, fx_day: date | None) -> RatingContext:
+    currencies = dict(s.execute(select(m.Site.name, m.Site.currency)).all())
+    prices = [
+        Price(r.site, r.gpu_type, Money.of(r.amount, r.currency), r.valid_from, r.valid_to)
+        for r in s.scalars(select(t.PriceRow))
+    ]
+    disc_rows = list(s.scalars(select(t.DiscountRow)))
+    discounts = (
+        [Discount(TenantKind(r.kind), Decimal(r.rate), r.tier or None) for r in disc_rows]
+        if disc_rows
+        else list(DEFAULT_DISCOUNTS)
+    )
+    tiers = dict(s.execute(select(t.TenantTermsRow.tenant, t.TenantTermsRow.tier)).all())
+    terms = {
+        name: TenantTerms(TenantKind(kind), tiers.get(name) or None)
+        for name, kind in tenant_kinds(s).items()
+    }
+    rates = [
+        ExchangeRate(r.day, r.currency, Decimal(r.per_usd))
+        for r in s.scalars(select(t.ExchangeRateRow))
+    ]
+    # The USD view is informative: without any exchange rate there is none.
+    fx = ExchangeRates(rates) if rates else None
+    return RatingContext(
+        PriceBook(prices, currencies), DiscountTable(discounts), terms, fx, fx_day if fx else None
+    )
+
+
+def tax_rates(s: Session) -> dict[str, Decimal]:
+    row = s.get(t.AccountingSetting, TAX_KEY)
+    return {k: Decimal(v) for k, v in (row.value if row else {}).items()}
+
+
+# --- allocations ----------------------------------------------------------------------------
+
+
+def _next_seq(s: Session) -> int:
+    return int(s.scalar(select(func.max(t.AllocationRow.seq))) or 0) + 1
+
+
+def save(s: Session, a: Allocation, *, tenant: str, now: float, old_seq: int | None) -> int:
+    """Insert (``old_seq`` None) or compare-and-set the allocation; returns its new seq."""
+    seq = _next_seq(s)
+    values = {
+        "tenant": tenant,
+        "project": a.project,
+        "tier": a.tier,
+        "state": a.state.value,
+        "start": a.start,
+        "expires": a.expires,
+        "seq": seq,
+        "doc": to_doc(a),
+        "updated_at": int(now),
+    }
+    try:
+        if old_seq is None:
+            s.add(t.AllocationRow(id=a.id, programme=_programme(a), **values))
+            s.flush()
+            return seq
+        done = s.execute(
+            update(t.AllocationRow)
+            .where(t.AllocationRow.id == a.id, t.AllocationRow.seq == old_seq)
+            .values(**values)
+        )
+    except IntegrityError as exc:  # another writer took the same seq first
+        raise ServiceError(
+            "allocation-changed", "allocations changed meanwhile; try again", status=409
+        ) from exc
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        raise ServiceError(
+            "allocation-changed",
+            f"allocation {a.id!r} changed while this was being applied; try again",
+            status=409,
+        )
+    return seq
+
+
+def _programme(a: Allocation) -> str:
+    tier = AllocationPolicy.default({}, frozenset()).tiers.get(a.tier)
+    return tier.programme if tier is not None else "default"
+
+
+def sees_all(s: Session, caller: Caller) -> bool:
+    return caller.is_operator or is_reviewer(s, caller.user)
+
+
+def get(s: Session, caller: Caller, alloc_id: str) -> tuple[t.AllocationRow, Allocation]:
+    row = s.get(t.AllocationRow, alloc_id)
+    if row is None or not (row.tenant == caller.tenant or sees_all(s, caller)):
+        raise not_found("allocation", alloc_id)
+    return row, from_doc(row.doc)
+
+
+def visible(s: Session, caller: Caller, *, project: str | None = None) -> list[t.AllocationRow]:
+    stmt = select(t.AllocationRow).order_by(t.AllocationRow.id)
+    if not sees_all(s, caller):
+        stmt = stmt.where(t.AllocationRow.tenant == (caller.tenant or ""))
+    if project is not None:
+        stmt = stmt.where(t.AllocationRow.project == project)
+    return list(s.scalars(stmt))
+
+
+def project_ref(s: Session, caller: Caller, ref: str) -> tuple[str, str]:
+    """(tenant, ``tenant/project``) for a project the caller may see."""
+    from masnaa.service.tenancy import get_project
+
+    project = get_project(s, caller, ref)
+    tenant = s.get(m.Tenant, project.tenant_id)
+    assert tenant is not None
+    return tenant.name, f"{tenant.name}/{project.name}"
+
+
+def amount_of(gpu_hours: Iterable[tuple[str, str, Decimal]], credits: Decimal) -> Amount:
+    pools: dict[Pool, Decimal] = {}
+    for site, gpu, hours in gpu_hours:
+        pools[(site, gpu)] = pools.get((site, gpu), Decimal(0)) + hours
+    return Amount(pools, credits)
+
+
+def request_allocation(
+    s: Session,
+    caller: Caller,
+    *,
+    project: str,
+    tier: str,
+    amount: Amount,
+    start: date,
+    duration_days: int,
+    justification: str,
+    renewal_of: str | None,
+    now: float,
+) -> Allocation:
+    tenant, qualified = project_ref(s, caller, project)
+    if caller.tenant != tenant and not caller.is_operator:
+        raise not_found("project", project)
+    policy = load_policy(s)
+    alloc_id = f"alloc-{secrets.token_hex(4)}"
+    try:
+        a = request(
+            policy,
+            id=alloc_id,
+            project=qualified,
+            pi=caller.user,
+            tier=tier,
+            amount=amount,
+            start=start,
+            duration_days=duration_days,
+            justification=justification,
+            at_=int(now),
+            renewal_of=renewal_of,
+        )
+    except AccountingError as exc:
+        raise http_error(exc) from exc
+    save(s, a, tenant=tenant, now=now, old_seq=None)
+    return a
+
+
+def command(
+    s: Session,
+    caller: Caller,
+    alloc_id: str,
+    apply: Callable[[Allocation, AllocationPolicy], Allocation],
+    *,
+    now: float,
+) -> Allocation:
+    """Apply one core command to a visible allocation and save it."""
+    row, a = get(s, caller, alloc_id)
+    policy = load_policy(s)
+    try:
+        new = apply(a, policy)
+    except AccountingError as exc:
+        raise http_error(exc) from exc
+    save(s, new, tenant=row.tenant, now=now, old_seq=row.seq)
+    return new
+
+
+def used_of(s: Session, alloc_ids: Iterable[str]) -> dict[str, dict[Pool, int]]:
+    """Charged GPU-seconds per allocation and pool (preempted time credited back)."""
+    ids = list(alloc_ids)
+    if not ids:
+        return {}
+    records = load_records(s, where=[t.UsageRecordRow.allocation_id.in_(ids)])
+    windows = windows_for(s, records)
+    from masnaa.accounting.balance import used_by_allocation
+
+    return used_by_allocation(records, windows)
+
+
+def now_instant(now: float) -> Instant:
+    return int(now)
+
+
+def bump_terms(s: Session) -> None:
+    """Tell the control loop that enforcement terms changed."""
+    row = s.get(t.AccountingSetting, TERMS_REV_KEY)
+    if row is None:
+        s.add(t.AccountingSetting(key=TERMS_REV_KEY, value={"rev": 1}))
+    else:
+        row.value = {"rev": int(row.value.get("rev", 0)) + 1}

@@ -1,0 +1,713 @@
+"""Residency in the live service: data, grounds, lawful sites, artifacts, downloads, audit.
+
+Owns the service side of docs/residency.md: it turns rows of
+``store.residency`` into the pure policy's values (``masnaa.policy``), asks it
+where a job may run, and writes the audit chain (``masnaa.audit``) into the
+database in the same transaction as the change each record proves.
+
+Invariants:
+- a job that reads data gets ``jobs.sites`` = the LAWFUL sites of its data
+  (whatever their state), so the scheduler core places it nowhere else; a
+  named site its data may not go to refuses the submission (422
+  ``residency-violation`` naming the rule, the law, the regulator and what
+  would make it lawful); data that may go to no site at all is refused the
+  same way (a job that could never run is not queued);
+- a dataset's ``version`` is bumped on every ground or serving copy added:
+  answers are cached per (dataset set + versions, rules digest, site views);
+- audit records are appended under the write lock of the caller's
+  transaction (SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``FOR UPDATE`` on
+  ``audit_head``): ``seq`` has no gaps and the head row moves with it;
+- visibility: another tenant's dataset or artifact is *not found*.
+
+Terms: see docs/residency.md (jurisdiction, class, ground, serving copy).
+The rules file is ``MASNAA_RESIDENCY_RULES`` or the one shipped with Masnaa.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from masnaa.audit.chain import AuditRecord, Verification, format_time, parse_time, verify
+from masnaa.audit.events import (
+    AuditEvent,
+    download_event,
+    ground_event,
+    placement_event,
+    policy_change_event,
+    registration_event,
+    seal_event,
+)
+from masnaa.audit.report import RegulatorReport, regulator_report
+from masnaa.policy import (
+    Dataset,
+    DownloadDecision,
+    Eligibility,
+    EligibilityCache,
+    GroundKind,
+    ResidencyRefused,
+    SiteState,
+    SiteView,
+    TransferGround,
+    check_named_sites,
+    dataset_key,
+    derive_artifact,
+    may_download,
+)
+from masnaa.policy.loader import default_rules_path, load_rules
+from masnaa.policy.rules import RuleSet
+from masnaa.service.tenancy import Caller, ServiceError, forbidden, not_found
+from masnaa.store import models as m
+from masnaa.store.residency import (
+    AuditHead,
+    AuditRow,
+    DataKind,
+    DatasetRow,
+    JobDataset,
+    TransferGroundRow,
+)
+
+RULES_ENV = "MASNAA_RESIDENCY_RULES"
+VIOLATION = "residency-violation"
+Country = str
+
+
+class ResidencyError(ServiceError):
+    """A refusal the data's law dictates: the body also names rule, law, regulator, remedy."""
+
+    def __init__(self, refused: ResidencyRefused, *, status: int, field: str | None = None
+                 ) -> None:
+        super().__init__(VIOLATION, str(refused), status=status, field=field)
+        self.rule = refused.rule_id
+        self.law = refused.law
+        self.regulator = refused.regulator
+        self.remedy = refused.remedy
+        self.policy_code = refused.code
+
+
+# --- the rules and the cache (one per process) ----------------------------------------------
+
+_lock = threading.Lock()
+_rules: dict[str, tuple[float, RuleSet]] = {}
+_cache = EligibilityCache()
+
+
+def rules_path() -> Path:
+    return Path(os.environ.get(RULES_ENV) or default_rules_path())
+
+
+def current_rules() -> RuleSet:
+    """The operator's rules, re-read when the file changes (a policy change)."""
+    path = rules_path()
+    mtime = path.stat().st_mtime
+    with _lock:
+        known = _rules.get(str(path))
+        if known is not None and known[0] == mtime:
+            return known[1]
+    loaded = load_rules(path)
+    with _lock:
+        _rules[str(path)] = (mtime, loaded)
+    return loaded
+
+
+def to_time(now: float) -> datetime:
+    return datetime.fromtimestamp(now, UTC)
+
+
+def site_views(session: Session) -> tuple[SiteView, ...]:
+    """Every site with its country and state, in the cluster's (declaration) order."""
+    return tuple(
+        SiteView(name, country, SiteState(state))
+        for name, country, state in session.execute(
+            select(m.Site.name, m.Site.country, m.Site.state).order_by(m.Site.id)
+        )
+    )
+
+
+def eligibility(session: Session, datasets: Sequence[Dataset], now: float) -> Eligibility:
+    """Per site, may these data be processed there (cached per data set and rules)."""
+    sites = site_views(session)
+    rules = current_rules()
+    with _lock:
+        return _cache.get(datasets, sites, rules, to_time(now), key=dataset_key(datasets))
+
+
+# --- rows ↔ policy values --------------------------------------------------------------------
+
+def _ground(g: TransferGroundRow) -> TransferGround:
+    return TransferGround(
+        country=g.country, condition=g.condition, kind=GroundKind(g.kind), reference=g.reference,
+        expires=None if g.expires is None else to_time(g.expires),
+        destinations=None if g.destinations is None else frozenset(g.destinations),
+    )
+
+
+def to_policy(session: Session, rows: Sequence[DatasetRow]) -> list[Dataset]:
+    ids = [r.id for r in rows]
+    grounds: dict[str, list[TransferGround]] = {i: [] for i in ids}
+    if ids:
+        for g in session.scalars(select(TransferGroundRow)
+                                 .where(TransferGroundRow.dataset_id.in_(ids))
+                                 .order_by(TransferGroundRow.id)):
+            grounds[g.dataset_id].append(_ground(g))
+    return [
+        Dataset(id=r.id, home_site=r.home_site, jurisdictions=frozenset(r.jurisdictions),
+                classes=frozenset(r.classes), owner=r.owner, grounds=tuple(grounds[r.id]),
+                serving_copy_countries=frozenset(r.serving_copy_countries), version=r.version,
+                derived_from=tuple(r.derived_from))
+        for r in rows
+    ]
+
+
+def _visible(stmt: Any, caller: Caller) -> Any:
+    return stmt if caller.is_operator else stmt.where(DatasetRow.tenant_id == caller.tenant_id)
+
+
+def get_data(session: Session, caller: Caller, data_id: str, kind: str | None = None
+             ) -> DatasetRow:
+    stmt = _visible(select(DatasetRow).where(DatasetRow.id == data_id), caller)
+    if kind is not None:
+        stmt = stmt.where(DatasetRow.kind == kind)
+    row: DatasetRow | None = session.scalars(stmt).first()
+    if row is None:
+        raise not_found(kind or "dataset", data_id)
+    return row
+
+
+def list_data(session: Session, caller: Caller, kind: str | None = None) -> list[DatasetRow]:
+    stmt = _visible(select(DatasetRow), caller).order_by(DatasetRow.created_at, DatasetRow.id)
+    if kind is not None:
+        stmt = stmt.where(DatasetRow.kind == kind)
+    return list(session.scalars(stmt))
+
+
+def grounds_of(session: Session, data_id: str) -> list[TransferGroundRow]:
+    return list(session.scalars(select(TransferGroundRow)
+                                .where(TransferGroundRow.dataset_id == data_id)
+                                .order_by(TransferGroundRow.id)))
+
+
+# --- the audit chain in the database ---------------------------------------------------------
+
+def _record(r: AuditRow) -> AuditRecord:
+    return AuditRecord(seq=r.seq, at=parse_time(r.at), actor=r.actor, action=r.action,
+                       site=r.site, data_ids=tuple(r.data_ids), rule_id=r.rule_id,
+                       legal_basis=r.legal_basis, details=dict(r.details),
+                       prev_hash=r.prev_hash, hash=r.hash)
+
+
+def append_audit(session: Session, event: AuditEvent, now: float) -> AuditRecord:
+    """Seal ``event`` onto the chain inside the caller's transaction."""
+    stmt = select(AuditHead).where(AuditHead.id == 1)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    head = session.scalars(stmt).first()
+    prev = None
+    if head is not None:
+        last = session.get(AuditRow, head.seq)
+        if last is None:
+            raise ServiceError("audit-broken", f"the audit head names seq {head.seq}, which is "
+                               "missing: verify the chain (GET /api/v1/audit/verify)", status=500)
+        prev = _record(last)
+    record = seal_event(prev, to_time(now), event)
+    session.add(AuditRow(seq=record.seq, at=format_time(record.at), actor=record.actor,
+                         action=record.action, site=record.site,
+                         data_ids=list(record.data_ids), rule_id=record.rule_id,
+                         legal_basis=record.legal_basis, details=dict(record.details),
+                         prev_hash=record.prev_hash, hash=record.hash))
+    if head is None:
+        session.add(AuditHead(id=1, seq=record.seq, hash=record.hash))
+    else:
+        head.seq, head.hash = record.seq, record.hash
+    session.flush()
+    return record
+
+
+def audit_records(session: Session, *, since: float | None = None,
+                  until: float | None = None) -> list[AuditRecord]:
+    stmt = select(AuditRow).order_by(AuditRow.seq)
+    if since is not None:
+        stmt = stmt.where(AuditRow.at >= format_time(to_time(since)))
+    if until is not None:
+        stmt = stmt.where(AuditRow.at < format_time(to_time(until)))
+    return [_record(r) for r in session.scalars(stmt)]
+
+
+def audit_head(session: Session) -> tuple[int, str] | None:
+    head = session.get(AuditHead, 1)
+    return None if head is None else (head.seq, head.hash)
+
+
+def verify_chain(session: Session) -> Verification:
+    """Walk the whole chain in the database, anchored at ``audit_head``."""
+    return verify(audit_records(session), audit_head(session))
+
+
+def export_jsonl(session: Session) -> bytes:
+    """The chain as the JSON-lines file ``masnaa audit verify FILE`` reads."""
+    return b"".join(r.to_line() + b"\n" for r in audit_records(session))
+
+
+def record_policy(session: Session, actor: str, now: float) -> AuditRecord | None:
+    """Audit a policy change when the rules in force differ from the last ones recorded."""
+    rules = current_rules()
+    last = session.scalars(select(AuditRow).where(AuditRow.action == "policy-change")
+                           .order_by(AuditRow.seq.desc()).limit(1)).first()
+    if last is not None and last.details.get("digest") == rules.digest:
+        return None
+    before = None
+    if last is not None and last.details.get("source"):
+        try:
+            before = load_rules(str(last.details["source"]))
+        except Exception:  # the previous file may be gone or edited: record without it
+            before = None
+    return append_audit(session, policy_change_event(actor, before, rules), now)
+
+
+# --- datasets and grounds --------------------------------------------------------------------
+
+class GroundIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    country: str = Field(min_length=2, max_length=2,
+                         description="Jurisdiction it moves data out of.")
+    condition: str = Field(min_length=1, max_length=64,
+                           description="The rules' condition it satisfies, e.g. express_consent.")
+    kind: GroundKind
+    reference: str | None = Field(default=None, max_length=128)
+    expires: datetime | None = Field(default=None, description="Timezone-aware; null: none.")
+    destinations: list[str] | None = Field(default=None, max_length=64,
+                                           description="Countries covered; null: any.")
+
+
+class DatasetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128)
+    home_site: str = Field(min_length=1, max_length=64)
+    jurisdiction: str | None = Field(default=None, min_length=2, max_length=2,
+                                     description="Country whose law governs it; default: "
+                                     "the home site's country.")
+    data_class: str = Field(min_length=1, max_length=64, description="e.g. personal, health")
+    owner: str | None = Field(default=None, max_length=128)
+    tenant: str | None = Field(default=None, description="Operators: the tenant it belongs to.")
+    serving_copy_countries: list[str] = Field(default_factory=list, max_length=16)
+    grounds: list[GroundIn] = Field(default_factory=list, max_length=64)
+    uri: str = Field(default="", max_length=4096)
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(5)}"
+
+
+def _ground_value(g: GroundIn) -> TransferGround:
+    if g.expires is not None and g.expires.utcoffset() is None:
+        raise ServiceError("invalid-ground", "expires must carry a timezone, e.g. "
+                           "2027-03-31T00:00:00Z", status=422, field="expires")
+    try:
+        return TransferGround(
+            country=g.country.upper(), condition=g.condition, kind=g.kind, reference=g.reference,
+            expires=g.expires,
+            destinations=None if g.destinations is None
+            else frozenset(d.upper() for d in g.destinations))
+    except ValueError as exc:
+        raise ServiceError("invalid-ground", str(exc), status=422) from None
+
+
+def _ground_row(data_id: str, g: TransferGround, caller: Caller, now: float
+                ) -> TransferGroundRow:
+    return TransferGroundRow(
+        dataset_id=data_id, country=g.country, condition=g.condition, kind=g.kind.value,
+        reference=g.reference, expires=None if g.expires is None else g.expires.timestamp(),
+        destinations=None if g.destinations is None else sorted(g.destinations),
+        granted_at=now, granted_by=caller.user)
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    row: DatasetRow
+    unknown_class: bool
+    counted_as: str | None
+
+
+def register_dataset(session: Session, caller: Caller, spec: DatasetIn, *, now: float
+                     ) -> Registered:
+    """Store a dataset (version 1) and its grounds; audit the registration and each ground."""
+    if caller.is_operator:
+        if spec.tenant is None:
+            raise ServiceError("tenant-required", "operators name the tenant the data belongs "
+                               "to: add \"tenant\"", status=422, field="tenant")
+        tenant = session.scalars(select(m.Tenant).where(m.Tenant.name == spec.tenant)).first()
+        if tenant is None:
+            raise not_found("tenant", spec.tenant)
+        tenant_id = tenant.id
+    else:
+        if spec.tenant is not None and spec.tenant != caller.tenant:
+            raise not_found("tenant", spec.tenant)
+        assert caller.tenant_id is not None
+        tenant_id = caller.tenant_id
+    site = session.scalars(select(m.Site).where(m.Site.name == spec.home_site)).first()
+    if site is None:
+        known = ", ".join(session.scalars(select(m.Site.name).order_by(m.Site.id)))
+        raise ServiceError("unknown-site", f"home_site {spec.home_site!r} is not a site of this "
+                           f"factory: use one of {known or '(none declared)'}", status=422,
+                           field="home_site")
+    rules = current_rules()
+    record_policy(session, "api", now)
+    jurisdiction = (spec.jurisdiction or site.country).upper()
+    data_id = _new_id("d")
+    grounds = [_ground_value(g) for g in spec.grounds]
+    try:
+        value = Dataset(id=data_id, home_site=site.name, jurisdictions=frozenset({jurisdiction}),
+                        classes=frozenset({spec.data_class}), owner=spec.owner or caller.user,
+                        grounds=tuple(grounds),
+                        serving_copy_countries=frozenset(c.upper()
+                                                         for c in spec.serving_copy_countries))
+    except ValueError as exc:
+        raise ServiceError("invalid-dataset", str(exc), status=422) from None
+    row = DatasetRow(id=data_id, tenant_id=tenant_id, name=spec.name, kind=DataKind.DATASET,
+                     home_site=site.name, jurisdictions=[jurisdiction],
+                     classes=[spec.data_class], owner=value.owner,
+                     serving_copy_countries=sorted(value.serving_copy_countries), version=1,
+                     derived_from=[], job_id=None, uri=spec.uri, created_at=now,
+                     created_by=caller.user)
+    session.add(row)
+    session.flush()
+    for g in grounds:
+        session.add(_ground_row(data_id, g, caller, now))
+    append_audit(session, registration_event(caller.user, value), now)
+    for g in grounds:
+        append_audit(session, ground_event(caller.user, value, g), now)
+    unknown = spec.data_class not in rules.known_classes
+    return Registered(row, unknown, rules.unknown_class if unknown else None)
+
+
+def _may_change(caller: Caller, row: DatasetRow) -> None:
+    if not (caller.admin_of(row.tenant_id) or row.created_by == caller.user):
+        raise forbidden("only the data's registrant or a tenant admin may record grounds for it")
+
+
+def grant_ground(session: Session, caller: Caller, data_id: str, spec: GroundIn, *, now: float
+                 ) -> DatasetRow:
+    """Record a transfer ground; bump the data's version; audit the grant."""
+    row = get_data(session, caller, data_id)
+    _may_change(caller, row)
+    g = _ground_value(spec)
+    if g.country not in row.jurisdictions:
+        raise ServiceError("invalid-ground", f"ground {g.condition!r} is under {g.country}, but "
+                           f"{row.id} is under {', '.join(row.jurisdictions)}: name one of those",
+                           status=422, field="country")
+    record_policy(session, "api", now)
+    session.add(_ground_row(row.id, g, caller, now))
+    row.version += 1
+    session.flush()
+    value = to_policy(session, [row])[0]
+    append_audit(session, ground_event(caller.user, value, g), now)
+    return row
+
+
+def add_serving_copy(session: Session, caller: Caller, data_id: str, country: str, *,
+                     now: float) -> DatasetRow:
+    """Record that a serving copy stays in ``country`` (Kenya's mode); bump the version."""
+    row = get_data(session, caller, data_id)
+    _may_change(caller, row)
+    country = country.upper()
+    if country not in row.serving_copy_countries:
+        row.serving_copy_countries = sorted({*row.serving_copy_countries, country})
+        row.version += 1
+        session.flush()
+        value = to_policy(session, [row])[0]
+        append_audit(session, registration_event(caller.user, value), now)
+    return row
+
+
+# --- jobs ---------------------------------------------------------------------------------
+
+def job_sites(session: Session, tenant_id: int, data_ids: Sequence[str],
+              named: Sequence[str] | None, *, now: float, field: str = "datasets"
+              ) -> list[str]:
+    """The lawful sites of a job reading ``data_ids`` (its ``jobs.sites``), or a refusal."""
+    wanted = list(dict.fromkeys(data_ids))
+    rows = {r.id: r for r in session.scalars(
+        select(DatasetRow).where(DatasetRow.id.in_(wanted), DatasetRow.tenant_id == tenant_id))}
+    for i, d in enumerate(wanted):
+        if d not in rows:
+            err = not_found("dataset", d)
+            err.field = f"{field}[{i}]"
+            raise err
+    values = to_policy(session, [rows[d] for d in wanted])
+    e = eligibility(session, values, now)
+    try:
+        return list(check_named_sites(named, e))
+    except ResidencyRefused as refused:
+        raise ResidencyError(refused, status=422,
+                             field="sites" if named is not None else field) from None
+
+
+def job_data(session: Session, job_ids: Iterable[str]) -> dict[str, list[DatasetRow]]:
+    ids = list(job_ids)
+    out: dict[str, list[DatasetRow]] = {}
+    if not ids:
+        return out
+    for job_id, row in session.execute(
+            select(JobDataset.job_id, DatasetRow)
+            .join(DatasetRow, DatasetRow.id == JobDataset.dataset_id)
+            .where(JobDataset.job_id.in_(ids)).order_by(DatasetRow.id)):
+        out.setdefault(job_id, []).append(row)
+    return out
+
+
+def audit_placements(session: Session, admitted: Iterable[Any], *, now: float,
+                     actor: str = "scheduler") -> int:
+    """For each admitted job that reads data, seal the proof that its site was lawful.
+
+    Called by the control loop inside the transaction that admits the jobs.
+    ``admitted`` items have ``job_id`` and ``site``. Returns records written.
+    """
+    by_job = {a.job_id: a.site for a in admitted}
+    reads = job_data(session, by_job)
+    if not reads:
+        return 0
+    tenants = dict(session.execute(
+        select(m.Job.id, m.Tenant.name).join(m.Tenant, m.Job.tenant_id == m.Tenant.id)
+        .where(m.Job.id.in_(list(reads)))).all())
+    written = 0
+    for job_id, rows in reads.items():
+        values = tuple(to_policy(session, rows))
+        e = eligibility(session, values, now)
+        event = placement_event(actor, job_id, tenants.get(job_id, "?"), by_job[job_id],
+                                values, e)
+        append_audit(session, event, now)
+        written += 1
+    return written
+
+
+class PendingSites:
+    """Keeps pending jobs' lawful sites true as grounds expire and rules change.
+
+    Owned by the control loop (one per loop). ``due(session, now)`` is cheap
+    (one indexed read): true when the rules' digest changed, a ground was
+    recorded since the last refresh, or the earliest ground expiry has
+    passed. ``refresh`` then re-judges the pending jobs that read data: a job
+    keeps only those of its sites that are still lawful (grounds only expire,
+    so a site is never added back on its own); a job left with none fails
+    with the first refusal as its reason.
+    """
+
+    def __init__(self) -> None:
+        self.digest: str | None = None
+        self.next_check = float("-inf")
+        self.last_ground: int | None = None
+
+    def due(self, session: Session, now: float) -> bool:
+        if now >= self.next_check or current_rules().digest != self.digest:
+            return True
+        return session.scalar(select(func.max(TransferGroundRow.id))) != self.last_ground
+
+    def refresh(self, session: Session, now: float) -> tuple[list[str], list[str]]:
+        """(jobs whose sites shrank, jobs failed); writes both in ``session``."""
+        from masnaa.store.events import transition  # the one way to change a job's state
+
+        rules = current_rules()
+        pending = list(session.scalars(
+            select(m.Job).where(m.Job.state == m.JobState.PENDING.value,
+                                m.Job.id.in_(select(JobDataset.job_id)))))
+        reads = job_data(session, [j.id for j in pending])
+        changed: list[str] = []
+        failed: list[str] = []
+        for job in pending:
+            values = to_policy(session, reads.get(job.id, []))
+            e = eligibility(session, values, now)
+            lawful = set(e.lawful_sites)
+            kept = [site for site in (job.sites or e.lawful_sites) if site in lawful]
+            if kept == list(job.sites or ()):
+                continue
+            if kept:
+                job.sites = kept
+                changed.append(job.id)
+                continue
+            try:
+                check_named_sites(job.sites, e)
+            except ResidencyRefused as refused:
+                why = str(refused)
+            else:  # pragma: no cover - kept is empty only when a site is unlawful
+                why = "no site may process this job's data any more"
+            transition(session, job, m.JobState.FAILED, at=now, code="no-lawful-site",
+                       reason=f"its data may no longer go to any of its sites: {why}")
+            job.ended_at = now
+            failed.append(job.id)
+        self.digest = rules.digest
+        self.last_ground = session.scalar(select(func.max(TransferGroundRow.id)))
+        # Any ground's next expiry (not only those read now: a job may arrive meanwhile).
+        upcoming = session.scalar(select(func.min(TransferGroundRow.expires))
+                                  .where(TransferGroundRow.expires > now))
+        self.next_check = float("inf") if upcoming is None else float(upcoming)
+        return changed, failed
+
+
+def _job(session: Session, caller: Caller, job_id: str) -> m.Job:
+    stmt = select(m.Job).where(m.Job.id == job_id)
+    if not caller.is_operator:
+        stmt = stmt.where(m.Job.tenant_id == caller.tenant_id)
+    job: m.Job | None = session.scalars(stmt).first()
+    if job is None:
+        raise not_found("job", job_id)
+    return job
+
+
+@dataclass(frozen=True, slots=True)
+class JobResidency:
+    job_id: str
+    data: list[DatasetRow]
+    eligibility: Eligibility | None
+
+
+def explain_job(session: Session, caller: Caller, job_id: str, *, now: float) -> JobResidency:
+    """Per site, why a job's data may or may not be processed there (now)."""
+    job = _job(session, caller, job_id)
+    rows = job_data(session, [job.id]).get(job.id, [])
+    values = to_policy(session, rows)
+    return JobResidency(job.id, rows, eligibility(session, values, now))
+
+
+# --- artifacts and downloads -----------------------------------------------------------------
+
+class ArtifactIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128)
+    uri: str = Field(default="", max_length=4096, description="Where the output lies at its site.")
+
+
+def register_artifact(session: Session, caller: Caller, job_id: str, spec: ArtifactIn, *,
+                      now: float) -> DatasetRow:
+    """An output of ``job_id``: every class and jurisdiction of what the job read."""
+    job = _job(session, caller, job_id)
+    if job.site is None:
+        raise ServiceError("not-placed", f"job {job.id} has not run anywhere yet: register its "
+                           "outputs once it has been placed", status=409)
+    rows = job_data(session, [job.id]).get(job.id, [])
+    if not rows:
+        raise ServiceError("no-inputs", f"job {job.id} declared no datasets, so its outputs "
+                           "carry no residency: declare the data a job reads when submitting",
+                           status=409)
+    tenant = session.get(m.Tenant, job.tenant_id)
+    artifact = derive_artifact(_new_id("a"), to_policy(session, rows), home_site=job.site,
+                               owner=tenant.name if tenant else caller.user)
+    row = DatasetRow(id=artifact.id, tenant_id=job.tenant_id, name=spec.name,
+                     kind=DataKind.ARTIFACT, home_site=artifact.home_site,
+                     jurisdictions=sorted(artifact.jurisdictions),
+                     classes=sorted(artifact.classes), owner=artifact.owner,
+                     serving_copy_countries=[], version=1,
+                     derived_from=list(artifact.derived_from), job_id=job.id, uri=spec.uri,
+                     created_at=now, created_by=caller.user)
+    session.add(row)
+    session.flush()
+    append_audit(session, registration_event(caller.user, artifact), now)
+    return row
+
+
+def _role(caller: Caller, row: DatasetRow) -> str:
+    if row.created_by == caller.user:
+        return "owner"
+    return caller.role.value
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    row: DatasetRow
+    decision: DownloadDecision
+    record: AuditRecord
+
+
+def check_download(session: Session, caller: Caller, data_id: str, destination: str,
+                   person_country: str | None, *, now: float) -> Download:
+    """Judge a download and audit it either way; the caller commits, THEN refuses if refused."""
+    row = get_data(session, caller, data_id)
+    value = to_policy(session, [row])[0]
+    dest = destination.upper()
+    person = person_country.upper() if person_country else None
+    role = _role(caller, row)
+    decision = may_download(value, dest, person, role, current_rules(), to_time(now))
+    record = append_audit(session, download_event(caller.user, value, dest, person, role,
+                                                  decision), now)
+    return Download(row, decision, record)
+
+
+def refusal_of(decision: DownloadDecision) -> ResidencyError | None:
+    try:
+        decision.raise_if_refused()
+    except ResidencyRefused as refused:
+        return ResidencyError(refused, status=403, field="destination")
+    return None
+
+
+# --- sites --------------------------------------------------------------------------------
+
+def set_site_state(session: Session, caller: Caller, name: str, state: str, reason: str
+                   ) -> m.Site:
+    """Operators drain a site, mark it unreachable, or bring it back up.
+
+    Its nodes take no new work while it is not up (``LiveState.sync_nodes``);
+    jobs that read data are placed only at their lawful sites, so they move to
+    another lawful site or wait with the scheduler's reason. The control loop
+    requeues runs at an unreachable site (``unreachable_sites``).
+    """
+    if not caller.is_operator:
+        raise forbidden("only operators change a site's state")
+    try:
+        wanted = m.SiteState(state)
+    except ValueError:
+        raise ServiceError("invalid-state", f"state {state!r} is not one of up, drained, "
+                           "unreachable", status=422, field="state") from None
+    stmt = select(m.Site).where(m.Site.name == name)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    site = session.scalars(stmt).first()
+    if site is None:
+        raise not_found("site", name)
+    site.state = wanted.value
+    site.reason = reason or ("" if wanted is m.SiteState.UP
+                             else f"{wanted.value} by an operator")
+    return site
+
+
+def unreachable_sites(session: Session) -> set[str]:
+    """Sites an operator marked unreachable: their runs are given up and requeued.
+
+    A site the loop itself marked (its engine's controller does not answer,
+    ``service.sites``) is left out: its runs go on under the engine's daemons.
+    """
+    from masnaa.service.sites import HEALTH_KEY
+
+    marked = set(session.scalars(select(m.Site.name)
+                                 .where(m.Site.state == m.SiteState.UNREACHABLE.value)))
+    if marked:
+        marked -= {k.removeprefix(HEALTH_KEY) for k in session.scalars(
+            select(m.ServiceState.key).where(m.ServiceState.key.startswith(HEALTH_KEY)))}
+    return marked
+
+
+# --- the regulator's report ------------------------------------------------------------------
+
+def report(session: Session, country: str, start: datetime, end: datetime) -> RegulatorReport:
+    """Which jobs touched ``country``'s data in ``[start, end)``, where, on which grounds."""
+    if start.utcoffset() is None or end.utcoffset() is None:
+        raise ServiceError("invalid-period", "since and until must carry a timezone "
+                           "(e.g. 2026-11-01T00:00:00Z)", status=422)
+    records = audit_records(session)
+    checked = verify(records, audit_head(session))
+    if not checked.ok:
+        raise ServiceError("audit-broken", f"the audit chain is broken, no report can be built "
+                           f"from it: {checked.message}", status=409)
+    return regulator_report(records, country.upper(), start, end, current_rules())

@@ -1,0 +1,209 @@
+"""Allocations through the real API: request → review → award → active, auto-approval,
+tranches after a progress report, supplements, lapse at expiry, the bad-input table, and
+isolation (another tenant's allocation, usage and statement are 404; reviews are hidden
+from members)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.api.conftest import World
+
+TODAY = date.today()
+POOL = {"site": "ma-1", "gpu_type": "h100-sxm-80gb"}
+
+
+def hours(h: float | str) -> dict[str, Any]:
+    return {"gpu_hours": [{**POOL, "hours": str(h)}]}
+
+
+def ask(world: World, who: str = "um6p-alice", **over: Any) -> dict[str, Any]:
+    body = {
+        "project": "llm",
+        "tier": "innovator",
+        **hours(100),
+        "start": TODAY.isoformat(),
+        "duration_days": 90,
+        "justification": "pre-train a Darija model",
+        **over,
+    }
+    r = world[who].client.post("/api/v1/allocations", json=body)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def make_reviewer(world: World, user: str = "uon-bob") -> None:
+    r = world["ops"].client.put(
+        f"/api/v1/reviewers/{user}", json={"steps": ["admin-check", "technical", "merit"]}
+    )
+    assert r.status_code == 200, r.text
+
+
+def review(world: World, alloc: str, step: str, who: str = "uon-bob", ok: bool = True) -> Any:
+    return world[who].client.post(
+        f"/api/v1/allocations/{alloc}/reviews",
+        json={"step": step, "approve": ok, "comment": "fine"},
+    )
+
+
+def error(r: Any) -> tuple[int, str]:
+    return r.status_code, r.json()["error"]["code"]
+
+
+def test_request_review_award_active_with_reviews_hidden_from_members(world: World) -> None:
+    make_reviewer(world)
+    a = ask(world)
+    assert a["state"] == "requested" and a["members"] == {"um6p-alice": "pi"}
+    assert error(review(world, a["id"], "admin-check", who="um6p-bob")) == (403, "not-a-reviewer")
+    assert error(review(world, a["id"], "technical")) == (409, "wrong-review-step")
+    assert review(world, a["id"], "admin-check").json()["state"] == "in-review"
+    assert review(world, a["id"], "technical").json()["state"] == "approved"
+    mine = world["um6p-alice"].client.get(f"/api/v1/allocations/{a['id']}").json()
+    assert mine["reviews"] is None  # applicants see the state only
+    seen = world["uon-bob"].client.get(f"/api/v1/allocations/{a['id']}").json()
+    assert [r["step"] for r in seen["reviews"]] == ["admin-check", "technical"]
+    r = world["um6p-alice"].client.post(f"/api/v1/allocations/{a['id']}/award", json=hours(80))
+    assert error(r) == (403, "not-an-operator")
+    r = world["ops"].client.post(f"/api/v1/allocations/{a['id']}/award", json=hours(80))
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["state"] == "active"  # starts today
+    assert got["balance_gpu_seconds"] == 80 * 3600 and got["balance_gpu_hours"] == "80.0000"
+    assert got["projected_exhaustion"] is None  # no burn yet
+
+
+def test_small_tier_is_auto_approved(world: World) -> None:
+    a = ask(world, tier="gateway", **hours(10))
+    assert a["state"] == "active" and a["balance_gpu_seconds"] == 36_000
+
+
+def test_second_tranche_needs_a_progress_report(world: World) -> None:
+    make_reviewer(world)
+    a = ask(world, tier="open-call", **hours(1000))
+    for step in ("admin-check", "technical", "merit"):
+        assert review(world, a["id"], step).status_code == 200
+    ops = world["ops"].client
+    got = ops.post(f"/api/v1/allocations/{a['id']}/award", json=hours(1000)).json()
+    assert got["balance_gpu_seconds"] == 500 * 3600 and got["tranches"]["released"] == 1
+    assert error(ops.post(f"/api/v1/allocations/{a['id']}/tranches")) == (422, "report-required")
+    r = world["um6p-alice"].client.post(
+        f"/api/v1/allocations/{a['id']}/reports",
+        json={"text": "first checkpoint trained", "products": ["10.5281/zenodo.1234567"]},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["reports"][0]["products"] == ["10.5281/zenodo.1234567"]
+    got = ops.post(f"/api/v1/allocations/{a['id']}/tranches").json()
+    assert got["balance_gpu_seconds"] == 1000 * 3600 and got["tranches"]["released"] == 2
+
+
+def test_supplement_then_a_second_one_is_refused(world: World) -> None:
+    a = ask(world, tier="gateway", **hours(100))
+    ops = world["ops"].client
+    got = ops.post(f"/api/v1/allocations/{a['id']}/supplements", json=hours(50)).json()
+    assert got["balance_gpu_seconds"] == 150 * 3600 and got["supplements"] == 1
+    r = ops.post(f"/api/v1/allocations/{a['id']}/supplements", json=hours(1))
+    assert error(r) == (409, "too-many-supplements")
+
+
+def test_unused_hours_lapse_at_expiry(world: World) -> None:
+    start = TODAY - timedelta(days=40)
+    a = ask(world, tier="gateway", **hours(10), start=start.isoformat(), duration_days=30)
+    assert a["state"] == "expired"
+    assert a["lapsed_gpu_seconds"] == 36_000 and a["balance_gpu_seconds"] == 0
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "code"),
+    [
+        ("negative-award", 422, "negative-hours"),
+        ("negative-request", 422, "negative-hours"),
+        ("review-by-non-reviewer", 403, "not-a-reviewer"),
+        ("currency-mismatch", 422, "currency-mismatch"),
+        ("overlapping-price", 409, "overlapping-price"),
+        ("bad-period", 422, "bad-period"),
+        ("unknown-tier", 422, "unknown-tier"),
+    ],
+)
+def test_bad_input_is_refused_with_a_code(world: World, case: str, status: int, code: str) -> None:
+    ops = world["ops"].client
+    alice = world["um6p-alice"].client
+    price = {**POOL, "amount": "30.00", "currency": "MAD", "valid_from": "2026-01-01"}
+    if case == "negative-award":
+        make_reviewer(world)
+        a = ask(world)
+        review(world, a["id"], "admin-check")
+        review(world, a["id"], "technical")
+        r = ops.post(f"/api/v1/allocations/{a['id']}/award", json=hours(-5))
+    elif case == "negative-request":
+        r = alice.post(
+            "/api/v1/allocations",
+            json={
+                "project": "llm",
+                "tier": "gateway",
+                **hours(-1),
+                "start": TODAY.isoformat(),
+                "duration_days": 30,
+                "justification": "x",
+            },
+        )
+    elif case == "review-by-non-reviewer":
+        a = ask(world)
+        r = review(world, a["id"], "admin-check", who="um6p-bob")
+    elif case == "currency-mismatch":
+        r = ops.post("/api/v1/prices", json={"prices": [{**price, "site": "ke-1"}]})
+    elif case == "overlapping-price":
+        assert ops.post("/api/v1/prices", json={"prices": [price]}).status_code == 201
+        r = ops.post("/api/v1/prices", json={"prices": [{**price, "valid_from": "2026-06-01"}]})
+    elif case == "bad-period":
+        r = alice.get("/api/v1/statements/um6p", params={"period": "November"})
+    else:
+        r = alice.post(
+            "/api/v1/allocations",
+            json={
+                "project": "llm",
+                "tier": "platinum",
+                **hours(1),
+                "start": TODAY.isoformat(),
+                "duration_days": 30,
+                "justification": "x",
+            },
+        )
+    assert error(r) == (status, code), r.text
+    assert r.json()["error"]["message"]
+
+
+def test_another_tenants_allocation_usage_and_statement_are_not_found(world: World) -> None:
+    a = ask(world, tier="gateway", **hours(10))
+    other = world["uon-alice"].client
+    assert error(other.get(f"/api/v1/allocations/{a['id']}")) == (404, "allocation-not-found")
+    ghost = other.get("/api/v1/allocations/alloc-ghost")
+    assert error(ghost) == (404, "allocation-not-found")
+    assert (
+        ghost.json()["error"]["message"].replace("alloc-ghost", a["id"])
+        == other.get(f"/api/v1/allocations/{a['id']}").json()["error"]["message"]
+    )
+    r = other.post(f"/api/v1/allocations/{a['id']}/reports", json={"text": "x"})
+    assert error(r) == (404, "allocation-not-found")
+    assert other.get("/api/v1/allocations").json() == []
+    assert other.get("/api/v1/accounting/usage").json()["allocations"] == []
+    r = other.get("/api/v1/statements/um6p", params={"period": "2026-11"})
+    assert error(r) == (404, "tenant-not-found")
+    r = other.post(
+        "/api/v1/allocations",
+        json={
+            "project": "um6p/llm",
+            "tier": "gateway",
+            **hours(1),
+            "start": TODAY.isoformat(),
+            "duration_days": 30,
+            "justification": "x",
+        },
+    )
+    assert r.status_code == 404
+    mine = world["um6p-bob"].client.get("/api/v1/allocations").json()
+    assert [x["id"] for x in mine] == [a["id"]]
+    assert error(world["um6p-admin"].client.get("/api/v1/reports/funders")) == (403, "forbidden")
