@@ -270,3 +270,21 @@ def test_chained_passes_keep_invariants(world: World, policy: str) -> None:
             queue.add(
                 r.job, r.attained_service + r.job.total_gpus * (now - r.start_time), since=now
             )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(worlds(), st.sampled_from(sorted(POLICIES)))
+def test_explanations_never_change_what_a_pass_does(world: World, policy: str) -> None:
+    """Without estimates and wait reasons (the twin's settings) a pass starts, preempts,
+    reserves and rejects exactly what it does with them."""
+    snapshot, queue = world.build()
+    full = decide(snapshot, queue, world.now, SchedulerConfig(policy=policy))
+    quiet = decide(
+        snapshot, queue, world.now,
+        SchedulerConfig(policy=policy, estimate_depth=0, explain_waits=False),
+    )
+    assert quiet.starts == full.starts
+    assert quiet.preemptions == full.preemptions
+    assert quiet.reservations == full.reservations
+    assert quiet.rejected == full.rejected
+    assert set(quiet.waiting) <= set(full.waiting)

@@ -72,7 +72,15 @@ class SchedulerConfig:
     long waits only."""
 
     estimate_depth: int = 16
-    """Waiting jobs, after the reserved one, that get an estimated start time."""
+    """Waiting jobs, after the reserved one, that get an estimated start time. Estimates
+    only explain: they never change what starts, is preempted or is reserved. ``0``
+    turns them off (the twin does, as it never reads them)."""
+
+    explain_waits: bool = True
+    """Give every blocked job a wait reason. ``False`` leaves jobs that merely lack
+    free GPUs out of ``Decision.waiting`` (they get ``default_wait``): what starts,
+    is preempted or is reserved stays the same, the pass is cheaper when many jobs
+    are blocked. The twin turns it off; the service must not (users read reasons)."""
 
     def __post_init__(self) -> None:
         from masnaa.scheduler.policies import POLICIES

@@ -330,6 +330,9 @@ def backfill(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
                 estimated_start=t,
             )
             return not p.policy.head_of_line
+    if not p.config.explain_waits:
+        # Only the reason differs from the path below, never what the scan does next.
+        return not p.policy.head_of_line and p.blocked_count <= p.config.backfill_depth
     code, message = p.capacity_reason(job, pools)
     held_for = p.reservation
     if (
@@ -349,9 +352,10 @@ def backfill(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
         p.to_estimate.append((job, pools))
     if p.policy.head_of_line:
         # Nothing passes a blocked head: its estimate is the first time it fits.
-        est = p.earliest_fit([(job, pools)], take_reservation=False).get(job.id)
-        if est is not None:
-            p.wait(job, code, message, estimated_start=est[0])
+        if p.config.estimate_depth > 0:
+            est = p.earliest_fit([(job, pools)], take_reservation=False).get(job.id)
+            if est is not None:
+                p.wait(job, code, message, estimated_start=est[0])
         p.to_estimate.clear()
         return False
     return p.blocked_count <= p.config.backfill_depth

@@ -5,7 +5,9 @@ read from the sorted trace by a cursor; every other event sits in a heap:
 completions (END), the end of a preemption's grace period (GRACE) and a running
 job reaching its planning estimate (ESTIMATE). After each batch of events with
 the same time, the engine builds a ``Snapshot`` and calls ``decide()`` once
-(only when jobs are pending), then applies the ``Decision``:
+(only when jobs are pending), then applies the ``Decision``. Passes run with
+``estimate_depth=0`` and ``explain_waits=False``: start estimates and wait
+reasons only explain, never change what starts, and the twin does not read them.
 
 - **starts**: the job leaves the ``PendingQueue``, takes its placement in the
   ``ClusterState``, accrues usage in the ``UsageLedger``; its END is scheduled
@@ -41,6 +43,7 @@ scheduler's wait reason, and the run ends.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import math
 import time
@@ -86,6 +89,9 @@ class EngineConfig:
     virtual seconds, as a periodic control loop would (documented in docs/twin.md)."""
     series_bins: int = 400
     gpus_per_node: int = 8
+    skip_full_passes: bool = True
+    """Skip a pass that cannot change anything (see ``Engine._futile``); the result is
+    the same either way, only faster. ``False`` runs every pass (tests compare both)."""
 
 
 @dataclass(slots=True)
@@ -116,6 +122,7 @@ class RunResult:
     timeline: TimelineResult
     skipped_lines: int = 0
     config: dict[str, Any] = field(default_factory=dict)
+    passes_skipped: int = 0
 
 
 class _Oracle(Mapping[str, float]):
@@ -171,7 +178,14 @@ class Engine:
         self.trace = trace
         self.cluster = cluster
         self.n = n = len(trace)
-        self.sched_cfg = SchedulerConfig(policy=config.policy)
+        # Passes skip start estimates and most wait reasons (``estimate_depth=0``,
+        # ``explain_waits=False``): the twin reads only starts, preemptions and
+        # rejections, which neither changes. The dead-end pass that names why stranded
+        # jobs wait keeps the service's settings.
+        self.explain_cfg = SchedulerConfig(policy=config.policy)
+        self.sched_cfg = SchedulerConfig(
+            policy=config.policy, estimate_depth=0, explain_waits=False
+        )
         self.oracle_on = bool(getattr(POLICIES[config.policy], "oracle", False))
         thresholds = getattr(self.sched_cfg, "las_thresholds", None)
         self.queue = (
@@ -264,11 +278,33 @@ class Engine:
         self.useful = 0.0
         self.extensions = 0
         self.passes = 0
+        self.passes_skipped = 0
+        self.skip_full = config.skip_full_passes and not POLICIES[config.policy].preemptive
+        # Shapes some pass has already run through ``reject`` (the cluster never changes,
+        # so a shape once accepted stays accepted).
+        self.checked_shapes: set[object] = set()
         self.decide_seconds = 0.0
         self.checks = 0
 
     # ------------------------------------------------------------------ loop
     def run(self) -> RunResult:
+        # The trace and cluster live for the whole replay and a pass allocates many
+        # short-lived objects: freezing what exists and collecting young objects
+        # rarely keeps the cyclic collector from rescanning the trace again and again.
+        # Both settings are restored when the replay ends, however it ends.
+        # (Objects frozen by someone else before stay frozen: they cannot be told apart.)
+        thresholds = gc.get_threshold()
+        frozen_before = gc.get_freeze_count()
+        gc.freeze()
+        gc.set_threshold(100_000, 50, 1_000)
+        try:
+            return self._run()
+        finally:
+            gc.set_threshold(*thresholds)
+            if not frozen_before:
+                gc.unfreeze()
+
+    def _run(self) -> RunResult:
         wall = time.perf_counter()
         heap = self.heap
         submit = self.submit
@@ -391,7 +427,30 @@ class Engine:
             heapq.heappush(self.heap, (new_end, ESTIMATE, i, self.token[i]))
 
     # ------------------------------------------------------------------ pass
+    def _futile(self) -> bool:
+        """True when a pass can change nothing, so the engine may skip it.
+
+        Only for policies that never preempt: such a pass can only start jobs or
+        reject them. No job can start when fewer GPUs are free in the whole cluster
+        than the smallest task of any pending job asks for (a task lives on one node).
+        No job would be rejected when every pending shape already went through an
+        earlier pass (rejection depends on the shape and the cluster alone). Start
+        estimates and wait reasons differ, but the twin reads neither.
+        """
+        smallest = self.queue.min_gpus_per_task()
+        return (
+            smallest is not None
+            and self.capacity - self.held < smallest
+            and self.queue.shapes().keys() <= self.checked_shapes
+        )
+
     def _pass(self, t: float) -> None:
+        if self.skip_full:
+            if self._futile():
+                self.passes_skipped += 1
+                self.last_pass = t  # as if it ran: pass pacing stays the same
+                return
+            self.checked_shapes.update(self.queue.shapes())
         t0 = time.perf_counter()
         decision = decide(self.snapshot, self.queue, t, self.sched_cfg)
         self.decide_seconds += time.perf_counter() - t0
@@ -513,7 +572,7 @@ class Engine:
         self.rejected[code] = self.rejected.get(code, 0) + 1
 
     def _strand(self, t: float) -> None:
-        decision = decide(self.snapshot, self.queue, t, self.sched_cfg)
+        decision = decide(self.snapshot, self.queue, t, self.explain_cfg)
         for job in list(self.queue):
             code = decision.wait_for(job.id).code.value
             self.queue.remove(job.id)
@@ -571,4 +630,5 @@ class Engine:
                 "half_life": self.cfg.half_life,
                 "min_pass_interval": self.cfg.min_pass_interval,
             },
+            passes_skipped=self.passes_skipped,
         )

@@ -151,6 +151,7 @@ def summarize(r: RunResult) -> dict[str, Any]:
         },
         "engine": {
             "passes": r.passes,
+            "passes_skipped": r.passes_skipped,
             "decide_seconds": r.decide_seconds,
             "wall_seconds": r.wall_seconds,
             "invariant_checks": r.invariant_checks,

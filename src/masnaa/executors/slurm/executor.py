@@ -43,6 +43,7 @@ Contract (see ``masnaa.executors.base`` for the words):
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -69,6 +70,7 @@ from masnaa.executors.slurm.parse import (
     exit_from_scontrol,
     expand_hostlist,
     index_jobs,
+    job_name,
     masnaa_jobs,
     masnaa_jobs_text,
     slurm_nodes,
@@ -154,7 +156,10 @@ class SlurmExecutor(Executor):
                 self._submit(spec, rec)
             elif rec.slurm_job_id() is None and rec.exit() is None and rec.lost() is None:
                 # Claimed earlier, but no sbatch answer was recorded (the controller did not
-                # answer, or the claimer died): it may or may not have reached Slurm.
+                # answer, or the claimer died): it may or may not have reached Slurm. A
+                # claimer killed mid-submission leaves its sbatch running as an orphan that
+                # may still reach the controller: let it finish before asking Slurm.
+                self._await_orphan_sbatch(job_name(*key))
                 existing = self.refresh().jobs.get(key)
                 if existing is not None:
                     self._adopt(rec, existing)
@@ -163,6 +168,20 @@ class SlurmExecutor(Executor):
         finally:
             with self._lock:
                 self._inflight.discard(key)
+
+    def _await_orphan_sbatch(self, name: str) -> None:
+        """Wait (at most ``command_timeout``) while an ``sbatch`` of this attempt still runs.
+
+        Only this host's processes are visible, which is where this executor runs its
+        ``sbatch``: a submission started by a previous incarnation of the executor on
+        this host either reaches the controller or gives up within its own timeout.
+        """
+        needle = f"--job-name={name}".encode()
+        deadline = time.monotonic() + self.config.command_timeout
+        while time.monotonic() < deadline:
+            if not any(needle in cmd and b"sbatch" in cmd for cmd in _command_lines()):
+                return
+            time.sleep(0.05)
 
     def start_many(self, specs: Sequence[LaunchSpec]) -> list[Exception | None]:
         """Start several attempts on ``dispatch_threads`` threads; one outcome per spec."""
@@ -568,3 +587,16 @@ class SlurmExecutor(Executor):
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+def _command_lines() -> list[bytes]:
+    """Every readable process command line on this host (``/proc``; empty elsewhere)."""
+    lines = []
+    for pid in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    lines.append(f.read())
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+    return lines

@@ -1,0 +1,115 @@
+"""The twin's fast paths change speed only: the same replay gives the same result.
+
+Two shortcuts are checked against the plain way on seeded workloads:
+passes without explanations (``estimate_depth=0``, ``explain_waits=False``) and
+skipped futile passes
+(``EngineConfig.skip_full_passes``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from twin_builders import trace
+
+from masnaa.domain import Cluster
+from masnaa.scheduler import POLICIES, SchedulerConfig
+from masnaa.sim.engine import Engine, EngineConfig
+from masnaa.sim.loaders import TraceSource, load_trace
+from masnaa.sim.metrics import summarize
+from masnaa.sim.shape import tenancy
+from masnaa.sim.trace import Trace
+
+SPEED_ONLY = ("passes", "passes_skipped", "decide_seconds", "wall_seconds")
+
+
+def _busy() -> Trace:
+    # Offered load well above capacity so the queue builds and the cluster stays full.
+    return load_trace("synthetic", TraceSource(jobs=700, seed=11, capacity_gpus=48,
+                                               target_load=1.4, tenants=4))
+
+
+def _engine(t: Trace, policy: str, nodes: int, **cfg: Any) -> Engine:
+    cluster = Cluster.uniform(nodes)
+    tenants, quotas = tenancy(t, cluster)
+    return Engine(t, cluster, tenants, quotas, EngineConfig(policy=policy, **cfg))
+
+
+def _result(engine: Engine) -> tuple[dict[str, Any], dict[str, Any]]:
+    doc = summarize(engine.run())
+    speed = {k: doc["engine"].pop(k) for k in SPEED_ONLY}
+    doc.pop("engine_seconds", None)
+    return doc, speed
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_skipping_futile_passes_gives_the_same_replay(policy: str) -> None:
+    t = _busy()
+    plain, plain_speed = _result(_engine(t, policy, 6, skip_full_passes=False))
+    fast, fast_speed = _result(_engine(t, policy, 6))
+    assert fast == plain
+    assert plain_speed["passes_skipped"] == 0
+    if POLICIES[policy].preemptive:
+        assert fast_speed["passes_skipped"] == 0
+    else:
+        assert fast_speed["passes_skipped"] > 0
+        assert fast_speed["passes"] + fast_speed["passes_skipped"] == plain_speed["passes"]
+
+
+class _Recording(Engine):
+    """An engine that notes the virtual time of each rejection."""
+
+    rejected_at: dict[int, float]
+
+    def _fail(self, i: int, code: str) -> None:
+        self.rejected_at = getattr(self, "rejected_at", {})
+        self.rejected_at[i] = self.now
+        super()._fail(i, code)
+
+
+@pytest.mark.parametrize("policy", ["fifo", "fifo-backfill"])
+def test_a_new_shape_that_cannot_run_is_rejected_on_arrival_even_when_the_cluster_is_full(
+    policy: str,
+) -> None:
+    # Job 2 is too large for the cluster and arrives while job 0 holds every GPU.
+    t = trace((0, 1000, 8, "a"), (10, 100, 4, "a"), (20, 100, 16, "b"), (30, 100, 8, "a"))
+    cluster = Cluster.uniform(1)
+    tenants, quotas = tenancy(t, cluster)
+    runs = [_Recording(t, cluster, tenants, quotas, EngineConfig(policy=policy,
+                                                                 skip_full_passes=skip))
+            for skip in (False, True)]
+    docs = [_result(e) for e in runs]
+    assert docs[1][0] == docs[0][0]
+    assert docs[1][1]["passes_skipped"] > 0
+    assert runs[0].rejected_at == runs[1].rejected_at == {2: 20.0}
+
+
+@pytest.mark.parametrize("policy", ["fifo", "fifo-backfill"])
+def test_skipped_passes_keep_the_pass_pacing(policy: str) -> None:
+    t = _busy()
+    plain, _ = _result(_engine(t, policy, 6, skip_full_passes=False, min_pass_interval=300.0))
+    fast, speed = _result(_engine(t, policy, 6, min_pass_interval=300.0))
+    assert fast == plain
+    assert speed["passes_skipped"] > 0
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_passes_without_explanations_start_the_same_jobs(policy: str) -> None:
+    t = _busy()
+    with_estimates = _engine(t, policy, 6, skip_full_passes=False)
+    twin = with_estimates.sched_cfg
+    assert twin.estimate_depth == 0 and not twin.explain_waits  # the twin's own settings
+    with_estimates.sched_cfg = SchedulerConfig(policy=policy)
+    assert with_estimates.sched_cfg.estimate_depth > 0 and with_estimates.sched_cfg.explain_waits
+    plain, _ = _result(with_estimates)
+    fast, _ = _result(_engine(t, policy, 6, skip_full_passes=False))
+    assert fast == plain
+
+
+def test_a_replay_restores_the_garbage_collector_settings() -> None:
+    import gc
+
+    before = (gc.get_threshold(), gc.get_freeze_count(), gc.isenabled())
+    _engine(_busy(), "fifo", 6).run()
+    assert (gc.get_threshold(), gc.get_freeze_count(), gc.isenabled()) == before
