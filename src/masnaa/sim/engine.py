@@ -288,21 +288,18 @@ class Engine:
 
     # ------------------------------------------------------------------ loop
     def run(self) -> RunResult:
-        # The trace and cluster live for the whole replay and a pass allocates many
-        # short-lived objects: freezing what exists and collecting young objects
-        # rarely keeps the cyclic collector from rescanning the trace again and again.
-        # Both settings are restored when the replay ends, however it ends.
-        # (Objects frozen by someone else before stay frozen: they cannot be told apart.)
+        # A pass allocates many short-lived objects while the trace and cluster live for
+        # the whole replay: collecting young objects rarely keeps the cyclic collector
+        # from rescanning the trace again and again. The thresholds are restored when
+        # the replay ends, however it ends. (No gc.freeze(): it cannot be undone for
+        # only our objects once someone else in the process has frozen theirs, and the
+        # portal runs replays inside the server.)
         thresholds = gc.get_threshold()
-        frozen_before = gc.get_freeze_count()
-        gc.freeze()
         gc.set_threshold(100_000, 50, 1_000)
         try:
             return self._run()
         finally:
             gc.set_threshold(*thresholds)
-            if not frozen_before:
-                gc.unfreeze()
 
     def _run(self) -> RunResult:
         wall = time.perf_counter()
