@@ -231,10 +231,12 @@ def test_runs_exit_codes_queue_cancel_and_preemption_through_kill_nine(
     one_slurm_job_per_attempt(rows, wide)
 
     # Cancel, and preemption with grace: a low job checkpoints on TERM and is requeued.
-    ckpt = tmp_path / "ckpt"
+    ckpt, armed = tmp_path / "ckpt", tmp_path / "armed"
+    # "armed" is written once the TERM handler is in place: a TERM that lands before
+    # a job installs its handler cannot be checkpointed, by any scheduler.
     body = (
         f"trap 'echo $MASNAA_ATTEMPT >> {ckpt}; exit 0' TERM; "
-        "if [ $MASNAA_ATTEMPT = 1 ]; then sleep 100 & wait; fi"
+        f"if [ $MASNAA_ATTEMPT = 1 ]; then touch {armed}; sleep 100 & wait; fi"
     )
     low, doomed = plant.submit(
         {"command": ["bash", "-c", body], "gpus_per_task": 6, "priority_class": "low"},
@@ -245,6 +247,10 @@ def test_runs_exit_codes_queue_cancel_and_preemption_through_kill_nine(
         and r[doomed].state == "running" and r[doomed].started_at is not None,
         60, "both running",
     )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not armed.exists():
+        assert time.monotonic() < deadline, "the low job never installed its TERM handler"
+        time.sleep(0.1)
     plant.cancel(doomed)
     plant.kill9()  # with a cancel request and a run in flight
     plant.start()
