@@ -385,9 +385,16 @@ class SlurmExecutor(Executor):
             return Observed("lost", started_at=rec.started_at(), message=lost)
         ended = rec.exit()
         if ended is not None:
-            if ended.reason == "stopped" and job is not None and rec.stop() is None:
-                # Signalled, but not by Masnaa: Slurm killed it for a failed node.
-                site_fault = self._site_fault(job, view)
+            killed = ended.reason == "stopped" or ended.status > 128  # 128+N: signal N
+            if killed and rec.stop() is None:
+                # Signalled, but not by Masnaa: Slurm killed it for a failed node (the
+                # signal may reach the command before the batch script). Once the job
+                # has left squeue, the nodes it recorded itself still tell.
+                site_fault = (
+                    self._site_fault(job, view)
+                    if job is not None
+                    else self._node_fault(rec.get("nodes"), view)
+                )
                 if site_fault is not None:
                     return self._lose(rec, site_fault, to_cancel, None)
             return self._exited(rec, ended.status, ended.reason, ended.ended_at)
@@ -449,6 +456,16 @@ class SlurmExecutor(Executor):
                 why = f": {node.reason}" if node.reason else ""
                 held = "cannot start: " if job.pending else ""
                 return f"{held}node {node.name} is {node.display_state}{why}"
+        return None
+
+    @staticmethod
+    def _node_fault(nodelist: str | None, view: SlurmView) -> str | None:
+        """Why one of these nodes can take no work now; None when all can (or unknown)."""
+        for name in expand_hostlist((nodelist or "").strip()):
+            node = view.nodes.get(name)
+            if node is not None and not node.available:
+                why = f": {node.reason}" if node.reason else ""
+                return f"node {node.name} is {node.display_state}{why}"
         return None
 
     def _lose(

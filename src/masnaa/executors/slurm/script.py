@@ -90,6 +90,7 @@ _masnaa_stop() {{
 }}
 trap _masnaa_stop TERM INT
 _masnaa_put slurm_job_id "${{SLURM_JOB_ID:-}}"
+_masnaa_put nodes "${{SLURM_JOB_NODELIST:-}}"
 _masnaa_put started_at "$(_masnaa_now)"
 if ! cd {q(workdir)} 2>/dev/null; then
     echo "masnaa: working directory {workdir} does not exist on $(hostname)" >&2
