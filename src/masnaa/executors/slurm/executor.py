@@ -450,13 +450,10 @@ class SlurmExecutor(Executor):
         if job.state in LOST_STATES:
             return f"Slurm ended it: {job.state} ({job.reason})"
         # Pending: the nodes Masnaa pinned; running: the nodes it holds.
-        for name in expand_hostlist(job.required if job.pending else job.nodes):
-            node = view.nodes.get(name)
-            if node is not None and not node.available:
-                why = f": {node.reason}" if node.reason else ""
-                held = "cannot start: " if job.pending else ""
-                return f"{held}node {node.name} is {node.display_state}{why}"
-        return None
+        fault = SlurmExecutor._node_fault(job.required if job.pending else job.nodes, view)
+        if fault is not None and job.pending:
+            return f"cannot start: {fault}"
+        return fault
 
     @staticmethod
     def _node_fault(nodelist: str | None, view: SlurmView) -> str | None:
