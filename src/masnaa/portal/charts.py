@@ -83,11 +83,15 @@ def line_chart(
             f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#dde2e6"/>'
             f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(fmt_y(v))}</text>'
         )
-    for v in _ticks(x_lo, x_hi):
+    x_ticks = _ticks(x_lo, x_hi)
+    for v in x_ticks:
         x = left + (v - x_lo) / x_span * plot_w
         label = fmt_x(10**v if log_x else v)
+        # The last label ends at the right edge, so a long one is not cut off.
+        anchor = "end" if v == x_ticks[-1] and len(x_ticks) > 1 else "middle"
         out.append(
-            f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{escape(label)}</text>'
+            f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="{anchor}">'
+            f"{escape(label)}</text>"
         )
     out.append("</g>")
     out.append(

@@ -12,13 +12,26 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-from masnaa.portal import routes_account, routes_jobs, routes_ops, routes_twin
+from masnaa.portal import (
+    routes_account,
+    routes_alloc,
+    routes_audit,
+    routes_data,
+    routes_jobs,
+    routes_ops,
+    routes_review,
+    routes_twin,
+)
 from masnaa.portal.web import Portal
 
 
 def build_portal_router() -> APIRouter:
     router = APIRouter(include_in_schema=False)
     for module in (routes_account, routes_jobs, routes_ops, routes_twin):
+        router.include_router(module.router)
+    for module in (routes_data, routes_audit):
+        router.include_router(module.router)
+    for module in (routes_alloc, routes_review):
         router.include_router(module.router)
     return router
 
@@ -29,5 +42,6 @@ def mount_portal(app: FastAPI, portal: Portal | None = None) -> FastAPI:
     if getattr(app.state, "masnaa_portal", None) is not None:
         return app
     app.state.masnaa_portal = portal or Portal()
+    app.state.masnaa_portal.env.globals["shows_reviews"] = routes_review.may_review
     app.include_router(build_portal_router())
     return app

@@ -11,21 +11,34 @@ thousands of GPUs without a script and prints.
 
 Queue depth counts pending jobs and their GPUs by tenant and by preferred GPU
 type (the first of the job's acceptable types).
+
+Utilisation over time (``/ops/util``) is ``service.history.utilisation``: GPUs
+held per site, from the run segments the control loop records, against the
+nodes declared now. Sites (``/ops/sites``) are drained, marked unreachable or
+brought back with ``service.residency.set_site_state``, the function behind
+``POST /api/v1/sites/{name}/state``: a drained site or node takes no new job
+and its runs go on; the runs at a site marked unreachable are stopped and
+requeued by the control loop, and run again only at sites their data may go to.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, Query, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from masnaa.portal import session
-from masnaa.portal.web import PageDep, PortalRoute
+from masnaa.portal.charts import Series, line_chart
+from masnaa.portal.labels import N_
+from masnaa.portal.web import Page, PageDep, PortalRoute
+from masnaa.service import history, residency, tenancy
 from masnaa.service import jobs as svc
-from masnaa.service import tenancy
 from masnaa.service.tenancy import ServiceError
 from masnaa.store import models as m
 
@@ -73,6 +86,28 @@ class SiteView:
     used: int
 
 
+def _held(read: Session, tenants: dict[int, str]) -> dict[tuple[str, int], tuple[str, str]]:
+    """Read-only view: (node, GPU) → (tenant, job) for every admitted or running job."""
+    held: dict[tuple[str, int], tuple[str, str]] = {}
+    for job_id, tenant_id, placement in read.execute(
+        select(m.Job.id, m.Job.tenant_id, m.Job.placement).where(
+            m.Job.state.in_([m.JobState.ADMITTED.value, m.JobState.RUNNING.value])
+        )
+    ):
+        for part in placement or ():
+            for gpu in part.get("gpus", ()):
+                held[(str(part.get("node")), int(gpu))] = (tenants.get(tenant_id, "?"), job_id)
+    return held
+
+
+def _jobs_on_nodes(read: Session) -> dict[str, list[str]]:
+    """Node → the admitted or running jobs placed on it (sorted, each once)."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for (node, _), (_, job_id) in _held(read, {}).items():
+        out[node].add(job_id)
+    return {node: sorted(jobs) for node, jobs in out.items()}
+
+
 def _top_domain(node: m.Node, site: str) -> str:
     """The largest topology domain under the site (``domains`` is smallest first)."""
     path = [d for d in node.domains if d != site]
@@ -91,18 +126,7 @@ def factory_map(page: PageDep, site: Annotated[str, Query(max_length=64)] = "") 
         nodes = tenancy.list_nodes(read, site or None)
         types = dict(read.execute(select(m.GpuType.id, m.GpuType.name)).all())
         tenants = dict(read.execute(select(m.Tenant.id, m.Tenant.name)).all())
-        # Read-only view: which GPU each admitted or running job holds.
-        held: dict[tuple[str, int], tuple[str, str]] = {}
-        for job_id, tenant_id, placement in read.execute(
-            select(m.Job.id, m.Job.tenant_id, m.Job.placement).where(
-                m.Job.state.in_([m.JobState.ADMITTED.value, m.JobState.RUNNING.value])
-            )
-        ):
-            for part in placement or ():
-                for gpu in part.get("gpus", ()):
-                    held[(str(part.get("node")), int(gpu))] = (
-                        tenants.get(tenant_id, "?"), job_id
-                    )
+        held = _held(read, tenants)
     colour = {name: f"t{i % TENANT_COLOURS}" for i, name in enumerate(sorted(tenants.values()))}
     by_site: dict[int, dict[str, DomainView]] = defaultdict(dict)
     site_names = {s.id: s.name for s in sites}
@@ -172,6 +196,7 @@ def nodes(page: PageDep, done: str = "", node: str = "") -> Response:
         rows = tenancy.list_nodes(read)
         sites = {s.id: s.name for s in tenancy.list_sites(read)}
         types = dict(read.execute(select(m.GpuType.id, m.GpuType.name)).all())
+        running = _jobs_on_nodes(read)
     notice = None
     if done in ("drained", "undrained") and node:
         notice = (
@@ -179,7 +204,9 @@ def nodes(page: PageDep, done: str = "", node: str = "") -> Response:
             if done == "drained"
             else page._("Node %(node)s is back in service.", node=node)
         )
-    return page.render("ops_nodes.html", nodes=rows, sites=sites, types=types, notice=notice)
+    return page.render(
+        "ops_nodes.html", nodes=rows, sites=sites, types=types, notice=notice, running=running
+    )
 
 
 def _set_drained(page: PageDep, name: str, drained: bool, reason: str, csrf: str) -> Response:
@@ -209,3 +236,127 @@ def undrain(
     csrf_token: Annotated[str, Form(max_length=256)] = "",
 ) -> Response:
     return _set_drained(page, name, False, reason, csrf_token)
+
+
+# --- utilisation over time -----------------------------------------------------------------
+
+WINDOWS: dict[str, tuple[float, int, str]] = {
+    "hour": (3600.0, 60, "HH:mm"),
+    "day": (86400.0, 96, "HH:mm"),
+    "week": (7 * 86400.0, 168, "d MMM"),
+    "month": (30 * 86400.0, 120, "d MMM"),
+}
+"""Window → (seconds, buckets, axis label pattern)."""
+WINDOW_LABELS = {
+    "hour": N_("last hour"),
+    "day": N_("last 24 hours"),
+    "week": N_("last 7 days"),
+    "month": N_("last 30 days"),
+}
+
+
+def _axis(page: Page, pattern: str) -> Callable[[float], str]:
+    from babel.dates import format_datetime
+
+    def fmt(seconds: float) -> str:
+        return format_datetime(
+            datetime.fromtimestamp(seconds, UTC), pattern, tzinfo=UTC, locale=page.lang.code
+        )
+
+    return fmt
+
+
+@router.get("/ops/util")
+def utilisation(
+    page: PageDep, window: Literal["hour", "day", "week", "month"] = "day"
+) -> Response:
+    page.operator()
+    span, buckets, pattern = WINDOWS[window]
+    step = span / buckets
+    end = (page.now // step + 1) * step  # whole buckets: the same address shows stable slices
+    with page.state.db.read() as read:
+        util = history.utilisation(read, start=end - span, end=end, buckets=buckets, now=page.now)
+    mid = util.step / 2  # each point stands at the middle of its bucket
+    series = [Series(page._("Factory"), [(b.at + mid, util.fraction(b)) for b in util.buckets])]
+    series += [
+        Series(site, [(b.at + mid, util.fraction(b, site)) for b in util.buckets])
+        for site in util.capacity
+    ]
+    chart = line_chart(
+        series,
+        title=page._("Share of the GPUs held by running jobs, %(window)s (UTC)",
+                     window=page._(WINDOW_LABELS[window])),
+        fmt_x=_axis(page, pattern),
+        fmt_y=page.lang.percent,
+        y_max=1.0,
+    )
+    return page.render(
+        "ops_util.html", util=util, chart=chart, window=window, windows=WINDOW_LABELS,
+    )
+
+
+# --- sites: drain, mark unreachable, bring back ----------------------------------------------
+
+SITE_STATES = {
+    "up": N_("up"),
+    "drained": N_("drained"),
+    "unreachable": N_("unreachable"),
+}
+SITE_DONE = {
+    "up": N_("Site %(site)s is back in service."),
+    "drained": N_("Site %(site)s is drained: no new job starts there; its runs go on."),
+    "unreachable": N_("Site %(site)s is marked unreachable: its runs are requeued and run "
+                      "again only where their data may go."),
+}
+
+
+@dataclass
+class SiteRow:
+    site: m.Site
+    nodes: int
+    nodes_out: int
+    gpus: int
+    jobs: list[str]
+
+
+@router.get("/ops/sites")
+def sites(page: PageDep, done: str = "", site: str = "") -> Response:
+    page.operator()
+    with page.state.db.read() as read:
+        rows = {s.id: SiteRow(s, 0, 0, 0, []) for s in tenancy.list_sites(read)}
+        by_node: dict[str, SiteRow] = {}
+        for n in tenancy.list_nodes(read):
+            row = rows.get(n.site_id)
+            if row is None:
+                continue
+            by_node[n.name] = row
+            row.nodes += 1
+            row.gpus += n.gpu_count
+            row.nodes_out += n.state != m.NodeState.UP.value
+        for node, jobs in _jobs_on_nodes(read).items():
+            if node in by_node:
+                by_node[node].jobs.extend(j for j in jobs if j not in by_node[node].jobs)
+    notice = page._(SITE_DONE[done], site=site) if done in SITE_DONE and site else None
+    return page.render(
+        "ops_drain.html", sites=list(rows.values()), states=SITE_STATES, notice=notice,
+    )
+
+
+@router.post("/ops/sites/{name}/state")
+def set_site_state(
+    name: str,
+    page: PageDep,
+    state: Annotated[str, Form(max_length=16)] = "",
+    reason: Annotated[str, Form(max_length=500)] = "",
+    csrf_token: Annotated[str, Form(max_length=256)] = "",
+) -> Response:
+    caller = page.operator()
+    session.check_csrf(page.request, csrf_token)
+    if state not in SITE_STATES:
+        return page.render(
+            "error.html", status=422, title=page._("Not allowed"),
+            message=page._("Choose one of: %(choices)s.", choices=", ".join(SITE_STATES)),
+        )
+    with page.state.db.write() as write:
+        residency.set_site_state(write, caller, name, state, reason.strip())
+    return page.redirect(f"/ops/sites?done={state}&site={name}#site-{name}")
