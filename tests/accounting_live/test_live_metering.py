@@ -18,11 +18,11 @@ from sqlalchemy import func, select, update
 from masnaa.accounting import allocations as core
 from masnaa.accounting.metering import UsageRecord
 from masnaa.accounting.statements import build_statements
-from masnaa.api.routers.accounting import _statement_lines
 from masnaa.service import accounting as acct
 from masnaa.service.loop import ControlLoop, LoopConfig
 from masnaa.service.metering import Meter, _insert_record
 from masnaa.service.metrics import Metrics
+from masnaa.service.statements import statement_lines
 from masnaa.store import accounting as t
 from masnaa.store import models as m
 from service.conftest import Factory
@@ -145,7 +145,7 @@ def test_records_tile_the_run_across_a_restart_and_reconcile(factory: Factory) -
         s.add(t.AccountingSetting(key=acct.TAX_KEY, value={"MAD": "0.20"}))
     with factory.sessions() as s:
         tenant = recs[0].tenant
-        span, lines = _statement_lines(s, tenant, date.today().strftime("%Y-%m"))
+        span, lines = statement_lines(s, tenant, date.today().strftime("%Y-%m"))
         total_records = s.scalar(
             select(
                 func.sum(t.UsageRecordRow.gpus * (t.UsageRecordRow.end - t.UsageRecordRow.start))

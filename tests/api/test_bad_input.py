@@ -155,6 +155,13 @@ def test_unknown_route_and_method(world: World) -> None:
         ("um6p-alice", "/api/v1/tokens", {"ttl_seconds": -1}, 400, "invalid-ttl"),
         ("um6p-alice", "/api/v1/nodes/ma-n0/drain", {}, 403, "forbidden"),
         ("ops", "/api/v1/nodes/nope/drain", {}, 404, "node-not-found"),
+        ("ops", "/api/v1/nodes/nope/undrain", {}, 404, "node-not-found"),
+        ("ops", "/api/v1/nodes/ma-n0/drain", {"evacuate": "maybe"}, 422, "invalid-request"),
+        ("ops", "/api/v1/nodes/ma-n0/drain", {"evacuat": False}, 422, "invalid-request"),
+        ("ops", "/api/v1/nodes/ma-n0/undrain", {"evacuate": False}, 422, "invalid-request"),
+        ("ops", "/api/v1/sites/ma-1/state", {"state": "up", "evacuate": False}, 422,
+         "evacuate-not-applicable"),
+        ("ops", "/api/v1/sites/nope/state", {"state": "drained"}, 404, "site-not-found"),
     ],
 )
 def test_refused_admin_requests(

@@ -302,11 +302,11 @@ def test_more_gpu_time_is_a_linked_request_or_an_operators_supplement(world: Fac
         assert f'value="{alloc_id}"' in form and 'value="nlp"' in form
         more = requested(salma, supplement_of=alloc_id, hours="8", project="ignored")
     with world.state.db.read() as s:
-        row = s.get(t.AllocationRow, more)
-        assert row is not None and row.doc["renewal_of"] == alloc_id
+        row = s.get(t.AllocationRow, more)  # a supplement request (test_portal_supplement.py)
+        assert row is not None and row.doc["supplement_of"] == alloc_id
         assert row.project == "uca/nlp"
     with signed_in(world, "karim") as karim:
-        assert f"more for {alloc_id}" in text(karim.get("/review"))
+        assert f"supplement to {alloc_id}" in text(karim.get("/review"))
         page = karim.get(f"/review/{alloc_id}").text
         assert 'id="supplement-form"' in page
         r = karim.post(f"/review/{alloc_id}/supplement", data={

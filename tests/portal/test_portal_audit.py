@@ -197,10 +197,12 @@ def test_an_operator_drains_a_site_and_brings_it_back(factory: Factory) -> None:
         refused = c.post("/ops/sites/ke-1/state", data={"csrf_token": "x", "state": "drained"})
         assert refused.status_code == 403
         try:
-            r = c.post("/ops/sites/ke-1/state",
-                       data={"csrf_token": token, "state": "drained", "reason": "power work"})
+            r = c.post("/ops/sites/ke-1/state", data={"csrf_token": token, "state": "drained",
+                                                      "reason": "power work", "evacuate": "1"})
             assert r.status_code == 303
-            assert r.headers["location"] == "/ops/sites?done=drained&site=ke-1#site-ke-1"
+            # The notice says whether runs were moved (none may be running there now).
+            assert re.fullmatch(r"/ops/sites\?done=drained(-finish)?&site=ke-1#site-ke-1",
+                                r.headers["location"])
             with factory.state.db.read() as s:
                 site = s.scalars(select(m.Site).where(m.Site.name == "ke-1")).one()
                 assert (site.state, site.reason) == ("drained", "power work")
@@ -209,6 +211,13 @@ def test_an_operator_drains_a_site_and_brings_it_back(factory: Factory) -> None:
             assert "Site ke-1 is drained" in page.text
             bad = c.post("/ops/sites/ke-1/state", data={"csrf_token": token, "state": "gone"})
             assert bad.status_code == 422
+            odd = c.post("/ops/sites/ke-1/state", data={"csrf_token": token, "state": "drained",
+                                                        "evacuate": "yes"})
+            assert odd.status_code == 422  # the box sends 1 or nothing
+            # Unticked "move its jobs": the runs there go on (a let-finish drain).
+            kept = c.post("/ops/sites/ke-1/state", data={"csrf_token": token, "state": "drained"})
+            assert kept.headers["location"] == "/ops/sites?done=drained-finish&site=ke-1#site-ke-1"
+            assert "its runs go on" in c.get(kept.headers["location"]).text
             missing = c.post("/ops/sites/xx-9/state", data={"csrf_token": token, "state": "up"})
             assert missing.status_code == 404
         finally:

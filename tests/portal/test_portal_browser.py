@@ -135,7 +135,7 @@ def test_operator_drains_and_undrains_a_node(
         assert (node.state, node.reason) == ("drained", f"cooling check ({lang})")
     page.screenshot(path=str(artifacts / f"{lang}-6-node-drained.png"), full_page=True)
 
-    page.locator("#node-ma-n1 button[type=submit]").click()
+    page.locator("#node-ma-n1 form[action$='/undrain'] button").click()
     page.wait_for_url(re.compile(r"/ops/nodes\?done=undrained"))
     assert say.gettext(NODE_STATES["up"]) in page.inner_text("#node-ma-n1")
 

@@ -3,10 +3,10 @@
 Flows with screenshots under ``test-artifacts/portal/`` (``ops-*`` and
 ``data-*``), each in English, French and Arabic (right to left):
 
-- an operator drains the node a job runs on (the run goes on: a drained node
-  only takes no new work), then marks the job's site unreachable: the control
-  loop stops the run, requeues it, and it runs again at the other site; the
-  operator brings the site back and undrains the node;
+- an operator drains the node a job runs on ("move its jobs" ticked, the
+  default): the control loop stops the run with its grace to checkpoint,
+  requeues it, and it runs again on another node; its history names the drain
+  and who asked; the operator then undrains the node;
 - a researcher registers a dataset through the form, meets an error next to
   a field, and finds the dataset in the list with its jurisdiction and class.
 
@@ -64,87 +64,76 @@ def wait_for(check: Any, timeout: float, what: str) -> Any:
         time.sleep(0.1)
 
 
-def set_site(factory: Factory, site: str, state: str) -> None:
-    with factory.client("ops") as api:
-        r = api.post(f"/api/v1/sites/{site}/state", json={"state": state})
-        assert r.status_code == 200, r.text
-
-
 @pytest.mark.parametrize("lang", LANGS)
 def test_operator_drains_and_the_job_moves(
     factory: Factory, context: Any, artifacts: Path, lang: str
 ) -> None:
     say = Lang(lang)
-    # A job that may run on either site's GPUs, long enough to be moved.
+    # A job that may run on any node's GPUs, long enough to be moved.
     job_id = factory.submit(
         "amina", project="llm", name=f"movable-{lang}", command=["sleep", "120"],
         gpus_per_task=2, gpu_types=["h100-sxm-80gb", "a100-80gb"], time_limit=300,
     )
     job = factory.wait_state(job_id, {"running"}, timeout=30)
-    first_site, first_attempt = job.site, job.attempt
+    first_attempt = job.attempt
     first_node = str((job.placement or [{}])[0]["node"])
-    other_site = "ke-1" if first_site == "ma-1" else "ma-1"
     page = context.new_page()
     sign_in(page, factory, "ops", lang)
     try:
-        # 1. Drain the node it runs on: no new job starts there, the run goes on.
+        # 1. Drain the node it runs on, with "move its jobs" ticked (the default).
         page.goto(f"{factory.url}/ops/nodes")
         assert html_dir(page) == ("rtl" if lang == "ar" else "ltr")
         row = page.locator(f"#node-{first_node}")
         assert job_id in row.locator(".jobs").inner_text()
+        assert row.locator("input[name=evacuate]").is_checked()
         row.locator("input[name=reason]").fill(f"fan failure ({lang})")
         row.locator("button[type=submit]").click()
-        page.wait_for_url(re.compile(r"/ops/nodes\?done=drained"))
+        page.wait_for_url(re.compile(r"/ops/nodes\?done=drained&"))
         assert say.gettext(NODE_STATES["drained"]) in page.inner_text(f"#node-{first_node}")
+        assert page.inner_text(".notice") == say.gettext(
+            "Node %(node)s is drained: its running jobs are being moved elsewhere."
+        ) % {"node": first_node}
         page.screenshot(path=str(artifacts / f"{lang}-ops-1-node-drained.png"), full_page=True)
-        still = factory.job(job_id)
-        assert (still.state, still.site, still.attempt) == ("running", first_site, first_attempt)
 
-        # 2. Mark its site unreachable: the run is stopped and requeued.
-        page.goto(f"{factory.url}/ops/sites")
-        site_row = page.locator(f"#site-{first_site}")
-        assert job_id in site_row.locator(".jobs").inner_text()
-        page.screenshot(path=str(artifacts / f"{lang}-ops-2-sites.png"), full_page=True)
-        site_row.locator("input[name=reason]").fill(f"uplink cut ({lang})")
-        site_row.locator("button[value=unreachable]").click()
-        page.wait_for_url(re.compile(r"/ops/sites\?done=unreachable"))
-        assert first_site in page.inner_text(".notice")
-        assert page.locator(f"#site-{first_site}").get_attribute("data-state") == "unreachable"
-
-        # 3. It runs again at the other site (a new run: the attempt number moved on).
+        # 2. The run is stopped (SIGTERM, its grace to checkpoint), requeued, and runs again
+        #    on another node: a new run, the attempt number moved on.
         moved = wait_for(
-            lambda: (j := factory.job(job_id)).state == "running" and j.site == other_site and j,
-            timeout=30, what=f"{job_id} to run at {other_site}",
+            lambda: (j := factory.job(job_id)).state == "running"
+            and j.attempt > first_attempt and j,
+            timeout=30, what=f"{job_id} to run again off {first_node}",
         )
-        assert moved.attempt > first_attempt
+        new_node = str((moved.placement or [{}])[0]["node"])
+        assert new_node != first_node
         page.reload()
-        page.locator(f"#site-{other_site} .jobs a[href='/jobs/{job_id}']").wait_for()
-        assert job_id not in page.locator(f"#site-{first_site} .jobs").inner_text()
-        page.screenshot(path=str(artifacts / f"{lang}-ops-3-job-moved.png"), full_page=True)
+        page.locator(f"#node-{new_node} .jobs a[href='/jobs/{job_id}']").wait_for()
+        assert job_id not in page.locator(f"#node-{first_node} .jobs").inner_text()
+        page.screenshot(path=str(artifacts / f"{lang}-ops-2-job-moved.png"), full_page=True)
 
+        # 3. Its history names the drain and who asked.
         page.goto(f"{factory.url}/jobs/{job_id}")
         history = page.inner_text("table")
-        assert "requeued" in history and f"{first_site} was marked unreachable" in history
+        assert "preempting" in history and "preempted" in history
+        assert f"node {first_node} was drained by ops (fan failure ({lang}))" in history
         running = say.gettext(JOB_STATES["running"])
         assert running in page.inner_text(".facts .state")
-        page.screenshot(path=str(artifacts / f"{lang}-ops-4-job-history.png"), full_page=True)
+        page.screenshot(path=str(artifacts / f"{lang}-ops-3-job-history.png"), full_page=True)
 
         # Both runs are in the utilisation chart (a line per site, and the factory's).
         page.goto(f"{factory.url}/ops/util?window=hour")
         assert page.locator("#util-chart svg polyline").count() == 3
-        page.screenshot(path=str(artifacts / f"{lang}-ops-5-utilisation.png"), full_page=True)
+        page.screenshot(path=str(artifacts / f"{lang}-ops-4-utilisation.png"), full_page=True)
 
-        # 4. Bring the site back and undrain the node, from the same pages.
+        # 4. Sites offer the same choice; then undrain the node from its page.
         page.goto(f"{factory.url}/ops/sites")
-        page.locator(f"#site-{first_site} button[value=up]").click()
-        page.wait_for_url(re.compile(r"/ops/sites\?done=up"))
-        assert page.locator(f"#site-{first_site}").get_attribute("data-state") == "up"
+        site_row = page.locator(f"#site-{moved.site}")
+        assert job_id in site_row.locator(".jobs").inner_text()
+        assert site_row.locator("input[name=evacuate]").is_checked()
+        page.screenshot(path=str(artifacts / f"{lang}-ops-5-sites.png"), full_page=True)
         page.goto(f"{factory.url}/ops/nodes")
-        page.locator(f"#node-{first_node} button[type=submit]").click()
+        page.locator(f"#node-{first_node} form[action$='/undrain'] button").click()
         page.wait_for_url(re.compile(r"/ops/nodes\?done=undrained"))
         assert say.gettext(NODE_STATES["up"]) in page.inner_text(f"#node-{first_node}")
     finally:
-        set_site(factory, str(first_site), "up")
         with factory.client("ops") as api:
             api.post(f"/api/v1/nodes/{first_node}/undrain", json={"reason": ""})
             api.post(f"/api/v1/jobs/{job_id}/cancel")

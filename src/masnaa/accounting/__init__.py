@@ -6,9 +6,11 @@ stores what these functions return; the scheduler reads ``project_balances``.
 Modules, bottom up: ``errors`` · ``instants`` · ``money`` · ``prices`` (price
 lists, discounts, exchange rates) · ``metering`` (segments → usage records,
 the preempted-time rule) · ``rating`` (records → line items) ·
-``allocations`` (the lifecycle state machine) · ``balance`` (remaining
+``allocations`` (the lifecycle state machine) · ``supplements`` (members'
+supplement requests, granted onto the allocation) · ``balance`` (remaining
 GPU-seconds, ``Snapshot.balances``, wait reasons) · ``statements`` (statements,
-operator and funders' reports). See docs/accounting.md.
+operator and funders' reports) · ``comparison`` (every site's price in one unit, for
+the scheduler's site choice). See docs/accounting.md.
 """
 
 from masnaa.accounting.errors import AccountingError, CurrencyMismatch

@@ -31,6 +31,11 @@ date. Its life:
   start date, active ⇄ exhausted with the balance, and → expired at the expiry
   date, when unused GPU-time **lapses** (recorded in ``lapsed_gpu_seconds``).
 
+A **supplement request** (``accounting.supplements``) is an ``Allocation``
+with ``supplement_of`` set: it is reviewed like a request and, once an
+operator grants it, its GPU-time is added to the allocation it names, and it
+ends ``granted`` (it never holds GPU-time itself, so it is never usable).
+
 **Credits**: an award may be in credits; the PI or an allocation manager
 exchanges released credits for GPU-time in a pool at the operator's rate
 (``AllocationPolicy.credit_rates``: credits per GPU-hour; an H100-hour costs
@@ -78,6 +83,8 @@ class State(StrEnum):
     EXHAUSTED = "exhausted"
     EXPIRED = "expired"
     CLOSED = "closed"
+    GRANTED = "granted"
+    """A supplement request whose GPU-time was added to the allocation it names."""
 
 
 LIVE = frozenset({State.AWARDED, State.ACTIVE, State.EXHAUSTED})
@@ -311,6 +318,8 @@ class Allocation:
     first_expires: date | None = None
     """The expiry before any extension (extensions are capped against it)."""
     history: tuple[Event, ...] = ()
+    supplement_of: str | None = None
+    """Set on a supplement request: the allocation its GPU-time is added to."""
 
     @property
     def pi(self) -> str:
@@ -525,6 +534,13 @@ def award(
 ) -> Allocation:
     """The operator's award after review; it may differ from the request."""
     _need_operator(policy, by, "award an allocation")
+    if a.supplement_of is not None:
+        # Awarding it would make a second allocation of the same GPU-time.
+        raise _deny(
+            "supplement-request",
+            f"{a.id!r} asks for a supplement to {a.supplement_of!r}: grant it to that "
+            "allocation (accounting.supplements.grant_supplement) instead of awarding it",
+        )
     _need_state(a, {State.APPROVED}, "an award")
     seconds = amount.seconds("award")
     _check_caps(policy.tier(a.tier), amount, seconds, "award")
@@ -566,11 +582,9 @@ def release_tranche(
     )
 
 
-def supplement(
-    a: Allocation, policy: AllocationPolicy, *, by: str, amount: Amount, at_: Instant
-) -> Allocation:
-    """Add GPU-time (released at once) within the tier's supplement rules."""
-    _need_operator(policy, by, "grant a supplement")
+def check_supplement(a: Allocation, policy: AllocationPolicy, amount: Amount) -> dict[Pool, int]:
+    """The GPU-seconds of ``amount`` if the tier's supplement rules allow adding it
+    to ``a`` now (live, not too many, not too large); else the refusal."""
     _need_state(a, LIVE, "a supplement")
     t = policy.tier(a.tier)
     if a.supplements >= t.max_supplements:
@@ -588,6 +602,24 @@ def supplement(
             "supplement-too-large",
             f"supplements to {a.id!r} would exceed {frac * 100}% of its award; ask for less",
         )
+    return seconds
+
+
+def supplement(
+    a: Allocation,
+    policy: AllocationPolicy,
+    *,
+    by: str,
+    amount: Amount,
+    at_: Instant,
+    requested_in: str | None = None,
+) -> Allocation:
+    """Add GPU-time (released at once) within the tier's supplement rules.
+
+    ``requested_in`` names the supplement request it grants, for the history."""
+    _need_operator(policy, by, "grant a supplement")
+    seconds = check_supplement(a, policy, amount)
+    new_cred = a.supplemented_credits + to_decimal(amount.credits)
     merged = dict(a.supplemented)
     for p, s in seconds.items():
         merged[p] = merged.get(p, 0) + s
@@ -596,7 +628,9 @@ def supplement(
         supplemented=merged,
         supplemented_credits=new_cred,
         supplements=a.supplements + 1,
-        history=_log(a, at_, by, "supplement"),
+        history=_log(
+            a, at_, by, "supplement" if requested_in is None else f"supplement ({requested_in})"
+        ),
     )
 
 
@@ -735,6 +769,13 @@ def visible_reviews(
     if viewer in policy.operators or viewer in reviewers:
         return a.reviews
     return ()
+
+
+def rejection(a: Allocation) -> ReviewRecord | None:
+    """The review that rejected ``a``, if one did: its step, date and comment
+    are the reason its applicant reads. The comments of approving reviews are
+    notes among reviewers and stay with them (``visible_reviews``)."""
+    return next((r for r in reversed(a.reviews) if not r.approve), None)
 
 
 def reports_due(a: Allocation, policy: AllocationPolicy, now: Instant) -> list[date]:

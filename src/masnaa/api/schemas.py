@@ -241,6 +241,28 @@ class NodeOut(BaseModel):
 
 class DrainIn(Strict):
     reason: str = Field(default="", max_length=500)
+    evacuate: bool = Field(
+        default=True,
+        description="Move the jobs running on it: each is preempted (SIGTERM, its priority "
+        "class's grace to checkpoint, SIGKILL) and requeued, to run again only where its data "
+        "may go. False: they run to their end (no new job starts there either way).",
+    )
+
+
+class UndrainIn(Strict):
+    reason: str = Field(default="", max_length=500)
+
+
+class NodeChangeOut(NodeOut):
+    evacuated: list[str] = Field(
+        default_factory=list, description="Jobs this request asked to move off the node."
+    )
+
+
+class SiteChangeOut(SiteOut):
+    evacuated: list[str] = Field(
+        default_factory=list, description="Jobs this request asked to move off the site."
+    )
 
 
 class QuotaIn(Strict):

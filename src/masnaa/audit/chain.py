@@ -43,6 +43,10 @@ class AuditAction(StrEnum):
     GROUND_GRANT = "ground-grant"
     DOWNLOAD = "download"
     POLICY_CHANGE = "policy-change"
+    SITE_STATE = "site-state"
+    """An operator drained a site, marked it unreachable or brought it back."""
+    NODE_STATE = "node-state"
+    """An operator drained or undrained a node."""
 
 
 class AuditFormatError(ValueError):

@@ -1,7 +1,7 @@
 """What each audited event records: builders from policy types to ``AuditEvent``.
 
 Owns: the content of placement, refusal, data-registration, ground-grant,
-download and policy-change records, so the service writes them the same way
+download, policy-change and site/node state-change records, so the service writes them the same way
 everywhere and the regulator's report can read them back (``report.py``).
 
 Invariant: every event that touches data lists each datum's jurisdictions in
@@ -114,3 +114,17 @@ def policy_change_event(actor: str, before: RuleSet | None, after: RuleSet) -> A
                        "previous_version": before.version if before else None,
                        "previous_digest": before.digest if before else None,
                        "source": after.source})
+
+
+def state_change_event(actor: str, *, kind: str, name: str, site: str, state: str,
+                       before: str, reason: str, evacuate: bool | None,
+                       jobs: tuple[str, ...]) -> AuditEvent:
+    """An operator changed a site's or a node's state (``kind``: ``site`` or ``node``).
+
+    ``evacuate``: whether the runs there were asked to move (``None`` where it does not
+    apply); ``jobs``: the runs asked to move by this change.
+    """
+    action = AuditAction.SITE_STATE if kind == "site" else AuditAction.NODE_STATE
+    return AuditEvent(actor, action, site, (), None, None,
+                      {kind: name, "state": state, "previous_state": before, "reason": reason,
+                       "evacuate": evacuate, "evacuated_jobs": list(jobs)})

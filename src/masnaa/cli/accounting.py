@@ -2,7 +2,9 @@
 
 - ``masnaa alloc request|list|show|review|award|tranche|supplement|extend|close|
   exchange|member|progress``:
-  the allocation lifecycle (``/api/v1/allocations``); ``masnaa alloc report``:
+  the allocation lifecycle (``/api/v1/allocations``); ``masnaa alloc
+  request-supplement ID``: a member asks for more GPU-time on a live
+  allocation (reviewed, then granted with ``award``); ``masnaa alloc report``:
   the funders' report (or, with ``--operator 2026-11``, the operator report);
 - ``masnaa burn [--project P]``: per allocation, the balance, the daily
   burn-down and the projected exhaustion date (``/api/v1/accounting/usage``).
@@ -61,6 +63,11 @@ def _print_allocation(a: dict[str, Any]) -> None:
     )
     for p in a["remaining"]:
         out.print(f"  {p['site']}:{p['gpu_type']}  left {p['gpu_hours']} GPU-h")
+    if a.get("supplement_of"):
+        out.print(f"  supplement request for {a['supplement_of']}")
+    if a.get("rejection"):
+        why = a["rejection"]
+        out.print(f"  rejected at step {why['step']}: {why['reason'] or '(no reason given)'}")
     if a.get("reviews"):
         for r in a["reviews"]:
             verdict = "approved" if r["approve"] else "rejected"
@@ -143,7 +150,10 @@ def review(
 
 @alloc.command("award")
 def award(alloc_id: str, gpu_hours: Pools = None, credits: Credits = "0") -> None:
-    """Award an approved request; the award may differ from the request (operators)."""
+    """Award an approved request; the award may differ from the request (operators).
+
+    For an approved supplement request, this grants it: the GPU-time is added to the
+    allocation it names."""
     with api() as client:
         _print_allocation(
             client._call(
@@ -156,7 +166,7 @@ def award(alloc_id: str, gpu_hours: Pools = None, credits: Credits = "0") -> Non
 
 @alloc.command("supplement")
 def supplement(alloc_id: str, gpu_hours: Pools = None, credits: Credits = "0") -> None:
-    """Add a supplement (operators)."""
+    """Add a supplement directly, without a request (operators)."""
     with api() as client:
         _print_allocation(
             client._call(
@@ -164,6 +174,21 @@ def supplement(alloc_id: str, gpu_hours: Pools = None, credits: Credits = "0") -
                 f"/allocations/{alloc_id}/supplements",
                 json={"gpu_hours": parse_pools(gpu_hours), "credits": credits},
             )
+        )
+
+
+@alloc.command("request-supplement")
+def request_supplement(
+    alloc_id: str,
+    justification: Annotated[str, typer.Option(help="Why more GPU-time is needed.")],
+    gpu_hours: Pools = None,
+    credits: Credits = "0",
+) -> None:
+    """Ask for a supplement to a live allocation you are a member of (reviewed like a request)."""
+    body = {"gpu_hours": parse_pools(gpu_hours), "credits": credits, "justification": justification}
+    with api() as client:
+        _print_allocation(
+            client._call("POST", f"/allocations/{alloc_id}/supplement-requests", json=body)
         )
 
 

@@ -187,11 +187,28 @@ def nodes_list(
         )
 
 
+EvacuateFlag = Annotated[
+    bool,
+    typer.Option(
+        "--evacuate/--no-evacuate",
+        " /--let-finish",
+        help="Move the running jobs elsewhere (the default: each is preempted with its "
+        "class's grace to checkpoint and requeued where its data may go), or let them finish.",
+    ),
+]
+
+
 @nodes.command("drain")
-def nodes_drain(node: str, reason: Annotated[str, typer.Option()] = "") -> None:
+def nodes_drain(
+    node: str, reason: Annotated[str, typer.Option()] = "", evacuate: EvacuateFlag = True
+) -> None:
+    """No new job starts on NODE; its running jobs move elsewhere unless --let-finish."""
     with api() as c:
-        n = c.drain(node, reason)
+        n = c.drain(node, reason, evacuate=evacuate)
     out.print(f"node {n['name']}: {n['state']}" + (f" ({n['reason']})" if n["reason"] else ""))
+    moved = n.get("evacuated") or []
+    if moved:
+        out.print(f"asked to move: {', '.join(moved)}", markup=False)
 
 
 @nodes.command("undrain")

@@ -190,10 +190,18 @@ def site_state(
     site: str,
     state: Annotated[str, typer.Argument(help="up, drained or unreachable")],
     reason: Annotated[str, typer.Option("--reason")] = "",
+    evacuate: Annotated[bool | None, typer.Option(
+        "--evacuate/--no-evacuate", " /--let-finish",
+        help="With 'drained': move the running jobs (the default) or let them finish.")] = None,
 ) -> None:
     """Drain a site, mark it unreachable, or bring it back up (operators)."""
-    s = _call("POST", f"/sites/{site}/state", json={"state": state, "reason": reason})
+    body: dict[str, object] = {"state": state, "reason": reason}
+    if evacuate is not None:
+        body["evacuate"] = evacuate
+    s = _call("POST", f"/sites/{site}/state", json=body)
     out.print(f"{s['name']} ({s['country']}): {s['state']} {s['reason']}", markup=False)
+    if s.get("evacuated"):
+        out.print(f"asked to move: {', '.join(s['evacuated'])}", markup=False)
 
 
 def regulator_report(
@@ -233,6 +241,8 @@ def sim_residency(
     load: Annotated[float, typer.Option("--load", help="Offered load of the factory.")] = 0.85,
     policy: Annotated[str, typer.Option("--policy", help="Scheduling policy.")] = "masnaa",
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    prices: Annotated[bool, typer.Option(
+        "--prices", help="Add a run that chooses among lawful sites by price.")] = False,
 ) -> None:
     """The cost of residency on five sites: utilisation and wait with and without it (offline)."""
     from masnaa.scheduler import POLICIES
@@ -244,7 +254,7 @@ def sim_residency(
     if not (0 <= share <= 1) or jobs < 1 or load <= 0:
         fail("--share is between 0 and 1, --jobs at least 1, --load above 0", "invalid-option")
     result = run_scenario(ScenarioConfig(jobs=jobs, bound_share=share, seed=seed, load=load,
-                                         policy=policy))
+                                         policy=policy, price_aware=prices))
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2, sort_keys=True))
     else:

@@ -177,8 +177,10 @@ class MasnaaClient:
     def nodes(self, *, site: str | None = None) -> Json:
         return self._call("GET", "/nodes", params=self._params(site=site))
 
-    def drain(self, node: str, reason: str = "") -> Json:
-        return self._call("POST", f"/nodes/{node}/drain", json={"reason": reason})
+    def drain(self, node: str, reason: str = "", *, evacuate: bool = True) -> Json:
+        return self._call(
+            "POST", f"/nodes/{node}/drain", json={"reason": reason, "evacuate": evacuate}
+        )
 
     def undrain(self, node: str, reason: str = "") -> Json:
         return self._call("POST", f"/nodes/{node}/undrain", json={"reason": reason})

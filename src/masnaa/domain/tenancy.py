@@ -2,7 +2,8 @@
 
 A tenant's ``share`` is its fair-share weight: the fraction of the factory it
 is entitled to when everyone wants more than they get (shares are normalised
-over tenants with demand, so they need not sum to one).
+over tenants with demand, so they need not sum to one). Its
+``preferred_sites`` rank the eligible sites a job of it could start at.
 
 A quota is per tenant × site × GPU type (Kueue's ClusterQueue resource group,
 in our words): ``nominal`` GPUs are guaranteed; up to ``borrowing_limit`` more
@@ -33,10 +34,19 @@ class Tenant:
     kind: TenantKind = TenantKind.UNIVERSITY
     country: str = "MA"
     share: float = 1.0
+    preferred_sites: tuple[str, ...] = ()
+    """Sites this tenant's jobs should run at when several could take them, most
+    preferred first; sites not listed come after, equally (docs/scheduler.md, "Site
+    choice"). A preference only ranks eligible sites: it never makes one eligible."""
 
     def __post_init__(self) -> None:
         if self.share < 0:
             raise ValueError(f"tenant {self.name!r}: share must be ≥ 0, got {self.share}")
+        if len(set(self.preferred_sites)) != len(self.preferred_sites):
+            raise ValueError(
+                f"tenant {self.name!r}: preferred_sites lists a site twice "
+                f"({', '.join(self.preferred_sites)}); name each site once, best first"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,9 @@ the file no longer mentions may still be referenced by jobs, so removing a
 node is an operator's drain, not an edit of this file. Operator-owned
 columns (a node's or site's ``state`` and ``reason``) are never touched.
 A site's executor settings (``[sites.slurm]``) are kept in ``service_state``
-under ``site-options:<site>``, where the control loop reads them.
+under ``site-options:<site>``, where the control loop reads them; tenants'
+``preferred_sites`` in one row, ``tenant-site-preferences`` (tenant → sites),
+read by ``service.site_choice``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from masnaa.store import models as m
 
 SITE_OPTIONS = "site-options:"
 """``service_state`` key prefix of a site's executor settings (``{"slurm": {...}}``)."""
+PREFERENCES_KEY = "tenant-site-preferences"
+"""``service_state`` key of every tenant's preferred sites (``{tenant: [site, ...]}``)."""
 
 
 @dataclass(slots=True)
@@ -139,6 +143,23 @@ def apply_factory(session: Session, spec: FactorySpec, *, now: float | None = No
             {"name": t.name, "created_at": now},
         )
     session.flush()
+
+    # Preferences of the tenants the file declares; other tenants keep theirs.
+    prefs_row = session.get(m.ServiceState, PREFERENCES_KEY)
+    prefs = dict(prefs_row.value) if prefs_row is not None else {}
+    wanted = dict(prefs)
+    for t in spec.tenants:
+        if t.preferred_sites:
+            wanted[t.name] = list(t.preferred_sites)
+        else:
+            wanted.pop(t.name, None)
+    if wanted != prefs:
+        if prefs_row is None:
+            session.add(m.ServiceState(key=PREFERENCES_KEY, value=wanted, updated_at=now))
+            report.created["site preferences"] += 1
+        else:
+            prefs_row.value, prefs_row.updated_at = wanted, now
+            report.updated["site preferences"] += 1
 
     projects = {(p.tenant_id, p.name) for p in session.scalars(select(m.Project))}
     for t in spec.tenants:

@@ -15,7 +15,9 @@ Tables (arrays of tables in TOML):
   (otherwise nodes are cut into domains in file order by the site's
   topology sizes), ``features``, ``virtual`` and ``gpu_uuids`` (one list per
   named node).
-- ``[[tenants]]``: ``name``, ``kind``, ``country``, ``share``, ``projects``.
+- ``[[tenants]]``: ``name``, ``kind``, ``country``, ``share``, ``projects``,
+  ``preferred_sites`` (declared sites, best first: where its jobs go when
+  several eligible sites could start them; docs/scheduler.md "Site choice").
 - ``[[quotas]]``: ``tenant``, ``site``, ``gpu_type``, ``nominal``,
   ``borrowing_limit``, ``lending_limit``.
 - ``[[priority_classes]]``: ``name``, ``value``, ``preemptible``,
@@ -123,6 +125,7 @@ class TenantSpec(_Strict):
     country: Country = "MA"
     share: float = Field(1.0, ge=0)
     projects: list[Name] = Field(default_factory=lambda: ["default"])
+    preferred_sites: list[Name] = Field(default_factory=list)
 
 
 class QuotaSpec(_Strict):
@@ -264,6 +267,13 @@ def _check_references(spec: FactorySpec) -> None:
     for i, t in enumerate(spec.tenants):
         if len(set(t.projects)) != len(t.projects):
             raise FactoryError("a project is listed twice", path=f"tenants[{i}].projects")
+        for k, site in enumerate(t.preferred_sites):
+            known(site, sites, f"tenants[{i}].preferred_sites[{k}]", "site")
+        if len(set(t.preferred_sites)) != len(t.preferred_sites):
+            raise FactoryError(
+                "a site is listed twice; name each site once, best first",
+                path=f"tenants[{i}].preferred_sites",
+            )
     node_names: set[str] = set()
     for node in spec.expand_nodes():
         if node.name in node_names:

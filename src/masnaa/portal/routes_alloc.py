@@ -6,17 +6,22 @@
   tier) also what was charged so far and what the balance is worth at the
   current list price, in the site's currency, formatted for the locale.
 - ``/allocations/{id}``: one allocation, its pools, the burn-down chart
-  (server-side SVG, ``charts_alloc``), tranches, history.
-- ``/allocations/new``: the request form. ``?supplement_of=ID`` asks for
-  more GPU-time for an existing allocation: the service has no separate
-  supplement request, so it is filed as a new request for the same project,
-  linked to the old one (``renewal_of``), and reviewed like any other; an
-  operator may instead grant a supplement on the old one (``/review/{id}``).
+  (server-side SVG, ``charts_alloc``), tranches, history; if it was
+  rejected, the step and the reason the reviewer gave (never the notes of
+  approving reviews: ``service.allocation_views``).
+- ``/allocations/new``: the request form. ``?supplement_of=ID`` asks for a
+  supplement to a live allocation the user is a member of
+  (``service.supplements``): GPU-time and a justification, reviewed like a
+  request and, once an operator grants it, added to that allocation.
+  ``?renewal_of=ID`` (an expired one) files a new request for the same
+  project, linked to the old one. Operators may also grant a supplement
+  directly (``/review/{id}``).
 - ``/statements`` and ``/statements.csv``: a tenant's statement for a month,
   rated from the usage records (the API's ``/statements/{tenant}``).
 
-Everything is read and written through ``service.accounting`` and the API's
-own accounting views (``api.routers.accounting``) with the signed-in caller:
+Everything is read and written through ``service.accounting``,
+``service.supplements`` and the views the API returns too
+(``service.allocation_views``, ``service.statements``) with the signed-in caller:
 another tenant's allocation or statement is the not-found page, as in the API.
 Form values are parsed here (a web form sends text); every rule about
 amounts, tiers, durations and caps is the core's, and its refusal code is
@@ -42,16 +47,16 @@ from masnaa.accounting.balance import burn_down
 from masnaa.accounting.errors import AccountingError
 from masnaa.accounting.money import Money
 from masnaa.accounting.rating import rate
-from masnaa.accounting.statements import Statement, build_statements, statement_csv
-from masnaa.api.routers import accounting as api_acc
+from masnaa.accounting.statements import Statement, statement_csv
 from masnaa.portal import session
 from masnaa.portal.charts_alloc import burn_down_chart
 from masnaa.portal.i18n import Lang
 from masnaa.portal.labels import N_
 from masnaa.portal.web import Page, PageDep, PortalRoute
 from masnaa.service import accounting as svc
+from masnaa.service import allocation_views, supplements, tenancy
 from masnaa.service import jobs as jobs_svc
-from masnaa.service import tenancy
+from masnaa.service import statements as statements_svc
 from masnaa.service.tenancy import Caller, ServiceError
 from masnaa.store import accounting as t
 from masnaa.store import models as m
@@ -72,11 +77,12 @@ STATES = {
     "exhausted": N_("exhausted"),
     "expired": N_("expired"),
     "closed": N_("closed"),
+    "granted": N_("granted"),
 }
 
 FIELDS = (
     "project", "tier", "site", "gpu_type", "hours", "credits", "start", "duration_days",
-    "justification", "supplement_of",
+    "justification", "supplement_of", "renewal_of",
 )
 FIELD_LABELS = {
     "project": N_("Project"),
@@ -105,6 +111,15 @@ ERRORS = {
     "pool-incomplete": N_("Choose both a site and a GPU type for these hours."),
     "unknown-project": N_("Choose one of your projects."),
     "too-long": N_("This is too long."),
+    "too-many-supplements": N_("This allocation had all the supplements its tier allows."),
+    "supplement-too-large": N_(
+        "Supplements together may not exceed the tier's share of the award."
+    ),
+    "not-allowed": N_("Only members of this allocation may ask for a supplement to it."),
+    "bad-state": N_(
+        "A supplement can be asked for only while the allocation is awarded, active or "
+        "exhausted; after it expires, request a renewal."
+    ),
 }
 """Refusal codes (the core's and the form's own) → the sentence shown next to the field."""
 
@@ -115,6 +130,10 @@ FIELD_OF_CODE = {
     "no-justification": "justification",
     "unknown-tier": "tier",
     "over-tier-limit": "hours",
+    "too-many-supplements": "hours",
+    "supplement-too-large": "hours",
+    "not-allowed": "justification",
+    "bad-state": "justification",
 }
 
 
@@ -249,7 +268,7 @@ def allocation_view(
     s: Session, caller: Caller, a: core.Allocation, policy: core.AllocationPolicy, now: float
 ) -> dict[str, Any]:
     """The API's view of ``a`` for ``caller`` (settled at now, with its balance)."""
-    view = api_acc._view(s, caller, a, policy, now)
+    view = allocation_views.allocation_view(s, caller, a, policy, now)
     view["paid"] = _paid(policy, a.tier)
     view["money"] = _money(s, a, view, now) if view["paid"] else None
     view["requested_at"] = a.history[0].at if a.history else None
@@ -284,7 +303,8 @@ def my_allocations(page: PageDep) -> Response:
         if not caller.is_operator:
             rows = [r for r in rows if r.tenant == caller.tenant]
         views = [allocation_view(s, caller, svc.from_doc(r.doc), policy, page.now) for r in rows]
-    views.sort(key=lambda v: (v["state"] in ("expired", "closed", "rejected"), v["id"]))
+    done = ("expired", "closed", "rejected", "granted")
+    views.sort(key=lambda v: (v["state"] in done, v["id"]))
     return page.render("alloc_list.html", allocations=views, states=STATES)
 
 
@@ -306,28 +326,34 @@ def _render_form(
     page: Page, s: Session, caller: Caller, form: RequestForm, status: int = 200
 ) -> Response:
     policy = svc.load_policy(s)
-    base = None
-    if form.values.get("supplement_of"):
-        _, base = svc.get(s, caller, form.values["supplement_of"])
+    base, mode = None, ""
+    for mode in ("supplement_of", "renewal_of"):
+        if form.values.get(mode):
+            _, base = svc.get(s, caller, form.values[mode])
+            break
     return page.render(
         "alloc_new.html", status=status, values=form.values, errors=form.errors,
         choices=_form_choices(s, caller, policy), base=base, labels_alloc=FIELD_LABELS,
+        mode=mode if base is not None else "",
     )
 
 
 @router.get("/allocations/new")
 def new_allocation(
-    page: PageDep, supplement_of: Annotated[str, Query(max_length=64)] = ""
+    page: PageDep,
+    supplement_of: Annotated[str, Query(max_length=64)] = "",
+    renewal_of: Annotated[str, Query(max_length=64)] = "",
 ) -> Response:
     caller = page.signed_in()
     values = dict.fromkeys(FIELDS, "")
     values.update(start=today_of(page.now).isoformat(), duration_days="90", credits="0")
     with page.state.db.read() as s:
-        if supplement_of:
-            _, base = svc.get(s, caller, supplement_of)
+        if supplement_of or renewal_of:
+            _, base = svc.get(s, caller, supplement_of or renewal_of)
             project = base.project.partition("/")[2]
             values.update(
-                supplement_of=base.id, tier=base.tier,
+                supplement_of=base.id if supplement_of else "",
+                renewal_of="" if supplement_of else base.id, tier=base.tier,
                 project=base.project if caller.is_operator else project,
             )
             if base.requested.gpu_hours:
@@ -361,13 +387,19 @@ async def request_allocation(request: Request, page: PageDep) -> Response:
                 with page.state.db.write() as s:
                     project = values["project"]
                     if values["supplement_of"]:
-                        _, base = svc.get(s, caller, values["supplement_of"])
+                        a = supplements.request_supplement(
+                            s, caller, values["supplement_of"], amount=form.amount,
+                            justification=values["justification"], now=page.now,
+                        )
+                        return page.redirect(f"/allocations/{a.id}?done=requested")
+                    if values["renewal_of"]:
+                        _, base = svc.get(s, caller, values["renewal_of"])
                         project = base.project
                     a = svc.request_allocation(
                         s, caller, project=project, tier=values["tier"], amount=form.amount,
                         start=form.start, duration_days=form.duration_days,
                         justification=values["justification"],
-                        renewal_of=values["supplement_of"] or None, now=page.now,
+                        renewal_of=values["renewal_of"] or None, now=page.now,
                     )
                     return page.redirect(f"/allocations/{a.id}?done=requested")
             except ServiceError as exc:
@@ -394,12 +426,13 @@ def allocation_detail(
         chart = _chart(page, s, a, view)
         linked = [
             r.id for r in svc.visible(s, caller, project=a.project)
-            if r.doc.get("renewal_of") == a.id
+            if a.id in (r.doc.get("renewal_of"), r.doc.get("supplement_of"))
         ]
         is_member = caller.user in a.members
     return page.render(
         "alloc_detail.html", a=view, chart=chart, states=STATES, linked=linked,
-        may_ask_more=is_member and view["state"] in ("awarded", "active", "exhausted", "expired"),
+        may_ask_more=is_member and view["state"] in ("awarded", "active", "exhausted"),
+        may_renew=is_member and view["state"] == "expired" and a.supplement_of is None,
         notice=page._("Your request is filed; reviewers see it in their queue.")
         if done == "requested" else "",
     )
@@ -436,8 +469,7 @@ def _statement(page: Page, tenant: str, period: str) -> StatementPage:
         if found is None or not caller.sees_tenant(found):
             raise svc.not_found("tenant", tenant)
         try:
-            span, lines = api_acc._statement_lines(s, tenant, period)
-            sts = build_statements(lines, tenant, span, svc.tax_rates(s) or {})
+            sts = statements_svc.tenant_statements(s, tenant, period)
         except (AccountingError, ServiceError) as exc:
             if exc.code == "bad-period":
                 raise

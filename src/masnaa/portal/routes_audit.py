@@ -41,6 +41,8 @@ ACTIONS = {
     AuditAction.GROUND_GRANT.value: N_("transfer ground granted"),
     AuditAction.DOWNLOAD.value: N_("download"),
     AuditAction.POLICY_CHANGE.value: N_("policy change"),
+    AuditAction.SITE_STATE.value: N_("site state changed"),
+    AuditAction.NODE_STATE.value: N_("node state changed"),
 }
 
 

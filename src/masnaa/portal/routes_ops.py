@@ -14,11 +14,13 @@ type (the first of the job's acceptable types).
 
 Utilisation over time (``/ops/util``) is ``service.history.utilisation``: GPUs
 held per site, from the run segments the control loop records, against the
-nodes declared now. Sites (``/ops/sites``) are drained, marked unreachable or
-brought back with ``service.residency.set_site_state``, the function behind
-``POST /api/v1/sites/{name}/state``: a drained site or node takes no new job
-and its runs go on; the runs at a site marked unreachable are stopped and
-requeued by the control loop, and run again only at sites their data may go to.
+nodes declared now. Nodes are drained and sites drained, marked unreachable
+or brought back with ``service.evacuation``, the functions behind
+``POST /api/v1/nodes/{name}/drain`` and ``POST /api/v1/sites/{name}/state``: a
+drained node or site takes no new job, and its runs are moved (preempted with
+their grace, requeued, run again only at sites their data may go to) unless
+the form's "move its jobs" box is unticked, when they run to their end; the
+runs at a site marked unreachable are stopped and requeued by the control loop.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from masnaa.portal import session
 from masnaa.portal.charts import Series, line_chart
 from masnaa.portal.labels import N_
 from masnaa.portal.web import Page, PageDep, PortalRoute
-from masnaa.service import history, residency, tenancy
+from masnaa.service import evacuation, history, tenancy
 from masnaa.service import jobs as svc
 from masnaa.service.tenancy import ServiceError
 from masnaa.store import models as m
@@ -198,24 +200,28 @@ def nodes(page: PageDep, done: str = "", node: str = "") -> Response:
         types = dict(read.execute(select(m.GpuType.id, m.GpuType.name)).all())
         running = _jobs_on_nodes(read)
     notice = None
-    if done in ("drained", "undrained") and node:
-        notice = (
-            page._("Node %(node)s is drained: no new job starts on it.", node=node)
-            if done == "drained"
-            else page._("Node %(node)s is back in service.", node=node)
-        )
+    if done in NODE_DONE and node:
+        notice = page._(NODE_DONE[done], node=node)
     return page.render(
         "ops_nodes.html", nodes=rows, sites=sites, types=types, notice=notice, running=running
     )
 
 
-def _set_drained(page: PageDep, name: str, drained: bool, reason: str, csrf: str) -> Response:
-    caller = page.operator()
-    session.check_csrf(page.request, csrf)
-    with page.state.db.write() as write:
-        tenancy.set_node_state(write, caller, name, drained=drained, reason=reason.strip())
-    done = "drained" if drained else "undrained"
-    return page.redirect(f"/ops/nodes?done={done}&node={name}#node-{name}")
+NODE_DONE = {  # "drained": runs were asked to move; "drained-finish": none were
+    "drained": N_("Node %(node)s is drained: its running jobs are being moved elsewhere."),
+    "drained-finish": N_("Node %(node)s is drained: no new job starts on it."),
+    "undrained": N_("Node %(node)s is back in service."),
+}
+
+
+def _evacuate(page: Page, value: str) -> bool | Response:
+    """The "move its jobs" checkbox: ticked sends ``1``, unticked sends nothing."""
+    if value not in ("", "1"):
+        return page.render(
+            "error.html", status=422, title=page._("Not allowed"),
+            message=page._("Choose one of: %(choices)s.", choices="evacuate=1, evacuate="),
+        )
+    return value == "1"
 
 
 @router.post("/ops/nodes/{name}/drain")
@@ -223,9 +229,19 @@ def drain(
     name: str,
     page: PageDep,
     reason: Annotated[str, Form(max_length=500)] = "",
+    evacuate: Annotated[str, Form(max_length=8)] = "",
     csrf_token: Annotated[str, Form(max_length=256)] = "",
 ) -> Response:
-    return _set_drained(page, name, True, reason, csrf_token)
+    caller = page.operator()
+    session.check_csrf(page.request, csrf_token)
+    moving = _evacuate(page, evacuate)
+    if isinstance(moving, Response):
+        return moving
+    with page.state.db.write() as write:
+        _, change = evacuation.drain_node(write, caller, name, reason=reason.strip(),
+                                          evacuate_runs=moving, now=page.now)
+    done = "drained" if change.evacuated else "drained-finish"  # the notice says what happened
+    return page.redirect(f"/ops/nodes?done={done}&node={name}#node-{name}")
 
 
 @router.post("/ops/nodes/{name}/undrain")
@@ -235,7 +251,11 @@ def undrain(
     reason: Annotated[str, Form(max_length=500)] = "",
     csrf_token: Annotated[str, Form(max_length=256)] = "",
 ) -> Response:
-    return _set_drained(page, name, False, reason, csrf_token)
+    caller = page.operator()
+    session.check_csrf(page.request, csrf_token)
+    with page.state.db.write() as write:
+        evacuation.undrain_node(write, caller, name, reason=reason.strip(), now=page.now)
+    return page.redirect(f"/ops/nodes?done=undrained&node={name}#node-{name}")
 
 
 # --- utilisation over time -----------------------------------------------------------------
@@ -304,7 +324,9 @@ SITE_STATES = {
 }
 SITE_DONE = {
     "up": N_("Site %(site)s is back in service."),
-    "drained": N_("Site %(site)s is drained: no new job starts there; its runs go on."),
+    "drained": N_("Site %(site)s is drained: no new job starts there; its runs are moved "
+                  "where their data may go."),
+    "drained-finish": N_("Site %(site)s is drained: no new job starts there; its runs go on."),
     "unreachable": N_("Site %(site)s is marked unreachable: its runs are requeued and run "
                       "again only where their data may go."),
 }
@@ -348,6 +370,7 @@ def set_site_state(
     page: PageDep,
     state: Annotated[str, Form(max_length=16)] = "",
     reason: Annotated[str, Form(max_length=500)] = "",
+    evacuate: Annotated[str, Form(max_length=8)] = "",
     csrf_token: Annotated[str, Form(max_length=256)] = "",
 ) -> Response:
     caller = page.operator()
@@ -357,6 +380,13 @@ def set_site_state(
             "error.html", status=422, title=page._("Not allowed"),
             message=page._("Choose one of: %(choices)s.", choices=", ".join(SITE_STATES)),
         )
+    moving = _evacuate(page, evacuate)
+    if isinstance(moving, Response):
+        return moving
+    draining = state == m.SiteState.DRAINED.value
     with page.state.db.write() as write:
-        residency.set_site_state(write, caller, name, state, reason.strip())
-    return page.redirect(f"/ops/sites?done={state}&site={name}#site-{name}")
+        _, change = evacuation.set_site_state(write, caller, name, state, reason.strip(),
+                                              evacuate_runs=moving if draining else None,
+                                              now=page.now)
+    done = "drained-finish" if draining and not change.evacuated else state
+    return page.redirect(f"/ops/sites?done={done}&site={name}#site-{name}")

@@ -4,17 +4,23 @@ Terms (``accounting.allocations``): a request runs its tier's **review
 steps** in order (e.g. admin-check → technical); a **reviewer** of a step
 (``allocation_reviewers``) approves or rejects it with a comment; one
 rejection ends the request; after the last step an **operator** awards it
-(the amount may differ from the request). Operators also grant
-**supplements** to live allocations, within the tier's rules.
+(the amount may differ from the request). A **supplement request**
+(``supplement_of``) runs the same steps; an operator's award of it is the
+grant that adds its GPU-time to the allocation it names
+(``service.supplements.award``). Operators also grant supplements to live
+allocations directly, within the tier's rules.
 
-- ``/review``: requests waiting for a step or an award, oldest first, and
-  the history of recent decisions. Only operators and reviewers see these
+- ``/review``: requests waiting for a step, an award or a grant, oldest
+  first (supplement requests marked as such), and the history of recent
+  decisions. Only operators and reviewers see these
   pages; anyone else gets the not-found page (as for an unknown page).
 - ``/review/{id}``: the request, its reviews and history, and the forms the
   caller may use: the current step's review (approve, or reject with a
   reason); for an operator at the last step, approve **with the amount**
-  (review and award in one transaction); the award of an approved request;
-  a supplement of a live allocation.
+  (review and award in one transaction); the award of an approved request
+  (the grant, for a supplement request); a supplement of a live allocation.
+  The comment of a rejection is the reason its applicant reads on their
+  allocation page; comments on approvals stay with reviewers and operators.
 
 Every decision is the core's (``service.accounting.command``): who may
 review which step, conflicts of interest, caps. The form checks only what a
@@ -39,6 +45,7 @@ from masnaa.portal.labels import N_
 from masnaa.portal.routes_alloc import STATES, decimal_of, form_fields, say_error
 from masnaa.portal.web import Page, PageDep, PortalRoute
 from masnaa.service import accounting as svc
+from masnaa.service import supplements
 from masnaa.service.tenancy import Caller, ServiceError
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
@@ -273,12 +280,8 @@ async def review(alloc_id: str, request: Request, page: PageDep) -> Response:
             now=page.now,
         )
         if amount is not None:
-            svc.command(
-                s, caller, alloc_id,
-                lambda a, p: core.award(a, p, by=caller.user, amount=amount, at_=int(page.now)),
-                now=page.now,
-            )
-            return "awarded"
+            done = supplements.award(s, caller, alloc_id, amount=amount, now=page.now)
+            return "supplemented" if done.supplement_of else "awarded"
         return "approved" if verdict == "approve" else "rejected"
 
     return await _post(request, page, alloc_id, "review", act)
@@ -290,12 +293,8 @@ async def award(alloc_id: str, request: Request, page: PageDep) -> Response:
         amount = _amount(d.values, page.lang, d.errors)
         if amount is None:
             return ""
-        svc.command(
-            s, caller, alloc_id,
-            lambda a, p: core.award(a, p, by=caller.user, amount=amount, at_=int(page.now)),
-            now=page.now,
-        )
-        return "awarded"
+        done = supplements.award(s, caller, alloc_id, amount=amount, now=page.now)
+        return "supplemented" if done.supplement_of else "awarded"
 
     return await _post(request, page, alloc_id, "award", act)
 

@@ -7,7 +7,7 @@ Driver contract (``docs/architecture.md``, ``docs/scheduler.md``):
   ``ValueError`` rather than ever letting a GPU be held twice or a job land on an
   unavailable node; ``release``, ``mark_preempting``, ``update_expected_end``,
   ``set_node_available`` keep the indexes current in O(GPUs touched).
-- ``PendingQueue()``: pending jobs in per (tenant, priority class, service level)
+- ``PendingQueue()``: pending jobs in per (tenant, priority class, service level, eligibility)
   sub-queues, each in arrival order; a pass merges only the heads.
 - ``UsageLedger(half_life)``: decayed GPU-seconds per tenant (fair share); pure.
 - ``Snapshot``: what a pass reads; ``SchedulerConfig``: the policy and its knobs.

@@ -78,7 +78,8 @@ class SchedulerConfig:
 
     explain_waits: bool = True
     """Give every blocked job a wait reason. ``False`` leaves jobs that merely lack
-    free GPUs out of ``Decision.waiting`` (they get ``default_wait``): what starts,
+    free GPUs out of ``Decision.waiting`` (they get ``default_wait``) and leaves
+    ``Decision.site_choices`` empty: what starts,
     is preempted or is reserved stays the same, the pass is cheaper when many jobs
     are blocked. The twin turns it off; the service must not (users read reasons)."""
 

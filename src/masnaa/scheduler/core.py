@@ -11,8 +11,13 @@ being preempted, then least-loss victims the policy allows) and, for the first
 job that still cannot start, ``reserve`` (EASY: the earliest time it fits given
 running jobs' expected ends, on the nodes it would then use). The scan stops
 when nothing further can fit (no free GPU or no node with room for the smallest
-task pending, and no preemption budget left), at the first blocked job for
-head-of-line policies, or after ``backfill_depth`` blocked jobs. ``explain``
+task pending, and no preemption budget left; or, once a job holds a
+reservation, no room outside the reserved nodes and no waiting job short enough
+to end before the reservation starts), at the first blocked job for
+head-of-line policies, or after ``backfill_depth`` blocked jobs. When only such
+short jobs could still start, the scan skips whole sub-queues that hold none
+(``PendingQueue.queue_min_time_limit``): skipped jobs are not counted against
+``backfill_depth``, which bounds the jobs actually tried. ``explain``
 gives estimated start times to a bounded number of blocked jobs.
 
 Purity: the pass works on a ``View`` (copy-on-write overlay) and never writes
@@ -39,8 +44,8 @@ from masnaa.domain.job import Job, Placement, RunningJob
 from masnaa.domain.tenancy import PriorityClass, Quota
 from masnaa.scheduler.config import SchedulerConfig
 from masnaa.scheduler.decision import Decision, Preemption, Reservation, Start, Wait, WaitCode
-from masnaa.scheduler.place import best_placement, place_in_pool
-from masnaa.scheduler.policies import POLICIES, Key, Policy
+from masnaa.scheduler.place import SiteChoice, best_placement, place_in_pool
+from masnaa.scheduler.policies import POLICIES, Key, Policy, VictimTest
 from masnaa.scheduler.queue import Entry, PendingQueue
 from masnaa.scheduler.snapshot import Snapshot
 from masnaa.scheduler.state import Pool, effective_end
@@ -109,6 +114,7 @@ def order(p: Pass) -> Iterator[Entry]:
         entries.sort(key=lambda e: policy.job_key(e, p))
         yield from entries
         return
+    keys = list(pending.sub_queues())
     queues = list(pending.sub_queues().values())
     heap: list[tuple[Key, int, int]] = []
     for qi, q in enumerate(queues):
@@ -116,6 +122,17 @@ def order(p: Pass) -> Iterator[Entry]:
     heapq.heapify(heap)
     while heap:
         key, qi, pos = heapq.heappop(heap)
+        sub = keys[qi]
+        if len(p.to_estimate) >= p.config.estimate_depth:
+            # Jobs that cannot start are passed over a sub-queue at a time, once the
+            # ones that get a start estimate have been looked at.
+            horizon = p.short_horizon
+            if horizon is not None and pending.queue_min_time_limit(sub) > horizon:
+                p.skip(p.reserved_wait())  # none of its jobs ends before the reservation
+                continue
+            if p.no_room(sub[3], sub[4]):
+                p.skip(NO_ROOM)  # no node its jobs may use has room for a waiting task
+                continue
         q = queues[qi]
         entry = pending.entry_at(q[pos])
         if policy.dynamic_keys:
@@ -188,7 +205,7 @@ def place(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
     job = entry.job
     res = p.reservation
     exclude = p.exclusion(job)
-    if p.known_misfit(job, exclude):
+    if p.known_misfit(job, exclude) and (not p.quota_pools or p.quota_open(job, pools)):
         return False
     quota_blocked = 0
     for group in pools:
@@ -196,7 +213,8 @@ def place(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
         quota_blocked += len(group) - len(allowed)
         if not allowed:
             continue
-        found = best_placement(p.view, allowed, job, exclude)
+        why = p.decision.site_choices if p.config.explain_waits else None
+        found = best_placement(p.view, allowed, job, exclude, p.sites, why)
         if found is not None:
             p.start(entry, found[0], found[1], backfilled=res is not None)
             return True
@@ -310,6 +328,7 @@ def _overlaps(held: Held, used: dict[int, int]) -> bool:
 def backfill(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
     """The job is blocked: reserve for the first one (EASY), record a wait, decide to go on."""
     job = entry.job
+    p._blocked_run += 1
     if job.id in p.quota_waits:
         return True
     p.blocked_count += 1
@@ -322,6 +341,7 @@ def backfill(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
             p.reserved_mask = p.node_mask(placement.nodes)
             p.reserved_placement = placement
             p.decision.reservations.append(res)
+            p.capacity_changed()  # the reserved nodes are now out of bounds for most jobs
             p.wait(
                 job,
                 WaitCode.RESERVED,
@@ -369,7 +389,16 @@ def note_full(p: Pass, entry: Entry) -> bool:
     job = entry.job
     if job.id not in p.decision.rejected and p.policy.head_of_line is False:
         pools = p.eligible_pools(job)
-        p.wait(job, *p.capacity_reason(job, pools))
+        code, message = p.capacity_reason(job, pools)
+        stop = p.stop_reason
+        if (
+            code is WaitCode.NO_CAPACITY
+            and stop is not None
+            and stop.code is WaitCode.BACKFILL_WOULD_DELAY
+            and p.exclusion(job)
+        ):
+            code, message = stop.code, stop.message  # only the reserved nodes have room
+        p.wait(job, code, message)
         p.to_estimate.append((job, pools))
     return True
 
@@ -384,6 +413,20 @@ def explain(p: Pass) -> None:
             p.decision.waiting[job_id] = Wait(w.code, w.message, estimated_start=t)
     if p.stop_reason is not None:
         p.decision.default_wait = p.stop_reason
+    elif p.skipped is not None:
+        p.decision.default_wait = p.skipped
+
+
+LOOK_BEFORE_SKIPPING = 8
+"""Blocked jobs in a row, since free capacity last changed, before the scan checks
+whether it may stop or skip: the checks are exact, but not free, and most jobs of a
+busy pass start or are blocked one by one."""
+
+NO_ROOM = Wait(
+    WaitCode.NO_CAPACITY,
+    "no node of the GPU types and sites it may use has room for its tasks now; "
+    "jobs ahead of it wait too",
+)
 
 
 # ------------------------------------------------------------ pass context
@@ -430,6 +473,17 @@ class Pass:
         self.attempts_left = config.preemption_attempts_per_pass if policy.preemptive else 0
         self.preemptions_left = config.max_preemptions_per_pass if policy.preemptive else 0
         self.stop_reason: Wait | None = None
+        self._capacity_version = 0
+        self._blocked_run = 0
+        """Jobs found blocked since free capacity last changed."""
+        self._check_reserved = False
+        self._room: dict[tuple[tuple[str, ...], tuple[str, ...] | None], tuple[int, bool]] = {}
+        self._candidates: dict[object, bool] = {}
+        self.short_horizon: float | None = None
+        """Set once only jobs with a time limit within it may still start (see should_stop)."""
+        self.skipped: Wait | None = None
+        """Why the first sub-queue the scan passed over waits (``order``)."""
+        self.sites = SiteChoice(snapshot.site_prices, snapshot.tenants)
         self._pools_cache: dict[tuple[tuple[str, ...], tuple[str, ...] | None], PoolsByType] = {}
         self._preempting: list[RunningJob] | None = None
         self._capacity_dirty = True
@@ -437,6 +491,8 @@ class Pass:
             tuple[tuple[str, ...], tuple[str, ...] | None, int], list[tuple[int, int]]
         ] = {}
         self._min_gpt = pending.min_gpus_per_task() or 0
+        self._gpt_left = dict(pending.tasks_by_size())
+        """Jobs per task size not yet started in this pass: the smallest task still waiting."""
         self.quotas: dict[tuple[str, int], Quota] = {}
         self.quota_pools: dict[int, list[Quota]] = {}
         self.guarded: dict[int, list[tuple[str, int]]] = {}
@@ -511,21 +567,44 @@ class Pass:
         return self.now - victim.start_time
 
     def reclaims(self, entry: Entry, victim: RunningJob) -> bool:
+        test = self.reclaim_test(entry)
+        return test is not None and test(victim)
+
+    def reclaim_test(self, entry: Entry) -> VictimTest | None:
         if self.now - entry.since < self.config.reclaim_after:
-            return False
-        pool = self.pool_of(victim)
-        if pool not in self.quota_pools:
-            return False
-        theirs = self.quotas.get((victim.job.tenant, pool))
-        # Only GPUs truly borrowed come back: the victim's tenant keeps at least its nominal,
-        # so a reclaim never pushes it below and starts a chain of reclaims.
-        left = self.used(victim.job.tenant, pool) - victim.job.total_gpus
-        if left < (0 if theirs is None else theirs.nominal):
-            return False
-        mine = self.quotas.get((entry.job.tenant, pool))
-        return mine is not None and self.used(entry.job.tenant, pool) + entry.job.total_gpus <= (
-            mine.nominal
-        )
+            return None
+        job = entry.job
+        mine = set()
+        for pool in self.quota_pools:
+            q = self.quotas.get((job.tenant, pool))
+            if q is not None and self.used(job.tenant, pool) + job.total_gpus <= q.nominal:
+                mine.add(pool)
+        if not mine:
+            return None
+        # GPUs each tenant holds beyond its nominal quota per pool: only those come back,
+        # so that the victim's tenant keeps at least its nominal and a reclaim never
+        # starts a chain of reclaims.
+        borrowed: dict[tuple[str, int], int] = {}
+        for tenant, pool in self._holders(mine):
+            q = self.quotas.get((tenant, pool))
+            over = self.used(tenant, pool) - (0 if q is None else q.nominal)
+            if over > 0:
+                borrowed[(tenant, pool)] = over
+        if not borrowed:
+            return None
+        pool_of = self.pool_of
+
+        def test(victim: RunningJob) -> bool:
+            over = borrowed.get((victim.job.tenant, pool_of(victim)))
+            return over is not None and over >= victim.job.total_gpus
+
+        return test
+
+    def _holders(self, pools: set[int]) -> set[tuple[str, int]]:
+        """(tenant, pool) pairs that hold GPUs of ``pools`` now, this pass included."""
+        out = {key for key in self.state._tenant_pool_gpus if key[1] in pools}
+        out.update(key for key in self.pool_delta if key[1] in pools)
+        return out
 
     def remaining(self, job_id: str) -> float:
         oracle = self.snapshot.oracle
@@ -619,7 +698,15 @@ class Pass:
             self.committed.get(job.project, 0.0) + job.total_gpus * job.time_limit
         )
         self.started.append(_Started(self.now + job.time_limit, job.id, held))
-        self._capacity_dirty = True
+        self.capacity_changed()
+        self._served(job)
+
+    def _served(self, job: Job) -> None:
+        """``job`` leaves the waiting jobs of this pass (started, or waits on a claim)."""
+        g = job.gpus_per_task
+        left = self._gpt_left[g] = self._gpt_left.get(g, 1) - 1
+        if left <= 0 and g == self._min_gpt:
+            self._min_gpt = min((k for k, n in self._gpt_left.items() if n > 0), default=0)
 
     def claim(
         self, entry: Entry, victims: list[RunningJob], placement: Placement, pool: Pool
@@ -659,7 +746,8 @@ class Pass:
             "it starts when their checkpoint grace ends",
             estimated_start=ready,
         )
-        self._capacity_dirty = True
+        self.capacity_changed()
+        self._served(job)
 
     def _victim_reason(self, entry: Entry, r: RunningJob) -> str:
         job = entry.job
@@ -685,9 +773,13 @@ class Pass:
         k, g = job.tasks, job.gpus_per_task
         return any(k >= fk and g >= fg for fk, fg in failed)
 
+    def quota_open(self, job: Job, pools: PoolsByType) -> bool:
+        """Whether quotas let ``job`` try at least one of its pools."""
+        return any(self.quota_allows(job, pool) for group in pools for pool in group)
+
     def note_misfit(self, job: Job, exclude: int) -> None:
-        if self.quota_pools:
-            return  # quotas make fitting depend on the tenant, not only on the shape
+        # Called only when quotas allowed every pool, so the failure is physical and
+        # holds for the same or a larger shape of any tenant.
         key = (job.gpu_types, job.sites, exclude)
         failed = self._misfits.setdefault(key, [])
         k, g = job.tasks, job.gpus_per_task
@@ -711,6 +803,48 @@ class Pass:
 
     def capacity_changed(self) -> None:
         self._capacity_dirty = True
+        self._capacity_version += 1
+        self._blocked_run = 0
+
+    def no_room(self, gpu_types: tuple[str, ...], sites: tuple[str, ...] | None) -> bool:
+        """Whether jobs of this eligibility can be passed over without a look: no node
+        of their pools has room for the smallest waiting task, nothing can be preempted,
+        and the job that decides the reservation was already looked at.
+
+        Free GPUs only shrink during a pass, so "no room" once seen stays true.
+        """
+        if self._blocked_run < LOOK_BEFORE_SKIPPING:
+            return False
+        if self.policy.backfill and self.reservation is None:
+            return False
+        key = (gpu_types, sites)
+        seen = self._room.get(key)
+        if seen is not None and (seen[1] is False or seen[0] == self._capacity_version):
+            return not seen[1]
+        groups = self.eligible_pools_for(gpu_types, sites)
+        gpt = self._min_gpt
+        room = any(self.view.max_free_node(pool.index) >= gpt for group in groups for pool in group)
+        if not room and self.policy.preemptive:
+            room = self._may_free(key, {pool.index for group in groups for pool in group})
+        self._room[key] = (self._capacity_version, room)
+        return not room
+
+    def _may_free(self, key: object, pools: set[int]) -> bool:
+        """Whether preemption could still free GPUs in ``pools`` during this pass: GPUs
+        of jobs being preempted are unclaimed there, or the budget allows new victims
+        and the policy offers at least one candidate there (whoever would benefit)."""
+        if any(self.pool_of(r) in pools for r in self.unclaimed_preempting()):
+            return True
+        if self.attempts_left <= 0 or self.preemptions_left <= 0:
+            return False
+        found = self._candidates.get(key)
+        if found is None:
+            claimed = self.claimed
+            found = self._candidates[key] = any(
+                r.job.id not in claimed and self.pool_of(r) in pools
+                for r in self.policy.victim_order(self)
+            )
+        return found
 
     def exclusion(self, job: Job) -> int:
         """Nodes ``job`` must avoid: those reserved, unless it ends before the reservation."""
@@ -746,38 +880,79 @@ class Pass:
 
     def victims_for(self, entry: Entry, pool_ids: set[int]) -> Iterator[RunningJob]:
         """Victims the policy allows for this job, in rank order (at most a scan limit)."""
-        may = self.policy.may_preempt
+        test = self.policy.victim_test(entry, self)
+        if test is None:
+            return
+        claimed, limit = self.claimed, self.config.victim_scan_limit
+        held, node_pool = self.state._held, self.state._node_pool
         scanned = 0
         for r in self.policy.victim_order(self):
-            if r.job.id in self.claimed or self.pool_of(r) not in pool_ids:
+            if r.job.id in claimed or node_pool[held[r.job.id][0][0]] not in pool_ids:
                 continue
             scanned += 1
-            if scanned > self.config.victim_scan_limit:
+            if scanned > limit:
                 return
-            if may(entry, r, self):
+            if test(r):
                 yield r
 
     # ---- stopping and reasons
     def should_stop(self) -> bool:
         if self.stop_reason is not None:
             return True
-        if not self._capacity_dirty or not self.blocked_count:
+        if not self.blocked_count:
             # The first job that cannot start is always looked at: it gets its
             # reservation (or preemption) and an honest estimate.
             return False
-        self._capacity_dirty = False
-        if self.attempts_left > 0 and self.preemptions_left > 0:
-            return False
-        if any(r.job.id not in self.claimed for r in self.preempting()):
-            return False
-        biggest = max((self.view.max_free_node(i) for i in range(len(self.view.pools))), default=0)
-        if biggest == 0 or biggest < self._min_gpt:
-            self.stop_reason = Wait(
-                WaitCode.NO_CAPACITY,
-                "no free GPUs can hold a task of any waiting job; jobs ahead of it wait too",
-            )
-            return True
+        if self._capacity_dirty:
+            self._capacity_dirty = False
+            self._check_reserved = False
+            if self.attempts_left > 0 and self.preemptions_left > 0:
+                return False
+            if any(r.job.id not in self.claimed for r in self.preempting()):
+                return False
+            pools = range(len(self.view.pools))
+            biggest = max((self.view.max_free_node(i) for i in pools), default=0)
+            if biggest == 0 or biggest < self._min_gpt:
+                self.stop_reason = Wait(
+                    WaitCode.NO_CAPACITY,
+                    "no free GPUs can hold a task of any waiting job; jobs ahead of it wait too",
+                )
+                return True
+            self._check_reserved = self.reservation is not None
+        if self._check_reserved and self._blocked_run >= LOOK_BEFORE_SKIPPING:
+            self._check_reserved = False
+            return self._only_reserved_room()
         return False
+
+    def _only_reserved_room(self) -> bool:
+        """With a reservation and no task-sized room outside its nodes, only a job that
+        ends before the reservation starts may still start (on them). If no waiting job
+        is that short, stop; otherwise let ``order`` skip sub-queues with none."""
+        res = self.reservation
+        assert res is not None
+        pools = range(len(self.view.pools))
+        outside = max((self.view.max_free_node(i, self.reserved_mask) for i in pools), default=0)
+        if outside >= self._min_gpt:
+            return False
+        shortest = self.pending.min_time_limit()
+        if shortest is None or self.now + shortest > res.start_time:
+            self.stop_reason = self.reserved_wait()
+            return True
+        self.short_horizon = res.start_time - self.now
+        return False
+
+    def skip(self, why: Wait) -> None:
+        if self.skipped is None:
+            self.skipped = why
+
+    def reserved_wait(self) -> Wait:
+        res = self.reservation
+        assert res is not None
+        return Wait(
+            WaitCode.BACKFILL_WOULD_DELAY,
+            f"the free GPUs are held for job {res.job_id}, reserved to start at "
+            f"{res.start_time:.0f}; only a job that ends before then could use them",
+        )
 
     def capacity_reason(self, job: Job, pools: PoolsByType) -> tuple[WaitCode, str]:
         avail = max(self.state._pool_avail_cap[pool.index] for group in pools for pool in group)

@@ -96,6 +96,9 @@ class Decision:
     )
     rejected: dict[str, Wait] = field(default_factory=dict)
     """Jobs that can never run as asked (e.g. ``TOO_LARGE``); drivers fail them."""
+    site_choices: dict[str, str] = field(default_factory=dict)
+    """Job id → why its ``Start`` is at that site, for jobs that more than one
+    eligible site could start now (``place.SiteChoice``)."""
 
     def wait_for(self, job_id: str) -> Wait:
         return self.rejected.get(job_id) or self.waiting.get(job_id) or self.default_wait

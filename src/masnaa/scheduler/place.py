@@ -14,11 +14,40 @@ Rules (in this order):
 
 ``exclude`` is a bitmask of node ordinals the placement must avoid (nodes
 reserved for a blocked job). Nothing here mutates the view.
+
+Choosing among sites (``SiteChoice``; docs/scheduler.md, "Site choice"). A
+job whose GPU type is offered at several of its eligible sites (``Job.sites``
+after residency, or every site) starts at a site where it fits NOW — a job
+never waits for a better site, so expected wait comes first — and among
+those, lexicographically:
+
+1. the tenant's preference: position in ``Tenant.preferred_sites``; sites not
+   listed come after, all equal;
+2. price: ``Snapshot.site_prices[(site, GPU type)]`` (one comparison unit);
+   a site without a price comes after every priced one;
+3. fit: the topology score above (one node before a spread gang; fewest GPUs
+   or slots left over);
+4. free capacity: the larger share of the site's GPUs of the type free first
+   (spreads load between otherwise equal sites; in the five-site twin this
+   kept the p99 wait lower than "most free GPUs" or "first site");
+5. the site's name (pools are kept in name order): deterministic.
+
+Acceptable GPU types keep their order (the caller tries one type after the
+other), so the rule ranks sites within a type. ``Job.sites`` is a set, not a
+preference: for jobs "anywhere allowed" it holds the lawful sites in the
+factory's order, which says nothing about what the tenant wants. A pool list
+of one (every single-site factory) takes the plain fit path; with several,
+only sites with enough free GPUs are placed, in rank order, until nothing
+later can win and (for the reason) one other site that fits is known.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+
 from masnaa.domain.job import Job, Placement, PlacementSlice
+from masnaa.domain.tenancy import Tenant
 from masnaa.scheduler.state import Pool
 from masnaa.scheduler.view import View
 
@@ -90,10 +119,62 @@ def _spread(view: View, buckets: list[int], dmask: int, job: Job) -> Placement:
     return Placement(tuple(slices))
 
 
+Rank = tuple[int, float]
+"""``(position in the tenant's preferred sites, price)`` of a pool; lower is better."""
+
+
+class SiteChoice:
+    """Ranks the pools of a job's eligible sites for one pass (rule in the module docstring).
+
+    Built per pass from the snapshot; ranks are cached per (tenant, pool).
+    """
+
+    __slots__ = ("_prices", "_ranks", "_tenants")
+
+    def __init__(
+        self, prices: Mapping[tuple[str, str], float] | None, tenants: Mapping[str, Tenant]
+    ) -> None:
+        self._prices: Mapping[tuple[str, str], float] = prices or {}
+        self._tenants = tenants
+        self._ranks: dict[tuple[str, int], Rank] = {}
+
+    def preferred(self, tenant: str) -> tuple[str, ...]:
+        t = self._tenants.get(tenant)
+        return () if t is None else t.preferred_sites
+
+    def price(self, pool: Pool) -> float:
+        return self._prices.get((pool.site, pool.gpu_type), math.inf)
+
+    def rank(self, tenant: str, pool: Pool) -> Rank:
+        key = (tenant, pool.index)
+        r = self._ranks.get(key)
+        if r is None:
+            prefs = self.preferred(tenant)
+            pos = prefs.index(pool.site) if pool.site in prefs else len(prefs)
+            r = self._ranks[key] = (pos, self.price(pool))
+        return r
+
+
+_Fit = tuple[tuple[Rank, Score, float, int], Placement, Pool]
+"""``((rank, fit score, −free share, position), placement, pool)``: the full site-choice key."""
+
+
 def best_placement(
-    view: View, pools: list[Pool], job: Job, exclude: int = 0
+    view: View,
+    pools: list[Pool],
+    job: Job,
+    exclude: int = 0,
+    choice: SiteChoice | None = None,
+    why: dict[str, str] | None = None,
 ) -> tuple[Placement, Pool] | None:
-    """The best fit over ``pools`` (all of one GPU type; ties: first pool)."""
+    """The best placement over ``pools`` (all of one GPU type).
+
+    Without ``choice``: best fit, ties to the first pool. With it: the site-choice
+    rule of the module docstring; ``why`` (job id → sentence) then receives the reason
+    when more than one site could start the job now.
+    """
+    if choice is not None and len(pools) > 1:
+        return _choose(view, pools, job, exclude, choice, why)
     best: tuple[Placement, Score, Pool] | None = None
     for pool in pools:
         found = place_in_pool(view, pool, job, exclude)
@@ -102,3 +183,82 @@ def best_placement(
             if found[1] == (0, 0):
                 break
     return None if best is None else (best[0], best[2])
+
+
+def _choose(
+    view: View,
+    pools: list[Pool],
+    job: Job,
+    exclude: int,
+    choice: SiteChoice,
+    why: dict[str, str] | None,
+) -> tuple[Placement, Pool] | None:
+    free, total = view.free, job.total_gpus
+    room = [i for i, pool in enumerate(pools) if free[pool.index] >= total]
+    if not room:  # most calls: a job blocked everywhere
+        return None
+    if len(room) == 1:  # one site with room: nothing to choose
+        found = place_in_pool(view, pools[room[0]], job, exclude)
+        return None if found is None else (found[0], pools[room[0]])
+    # Sites in rank order, larger free share first within a rank: once a site fits
+    # perfectly, or the rank worsens, no later site can beat the best one found.
+    order = sorted(
+        (choice.rank(job.tenant, pools[i]), -free[pools[i].index] / pools[i].capacity, i)
+        for i in room
+    )
+    best: _Fit | None = None
+    other: _Fit | None = None
+    for rank, share, i in order:
+        settled = best is not None and (rank > best[0][0] or best[0][1] == (0, 0))
+        if settled and (why is None or other is not None):
+            break  # a reason needs one other site that could start it: any will do
+        pool = pools[i]
+        found = place_in_pool(view, pool, job, exclude)
+        if found is None:
+            continue
+        fit: _Fit = ((rank, found[1], share, i), found[0], pool)
+        if best is None or fit[0] < best[0]:
+            best, other = fit, best
+        elif other is None:
+            other = fit
+    if best is None:
+        return None
+    if why is not None and other is not None:
+        why[job.id] = _reason(job, choice, best, other)
+    return best[1], best[2]
+
+
+def _price(p: float) -> str:
+    return "no price" if math.isinf(p) else f"{p:.2f} per GPU-hour"
+
+
+def _reason(job: Job, choice: SiteChoice, best: _Fit, other: _Fit) -> str:
+    """Why ``best`` beat ``other`` (another site that could start the job now): the first
+    criterion of the rule that sets them apart."""
+    (w, _, wpool), (r, _, rpool) = best, other
+    if w[0][0] != r[0][0]:
+        prefs = ", ".join(choice.preferred(job.tenant))
+        because = f"tenant {job.tenant!r} prefers it (preferred sites, best first: {prefs})"
+    elif w[0][1] != r[0][1]:
+        because = f"it is cheaper: {_price(w[0][1])} against {_price(r[0][1])}"
+    elif w[1][0] != r[1][0]:
+        because = (
+            "same preference and price; the gang stays closer together there "
+            "(one node or a smaller topology domain)"
+        )
+    elif w[1] != r[1]:
+        because = (
+            f"same preference and price; it fits more tightly there ({w[1][1]} against "
+            f"{r[1][1]} GPUs or task slots left over), leaving whole nodes for larger jobs"
+        )
+    elif w[2] != r[2]:
+        because = (
+            f"same preference, price and fit; a larger share of its GPUs is free "
+            f"({-w[2]:.0%} against {-r[2]:.0%})"
+        )
+    else:
+        because = "equal on every criterion; its name comes first (a fixed order)"
+    return (
+        f"site {wpool.site} rather than {rpool.site} (both eligible and able to start it "
+        f"now): {because}"
+    )

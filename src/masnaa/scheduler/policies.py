@@ -21,7 +21,7 @@ arrival order; it can then preempt jobs that reached a higher service level.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Reversible
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Reversible
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from masnaa.scheduler.config import SchedulerConfig
 
 Key = tuple[float, ...]
+VictimTest = Callable[[RunningJob], bool]
+"""Whether one waiting job may preempt a given running job (built once per job)."""
 
 
 class PassView(Protocol):
@@ -83,6 +85,11 @@ class PassView(Protocol):
         """Whether the waiting job is within its nominal quota where the victim borrows."""
         ...
 
+    def reclaim_test(self, entry: Entry) -> VictimTest | None:
+        """``reclaims`` for one waiting job, its own side worked out once (``None``: it
+        may reclaim from nobody now)."""
+        ...
+
     def remaining(self, job_id: str) -> float:
         """True remaining runtime (oracle policies only; raises otherwise)."""
         ...
@@ -117,8 +124,17 @@ class Policy:
     def victim_order(self, v: PassView) -> Iterator[RunningJob]:
         return iter(())
 
+    def victim_test(self, entry: Entry, v: PassView) -> VictimTest | None:
+        """Whom ``entry`` may preempt, as a test on candidates (``None``: nobody).
+
+        The pass applies it to every candidate of ``victim_order``, so a policy
+        works out the waiting job's side once here rather than per candidate.
+        """
+        return None
+
     def may_preempt(self, entry: Entry, victim: RunningJob, v: PassView) -> bool:
-        return False
+        test = self.victim_test(entry, v)
+        return test is not None and test(victim)
 
     def preemption_class(self, entry: Entry, v: PassView) -> Hashable | None:
         """Jobs of one class may preempt exactly the same victims (``None``: no such class).
@@ -168,8 +184,9 @@ class Las(Policy):
             if r.preempt_deadline is None:
                 yield r
 
-    def may_preempt(self, entry: Entry, victim: RunningJob, v: PassView) -> bool:
-        return v.level(v.running_attained(victim)) > _my_level(entry, v)
+    def victim_test(self, entry: Entry, v: PassView) -> VictimTest | None:
+        mine = _my_level(entry, v)
+        return lambda victim: v.level(v.running_attained(victim)) > mine
 
     def preemption_class(self, entry: Entry, v: PassView) -> Hashable | None:
         return _my_level(entry, v)
@@ -199,9 +216,9 @@ class SrtfOracle(Policy):
         keyed.sort(key=lambda k: (k[0], k[1]))
         return iter([k[2] for k in keyed])
 
-    def may_preempt(self, entry: Entry, victim: RunningJob, v: PassView) -> bool:
+    def victim_test(self, entry: Entry, v: PassView) -> VictimTest | None:
         mine = v.remaining(entry.job.id) * entry.job.total_gpus
-        return v.remaining(victim.job.id) * victim.job.total_gpus > mine
+        return lambda victim: v.remaining(victim.job.id) * victim.job.total_gpus > mine
 
 
 class Masnaa(Policy):
@@ -253,17 +270,30 @@ class Masnaa(Policy):
                 if r.preempt_deadline is None and r.job.priority_class in wanted:
                     yield r
 
-    def may_preempt(self, entry: Entry, victim: RunningJob, v: PassView) -> bool:
+    def victim_test(self, entry: Entry, v: PassView) -> VictimTest | None:
         job = entry.job
-        mine, theirs = v.priority(job), v.priority(victim.job)
-        if theirs < mine:
-            return v.can_preempt(job)
-        if theirs > mine:
-            return False
-        if v.reclaims(entry, victim):
-            return True
-        if not v.config.fair_share_preemption:
-            return False
+        mine, can = v.priority(job), v.can_preempt(job)
+        reclaim = v.reclaim_test(entry)
+        fair = v.config.fair_share_preemption
+        if not can and reclaim is None and not fair:
+            return None  # no lower class it may stop, no quota to take back, no fair-share swap
+        class_of = v.class_of
+
+        def test(victim: RunningJob) -> bool:
+            theirs = class_of(victim.job.priority_class)[0]
+            if theirs < mine:
+                return can
+            if theirs > mine:
+                return False
+            if reclaim is not None and reclaim(victim):
+                return True
+            return fair and self._fair_swap(entry, victim, v)
+
+        return test
+
+    def _fair_swap(self, entry: Entry, victim: RunningJob, v: PassView) -> bool:
+        """Fair-share preemption between jobs of one priority class."""
+        job = entry.job
         if v.run_time(victim) < v.config.min_run_before_preemption:
             return False
         if v.level(v.running_attained(victim)) <= _my_level(entry, v):

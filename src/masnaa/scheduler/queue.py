@@ -4,7 +4,10 @@ Owns: every job waiting to start, with its attained service (GPU-seconds
 received in earlier runs) and the time it entered the queue (``since``).
 
 Jobs are kept in **sub-queues** keyed by ``(tenant, priority class, service
-level)``; each sub-queue is sorted by ``(since, arrival sequence)``. Every
+level, GPU types, sites)``; each sub-queue is sorted by ``(since, arrival
+sequence)``. The job's eligibility (its GPU types and sites) is part of the key
+so that a pass can pass over every job that asks for hardware with no room left
+in one step, rather than one job at a time. Every
 policy's order is monotone inside a sub-queue, so a scheduling pass merges only
 the sub-queue *heads* with a small heap (as Kueue does with its cluster queue
 heads) and never sorts the whole queue: a pass costs O(jobs it looks at ×
@@ -17,7 +20,10 @@ the discretised least-attained-service queues of Tiresias; ``decide()``
 requires the queue's thresholds to equal ``SchedulerConfig.las_thresholds``.
 
 Invariants: a job id appears once; ``since`` defaults to the job's submit time
-and a requeued job should be added with the time it was requeued.
+and a requeued job should be added with the time it was requeued. The top of
+each time-limit heap (the whole queue's, and one per sub-queue) is always a
+pending job: stale entries are dropped when they surface, so
+``min_time_limit`` and ``queue_min_time_limit`` are O(1) and pure.
 """
 
 from __future__ import annotations
@@ -32,8 +38,8 @@ from masnaa.domain.job import Job
 DEFAULT_LAS_THRESHOLDS: tuple[float, ...] = (3_600.0, 36_000.0)
 """Service-level thresholds in GPU-seconds: 1 GPU-hour and 10 GPU-hours."""
 
-SubQueueKey = tuple[str, str, int]
-"""``(tenant, priority class, service level)``."""
+SubQueueKey = tuple[str, str, int, tuple[str, ...], tuple[str, ...] | None]
+"""``(tenant, priority class, service level, GPU types, sites)``."""
 
 Shape = tuple[tuple[str, ...], tuple[str, ...] | None, int, int]
 """``(gpu_types, sites, tasks, gpus_per_task)``: what decides whether a job can ever fit."""
@@ -59,7 +65,8 @@ def service_level(attained: float, thresholds: tuple[float, ...]) -> int:
 
 
 class PendingQueue:
-    """Pending jobs in per (tenant, class, level) sub-queues, each in arrival order.
+    """Pending jobs in per (tenant, class, level, eligibility) sub-queues, each in
+    arrival order.
 
     ``add`` and ``remove`` cost O(log n) plus a memmove; ``__iter__`` yields
     jobs by ``(since, arrival)`` across all sub-queues.
@@ -70,6 +77,8 @@ class PendingQueue:
         "_entries",
         "_keys",
         "_level_thresholds",
+        "_limits",
+        "_queue_limits",
         "_queues",
         "_seq",
         "_shapes",
@@ -89,6 +98,8 @@ class PendingQueue:
         self._seq = 0
         self._demand_per_task: dict[int, int] = {}
         self._shapes: dict[Shape, dict[str, None]] = {}
+        self._limits: list[tuple[float, int, str]] = []
+        self._queue_limits: dict[SubQueueKey, list[tuple[float, int, str]]] = {}
 
     @property
     def level_thresholds(self) -> tuple[float, ...]:
@@ -113,11 +124,7 @@ class PendingQueue:
             attained=attained_service,
         )
         self._seq += 1
-        key = (
-            job.tenant,
-            job.priority_class,
-            service_level(attained_service, self._level_thresholds),
-        )
+        key = self._key(job, attained_service)
         q = self._queues.setdefault(key, [])
         sk = entry.sort_key
         if not q or q[-1] < sk:
@@ -129,6 +136,9 @@ class PendingQueue:
         g = job.gpus_per_task
         self._demand_per_task[g] = self._demand_per_task.get(g, 0) + 1
         self._shapes.setdefault(_shape(job), {})[job.id] = None
+        item = (job.time_limit, entry.seq, job.id)
+        heapq.heappush(self._limits, item)
+        heapq.heappush(self._queue_limits.setdefault(key, []), item)
 
     def remove(self, job_id: str) -> Job:
         """Dequeue and return a job (it starts, or is cancelled). ``KeyError`` if absent."""
@@ -136,17 +146,16 @@ class PendingQueue:
         if entry is None:
             raise KeyError(f"job {job_id!r} is not pending")
         job = entry.job
-        key = (
-            job.tenant,
-            job.priority_class,
-            service_level(entry.attained, self._level_thresholds),
-        )
+        key = self._key(job, entry.attained)
         q = self._queues[key]
         sk = entry.sort_key
         k = bisect.bisect_left(q, sk)
         del q[k]
         if not q:
             del self._queues[key]
+            del self._queue_limits[key]
+        else:
+            self._queue_limits[key] = self._drop_stale(self._queue_limits[key], len(q))
         del self._keys[sk]
         g = job.gpus_per_task
         self._demand_per_task[g] -= 1
@@ -157,7 +166,30 @@ class PendingQueue:
         del ids[job.id]
         if not ids:
             del self._shapes[shape]
+        self._limits = self._drop_stale(self._limits, len(self._entries))
         return job
+
+    def _drop_stale(
+        self, limits: list[tuple[float, int, str]], live: int
+    ) -> list[tuple[float, int, str]]:
+        """Pop entries of jobs no longer pending off the top of a time-limit heap;
+        rebuild it when stale entries outnumber the ``live`` ones."""
+        entries = self._entries
+        if len(limits) > 2 * live + 64:
+            limits = [x for x in limits if (e := entries.get(x[2])) is not None and e.seq == x[1]]
+            heapq.heapify(limits)
+            return limits
+        while limits:
+            _, seq, job_id = limits[0]
+            e = entries.get(job_id)
+            if e is not None and e.seq == seq:
+                break
+            heapq.heappop(limits)
+        return limits
+
+    def _key(self, job: Job, attained: float) -> SubQueueKey:
+        level = service_level(attained, self._level_thresholds)
+        return (job.tenant, job.priority_class, level, job.gpu_types, job.sites)
 
     def get(self, job_id: str) -> Job:
         entry = self._entries.get(job_id)
@@ -208,9 +240,21 @@ class PendingQueue:
         """Pending job ids by shape, in arrival order (read-only by convention)."""
         return self._shapes
 
+    def tasks_by_size(self) -> dict[int, int]:
+        """Pending jobs per ``gpus_per_task`` (read-only by convention)."""
+        return self._demand_per_task
+
     def min_gpus_per_task(self) -> int | None:
         """The smallest ``gpus_per_task`` of any pending job (``None`` when empty)."""
         return min(self._demand_per_task) if self._demand_per_task else None
+
+    def min_time_limit(self) -> float | None:
+        """The shortest time limit of any pending job (``None`` when empty)."""
+        return self._limits[0][0] if self._limits else None
+
+    def queue_min_time_limit(self, key: SubQueueKey) -> float:
+        """The shortest time limit in one sub-queue (``KeyError`` if it is empty)."""
+        return self._queue_limits[key][0][0]
 
 
 def _shape(job: Job) -> Shape:

@@ -18,6 +18,11 @@ jobs running when it reached zero; the driver decides whether to stop them.
 Oracle (``oracle``): job id → true remaining runtime in seconds, for pending
 and running jobs. Only policies with ``oracle = True`` ever see it:
 ``decide()`` replaces it with ``None`` for every other policy.
+
+Site prices (``site_prices``): plain numbers in ONE unit for every site (the
+live service converts each site's rate card to US dollars at the day's
+exchange rate, ``accounting.comparison``); only their order matters.
+Tenants' ``preferred_sites`` come with ``tenants``.
 """
 
 from __future__ import annotations
@@ -46,3 +51,6 @@ class Snapshot:
     priority_classes: Mapping[str, PriorityClass] = field(default_factory=lambda: DEFAULT_CLASSES)
     balances: Mapping[str, float] | None = None
     oracle: Mapping[str, float] | None = None
+    site_prices: Mapping[tuple[str, str], float] | None = None
+    """(site, GPU type) → price of one GPU-hour in one comparison unit, for choosing
+    among sites (``place.SiteChoice``); a pair without a price ranks after priced ones."""

@@ -94,11 +94,12 @@ class View:
             i, old = log.pop()
             self._apply(i, self.mask(i), old)
 
-    def max_free_node(self, pool: int) -> int:
-        """Most free GPUs on one available node of ``pool``."""
+    def max_free_node(self, pool: int, exclude: int = 0) -> int:
+        """Most free GPUs on one available node of ``pool`` outside the ``exclude`` mask."""
         b = self.buckets[pool]
+        keep = ~exclude
         for k in range(len(b) - 1, 0, -1):
-            if b[k]:
+            if b[k] & keep:
                 return k
         return 0
 

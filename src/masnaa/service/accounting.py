@@ -87,6 +87,7 @@ CONFLICT_CODES = frozenset(
         "too-many-supplements",
         "duplicate-rate",
         "wrong-review-step",
+        "supplement-request",
     }
 )
 
@@ -142,6 +143,7 @@ def to_doc(a: Allocation) -> dict[str, Any]:
         "renewal_of": a.renewal_of,
         "first_expires": a.first_expires.isoformat() if a.first_expires else None,
         "history": [[e.at, e.by, e.what] for e in a.history],
+        "supplement_of": a.supplement_of,
     }
 
 
@@ -175,6 +177,7 @@ def from_doc(d: Mapping[str, Any]) -> Allocation:
         renewal_of=d["renewal_of"],
         first_expires=date.fromisoformat(d["first_expires"]) if d["first_expires"] else None,
         history=tuple(Event(int(at), by, what) for at, by, what in d["history"]),
+        supplement_of=d.get("supplement_of"),  # absent from rows written before it existed
     )
 
 

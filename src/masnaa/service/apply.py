@@ -28,11 +28,15 @@ LogPaths = Callable[[str, str, int], tuple[str, str] | None]
 
 
 def lock_rows(session: Session, ids: Iterable[str]) -> dict[str, m.Job]:
-    """The job rows ``ids``, locked for this transaction."""
+    """The job rows ``ids``, locked for this transaction.
+
+    Locked in id order, as every other writer (drains, cancels) does, so that two
+    transactions locking overlapping sets cannot deadlock on PostgreSQL.
+    """
     ids = list(ids)
     if not ids:
         return {}
-    stmt = select(m.Job).where(m.Job.id.in_(ids))
+    stmt = select(m.Job).where(m.Job.id.in_(ids)).order_by(m.Job.id)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     return {row.id: row for row in session.scalars(stmt)}
@@ -62,9 +66,18 @@ class Admitted:
 
 
 def admit(
-    session: Session, starts: Iterable[Start], *, now: float, log_paths: LogPaths
+    session: Session,
+    starts: Iterable[Start],
+    *,
+    now: float,
+    log_paths: LogPaths,
+    why: Mapping[str, str] | None = None,
 ) -> list[Admitted]:
-    """``pending`` → ``admitted`` with placement and a new attempt number, before any launch."""
+    """``pending`` → ``admitted`` with placement and a new attempt number, before any launch.
+
+    ``why``: job id → why the core chose its site (``Decision.site_choices``), added to
+    the admission's reason: the job's history (``masnaa show JOB``) shows it.
+    """
     starts = list(starts)
     rows = lock_rows(session, (s.job_id for s in starts))
     out = []
@@ -89,13 +102,15 @@ def admit(
         where = ", ".join(f"{p.node}[{','.join(map(str, p.gpus))}]" for p in s.placement.slices)
         how = " by backfill" if s.backfilled else ""
         borrowed = f", {s.borrowed_gpus} borrowed" if s.borrowed_gpus else ""
+        chose = why.get(s.job_id) if why is not None else None
         transition(
             session,
             row,
             m.JobState.ADMITTED,
             at=now,
             code="admitted",
-            reason=f"run {row.attempt} placed{how} on {where} ({s.gpu_type} at {s.site}{borrowed})",
+            reason=f"run {row.attempt} placed{how} on {where} ({s.gpu_type} at {s.site}{borrowed})"
+            + (f"; {chose}" if chose else ""),
         )
         out.append(Admitted(row.id, row.attempt, s.site))
     return out

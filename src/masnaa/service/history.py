@@ -31,7 +31,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from masnaa.audit.chain import AuditRecord
-from masnaa.service.residency import _record
+from masnaa.service.residency import audit_record
 from masnaa.service.tenancy import ServiceError
 from masnaa.store import models as m
 from masnaa.store.accounting import RunSegmentRow
@@ -76,7 +76,7 @@ def audit_page(
     rows = list(session.scalars(stmt.order_by(AuditRow.seq.desc()).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
-    return AuditPage([_record(r) for r in rows], rows[-1].seq if more else None, total)
+    return AuditPage([audit_record(r) for r in rows], rows[-1].seq if more else None, total)
 
 
 # --- utilisation over time ------------------------------------------------------------------

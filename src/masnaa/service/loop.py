@@ -68,10 +68,12 @@ from masnaa.factory.apply import SITE_OPTIONS
 from masnaa.scheduler import SchedulerConfig, decide
 from masnaa.scheduler.decision import Decision, WaitCode
 from masnaa.service import apply, residency
+from masnaa.service.evacuation import DrainWaits
 from masnaa.service.launch import EXECUTOR_FACTORIES, build_spec
 from masnaa.service.metering import Meter
 from masnaa.service.metrics import Metrics
 from masnaa.service.reconcile import settle, write_settlement
+from masnaa.service.site_choice import SitePrices
 from masnaa.service.sites import SiteHealth, owner_names, record_starts
 from masnaa.service.snapshot import ACTIVE, LiveState
 from masnaa.store import models as m
@@ -104,6 +106,8 @@ class LoopConfig:
     """Seconds between full re-reads of the pending set (see ``LiveState.sync_pending``)."""
     meter_interval: float = 60.0
     """Seconds of loop time between two metering ticks of running jobs (``service.metering``)."""
+    price_interval: float = 300.0
+    """Seconds between two reads of the sites' prices for site choice (``service.site_choice``)."""
 
 
 @dataclass(slots=True)
@@ -161,6 +165,9 @@ class ControlLoop:
         self.wakeup = threading.Event()
         self.meter = Meter(self.read, self.write, interval=config.meter_interval, metrics=metrics)
         self.health = SiteHealth()
+        self.prices = SitePrices(config.price_interval)
+        self.drains = DrainWaits()
+        """Words the wait of a job that drains keep from all its sites (``service.evacuation``)."""
         self.lawful = residency.PendingSites()
         """Keeps pending jobs' lawful sites true as grounds expire (``service.residency``)."""
         """Sites whose engine reports its own health (Slurm): see ``service.sites``."""
@@ -228,12 +235,19 @@ class ControlLoop:
         self._renew_lease(now)
         self._observe()  # 1
         self._drive(now, report)  # 2
+        if report.settled:  # a drain committed since observe may be why a run just ended
+            with self.read() as s:
+                self.live.sync_nodes(s)
         if report.settled and self.health.unusable:  # a node may have just failed under a run
             self._probe_sites(now)
             self._block_unusable()
         self.meter.tick(now)  # usage records of the runs, then the balances for admission
         self.meter.sync(now)
         self.live.balances = self.meter.balances
+        if self.prices.due(now):  # rate cards and exchange rates, for choosing among sites
+            with self.read() as s:
+                self.prices.refresh(s, now)
+        self.live.site_prices = self.prices.value
         decision = decide(self.live.snapshot(), self.live.queue, now, self.scheduler)  # 3
         self._apply(decision, now, report)  # 4
         report.seconds = time.perf_counter() - t0
@@ -510,9 +524,15 @@ class ControlLoop:
         default: apply.WaitRecord = (d.code.value, d.message, d.estimated_start)
         waits: dict[str, apply.WaitRecord] = {}
         written = self._waits
+        drained = self.drains.explain(  # a drain keeps it from every site it may use
+            self.read, decision.waiting,
+            lambda j: live.queue.get(j).sites if j in live.pending else None, now,
+        )
         for job_id in live.pending:
             w = decision.waiting.get(job_id)
             record = (w.code.value, w.message, w.estimated_start) if w is not None else default
+            if w is not None and job_id in drained:
+                record = (w.code.value, drained[job_id], w.estimated_start)
             if w is not None and w.code is WaitCode.ALLOCATION_EXHAUSTED:
                 why = self.meter.wait_message(live.queue.get(job_id).project, now)
                 record = (w.code.value, why or w.message, w.estimated_start)
@@ -540,7 +560,9 @@ class ControlLoop:
             held.append(start)
         try:
             with self.write() as s, s.begin():
-                admitted = apply.admit(s, held, now=now, log_paths=self._log_paths)
+                admitted = apply.admit(
+                    s, held, now=now, log_paths=self._log_paths, why=decision.site_choices
+                )
                 residency.audit_placements(s, admitted, now=now)  # proof, same transaction
         except Exception:
             for start in held:

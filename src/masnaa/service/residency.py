@@ -199,7 +199,8 @@ def grounds_of(session: Session, data_id: str) -> list[TransferGroundRow]:
 
 # --- the audit chain in the database ---------------------------------------------------------
 
-def _record(r: AuditRow) -> AuditRecord:
+def audit_record(r: AuditRow) -> AuditRecord:
+    """A stored audit row as the chain's record (what ``audit.chain`` verifies)."""
     return AuditRecord(seq=r.seq, at=parse_time(r.at), actor=r.actor, action=r.action,
                        site=r.site, data_ids=tuple(r.data_ids), rule_id=r.rule_id,
                        legal_basis=r.legal_basis, details=dict(r.details),
@@ -218,7 +219,7 @@ def append_audit(session: Session, event: AuditEvent, now: float) -> AuditRecord
         if last is None:
             raise ServiceError("audit-broken", f"the audit head names seq {head.seq}, which is "
                                "missing: verify the chain (GET /api/v1/audit/verify)", status=500)
-        prev = _record(last)
+        prev = audit_record(last)
     record = seal_event(prev, to_time(now), event)
     session.add(AuditRow(seq=record.seq, at=format_time(record.at), actor=record.actor,
                          action=record.action, site=record.site,
@@ -240,7 +241,7 @@ def audit_records(session: Session, *, since: float | None = None,
         stmt = stmt.where(AuditRow.at >= format_time(to_time(since)))
     if until is not None:
         stmt = stmt.where(AuditRow.at < format_time(to_time(until)))
-    return [_record(r) for r in session.scalars(stmt)]
+    return [audit_record(r) for r in session.scalars(stmt)]
 
 
 def audit_head(session: Session) -> tuple[int, str] | None:
@@ -661,7 +662,9 @@ def set_site_state(session: Session, caller: Caller, name: str, state: str, reas
     Its nodes take no new work while it is not up (``LiveState.sync_nodes``);
     jobs that read data are placed only at their lawful sites, so they move to
     another lawful site or wait with the scheduler's reason. The control loop
-    requeues runs at an unreachable site (``unreachable_sites``).
+    requeues runs at an unreachable site (``unreachable_sites``). The API and
+    the portal call it through ``service.evacuation.set_site_state``, which also
+    moves a drained site's runs and audits the change.
     """
     if not caller.is_operator:
         raise forbidden("only operators change a site's state")

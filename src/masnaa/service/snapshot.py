@@ -3,7 +3,9 @@
 Owns the three incremental objects of the driver contract
 (``docs/architecture.md``) for the live service: ``ClusterState`` (who holds
 which GPU), ``PendingQueue`` and ``UsageLedger``, plus the declared tenants,
-quotas and priority classes. ``snapshot()`` bundles them for ``decide()``.
+quotas and priority classes (tenants with their preferred sites), and the
+sites' comparison prices the loop refreshes. ``snapshot()`` bundles them for
+``decide()``.
 
 Invariants:
 - Built once per control-loop process from the store: every job in
@@ -30,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from masnaa import domain
 from masnaa.scheduler import ClusterState, PendingQueue, Snapshot, UsageLedger
+from masnaa.service.site_choice import load_preferences, with_preferences
 from masnaa.store import convert
 from masnaa.store import models as m
 
@@ -80,13 +83,15 @@ class LiveState:
         """Project (``tenant/project``) → allocation GPU-seconds left (``service.metering``)."""
         self.unknown: set[str] = set()
         """Active jobs whose placement does not fit the declared cluster (logged, not held)."""
+        self.site_prices: Mapping[tuple[str, str], float] | None = None
+        """(site, GPU type) → comparison price per GPU-hour (``service.site_choice``)."""
 
     # -- building ------------------------------------------------------------------------------
     @classmethod
     def load(cls, session: Session, *, now: float, half_life: float) -> LiveState:
         live = cls(
             convert.load_cluster(session),
-            tenants=convert.load_tenants(session),
+            tenants=with_preferences(convert.load_tenants(session), load_preferences(session)),
             quotas=convert.load_quotas(session),
             priority_classes=convert.load_priority_classes(session),
             half_life=half_life,
@@ -280,4 +285,5 @@ class LiveState:
             quotas=self.quotas,
             priority_classes=self.priority_classes,
             balances=self.balances,
+            site_prices=self.site_prices,
         )

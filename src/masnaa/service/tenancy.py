@@ -487,6 +487,7 @@ def list_nodes(session: Session, site: str | None = None) -> list[m.Node]:
 def set_node_state(
     session: Session, caller: Caller, node_name: str, *, drained: bool, reason: str
 ) -> m.Node:
+    """The node's state alone; ``service.evacuation`` also moves its runs and audits it."""
     if not caller.is_operator:
         raise forbidden("only operators drain or undrain nodes")
     node = session.scalars(select(m.Node).where(m.Node.name == node_name).with_for_update()).first()

@@ -18,11 +18,18 @@ only to learn at which site each run started.
 
 Terms: *bound* job: one that reads country-bound data (its lawful sites are
 not all sites); *load* of a site: GPU-seconds run there ÷ (its GPUs × the
-makespan).
+makespan); *cost*: GPU-hours run at each site × its list price
+(``SITE_PRICES``, illustrative USD per GPU-hour), summed.
+
+Site choice (``ScenarioConfig.price_aware``): a third run replays the
+residency trace with the sites' prices in the snapshot, so a job that several
+lawful sites could start lands at the cheapest (docs/scheduler.md "Site
+choice"); the first two runs choose by fit and free capacity only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -58,6 +65,9 @@ DEMAND = {"MA": 0.2, "ZA": 0.15, "NG": 0.3, "KE": 0.25, "EG": 0.1}
 """Each country's share of the jobs: deliberately unlike its share of the GPUs, as when
 a country's researchers have more data than its data centre has GPUs."""
 SIZES = (1, 1, 2, 2, 4, 8, 8, 16)
+SITE_PRICES = {"ma-1": 3.00, "za-1": 2.40, "ng-1": 2.80, "ke-1": 2.60, "eg-1": 2.20}
+"""Illustrative list prices, USD per GPU-hour (energy and hosting differ by country): an
+operator's rate cards take their place in the live service."""
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
 
@@ -73,6 +83,8 @@ class ScenarioConfig:
     mean_runtime: float = 3600.0
     seed: int = 7
     policy: str = "masnaa"
+    price_aware: bool = False
+    """Add a run that chooses among lawful sites by price (``SITE_PRICES``)."""
 
 
 @dataclass(slots=True)
@@ -85,6 +97,8 @@ class RunNumbers:
     stranded: int
     rejected: int
     site_load: dict[str, float] = field(default_factory=dict)
+    cost: float = 0.0
+    """USD at ``SITE_PRICES`` for the GPU-hours run (whatever rule chose the sites)."""
 
 
 @dataclass(slots=True)
@@ -194,10 +208,15 @@ def _tenancy(cluster: Cluster) -> tuple[tuple[Tenant, ...], tuple[Quota, ...]]:
     return tenants, quotas
 
 
-def _run(label: str, trace: Trace, cluster: Cluster, cfg: ScenarioConfig) -> RunNumbers:
+def _run(label: str, trace: Trace, cluster: Cluster, cfg: ScenarioConfig,
+         prices: bool = False) -> RunNumbers:
     tenants, quotas = _tenancy(cluster)
     engine = _SiteWatch(trace, cluster, tenants, quotas,
                         EngineConfig(policy=cfg.policy, checkpoint_interval=None))
+    if prices:
+        gpu_types = {n.gpu_type for n in cluster.nodes}
+        engine.snapshot = dataclasses.replace(engine.snapshot, site_prices={
+            (site, t): p for site, p in SITE_PRICES.items() for t in gpu_types})
     result = engine.run()
     s = summarize(result)
     work = trace.work()
@@ -215,7 +234,8 @@ def _run(label: str, trace: Trace, cluster: Cluster, cfg: ScenarioConfig) -> Run
         finished=int(s["jobs"]["finished"]), stranded=sum(s["jobs"]["stranded"].values()),
         rejected=sum(s["jobs"]["rejected"].values()),
         site_load={site.name: used.get(site.name, 0.0) / (capacity[site.name] * makespan)
-                   for site in cluster.sites})
+                   for site in cluster.sites},
+        cost=sum(SITE_PRICES[site] * gpu_seconds / 3600 for site, gpu_seconds in used.items()))
 
 
 def run_scenario(cfg: ScenarioConfig, rules: RuleSet | None = None) -> ScenarioResult:
@@ -226,7 +246,9 @@ def run_scenario(cfg: ScenarioConfig, rules: RuleSet | None = None) -> ScenarioR
         config=cfg, gpus=cluster.total_gpus, bound_jobs=bound, lawful_sites=lawful,
         rules_version=rules.version,
         runs=[_run("with residency", with_law, cluster, cfg),
-              _run("without residency", without, cluster, cfg)])
+              _run("without residency", without, cluster, cfg)]
+        + ([_run("residency, by price", with_law, cluster, cfg, prices=True)]
+           if cfg.price_aware else []))
 
 
 def render(r: ScenarioResult) -> str:
@@ -238,12 +260,15 @@ def render(r: ScenarioResult) -> str:
         + ", ".join(f"{s} {r.lawful_sites.get(s, 0)}" for s, _, _ in SITES),
         "",
         f"{'':<20}{'utilisation':>12}{'wait mean':>12}{'wait p99':>12}{'finished':>10}"
-        + "".join(f"{s:>8}" for s, _, _ in SITES),
+        + "".join(f"{s:>8}" for s, _, _ in SITES) + f"{'cost USD':>12}",
     ]
     for run in r.runs:
         lines.append(
             f"{run.label:<20}{run.utilisation:>12.1%}{run.wait_mean / 60:>10.1f}m"
             f"{run.wait_p99 / 3600:>11.2f}h{run.finished:>10}"
-            + "".join(f"{run.site_load[s]:>8.0%}" for s, _, _ in SITES))
-    lines.append("(site columns: each site's load = GPU-time run there / its GPU-time)")
+            + "".join(f"{run.site_load[s]:>8.0%}" for s, _, _ in SITES)
+            + f"{run.cost:>12,.0f}")
+    lines.append("(site columns: each site's load = GPU-time run there / its GPU-time; cost at "
+                 "list prices " + ", ".join(f"{s} {p:.2f}" for s, p in SITE_PRICES.items())
+                 + " USD per GPU-hour)")
     return "\n".join(lines)

@@ -4,16 +4,19 @@ Every route is one transaction over ``service.accounting``; refusals of the
 core come back as 4xx with its code (``negative-hours``, ``not-a-reviewer``,
 ``currency-mismatch``, ``overlapping-price`` ...). Visibility: see
 ``service.accounting`` (another tenant's allocation, usage or statement is a
-404; reviews only for operators and reviewers). GPU-time is given in whole
-GPU-seconds (``*_gpu_seconds``) and, for reading, in GPU-hours as decimal
-strings.
+404; reviews only for operators and reviewers; the reason of a rejection for
+everyone who sees the allocation). The views are the service's
+(``service.allocation_views``, ``service.statements``), shared with the
+portal; supplement requests and awards are ``service.supplements``. GPU-time
+is given in whole GPU-seconds (``*_gpu_seconds``) and, for reading, in
+GPU-hours as decimal strings.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -24,9 +27,7 @@ from sqlalchemy.orm import Session
 
 from masnaa.accounting import allocations as core
 from masnaa.accounting.allocations import Allocation, AllocationPolicy, Role
-from masnaa.accounting.balance import burn_down, remaining, usable
 from masnaa.accounting.errors import AccountingError
-from masnaa.accounting.instants import at
 from masnaa.accounting.money import Money
 from masnaa.accounting.prices import (
     Discount,
@@ -38,7 +39,6 @@ from masnaa.accounting.prices import (
 )
 from masnaa.accounting.rating import rate
 from masnaa.accounting.statements import (
-    build_statements,
     funders_report,
     funders_report_csv,
     operator_report,
@@ -50,6 +50,8 @@ from masnaa.api.deps import CurrentCaller, State, forbid_unknown_query
 from masnaa.api.errors import ERROR_RESPONSES
 from masnaa.domain.tenancy import TenantKind
 from masnaa.service import accounting as svc
+from masnaa.service import allocation_views as views
+from masnaa.service import statements, supplements
 from masnaa.service.tenancy import Caller, ServiceError
 from masnaa.store import accounting as t
 from masnaa.store import models as m
@@ -65,7 +67,6 @@ router = APIRouter(
     tags=["accounting"], responses=ERROR_RESPONSES, dependencies=[Depends(forbid_unknown_query)]
 )
 
-HOUR = Decimal(3600)
 
 
 class Strict(BaseModel):
@@ -93,6 +94,10 @@ class AllocationIn(AmountIn):
     duration_days: int
     justification: str
     renewal_of: str | None = None
+
+
+class SupplementRequestIn(AmountIn):
+    justification: str
 
 
 class ReviewIn(Strict):
@@ -171,90 +176,8 @@ class TaxIn(Strict):
     rates: dict[str, Decimal]
 
 
-def _hours(seconds: int) -> str:
-    return str((Decimal(seconds) / HOUR).quantize(Decimal("0.0001")))
-
-
-def _pools(values: Any) -> list[dict[str, Any]]:
-    return [
-        {"site": s, "gpu_type": g, "gpu_seconds": v, "gpu_hours": _hours(v)}
-        for (s, g), v in sorted(values.items())
-    ]
-
-
-def _view(
-    s: Session, caller: Caller, a: Allocation, policy: AllocationPolicy, now: float
-) -> dict[str, Any]:
-    """An allocation as the caller may see it, settled at ``now``, with its balance."""
-    n = int(now)
-    records = svc.load_records(s, where=[t.UsageRecordRow.allocation_id == a.id])
-    windows = svc.windows_for(s, records)
-    used = svc.used_of(s, [a.id]).get(a.id, {})
-    a = core.settle(a, n, used) if a.state in core.LIVE else a
-    left = remaining(a, used) if usable(a, n) else {}
-    rows = funders_report([a], policy, policy.tier(a.tier).programme, records, windows, n)
-    row = rows[0] if rows else None
-    shown = svc.sees_all(s, caller)
-    reviews = core.visible_reviews(a, policy, caller.user) if shown else None
-    return {
-        "id": a.id,
-        "project": a.project,
-        "tier": a.tier,
-        "state": a.state.value,
-        "members": dict(a.members),
-        "start": a.start.isoformat(),
-        "expires": a.expires.isoformat(),
-        "justification": a.justification,
-        "requested": {
-            "gpu_hours": [
-                {"site": p[0], "gpu_type": p[1], "hours": str(h)}
-                for p, h in sorted(a.requested.gpu_hours.items())
-            ],
-            "credits": str(a.requested.credits),
-        },
-        "awarded": _pools(a.awarded),
-        "awarded_credits": str(a.awarded_credits),
-        "tranches": {"released": a.released_tranches, "total": len(a.tranches)},
-        "released": _pools(a.released()),
-        "used": _pools(used),
-        "remaining": _pools(left),
-        "balance_gpu_seconds": sum(max(0, v) for v in left.values()),
-        "balance_gpu_hours": _hours(sum(max(0, v) for v in left.values())),
-        "credits_available": str(a.credits_available),
-        "supplements": a.supplements,
-        "lapsed_gpu_seconds": a.lapsed_gpu_seconds,
-        "burn_gpu_hours_per_day": (
-            _hours(int(row.burn_gpu_seconds_per_day)) if row is not None else "0.0000"
-        ),
-        "projected_exhaustion": (
-            row.projected_exhaustion.isoformat()
-            if row is not None and row.projected_exhaustion
-            else None
-        ),
-        "reports": [
-            {"by": r.by, "text": r.text, "products": list(r.products), "at": r.at}
-            for r in a.reports
-        ],
-        "reports_due": [d.isoformat() for d in core.reports_due(a, policy, n)],
-        "reviews": None
-        if reviews is None
-        else [
-            {
-                "step": r.step,
-                "reviewer": r.reviewer,
-                "approve": r.approve,
-                "comment": r.comment,
-                "at": r.at,
-            }
-            for r in reviews
-        ],
-        "history": [{"at": e.at, "by": e.by, "what": e.what} for e in a.history],
-        "renewal_of": a.renewal_of,
-    }
-
-
 def _show(s: Session, caller: Caller, a: Allocation, now: float) -> dict[str, Any]:
-    return _view(s, caller, a, svc.load_policy(s), now)
+    return views.show(s, caller, a, now)
 
 
 # --- allocations ------------------------------------------------------------------------------
@@ -288,7 +211,7 @@ def list_allocations(
         qualified = svc.project_ref(s, caller, project)[1] if project is not None else None
         policy = svc.load_policy(s)
         return [
-            _view(s, caller, svc.from_doc(r.doc), policy, now)
+            views.allocation_view(s, caller, svc.from_doc(r.doc), policy, now)
             for r in svc.visible(s, caller, project=qualified)
         ]
 
@@ -299,15 +222,7 @@ def show_allocation(alloc_id: str, state: State, caller: CurrentCaller) -> dict[
     with state.db.read() as s:
         _, a = svc.get(s, caller, alloc_id)
         out = _show(s, caller, a, now)
-        records = svc.load_records(s, where=[t.UsageRecordRow.allocation_id == a.id])
-        out["burn_down"] = [
-            {
-                "day": p.day.isoformat(),
-                "used_gpu_seconds": p.used_gpu_seconds,
-                "remaining_gpu_seconds": p.remaining_gpu_seconds,
-            }
-            for p in burn_down(a, records, svc.windows_for(s, records), int(now))
-        ]
+        out["burn_down"] = views.burn_down_rows(s, a, now)
         return out
 
 
@@ -341,14 +256,31 @@ def review(alloc_id: str, body: ReviewIn, state: State, caller: CurrentCaller) -
     )
 
 
-@router.post("/allocations/{alloc_id}/award", summary="Award an approved request (operators)")
+@router.post(
+    "/allocations/{alloc_id}/award",
+    summary="Award an approved request; for a supplement request, grant it (operators)",
+)
 def award(alloc_id: str, body: AmountIn, state: State, caller: CurrentCaller) -> dict[str, Any]:
-    return _command(
-        state,
-        caller,
-        alloc_id,
-        lambda a, p, n: core.award(a, p, by=caller.user, amount=body.amount(), at_=n),
-    )
+    now = state.now()
+    with state.db.write() as s:
+        a = supplements.award(s, caller, alloc_id, amount=body.amount(), now=now)
+        return _show(s, caller, a, now)
+
+
+@router.post(
+    "/allocations/{alloc_id}/supplement-requests",
+    status_code=201,
+    summary="Ask for a supplement to a live allocation (its members); reviewed like a request",
+)
+def request_supplement(
+    alloc_id: str, body: SupplementRequestIn, state: State, caller: CurrentCaller
+) -> dict[str, Any]:
+    now = state.now()
+    with state.db.write() as s:
+        a = supplements.request_supplement(
+            s, caller, alloc_id, amount=body.amount(), justification=body.justification, now=now
+        )
+        return _show(s, caller, a, now)
 
 
 @router.post("/allocations/{alloc_id}/tranches", summary="Release the next tranche (operators)")
@@ -575,21 +507,6 @@ def set_tax(body: TaxIn, state: State, caller: CurrentCaller) -> dict[str, Any]:
 # --- usage, statements, reports -------------------------------------------------------------------
 
 
-def month(period: str) -> tuple[int, int, date]:
-    """``2026-11`` → [its first day, the next month's first day) as instants, and its last day."""
-    try:
-        first = date.fromisoformat(f"{period}-01")
-    except ValueError:
-        raise ServiceError(
-            "bad-period",
-            f"period {period!r} must be a month like 2026-11",
-            status=422,
-            field="period",
-        ) from None
-    nxt = (first + timedelta(days=32)).replace(day=1)
-    return at(first), at(nxt), nxt - timedelta(days=1)
-
-
 @router.get(
     "/accounting/usage",
     summary="Your usage: per allocation balance, burn-down, projected exhaustion",
@@ -613,7 +530,7 @@ def usage(
         if not caller.is_operator:
             where.append(t.UsageRecordRow.tenant == (caller.tenant or ""))
         if period is not None:
-            lo, hi, _ = month(period)
+            lo, hi, _ = statements.month(period)
             where += [t.UsageRecordRow.end > lo, t.UsageRecordRow.start < hi]
         records = svc.load_records(s, where=where)
         jobs: dict[tuple[str, str, str | None], int] = {}
@@ -623,16 +540,8 @@ def usage(
         out_allocs = []
         for row in rows:
             a = svc.from_doc(row.doc)
-            view = _view(s, caller, a, policy, now)
-            mine = svc.load_records(s, where=[t.UsageRecordRow.allocation_id == a.id])
-            view["burn_down"] = [
-                {
-                    "day": p.day.isoformat(),
-                    "used_gpu_seconds": p.used_gpu_seconds,
-                    "remaining_gpu_seconds": p.remaining_gpu_seconds,
-                }
-                for p in burn_down(a, mine, svc.windows_for(s, mine), int(now))
-            ]
+            view = views.allocation_view(s, caller, a, policy, now)
+            view["burn_down"] = views.burn_down_rows(s, a, now)
             out_allocs.append(view)
         return {
             "allocations": out_allocs,
@@ -642,30 +551,12 @@ def usage(
                     "project": p,
                     "allocation": al,
                     "held_gpu_seconds": v,
-                    "held_gpu_hours": _hours(v),
+                    "held_gpu_hours": views.hours(v),
                 }
                 for (j, p, al), v in sorted(jobs.items())
             ],
             "held_gpu_seconds": sum(jobs.values()),
         }
-
-
-def _statement_lines(s: Session, tenant: str, period: str) -> tuple[Any, list[Any]]:
-    lo, hi, last = month(period)
-    records = svc.load_records(
-        s,
-        where=[
-            t.UsageRecordRow.tenant == tenant,
-            t.UsageRecordRow.end > lo,
-            t.UsageRecordRow.start < hi,
-        ],
-    )
-    ctx = svc.rating_context(s, last)
-    try:
-        lines = rate(records, (lo, hi), ctx, svc.windows_for(s, records))
-        return (lo, hi), lines
-    except AccountingError as exc:
-        raise svc.http_error(exc) from exc
 
 
 @router.get(
@@ -686,46 +577,14 @@ def statement(
         found = s.scalar(select(m.Tenant.id).where(m.Tenant.name == tenant))
         if found is None or not caller.sees_tenant(found):
             raise svc.not_found("tenant", tenant)
-        span, lines = _statement_lines(s, tenant, period)
-        try:
-            sts = build_statements(lines, tenant, span, svc.tax_rates(s) or {})
-        except AccountingError as exc:
-            raise svc.http_error(exc) from exc
+        sts = statements.tenant_statements(s, tenant, period)
     if format == "csv":
         return Response("\n".join(statement_csv(x) for x in sts), media_type="text/csv")
     if format == "html":
         return Response(
             "\n".join(statement_html(x, locale) for x in sts), media_type="text/html; charset=utf-8"
         )
-    body = [
-        {
-            "tenant": x.tenant,
-            "currency": x.currency,
-            "period": period,
-            "charged_gpu_seconds": x.charged_gpu_seconds,
-            "gross": str(x.gross.amount),
-            "discount": str(x.discount.amount),
-            "subtotal": str(x.subtotal.amount),
-            "tax_rate": str(x.tax_rate),
-            "tax": str(x.tax.amount),
-            "total": str(x.total.amount),
-            "total_usd": str(x.total_usd.amount) if x.total_usd else None,
-            "lines": [
-                {
-                    "job": li.job,
-                    "project": li.project,
-                    "allocation": li.allocation,
-                    "site": li.site,
-                    "gpu_type": li.gpu_type,
-                    "charged_gpu_seconds": li.charged_gpu_seconds,
-                    "uncharged_gpu_seconds": li.uncharged_gpu_seconds,
-                    "net": str(li.net.amount),
-                }
-                for li in x.lines
-            ],
-        }
-        for x in sts
-    ]
+    body = statements.statement_json(sts, period)
     return Response(json.dumps(body), media_type="application/json")
 
 
@@ -743,7 +602,7 @@ def report_operator(
 ) -> Response:
     _operator(caller, "read the operator report")
     with state.db.read() as s:
-        lo, hi, last = month(period)
+        lo, hi, last = statements.month(period)
         records = svc.load_records(
             s, where=[t.UsageRecordRow.end > lo, t.UsageRecordRow.start < hi]
         )
@@ -770,8 +629,8 @@ def report_operator(
                     "site": r.site,
                     "gpu_type": r.gpu_type,
                     "tenant_kind": str(r.tenant_kind),
-                    "charged_gpu_hours": _hours(r.charged_gpu_seconds),
-                    "uncharged_gpu_hours": _hours(r.uncharged_gpu_seconds),
+                    "charged_gpu_hours": views.hours(r.charged_gpu_seconds),
+                    "uncharged_gpu_hours": views.hours(r.uncharged_gpu_seconds),
                     "revenue": str(r.net.amount),
                     "currency": r.net.currency,
                     "revenue_usd": str(r.net_usd.amount) if r.net_usd else None,
@@ -818,13 +677,13 @@ def report_funders(
                     "project": r.project,
                     "tier": r.tier,
                     "state": str(r.state),
-                    "awarded_gpu_hours": _hours(r.awarded_gpu_seconds),
-                    "released_gpu_hours": _hours(r.released_gpu_seconds),
-                    "used_gpu_hours": _hours(r.used_gpu_seconds),
-                    "lapsed_gpu_hours": _hours(r.lapsed_gpu_seconds),
-                    "remaining_gpu_hours": _hours(r.remaining_gpu_seconds),
-                    "overdraft_gpu_hours": _hours(r.overdraft_gpu_seconds),
-                    "burn_gpu_hours_per_day": _hours(int(r.burn_gpu_seconds_per_day)),
+                    "awarded_gpu_hours": views.hours(r.awarded_gpu_seconds),
+                    "released_gpu_hours": views.hours(r.released_gpu_seconds),
+                    "used_gpu_hours": views.hours(r.used_gpu_seconds),
+                    "lapsed_gpu_hours": views.hours(r.lapsed_gpu_seconds),
+                    "remaining_gpu_hours": views.hours(r.remaining_gpu_seconds),
+                    "overdraft_gpu_hours": views.hours(r.overdraft_gpu_seconds),
+                    "burn_gpu_hours_per_day": views.hours(int(r.burn_gpu_seconds_per_day)),
                     "projected_exhaustion": r.projected_exhaustion.isoformat()
                     if r.projected_exhaustion
                     else None,

@@ -1,5 +1,8 @@
 """``/api/v1/sites``, ``nodes`` (drain/undrain for operators), ``quotas``, ``priority-classes``.
 
+A drain evacuates the node's runs unless ``evacuate`` is false
+(``service.evacuation``); the answer names the jobs asked to move.
+
 Everyone signed in may read the hardware and priority classes: they are what
 a submission is validated against. Quotas are scoped like tenants.
 """
@@ -14,12 +17,15 @@ from masnaa.api.deps import CurrentCaller, State, forbid_unknown_query
 from masnaa.api.errors import ERROR_RESPONSES
 from masnaa.api.schemas import (
     DrainIn,
+    NodeChangeOut,
     NodeOut,
     PriorityClassOut,
     QuotaIn,
     QuotaOut,
     SiteOut,
+    UndrainIn,
 )
+from masnaa.service import evacuation
 from masnaa.service import tenancy as svc
 from masnaa.store import models as m
 
@@ -53,17 +59,22 @@ def list_nodes(state: State, caller: CurrentCaller, site: str | None = None) -> 
         return [_node_out(session, n) for n in svc.list_nodes(session, site)]
 
 
-@router.post("/nodes/{name}/drain", response_model=NodeOut, summary="Drain a node (operators)")
-def drain(name: str, body: DrainIn, state: State, caller: CurrentCaller) -> NodeOut:
+@router.post("/nodes/{name}/drain", response_model=NodeChangeOut,
+             summary="Drain a node, moving its jobs elsewhere unless evacuate is false (operators)")
+def drain(name: str, body: DrainIn, state: State, caller: CurrentCaller) -> NodeChangeOut:
     with state.db.write() as session:
-        node = svc.set_node_state(session, caller, name, drained=True, reason=body.reason)
-        return _node_out(session, node)
+        node, change = evacuation.drain_node(
+            session, caller, name, reason=body.reason, evacuate_runs=body.evacuate, now=state.now()
+        )
+        return NodeChangeOut(**_node_out(session, node).model_dump(),
+                             evacuated=list(change.evacuated))
 
 
 @router.post("/nodes/{name}/undrain", response_model=NodeOut, summary="Undrain a node (operators)")
-def undrain(name: str, body: DrainIn, state: State, caller: CurrentCaller) -> NodeOut:
+def undrain(name: str, body: UndrainIn, state: State, caller: CurrentCaller) -> NodeOut:
     with state.db.write() as session:
-        node = svc.set_node_state(session, caller, name, drained=False, reason=body.reason)
+        node, _ = evacuation.undrain_node(session, caller, name, reason=body.reason,
+                                          now=state.now())
         return _node_out(session, node)
 
 

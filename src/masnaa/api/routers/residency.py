@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session
 
 from masnaa.api.deps import CurrentCaller, State, forbid_unknown_query
 from masnaa.api.errors import ERROR_RESPONSES
-from masnaa.api.schemas import SiteOut
+from masnaa.api.schemas import SiteChangeOut
 from masnaa.audit.report import render_csv, render_json
+from masnaa.service import evacuation
 from masnaa.service import residency as svc
 from masnaa.service.tenancy import forbidden
 from masnaa.store import models as m
@@ -227,15 +228,24 @@ class SiteStateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     state: Literal["up", "drained", "unreachable"]
     reason: str = Field(default="", max_length=500)
+    evacuate: bool | None = Field(
+        default=None,
+        description="Only with state 'drained': move the jobs running there (the default; "
+        "each is preempted with its class's grace and requeued where its data may go), or "
+        "false to let them run to their end.",
+    )
 
 
-@router.post("/sites/{name}/state", response_model=SiteOut,
+@router.post("/sites/{name}/state", response_model=SiteChangeOut,
              summary="Drain a site, mark it unreachable, or bring it up (operators)")
-def site_state(name: str, body: SiteStateIn, state: State, caller: CurrentCaller) -> SiteOut:
+def site_state(name: str, body: SiteStateIn, state: State, caller: CurrentCaller
+               ) -> SiteChangeOut:
     with state.db.write() as session:
-        s = svc.set_site_state(session, caller, name, body.state, body.reason)
-        return SiteOut(name=s.name, country=s.country, currency=s.currency,
-                       executor=s.executor, state=s.state, reason=s.reason)
+        s, change = evacuation.set_site_state(session, caller, name, body.state, body.reason,
+                                              evacuate_runs=body.evacuate, now=state.now())
+        return SiteChangeOut(name=s.name, country=s.country, currency=s.currency,
+                             executor=s.executor, state=s.state, reason=s.reason,
+                             evacuated=list(change.evacuated))
 
 
 class VerifyOut(BaseModel):

@@ -1,0 +1,108 @@
+"""Statements in the live service: a tenant's month of usage, rated, over the store.
+
+Owns the code that the API (``GET /statements/{tenant}``) and the portal
+(``/statements``) share, so both show the same numbers:
+
+- ``month("2026-11")``: the period as instants ``[first day, next month's
+  first day)`` and its last day (the day whose exchange rate gives the USD
+  view); anything else is ``bad-period`` (422);
+- ``statement_lines(s, tenant, period)``: the usage records of ``tenant``
+  that overlap the month, rated (preempted time uncharged); a month that
+  cannot be rated (``no-price``) is the core's refusal as a ``ServiceError``;
+- ``tenant_statements``: one statement per currency, taxed at the operator's
+  rates; ``statement_json``: their machine-readable form.
+
+Visibility (the tenant itself or an operator) is the caller's to check, as it
+differs between the API (404) and the portal (the not-found page).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from masnaa.accounting.errors import AccountingError
+from masnaa.accounting.instants import Instant, at
+from masnaa.accounting.rating import LineItem, rate
+from masnaa.accounting.statements import Statement, build_statements
+from masnaa.service import accounting as svc
+from masnaa.service.tenancy import ServiceError
+from masnaa.store import accounting as t
+
+
+def month(period: str) -> tuple[Instant, Instant, date]:
+    """``2026-11`` → [its first day, the next month's first day) as instants, and its last day."""
+    try:
+        first = date.fromisoformat(f"{period}-01")
+    except ValueError:
+        raise ServiceError(
+            "bad-period",
+            f"period {period!r} must be a month like 2026-11",
+            status=422,
+            field="period",
+        ) from None
+    nxt = (first + timedelta(days=32)).replace(day=1)
+    return at(first), at(nxt), nxt - timedelta(days=1)
+
+
+def statement_lines(
+    s: Session, tenant: str, period: str
+) -> tuple[tuple[Instant, Instant], list[LineItem]]:
+    """The month's span and the rated line items of ``tenant``'s usage in it."""
+    lo, hi, last = month(period)
+    records = svc.load_records(
+        s,
+        where=[
+            t.UsageRecordRow.tenant == tenant,
+            t.UsageRecordRow.end > lo,
+            t.UsageRecordRow.start < hi,
+        ],
+    )
+    ctx = svc.rating_context(s, last)
+    try:
+        return (lo, hi), rate(records, (lo, hi), ctx, svc.windows_for(s, records))
+    except AccountingError as exc:
+        raise svc.http_error(exc) from exc
+
+
+def tenant_statements(s: Session, tenant: str, period: str) -> list[Statement]:
+    """``tenant``'s statements for the month, one per currency, taxed."""
+    span, lines = statement_lines(s, tenant, period)
+    try:
+        return build_statements(lines, tenant, span, svc.tax_rates(s) or {})
+    except AccountingError as exc:
+        raise svc.http_error(exc) from exc
+
+
+def statement_json(statements: list[Statement], period: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "tenant": x.tenant,
+            "currency": x.currency,
+            "period": period,
+            "charged_gpu_seconds": x.charged_gpu_seconds,
+            "gross": str(x.gross.amount),
+            "discount": str(x.discount.amount),
+            "subtotal": str(x.subtotal.amount),
+            "tax_rate": str(x.tax_rate),
+            "tax": str(x.tax.amount),
+            "total": str(x.total.amount),
+            "total_usd": str(x.total_usd.amount) if x.total_usd else None,
+            "lines": [
+                {
+                    "job": li.job,
+                    "project": li.project,
+                    "allocation": li.allocation,
+                    "site": li.site,
+                    "gpu_type": li.gpu_type,
+                    "charged_gpu_seconds": li.charged_gpu_seconds,
+                    "uncharged_gpu_seconds": li.uncharged_gpu_seconds,
+                    "net": str(li.net.amount),
+                }
+                for li in x.lines
+            ],
+        }
+        for x in statements
+    ]

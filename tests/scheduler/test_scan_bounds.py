@@ -1,0 +1,125 @@
+"""Where a pass stops scanning, and what it may skip: never a job that could start.
+
+The pass stops early or skips sub-queues only when no remaining job can start;
+these tests pin the cases where it must *not* (a short job deep in the queue
+still backfills onto reserved nodes) and the reasons it gives when it does.
+"""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from masnaa.scheduler import PendingQueue, WaitCode
+
+from .builders import Scene, job, mixed_types, on, started
+
+LONG = 10_000.0
+
+
+def reserved_scene() -> Scene:
+    """Two nodes. n0000 is full until t=1000; n0001 has 4 GPUs busy until t=100.
+
+    The head (8 GPUs) reserves n0001 at t=100, so its 4 free GPUs are usable
+    only by a job that ends by then.
+    """
+    s = Scene(nodes=2)
+    s.running(job("r0").gpus(8).tenant("x"), "n0000", end=1000)
+    s.running(job("r1").gpus(4).tenant("x"), on("n0001", 0, 1, 2, 3), end=100)
+    s.pending(job("head").gpus(8).tenant("a").limit(LONG).submitted(1))
+    return s
+
+
+def test_no_short_job_stops_the_scan_with_the_reservation_as_reason() -> None:
+    s = reserved_scene()
+    s.pending(*(job(f"l{i}").gpus(1).tenant("b").limit(LONG).submitted(2 + i) for i in range(20)))
+    d = s.decide("fifo-backfill", now=10)
+    assert started(d) == []
+    assert d.reservations[0].job_id == "head"
+    # Every job behind the head waits for the same reason, looked at or not.
+    for i in range(20):
+        w = d.wait_for(f"l{i}")
+        assert w.code is WaitCode.BACKFILL_WOULD_DELAY, (i, w)
+    assert "head" in d.default_wait.message
+
+
+def test_a_short_job_deep_in_another_sub_queue_still_backfills() -> None:
+    s = reserved_scene()
+    # Many long jobs of several tenants first, then one short job of yet another tenant.
+    for i in range(60):
+        s.pending(job(f"l{i}").gpus(1).tenant(f"t{i % 5}").limit(LONG).submitted(2 + i))
+    s.pending(job("short").gpus(2).tenant("late").limit(50).submitted(100))
+    d = s.decide("fifo-backfill", now=10)
+    assert started(d) == ["short"]
+    assert d.starts[0].backfilled
+    assert all(sl.node == "n0001" for sl in d.starts[0].placement.slices)
+    # The long jobs' sub-queues were skipped, not tried one by one.
+    assert d.default_wait.code is WaitCode.BACKFILL_WOULD_DELAY
+    assert len(d.waiting) < 60
+
+
+def test_the_smallest_task_left_is_the_one_not_yet_started() -> None:
+    # Two free GPUs; once the only 1-GPU job starts, one is left, and the 2-GPU jobs
+    # behind cannot use it: the scan stops there, saying so.
+    s = Scene(nodes=2)
+    s.running(job("r0").gpus(6).tenant("x"), on("n0000", 0, 1, 2, 3, 4, 5), end=1000)
+    s.running(job("r1").gpus(8).tenant("x"), "n0001", end=100)
+    s.pending(job("one").gpus(1).tenant("b").limit(LONG).submitted(2))
+    s.pending(*(job(f"two{i}").gpus(4).tenant("c").limit(LONG).submitted(3 + i) for i in range(5)))
+    d = s.decide("fifo-backfill", now=10)
+    assert started(d) == ["one"]
+    assert d.default_wait.code is WaitCode.NO_CAPACITY
+    assert "no free GPUs can hold a task" in d.default_wait.message
+
+
+def test_a_known_misfit_keeps_the_quota_reason_for_a_tenant_over_quota() -> None:
+    # b's 8-GPU job fails to fit (capacity); a's job of the same shape is over a's quota:
+    # a must still be told "quota", not "no capacity".
+    s = Scene(nodes=2).quota("a", 4, borrowing_limit=0).quota("b", 16)
+    s.running(job("r").gpus(4).tenant("b"), on("n0000", 0, 1, 2, 3), end=100)
+    s.running(job("r2").gpus(4).tenant("b"), on("n0001", 0, 1, 2, 3), end=100)
+    s.pending(job("b8").gpus(8).tenant("b").submitted(1))
+    s.pending(job("a8").gpus(8).tenant("a").submitted(2))
+    d = s.decide("masnaa", now=10)
+    assert started(d) == []
+    assert d.wait_for("a8").code is WaitCode.QUOTA
+
+
+# ------------------------------------------------- the queue's time-limit index
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 30), st.integers(1, 50)), max_size=120))
+def test_time_limit_minimums_match_a_brute_force(ops: list[tuple[bool, int, int]]) -> None:
+    q = PendingQueue()
+    live: dict[str, tuple[str, float]] = {}
+    rng = random.Random(len(ops))
+    n = 0
+    for add, who, limit in ops:
+        if add or not live:
+            n += 1
+            j = job(f"j{n}").tenant(f"t{who % 3}").limit(float(limit)).submitted(float(n)).build()
+            q.add(j, attained_service=float(rng.choice([0, 5_000, 50_000])))
+            live[j.id] = (j.tenant, j.time_limit)
+        else:
+            victim = sorted(live)[who % len(live)]
+            q.remove(victim)
+            del live[victim]
+        expect = min((lim for _, lim in live.values()), default=None)
+        assert q.min_time_limit() == expect
+        for key, keys in q.sub_queues().items():
+            ids = [q.entry_at(sk).job.id for sk in keys]
+            assert q.queue_min_time_limit(key) == min(live[i][1] for i in ids)
+
+
+def test_a_backlog_of_one_gpu_type_does_not_hide_jobs_for_another() -> None:
+    # Every H100 is busy and 600 H100 jobs wait (beyond backfill_depth); an L40S job
+    # submitted last must still start on the idle L40S node.
+    s = Scene(cluster=mixed_types(1, 1))
+    s.running(job("r").gpus(8).tenant("x"), "h0000", start=1900, end=5000)  # too new to preempt
+    s.pending(*(job(f"h{i}").gpus(1).tenant(f"t{i % 3}").submitted(i) for i in range(600)))
+    s.pending(job("l").gpus(2).types("l40s").tenant("t0").submitted(1000))
+    for policy in ("fifo-backfill", "masnaa", "las"):
+        d = s.decide(policy, now=2000, backfill_depth=500)
+        assert started(d) == ["l"], policy
+        assert d.wait_for("h599").code is WaitCode.NO_CAPACITY, policy
