@@ -288,3 +288,44 @@ def test_process_identity_survives_pid_reuse_checks() -> None:
     assert records.same_process(me, ticks)
     assert not records.same_process(me, ticks + 1)
     assert not records.same_process(None, ticks)
+
+
+def _zombie_children() -> list[int]:
+    """Our own child processes that exited and were never reaped."""
+    me, found = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == me:
+            found.append(int(entry.name))
+    return found
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def test_supervisors_settled_from_their_result_are_reaped(ex: LocalExecutor) -> None:
+    # A run settled from its result file before its supervisor exits is never polled
+    # again; the executor must still reap that supervisor, and ``news`` must go quiet.
+    for i in range(6):
+        ex.start(spec(f"z{i}", "exit 0"))
+    shims = {child.pid for child in ex._children.values()}
+    for i in range(6):
+        wait_for_file(ex.attempt_dir(f"z{i}", 1) / records.RESULT)
+    deadline = time.monotonic() + 10
+    while any(_state(pid) not in ("Z", None) for pid in shims):  # all exited
+        assert time.monotonic() < deadline, f"supervisors did not exit: {shims}"
+        time.sleep(0.01)
+    assert ex.news()  # each ended supervisor is news once...
+    assert not ex.news()  # ...and only once: an idle loop is not woken for ever
+    assert not shims & set(_zombie_children())
+    for i in range(6):
+        assert ex.poll(f"z{i}", 1).exit_code == 0  # the result is still read

@@ -125,6 +125,7 @@ class LocalExecutor(Executor):
 
     # -- start --------------------------------------------------------------------------------
     def start(self, spec: LaunchSpec) -> None:
+        self._reap()
         d = self.attempt_dir(spec.job_id, spec.attempt)
         if (d / records.SPEC).exists():
             return
@@ -249,7 +250,19 @@ class LocalExecutor(Executor):
 
     def news(self) -> bool:
         # A shim this object spawned has exited: its run has a result to read.
-        return any(child.poll() is not None for child in self._children.values())
+        return self._reap() > 0
+
+    def _reap(self) -> int:
+        """Forget (and so reap) every shim that exited; how many did.
+
+        A shim writes its run's result and only then exits, so a pass may settle
+        the run from the result before ``poll`` sees the exit: without this the
+        process would stay a zombie for as long as the loop lives.
+        """
+        ended = [key for key, child in self._children.items() if child.poll() is not None]
+        for key in ended:
+            del self._children[key]
+        return len(ended)
 
     def running_attempts(self) -> list[tuple[str, int]]:
         """Attempts under ``root`` whose supervisor is alive (for orphan checks)."""
