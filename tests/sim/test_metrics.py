@@ -71,3 +71,13 @@ def test_summary_on_a_small_replay_is_consistent() -> None:
 def test_oracle_is_labelled() -> None:
     s = summarize(run(trace((0, 100, 8, "a"), (10, 50, 8, "b")), policy="srtf-oracle"))
     assert s["oracle"] and s["label"] == "srtf-oracle (oracle)"
+
+
+def test_jain_counts_only_the_tenants_served_below_their_fair_split() -> None:
+    # FIFO on 8 GPUs: a holds them all while b waits, so a is over-served and b under.
+    s = summarize(run(trace((0, 100, 8, "a"), (10, 50, 8, "b")), policy="fifo"))
+    ratios = [t["fair_ratio"] for t in s["fairness"]["tenants"] if t["fair_ratio"] is not None]
+    assert max(ratios) > 1 > min(ratios)
+    assert s["fairness"]["jain"] == pytest.approx(jain([min(1.0, r) for r in ratios]))
+    assert s["fairness"]["jain_uncapped"] == pytest.approx(jain(ratios))
+    assert s["fairness"]["jain_uncapped"] < s["fairness"]["jain"] < 1

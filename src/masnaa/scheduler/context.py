@@ -1,0 +1,586 @@
+"""``Pass``: the working state of one scheduling pass (``decide`` in ``core``).
+
+Owns what a pass learns and tentatively changes while it scans the queue: the
+``View`` overlay of free GPUs, the decision being built, per-tenant and
+per-pool GPU deltas, the EASY reservation and its nodes, memos of gangs that
+failed to fit or to find victims, and the scan's stop and skip state. It
+implements ``PassView`` for the policies. Nothing here writes the snapshot,
+its state, the ledger or the pending queue.
+
+Stopping and skipping are exact: the scan stops, or passes over a sub-queue,
+only when no job left (or none in that sub-queue) can start in this pass.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Iterator, Mapping, Reversible
+from dataclasses import dataclass
+
+from masnaa.domain.job import Job, Placement, RunningJob
+from masnaa.domain.tenancy import PriorityClass, Quota
+from masnaa.scheduler.config import SchedulerConfig
+from masnaa.scheduler.decision import Decision, Preemption, Reservation, Start, Wait, WaitCode
+from masnaa.scheduler.place import SiteChoice
+from masnaa.scheduler.policies import Policy, VictimTest
+from masnaa.scheduler.queue import Entry, PendingQueue
+from masnaa.scheduler.snapshot import Snapshot
+from masnaa.scheduler.state import Pool, effective_end
+from masnaa.scheduler.view import Held, View
+
+PoolsByType = tuple[tuple[Pool, ...], ...]
+"""Eligible pools of a job, grouped by acceptable GPU type in preference order."""
+
+
+LOOK_BEFORE_SKIPPING = 8
+"""Blocked jobs in a row, since free capacity last changed, before the scan checks
+whether it may stop or skip: the checks are exact, but not free, and most jobs of a
+busy pass start or are blocked one by one."""
+
+NO_ROOM = Wait(
+    WaitCode.NO_CAPACITY,
+    "no node of the GPU types and sites it may use has room for its tasks now; "
+    "jobs ahead of it wait too",
+)
+
+
+# ------------------------------------------------------------ pass context
+@dataclass(slots=True)
+class _Started:
+    end: float
+    job_id: str
+    held: Held
+
+
+class Pass:
+    """The working state of one pass; implements ``PassView`` for policies."""
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        pending: PendingQueue,
+        now: float,
+        config: SchedulerConfig,
+        policy: Policy,
+    ) -> None:
+        self.snapshot = snapshot
+        self.pending = pending
+        self.now = now
+        self.config = config
+        self.policy = policy
+        self.state = snapshot.state
+        self.view = View(snapshot.state)
+        self.decision = Decision()
+        self.classes: Mapping[str, PriorityClass] = snapshot.priority_classes
+        self.committed: dict[str, float] = {}
+        self.tenant_delta: dict[str, int] = {}
+        self.pool_delta: dict[tuple[str, int], int] = {}
+        self.usage_cache: dict[str, float] = {}
+        self.started: list[_Started] = []
+        self.claimed: set[str] = set()
+        self.reservation: Reservation | None = None
+        self.reserved_mask = 0
+        self.reserved_placement: Placement | None = None
+        self.to_estimate: list[tuple[Job, PoolsByType]] = []
+        self.quota_waits: set[str] = set()
+        self.blocked_count = 0
+        self.looked = 0
+        self.attempts_left = config.preemption_attempts_per_pass if policy.preemptive else 0
+        self.preemptions_left = config.max_preemptions_per_pass if policy.preemptive else 0
+        self.stop_reason: Wait | None = None
+        self._capacity_version = 0
+        self.blocked_run = 0
+        """Jobs found blocked since free capacity last changed."""
+        self._check_reserved = False
+        self._room: dict[tuple[tuple[str, ...], tuple[str, ...] | None], tuple[int, bool]] = {}
+        self._candidates: dict[object, bool] = {}
+        self.short_horizon: float | None = None
+        """Set once only jobs with a time limit within it may still start (see should_stop)."""
+        self.skipped: Wait | None = None
+        """Why the first sub-queue the scan passed over waits (``order``)."""
+        self.sites = SiteChoice(snapshot.site_prices, snapshot.tenants)
+        self._pools_cache: dict[tuple[tuple[str, ...], tuple[str, ...] | None], PoolsByType] = {}
+        self._preempting: list[RunningJob] | None = None
+        self._capacity_dirty = True
+        self._misfits: dict[
+            tuple[tuple[str, ...], tuple[str, ...] | None, int], list[tuple[int, int]]
+        ] = {}
+        self._min_gpt = pending.min_gpus_per_task() or 0
+        self._gpt_left = dict(pending.tasks_by_size())
+        """Jobs per task size not yet started in this pass: the smallest task still waiting."""
+        self.quotas: dict[tuple[str, int], Quota] = {}
+        self.quota_pools: dict[int, list[Quota]] = {}
+        self.guarded: dict[int, list[tuple[str, int]]] = {}
+        self.preempt_misfits: dict[tuple[object, ...], list[tuple[int, int]]] = {}
+        if policy.uses_quotas:
+            for q in snapshot.quotas:
+                for pool in self.state._pools_by_type.get(q.gpu_type, ()):
+                    if pool.site == q.site:
+                        self.quotas[(q.tenant, pool.index)] = q
+                        self.quota_pools.setdefault(pool.index, []).append(q)
+                        if q.lending_limit is not None and q.lending_limit < q.nominal:
+                            # The part of the nominal quota never lent stays free for its owner.
+                            keep = q.nominal - q.lending_limit
+                            self.guarded.setdefault(pool.index, []).append((q.tenant, keep))
+
+    # ---- PassView
+    def priority(self, job: Job) -> int:
+        pc = self.classes.get(job.priority_class)
+        return 0 if pc is None else pc.value
+
+    def class_of(self, name: str) -> tuple[int, bool, bool]:
+        pc = self.classes.get(name)
+        return (0, True, False) if pc is None else (pc.value, pc.preemptible, pc.can_preempt)
+
+    def running_groups(self) -> Mapping[tuple[str, str], Reversible[str]]:
+        return self.state._groups
+
+    def running_oldest_first(self) -> Iterable[RunningJob]:
+        return self.state._running.values()
+
+    def running_job(self, job_id: str) -> RunningJob:
+        return self.state._running[job_id]
+
+    def preemptible(self, job: Job) -> bool:
+        pc = self.classes.get(job.priority_class)
+        return True if pc is None else pc.preemptible
+
+    def can_preempt(self, job: Job) -> bool:
+        pc = self.classes.get(job.priority_class)
+        return False if pc is None else pc.can_preempt
+
+    def tenant_ratio(self, tenant: str, extra_gpus: int = 0) -> float:
+        usage = self.usage_cache.get(tenant)
+        if usage is None:
+            usage = self.usage_cache[tenant] = self.snapshot.usage.usage(tenant, self.now)
+        held = self.state.tenant_gpus(tenant) + self.tenant_delta.get(tenant, 0) + extra_gpus
+        t = self.snapshot.tenants.get(tenant)
+        share = 1.0 if t is None else t.share
+        value = usage + held * self.config.fair_share_horizon
+        if share <= 0:
+            return math.inf
+        return value / share
+
+    def level(self, attained: float) -> int:
+        return bisect.bisect_right(self.config.las_thresholds, attained)
+
+    def starving(self, entry: Entry) -> bool:
+        limit = self.config.starvation_limit
+        return limit > 0 and self.now - entry.since >= limit
+
+    def running_attained(self, victim: RunningJob) -> float:
+        run = max(0.0, self.now - victim.start_time)
+        return victim.attained_service + victim.placement.gpu_count * run
+
+    def lost_work(self, victim: RunningJob) -> float:
+        since = victim.start_time
+        if victim.last_checkpoint is not None and victim.last_checkpoint > since:
+            since = victim.last_checkpoint
+        return victim.placement.gpu_count * max(0.0, self.now - since)
+
+    def run_time(self, victim: RunningJob) -> float:
+        return self.now - victim.start_time
+
+    def reclaims(self, entry: Entry, victim: RunningJob) -> bool:
+        test = self.reclaim_test(entry)
+        return test is not None and test(victim)
+
+    def reclaim_test(self, entry: Entry) -> VictimTest | None:
+        if self.now - entry.since < self.config.reclaim_after:
+            return None
+        job = entry.job
+        mine = set()
+        for pool in self.quota_pools:
+            q = self.quotas.get((job.tenant, pool))
+            if q is not None and self.used(job.tenant, pool) + job.total_gpus <= q.nominal:
+                mine.add(pool)
+        if not mine:
+            return None
+        # GPUs each tenant holds beyond its nominal quota per pool: only those come back,
+        # so that the victim's tenant keeps at least its nominal and a reclaim never
+        # starts a chain of reclaims.
+        borrowed: dict[tuple[str, int], int] = {}
+        for tenant, pool in self._holders(mine):
+            q = self.quotas.get((tenant, pool))
+            over = self.used(tenant, pool) - (0 if q is None else q.nominal)
+            if over > 0:
+                borrowed[(tenant, pool)] = over
+        if not borrowed:
+            return None
+        pool_of = self.pool_of
+
+        def test(victim: RunningJob) -> bool:
+            over = borrowed.get((victim.job.tenant, pool_of(victim)))
+            return over is not None and over >= victim.job.total_gpus
+
+        return test
+
+    def _holders(self, pools: set[int]) -> set[tuple[str, int]]:
+        """(tenant, pool) pairs that hold GPUs of ``pools`` now, this pass included."""
+        out = {key for key in self.state._tenant_pool_gpus if key[1] in pools}
+        out.update(key for key in self.pool_delta if key[1] in pools)
+        return out
+
+    def remaining(self, job_id: str) -> float:
+        oracle = self.snapshot.oracle
+        if oracle is None:
+            raise RuntimeError(
+                f"policy {self.policy.name!r} asked for a true runtime, which only oracle "
+                "policies receive; the driver must pass Snapshot.oracle"
+            )
+        return oracle[job_id]
+
+    # ---- pools and quotas
+    def eligible_pools(self, job: Job) -> PoolsByType:
+        return self.eligible_pools_for(job.gpu_types, job.sites)
+
+    def eligible_pools_for(
+        self, gpu_types: tuple[str, ...], sites: tuple[str, ...] | None
+    ) -> PoolsByType:
+        key = (gpu_types, sites)
+        cached = self._pools_cache.get(key)
+        if cached is None:
+            groups = []
+            for t in gpu_types:
+                group = tuple(
+                    pool
+                    for pool in self.state._pools_by_type.get(t, ())
+                    if sites is None or pool.site in sites
+                )
+                if group:
+                    groups.append(group)
+            cached = self._pools_cache[key] = tuple(groups)
+        return cached
+
+    def pool_of(self, r: RunningJob) -> int:
+        return self.state._node_pool[self.state._ord[r.placement.slices[0].node]]
+
+    def used(self, tenant: str, pool: int) -> int:
+        base = self.state._tenant_pool_gpus.get((tenant, pool), 0)
+        return base + self.pool_delta.get((tenant, pool), 0)
+
+    def quota_allows(self, job: Job, pool: Pool, *, reclaim: bool = False) -> bool:
+        """Whether ``job`` may use ``pool`` under quotas (``reclaim``: within nominal only)."""
+        quotas = self.quota_pools.get(pool.index)
+        if quotas is None:
+            return True
+        q = self.quotas.get((job.tenant, pool.index))
+        nominal = 0 if q is None else q.nominal
+        used = self.used(job.tenant, pool.index)
+        after = used + job.total_gpus
+        if after <= nominal:
+            return True
+        limit = None if q is None else q.borrowing_limit
+        if limit is not None and after - nominal > limit:
+            return False
+        if reclaim:
+            # Beyond nominal, a job may only take what others leave idle: no preemption
+            # for fair share of a borrowed slice, except by the policy's own rules.
+            return True
+        protected = 0
+        for tenant, keep in self.guarded.get(pool.index, ()):
+            if tenant != job.tenant:
+                protected += max(0, keep - self.used(tenant, pool.index))
+        free = self.view.free[pool.index]
+        # Too few free GPUs at all is a matter of capacity (placement says so), not quota.
+        return free < job.total_gpus or free - protected >= job.total_gpus
+
+    def borrowed(self, job: Job, pool: Pool) -> int:
+        q = self.quotas.get((job.tenant, pool.index))
+        if pool.index not in self.quota_pools:
+            return 0
+        nominal = 0 if q is None else q.nominal
+        used = self.used(job.tenant, pool.index)
+        return max(0, used + job.total_gpus - nominal) - max(0, used - nominal)
+
+    # ---- applying choices to the overlay
+    def start(self, entry: Entry, placement: Placement, pool: Pool, *, backfilled: bool) -> None:
+        job = entry.job
+        self.decision.starts.append(
+            Start(
+                job_id=job.id,
+                placement=placement,
+                gpu_type=pool.gpu_type,
+                site=pool.site,
+                backfilled=backfilled,
+                borrowed_gpus=self.borrowed(job, pool),
+            )
+        )
+        held = self.view.masks_of(placement)
+        self.view.take(held)
+        self._count(job.tenant, pool.index, job.total_gpus)
+        self.committed[job.project] = (
+            self.committed.get(job.project, 0.0) + job.total_gpus * job.time_limit
+        )
+        self.started.append(_Started(self.now + job.time_limit, job.id, held))
+        self.capacity_changed()
+        self._served(job)
+
+    def _served(self, job: Job) -> None:
+        """``job`` leaves the waiting jobs of this pass (started, or waits on a claim)."""
+        g = job.gpus_per_task
+        left = self._gpt_left[g] = self._gpt_left.get(g, 1) - 1
+        if left <= 0 and g == self._min_gpt:
+            self._min_gpt = min((k for k, n in self._gpt_left.items() if n > 0), default=0)
+
+    def claim(
+        self, entry: Entry, victims: list[RunningJob], placement: Placement, pool: Pool
+    ) -> None:
+        job = entry.job
+        now = self.now
+        ready = now
+        reasons = {r.job.id: self._victim_reason(entry, r) for r in victims}
+        for r in victims:
+            self.claimed.add(r.job.id)
+            self._count(r.job.tenant, self.pool_of(r), -r.placement.gpu_count)
+            # An overdue estimate says nothing: then the GPUs come back at the deadline.
+            end = r.expected_end if r.expected_end > now else math.inf
+            if r.preempt_deadline is not None:
+                ready = max(ready, min(r.preempt_deadline, end))
+                continue
+            pc = self.classes.get(r.job.priority_class)
+            grace = self.config.default_grace if pc is None else pc.grace_seconds
+            ready = max(ready, min(now + grace, end))
+            self.decision.preemptions.append(
+                Preemption(
+                    job_id=r.job.id,
+                    grace_seconds=grace,
+                    reason=reasons[r.job.id],
+                    beneficiary=job.id,
+                )
+            )
+            self.preemptions_left -= 1
+        self._count(job.tenant, pool.index, job.total_gpus)
+        self.committed[job.project] = (
+            self.committed.get(job.project, 0.0) + job.total_gpus * job.time_limit
+        )
+        self.wait(
+            job,
+            WaitCode.WAITING_FOR_PREEMPTION,
+            f"{len(victims)} running job(s) were asked to stop to make room for it; "
+            "it starts when their checkpoint grace ends",
+            estimated_start=ready,
+        )
+        self.capacity_changed()
+        self._served(job)
+
+    def _victim_reason(self, entry: Entry, r: RunningJob) -> str:
+        job = entry.job
+        if self.priority(r.job) < self.priority(job):
+            return f"priority: {job.id} ({job.priority_class}) outranks {r.job.priority_class}"
+        if self.reclaims(entry, r):
+            return f"quota reclaim: tenant {job.tenant!r} takes back GPUs lent to {r.job.tenant!r}"
+        if self.policy.oracle:
+            return f"shorter remaining work first (oracle): {job.id} needs less"
+        return f"{job.id} has received less service than {r.job.id}" + (
+            "" if self.policy.name == "las" else f" and tenant {job.tenant!r} is less served"
+        )
+
+    def known_misfit(self, job: Job, exclude: int) -> bool:
+        """Whether a job at least as large (same eligibility) already failed to fit.
+
+        Free capacity never grows during a pass, so a gang of ``k × g`` that did not
+        fit means no gang of ``k' ≥ k`` tasks of ``g' ≥ g`` GPUs fits either.
+        """
+        failed = self._misfits.get((job.gpu_types, job.sites, exclude))
+        if not failed:
+            return False
+        k, g = job.tasks, job.gpus_per_task
+        return any(k >= fk and g >= fg for fk, fg in failed)
+
+    def quota_open(self, job: Job, pools: PoolsByType) -> bool:
+        """Whether quotas let ``job`` try at least one of its pools."""
+        return any(self.quota_allows(job, pool) for group in pools for pool in group)
+
+    def note_misfit(self, job: Job, exclude: int) -> None:
+        # Called only when quotas allowed every pool, so the failure is physical and
+        # holds for the same or a larger shape of any tenant.
+        key = (job.gpu_types, job.sites, exclude)
+        failed = self._misfits.setdefault(key, [])
+        k, g = job.tasks, job.gpus_per_task
+        failed[:] = [(fk, fg) for fk, fg in failed if not (fk >= k and fg >= g)]
+        failed.append((k, g))
+
+    def unclaimed_preempting(self) -> list[RunningJob]:
+        """Jobs already being preempted whose GPUs no waiting job claimed in this pass."""
+        return [r for r in self.preempting() if r.job.id not in self.claimed]
+
+    def memo_failed(self, key: tuple[object, ...], job: Job) -> bool:
+        """Whether a gang no larger than ``job`` already failed under ``key`` in this pass."""
+        failed = self.preempt_misfits.get(key)
+        if not failed:
+            return False
+        k, g = job.tasks, job.gpus_per_task
+        return any(k >= fk and g >= fg for fk, fg in failed)
+
+    def memo_fail(self, key: tuple[object, ...], job: Job) -> None:
+        self.preempt_misfits.setdefault(key, []).append((job.tasks, job.gpus_per_task))
+
+    def capacity_changed(self) -> None:
+        self._capacity_dirty = True
+        self._capacity_version += 1
+        self.blocked_run = 0
+
+    def no_room(self, gpu_types: tuple[str, ...], sites: tuple[str, ...] | None) -> bool:
+        """Whether jobs of this eligibility can be passed over without a look: no node
+        of their pools has room for the smallest waiting task, nothing can be preempted,
+        and the job that decides the reservation was already looked at.
+
+        Free GPUs only shrink during a pass, so "no room" once seen stays true.
+        """
+        if self.blocked_run < LOOK_BEFORE_SKIPPING:
+            return False
+        if self.policy.backfill and self.reservation is None:
+            return False
+        key = (gpu_types, sites)
+        seen = self._room.get(key)
+        if seen is not None and (seen[1] is False or seen[0] == self._capacity_version):
+            return not seen[1]
+        groups = self.eligible_pools_for(gpu_types, sites)
+        gpt = self._min_gpt
+        room = any(self.view.max_free_node(pool.index) >= gpt for group in groups for pool in group)
+        if not room and self.policy.preemptive:
+            room = self._may_free(key, {pool.index for group in groups for pool in group})
+        self._room[key] = (self._capacity_version, room)
+        return not room
+
+    def _may_free(self, key: object, pools: set[int]) -> bool:
+        """Whether preemption could still free GPUs in ``pools`` during this pass: GPUs
+        of jobs being preempted are unclaimed there, or the budget allows new victims
+        and the policy offers at least one candidate there (whoever would benefit)."""
+        if any(self.pool_of(r) in pools for r in self.unclaimed_preempting()):
+            return True
+        if self.attempts_left <= 0 or self.preemptions_left <= 0:
+            return False
+        found = self._candidates.get(key)
+        if found is None:
+            claimed = self.claimed
+            found = self._candidates[key] = any(
+                r.job.id not in claimed and self.pool_of(r) in pools
+                for r in self.policy.victim_order(self)
+            )
+        return found
+
+    def exclusion(self, job: Job) -> int:
+        """Nodes ``job`` must avoid: those reserved, unless it ends before the reservation."""
+        res = self.reservation
+        if res is not None and self.now + job.time_limit > res.start_time:
+            return self.reserved_mask
+        return 0
+
+    def _count(self, tenant: str, pool: int, gpus: int) -> None:
+        self.tenant_delta[tenant] = self.tenant_delta.get(tenant, 0) + gpus
+        self.pool_delta[(tenant, pool)] = self.pool_delta.get((tenant, pool), 0) + gpus
+
+    def wait(
+        self, job: Job, code: WaitCode, message: str, estimated_start: float | None = None
+    ) -> None:
+        self.decision.waiting[job.id] = Wait(code, message, estimated_start)
+
+    def node_mask(self, nodes: tuple[str, ...]) -> int:
+        m = 0
+        for n in nodes:
+            m |= 1 << self.state._ord[n]
+        return m
+
+    # ---- victims
+    def preempting(self) -> list[RunningJob]:
+        if self._preempting is None:
+            running = self.state._running
+            self._preempting = sorted(
+                (running[job_id] for job_id in self.state._preempting),
+                key=lambda r: (effective_end(r), r.job.id),
+            )
+        return self._preempting
+
+    def victims_for(self, entry: Entry, pool_ids: set[int]) -> Iterator[RunningJob]:
+        """Victims the policy allows for this job, in rank order (at most a scan limit)."""
+        test = self.policy.victim_test(entry, self)
+        if test is None:
+            return
+        claimed, limit = self.claimed, self.config.victim_scan_limit
+        held, node_pool = self.state._held, self.state._node_pool
+        scanned = 0
+        for r in self.policy.victim_order(self):
+            if r.job.id in claimed or node_pool[held[r.job.id][0][0]] not in pool_ids:
+                continue
+            scanned += 1
+            if scanned > limit:
+                return
+            if test(r):
+                yield r
+
+    # ---- stopping and reasons
+    def should_stop(self) -> bool:
+        if self.stop_reason is not None:
+            return True
+        if not self.blocked_count:
+            # The first job that cannot start is always looked at: it gets its
+            # reservation (or preemption) and an honest estimate.
+            return False
+        if self._capacity_dirty:
+            self._capacity_dirty = False
+            self._check_reserved = False
+            if self.attempts_left > 0 and self.preemptions_left > 0:
+                return False
+            if any(r.job.id not in self.claimed for r in self.preempting()):
+                return False
+            pools = range(len(self.view.pools))
+            biggest = max((self.view.max_free_node(i) for i in pools), default=0)
+            if biggest == 0 or biggest < self._min_gpt:
+                self.stop_reason = Wait(
+                    WaitCode.NO_CAPACITY,
+                    "no free GPUs can hold a task of any waiting job; jobs ahead of it wait too",
+                )
+                return True
+            self._check_reserved = self.reservation is not None
+        if self._check_reserved and self.blocked_run >= LOOK_BEFORE_SKIPPING:
+            self._check_reserved = False
+            return self._only_reserved_room()
+        return False
+
+    def _only_reserved_room(self) -> bool:
+        """With a reservation and no task-sized room outside its nodes, only a job that
+        ends before the reservation starts may still start (on them). If no waiting job
+        is that short, stop; otherwise let ``order`` skip sub-queues with none."""
+        res = self.reservation
+        assert res is not None
+        pools = range(len(self.view.pools))
+        outside = max((self.view.max_free_node(i, self.reserved_mask) for i in pools), default=0)
+        if outside >= self._min_gpt:
+            return False
+        shortest = self.pending.min_time_limit()
+        if shortest is None or self.now + shortest > res.start_time:
+            self.stop_reason = self.reserved_wait()
+            return True
+        self.short_horizon = res.start_time - self.now
+        return False
+
+    def skip(self, why: Wait) -> None:
+        if self.skipped is None:
+            self.skipped = why
+
+    def reserved_wait(self) -> Wait:
+        res = self.reservation
+        assert res is not None
+        return Wait(
+            WaitCode.BACKFILL_WOULD_DELAY,
+            f"the free GPUs are held for job {res.job_id}, reserved to start at "
+            f"{res.start_time:.0f}; only a job that ends before then could use them",
+        )
+
+    def capacity_reason(self, job: Job, pools: PoolsByType) -> tuple[WaitCode, str]:
+        avail = max(self.state._pool_avail_cap[pool.index] for group in pools for pool in group)
+        if avail < job.total_gpus:
+            return (
+                WaitCode.NODES_UNAVAILABLE,
+                f"it needs {job.total_gpus} GPUs; enough exist, but drained or down nodes "
+                f"leave at most {avail} usable at one site",
+            )
+        free = sum(self.view.free[pool.index] for group in pools for pool in group)
+        return (
+            WaitCode.NO_CAPACITY,
+            f"it needs {job.tasks}×{job.gpus_per_task} GPUs of {'/'.join(job.gpu_types)} on "
+            f"whole nodes; {free} acceptable GPUs are free but not enough together",
+        )

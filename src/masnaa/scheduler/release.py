@@ -1,0 +1,122 @@
+"""Release walks: when blocked jobs would first fit as running jobs end.
+
+``earliest_fit`` serves the EASY reservation of the first blocked job and the
+start estimates of the next ones (``core``). It walks the release profile (the
+expected ends of running jobs, jobs started in this pass, and the reserved
+job's own start and end) on the pass's ``View``, undoing every change before
+it returns. Estimates are lower bounds: other waiting jobs are not counted.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+
+from masnaa.domain.job import Job, Placement
+from masnaa.scheduler.context import Pass, PoolsByType
+from masnaa.scheduler.place import place_in_pool
+from masnaa.scheduler.state import Pool
+from masnaa.scheduler.view import Held
+
+
+def earliest_fit(
+    p: Pass, targets: list[tuple[Job, PoolsByType]], *, take_reservation: bool
+) -> dict[str, tuple[float, Placement]]:
+    """When each target would first fit as running jobs end (see the module docstring).
+
+    One walk over the release profile serves all targets; targets of the same
+    shape share one answer. After a release only the nodes it touched gained
+    GPUs, so a target is re-placed only when a touched node of one of its pools
+    now has room for one of its tasks and the pool has enough free GPUs.
+    ``take_reservation``: the reserved job takes its GPUs at its start time and
+    gives them back after its time limit.
+    """
+    view = p.view
+    mark = view.mark()
+    groups: dict[tuple[object, ...], tuple[Job, list[Pool], list[str]]] = {}
+    for job, pools in targets:
+        key = (job.gpu_types, job.sites, job.tasks, job.gpus_per_task)
+        if key in groups:
+            groups[key][2].append(job.id)
+        else:
+            groups[key] = (job, [pool for g in pools for pool in g], [job.id])
+    todo = list(groups.values())
+    found: dict[str, tuple[float, Placement]] = {}
+    events: list[tuple[float, int, Held]] = []
+    res = p.reservation if take_reservation else None
+    placed_res = p.reserved_placement
+    if res is not None and placed_res is not None:
+        held_res = view.masks_of(placed_res)
+        res_job = p.pending.get(res.job_id)
+        # Taken just after the releases at its start time, released after its limit.
+        events = [
+            (res.start_time, 1, held_res),
+            (res.start_time + res_job.time_limit, 2, held_res),
+        ]
+    stream = heapq.merge(
+        ((t, 0, h) for t, h in _release_events(p)), events, key=lambda e: e[:2]
+    )
+    pending_take = bool(events)
+    for t, kind, held in stream:
+        if kind == 1:
+            view.take(held)
+            pending_take = False
+            # Releases at the reservation's own start were not checked yet: check all.
+            touched: Held | None = None
+        else:
+            view.give(held)
+            if pending_take and res is not None and t >= res.start_time:
+                continue
+            touched = held
+        left = []
+        for group in todo:
+            hit = _fits(p, group[0], group[1], touched)
+            if hit is None:
+                left.append(group)
+            else:
+                for job_id in group[2]:
+                    found[job_id] = (t, hit)
+        todo = left
+        if not todo:
+            break
+    view.rollback(mark)
+    return found
+
+def _fits(p: Pass, job: Job, pools: list[Pool], touched: Held | None) -> Placement | None:
+    """A placement for ``job`` if it fits now. ``touched``: the only nodes that gained GPUs
+    since the last check (``None``: check everything)."""
+    view = p.view
+    total, g = job.total_gpus, job.gpus_per_task
+    if touched is None:
+        for pool in pools:
+            if view.free[pool.index] >= total:
+                placed = place_in_pool(view, pool, job)
+                if placed is not None:
+                    return placed[0]
+        return None
+    pool_of, free, avail = view.pool_of, view.free, p.state._avail
+    tried = -1
+    for i, _ in touched:
+        pi = pool_of[i]
+        if pi != tried and free[pi] >= total and avail[i] and view.mask(i).bit_count() >= g:
+            tried = pi
+            for pool in pools:
+                if pool.index == pi:
+                    placed = place_in_pool(view, pool, job)
+                    if placed is not None:
+                        return placed[0]
+                    break
+    return None
+
+def _release_events(p: Pass) -> Iterator[tuple[float, Held]]:
+    held = p.state._held
+    claimed = p.claimed
+    now = p.now
+    # A job past its expected end may end any moment: count it as ending now.
+    in_state = (
+        (end if end > now else now, held[jid])
+        for end, jid in p.state._ends
+        if jid not in claimed
+    )
+    mine = sorted(((s.end, s.job_id, s.held) for s in p.started), key=lambda x: x[:2])
+    return heapq.merge(in_state, ((e, h) for e, _, h in mine), key=lambda x: x[0])
