@@ -39,7 +39,7 @@ between the first sample after warm-up and the last one. ``--tracemalloc``
 adds allocation sites (much slower: the control loop falls behind at 10/s).
 
 Usage:
-  .venv/bin/python benchmarks/bench_soak.py [--minutes 10] [--rate 10] [--backlog 400]
+  .venv/bin/python benchmarks/bench_soak.py [--minutes 10] [--rate 10] [--backlog 1000]
       [--warmup 60] [--debug [--tracemalloc]] [--append docs/performance.md]
 """
 
@@ -394,9 +394,9 @@ def main() -> int:
                     "first counted sample (caches and connection pools fill up)")
     ap.add_argument("--rate", type=float, default=10.0, help="stream jobs submitted per second "
                     "(each starts a Python supervisor: 10/s takes about half of a 2-core machine)")
-    ap.add_argument("--backlog", type=int, default=400, help="standing pending jobs (keep it "
-                    "under the scheduler's backfill_depth, 500: the stream queues behind it "
-                    "and is not looked at past that depth)")
+    ap.add_argument("--backlog", type=int, default=1000, help="standing pending jobs waiting "
+                    "for the held GPU type (more than backfill_depth, 500: the stream for the "
+                    "other type must still flow past them)")
     ap.add_argument("--cancel-every", type=float, default=2.0)
     ap.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
     ap.add_argument("--threshold", type=float, default=THRESHOLD_MB_PER_MIN,

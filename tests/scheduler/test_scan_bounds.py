@@ -123,3 +123,15 @@ def test_a_backlog_of_one_gpu_type_does_not_hide_jobs_for_another() -> None:
         d = s.decide(policy, now=2000, backfill_depth=500)
         assert started(d) == ["l"], policy
         assert d.wait_for("h599").code is WaitCode.NO_CAPACITY, policy
+
+
+def test_a_backlog_the_policy_cannot_preempt_for_is_passed_over() -> None:
+    # One tenant, no quota to reclaim and no lower class: its H100 backlog may preempt
+    # nobody, though the running job is old enough to be a candidate in principle.
+    s = Scene(cluster=mixed_types(1, 1))
+    s.running(job("r").gpus(8).tenant("t"), "h0000", start=0, end=50_000)
+    s.pending(*(job(f"h{i}").gpus(1).tenant("t").submitted(i) for i in range(600)))
+    s.pending(job("l").gpus(2).types("l40s").tenant("t").submitted(1000))
+    d = s.decide("masnaa", now=20_000, backfill_depth=500)
+    assert started(d) == ["l"]
+    assert d.preemptions == []

@@ -24,7 +24,7 @@ from masnaa.scheduler.config import SchedulerConfig
 from masnaa.scheduler.decision import Decision, Preemption, Reservation, Start, Wait, WaitCode
 from masnaa.scheduler.place import SiteChoice
 from masnaa.scheduler.policies import Policy, VictimTest
-from masnaa.scheduler.queue import Entry, PendingQueue
+from masnaa.scheduler.queue import Entry, PendingQueue, SubQueueKey
 from masnaa.scheduler.snapshot import Snapshot
 from masnaa.scheduler.state import Pool, effective_end
 from masnaa.scheduler.view import Held, View
@@ -95,6 +95,7 @@ class Pass:
         self._check_reserved = False
         self._room: dict[tuple[tuple[str, ...], tuple[str, ...] | None], tuple[int, bool]] = {}
         self._candidates: dict[object, bool] = {}
+        self._frees: dict[SubQueueKey, tuple[int, bool]] = {}
         self.short_horizon: float | None = None
         """Set once only jobs with a time limit within it may still start (see should_stop)."""
         self.skipped: Wait | None = None
@@ -186,14 +187,15 @@ class Pass:
         test = self.reclaim_test(entry)
         return test is not None and test(victim)
 
-    def reclaim_test(self, entry: Entry) -> VictimTest | None:
+    def reclaim_test(self, entry: Entry, gpus: int | None = None) -> VictimTest | None:
         if self.now - entry.since < self.config.reclaim_after:
             return None
         job = entry.job
+        size = job.total_gpus if gpus is None else gpus
         mine = set()
         for pool in self.quota_pools:
             q = self.quotas.get((job.tenant, pool))
-            if q is not None and self.used(job.tenant, pool) + job.total_gpus <= q.nominal:
+            if q is not None and self.used(job.tenant, pool) + size <= q.nominal:
                 mine.add(pool)
         if not mine:
             return None
@@ -422,10 +424,11 @@ class Pass:
         self._capacity_version += 1
         self.blocked_run = 0
 
-    def no_room(self, gpu_types: tuple[str, ...], sites: tuple[str, ...] | None) -> bool:
-        """Whether jobs of this eligibility can be passed over without a look: no node
-        of their pools has room for the smallest waiting task, nothing can be preempted,
-        and the job that decides the reservation was already looked at.
+    def no_room(self, sub: SubQueueKey, head: Entry) -> bool:
+        """Whether the sub-queue ``sub`` (``head`` first) can be passed over without a
+        look: no node its jobs may use has room for the smallest waiting task, none of
+        its jobs can make room by preemption, and the job that decides the
+        reservation was already looked at.
 
         Free GPUs only shrink during a pass, so "no room" once seen stays true.
         """
@@ -433,17 +436,24 @@ class Pass:
             return False
         if self.policy.backfill and self.reservation is None:
             return False
-        key = (gpu_types, sites)
-        seen = self._room.get(key)
-        if seen is not None and (seen[1] is False or seen[0] == self._capacity_version):
-            return not seen[1]
-        groups = self.eligible_pools_for(gpu_types, sites)
-        gpt = self._min_gpt
-        room = any(self.view.max_free_node(pool.index) >= gpt for group in groups for pool in group)
-        if not room and self.policy.preemptive:
-            room = self._may_free(key, {pool.index for group in groups for pool in group})
-        self._room[key] = (self._capacity_version, room)
-        return not room
+        elig = (sub[3], sub[4])
+        seen = self._room.get(elig)
+        if seen is None or (seen[1] and seen[0] != self._capacity_version):
+            gpt = self._min_gpt
+            groups = self.eligible_pools_for(*elig)
+            room = any(self.view.max_free_node(pool.index) >= gpt for g in groups for pool in g)
+            seen = self._room[elig] = (self._capacity_version, room)
+        if seen[1]:
+            return False
+        if not self.policy.preemptive:
+            return True
+        freed = self._frees.get(sub)
+        if freed is None or (freed[1] and freed[0] != self._capacity_version):
+            groups = self.eligible_pools_for(*elig)
+            pools = {pool.index for group in groups for pool in group}
+            may = self._may_free(elig, pools) and self.policy.may_preempt_any(head, self)
+            freed = self._frees[sub] = (self._capacity_version, may)
+        return not freed[1]
 
     def _may_free(self, key: object, pools: set[int]) -> bool:
         """Whether preemption could still free GPUs in ``pools`` during this pass: GPUs

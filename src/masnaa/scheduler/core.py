@@ -124,7 +124,7 @@ def order(p: Pass) -> Iterator[Entry]:
             if horizon is not None and pending.queue_min_time_limit(sub) > horizon:
                 p.skip(p.reserved_wait())  # none of its jobs ends before the reservation
                 continue
-            if p.no_room(sub[3], sub[4]):
+            if p.no_room(sub, pending.entry_at(queues[qi][pos])):
                 p.skip(NO_ROOM)  # no node its jobs may use has room for a waiting task
                 continue
         q = queues[qi]

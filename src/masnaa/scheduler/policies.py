@@ -85,9 +85,9 @@ class PassView(Protocol):
         """Whether the waiting job is within its nominal quota where the victim borrows."""
         ...
 
-    def reclaim_test(self, entry: Entry) -> VictimTest | None:
+    def reclaim_test(self, entry: Entry, gpus: int | None = None) -> VictimTest | None:
         """``reclaims`` for one waiting job, its own side worked out once (``None``: it
-        may reclaim from nobody now)."""
+        may reclaim from nobody now); ``gpus``: as if the job asked for that many."""
         ...
 
     def remaining(self, job_id: str) -> float:
@@ -135,6 +135,13 @@ class Policy:
     def may_preempt(self, entry: Entry, victim: RunningJob, v: PassView) -> bool:
         test = self.victim_test(entry, v)
         return test is not None and test(victim)
+
+    def may_preempt_any(self, head: Entry, v: PassView) -> bool:
+        """Whether some job of ``head``'s sub-queue (same tenant, class, level and
+        eligibility, none waiting longer than ``head``) might preempt anyone in this
+        pass. ``False`` lets the pass skip the whole sub-queue when it has no room, so
+        it must be exact in that direction; ``True`` is always safe."""
+        return self.preemptive
 
     def preemption_class(self, entry: Entry, v: PassView) -> Hashable | None:
         """Jobs of one class may preempt exactly the same victims (``None``: no such class).
@@ -290,6 +297,20 @@ class Masnaa(Policy):
             return fair and self._fair_swap(entry, victim, v)
 
         return test
+
+    def may_preempt_any(self, head: Entry, v: PassView) -> bool:
+        # Within one sub-queue only the size differs from job to job and the head has
+        # waited longest: priority preemption and fair-share swaps are class- and
+        # config-wide, and a reclaim is likeliest for the smallest gang (one GPU).
+        if v.config.fair_share_preemption or v.reclaim_test(head, gpus=1) is not None:
+            return True
+        if not v.can_preempt(head.job):
+            return False
+        mine = v.priority(head.job)
+        return any(
+            v.class_of(pclass)[0] < mine and v.class_of(pclass)[1]
+            for _, pclass in v.running_groups()
+        )
 
     def _fair_swap(self, entry: Entry, victim: RunningJob, v: PassView) -> bool:
         """Fair-share preemption between jobs of one priority class."""
