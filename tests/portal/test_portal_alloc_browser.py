@@ -25,15 +25,9 @@ from masnaa.portal.session import SESSION_COOKIE
 from masnaa.store import accounting as t
 
 from .alloc_world import ensure_world
+from .browser_checks import page_weights, print_weights, serious_violations
 from .conftest import Factory
-from .test_portal_browser import (
-    AXE,
-    FIRST_LOAD_LIMIT,
-    LATER_LOAD_LIMIT,
-    _transferred,
-    html_dir,
-    sign_in,
-)
+from .test_portal_browser import html_dir, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -203,23 +197,9 @@ def _new_pages(world: Factory) -> list[str]:
 
 
 def test_the_allocation_pages_are_light(world: Factory, browser: Any, capsys: Any) -> None:
-    rows = []
-    for path in _new_pages(world):
-        ctx = browser.new_context()  # an empty cache: a first visit
-        ctx.add_cookies([{"name": SESSION_COOKIE, "value": world.tokens["karim"],
-                          "url": world.url}])
-        page = ctx.new_page()
-        first = _transferred(page, path, world.url)
-        later = _transferred(page, path, world.url)
-        ctx.close()
-        rows.append((path, first, later))
-        assert first <= FIRST_LOAD_LIMIT, f"{path}: {first} bytes on first load"
-        assert later <= LATER_LOAD_LIMIT, f"{path}: {later} bytes on a later load"
-        assert later < first, f"{path}: the static files were not cached"
-    with capsys.disabled():
-        print("\nallocation pages' weight (bytes transferred: first load, later load)")
-        for path, first, later in rows:
-            print(f"  {re.sub(r'alloc-[0-9a-f]+', '{id}', path):36} {first:7d} {later:7d}")
+    rows = page_weights(browser, world.url, world.tokens["karim"], _new_pages(world))
+    print_weights(capsys, "allocation pages' weight", rows,
+                  label=lambda p: re.sub(r"alloc-[0-9a-f]+", "{id}", p), width=36)
 
 
 @pytest.mark.parametrize("lang", ["en", "ar"])  # French lays out as English does
@@ -236,16 +216,7 @@ def test_the_allocation_pages_have_no_serious_accessibility_violations(
     found = {}
 
     def check(label: str) -> None:
-        page.add_script_tag(path=str(AXE))
-        result = page.evaluate(
-            "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
-        )
-        bad = [
-            f"{v['id']} ({v['impact']}): {v['nodes'][0]['html'][:120]}"
-            for v in result
-            if v["impact"] in ("serious", "critical")
-        ]
-        if bad:
+        if bad := serious_violations(page):
             found[label] = bad
 
     try:

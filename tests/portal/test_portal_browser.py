@@ -20,13 +20,11 @@ from masnaa.portal.i18n import Lang
 from masnaa.portal.labels import JOB_STATES, NODE_STATES, SUBMIT_ERRORS
 from masnaa.portal.session import SESSION_COOKIE
 
+from .browser_checks import page_weights, print_weights, serious_violations
 from .conftest import Factory
 
 pytestmark = pytest.mark.browser
 
-AXE = Path(__file__).parent / "vendor" / "axe.min.js"
-FIRST_LOAD_LIMIT = 200 * 1024
-LATER_LOAD_LIMIT = 50 * 1024
 LANGS = ["en", "fr", "ar"]
 
 
@@ -182,36 +180,12 @@ def _pages(factory: Factory) -> list[str]:
             "/ops/map", "/ops/queue", "/ops/nodes", "/ops/twin?run=1&jobs=100"]
 
 
-def _transferred(page: Any, path: str, url: str) -> int:
-    """Bytes the browser fetched over the network for one visit (Resource Timing's
-    ``transferSize``: headers and body, 0 for what came from its cache)."""
-    page.goto(url + path, wait_until="load")
-    return int(page.evaluate(
-        """() => performance.getEntriesByType('navigation')
-                 .concat(performance.getEntriesByType('resource'))
-                 .reduce((sum, e) => sum + e.transferSize, 0)"""
-    ))
-
-
 def test_every_page_is_light(factory: Factory, browser: Any, capsys: Any) -> None:
-    rows = []
-    for path in _pages(factory):
-        ctx = browser.new_context()  # an empty cache: a first visit
-        if path != "/login":
-            ctx.add_cookies([{"name": SESSION_COOKIE, "value": factory.tokens["ops"],
-                              "url": factory.url}])
-        page = ctx.new_page()
-        first = _transferred(page, path, factory.url)
-        later = _transferred(page, path, factory.url)
-        ctx.close()
-        rows.append((path, first, later))
-        assert first <= FIRST_LOAD_LIMIT, f"{path}: {first} bytes on first load"
-        assert later <= LATER_LOAD_LIMIT, f"{path}: {later} bytes on a later load"
-        assert later < first, f"{path}: the static files were not cached"
-    with capsys.disabled():
-        print("\npage weight (bytes transferred: first load, later load)")
-        for path, first, later in rows:
-            print(f"  {path:28} {first:7d} {later:7d}")
+    paths = _pages(factory)
+    rows = page_weights(browser, factory.url, None, [p for p in paths if p == "/login"])
+    rows += page_weights(browser, factory.url, factory.tokens["ops"],
+                         [p for p in paths if p != "/login"])
+    print_weights(capsys, "page weight", rows)
 
 
 # --- accessibility -------------------------------------------------------------------
@@ -234,15 +208,7 @@ def test_no_serious_accessibility_violations(
             if path == "/login":
                 continue
             page.goto(factory.url + path)
-            page.add_script_tag(path=str(AXE))
-            result = page.evaluate(
-                "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
-            )
-            bad = [
-                f"{v['id']} ({v['impact']}): {v['nodes'][0]['html'][:120]}"
-                for v in result
-                if v["impact"] in ("serious", "critical")
-            ]
+            bad = serious_violations(page)
             if bad:
                 found[path] = bad
         # The form with errors shown, and the sign-in page, too.
@@ -250,10 +216,7 @@ def test_no_serious_accessibility_violations(
         page.fill("#f-tasks", "zero")
         page.locator("#job-form button[type=submit]").click()
         page.wait_for_load_state()
-        page.add_script_tag(path=str(AXE))
-        result = page.evaluate("async () => (await axe.run()).violations")
-        bad = [v["id"] for v in result if v["impact"] in ("serious", "critical")]
-        if bad:
+        if bad := serious_violations(page):
             found["/jobs/new (errors)"] = bad
     finally:
         ctx.close()

@@ -29,16 +29,9 @@ from masnaa.portal.labels import JOB_STATES, NODE_STATES
 from masnaa.portal.routes_data import DATA_ERRORS
 from masnaa.portal.session import SESSION_COOKIE
 
+from .browser_checks import page_weights, print_weights, serious_violations
 from .conftest import Factory
-from .test_portal_browser import (
-    AXE,
-    FIRST_LOAD_LIMIT,
-    LANGS,
-    LATER_LOAD_LIMIT,
-    _transferred,
-    html_dir,
-    sign_in,
-)
+from .test_portal_browser import LANGS, html_dir, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -213,35 +206,8 @@ def _new_pages(factory: Factory) -> list[str]:
 
 
 def test_the_new_pages_are_light(factory: Factory, browser: Any, capsys: Any) -> None:
-    rows = []
-    for path in _new_pages(factory):
-        ctx = browser.new_context()  # an empty cache: a first visit
-        ctx.add_cookies([{"name": SESSION_COOKIE, "value": factory.tokens["ops"],
-                          "url": factory.url}])
-        page = ctx.new_page()
-        first = _transferred(page, path, factory.url)
-        later = _transferred(page, path, factory.url)
-        ctx.close()
-        rows.append((path, first, later))
-        assert first <= FIRST_LOAD_LIMIT, f"{path}: {first} bytes on first load"
-        assert later <= LATER_LOAD_LIMIT, f"{path}: {later} bytes on a later load"
-        assert later < first, f"{path}: the static files were not cached"
-    with capsys.disabled():
-        print("\npage weight of the data, audit and site pages (bytes: first load, later load)")
-        for path, first, later in rows:
-            print(f"  {path:48} {first:7d} {later:7d}")
-
-
-def _axe(page: Any) -> list[str]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate(
-        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
-    )
-    return [
-        f"{v['id']} ({v['impact']}): {v['nodes'][0]['html'][:120]}"
-        for v in result
-        if v["impact"] in ("serious", "critical")
-    ]
+    rows = page_weights(browser, factory.url, factory.tokens["ops"], _new_pages(factory))
+    print_weights(capsys, "page weight of the data, audit and site pages", rows, width=48)
 
 
 @pytest.mark.parametrize("lang", ["en", "ar"])
@@ -260,7 +226,7 @@ def test_no_serious_accessibility_violations_on_the_new_pages(
             if "window=" in path:
                 continue  # the same template as /ops/util
             page.goto(factory.url + path)
-            bad = _axe(page)
+            bad = serious_violations(page)
             if bad:
                 found[path] = bad
         # The forms with their errors shown.
@@ -268,10 +234,10 @@ def test_no_serious_accessibility_violations_on_the_new_pages(
         page.fill("#d-jurisdiction", "nowhere")
         page.locator("#data-form button[type=submit]").click()
         page.wait_for_load_state()
-        if bad := _axe(page):
+        if bad := serious_violations(page):
             found["/data/new (errors)"] = bad
         page.goto(factory.url + "/ops/report?country=XX&since=never&until=2026-11-01")
-        if bad := _axe(page):
+        if bad := serious_violations(page):
             found["/ops/report (errors)"] = bad
     finally:
         ctx.close()
