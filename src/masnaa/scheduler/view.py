@@ -20,7 +20,7 @@ Held = tuple[tuple[int, int], ...]
 
 
 class View:
-    __slots__ = ("buckets", "free", "full", "log", "masks", "pool_of", "pools", "state")
+    __slots__ = ("bits", "buckets", "free", "full", "log", "masks", "pool_of", "pools", "state")
 
     def __init__(self, state: ClusterState) -> None:
         self.state = state
@@ -31,6 +31,8 @@ class View:
         self.free: list[int] = list(state._pool_free)
         self.masks: dict[int, int] = {}
         self.log: list[tuple[int, int]] = []
+        self.bits: dict[int, tuple[int, ...]] = {}
+        """GPU mask → its GPU indices, lowest first (big gangs place many whole nodes)."""
 
     def mask(self, i: int) -> int:
         m = self.masks.get(i)
@@ -73,13 +75,29 @@ class View:
             out.append((ord_[s.node], m))
         return tuple(out)
 
+    # ``take`` and ``give`` inline ``mask``/``set_mask``: release walks call them for
+    # every job that ends, which makes them the hottest lines of a replay.
     def take(self, held: Held) -> None:
+        masks, base, log = self.masks, self.state._free_mask, self.log
         for i, m in held:
-            self.set_mask(i, self.mask(i) & ~m)
+            old = masks.get(i)
+            if old is None:
+                old = base[i]
+            new = old & ~m
+            if new != old:
+                log.append((i, old))
+                self._apply(i, old, new)
 
     def give(self, held: Held) -> None:
+        masks, base, log = self.masks, self.state._free_mask, self.log
         for i, m in held:
-            self.set_mask(i, self.mask(i) | m)
+            old = masks.get(i)
+            if old is None:
+                old = base[i]
+            new = old | m
+            if new != old:
+                log.append((i, old))
+                self._apply(i, old, new)
 
     def held(self, job_id: str) -> Held:
         """What a running job of the underlying state holds."""
@@ -106,9 +124,7 @@ class View:
     def slice_of(self, i: int, count: int) -> PlacementSlice:
         """The ``count`` lowest free GPUs of node ``i`` (caller checked there are enough)."""
         m = self.mask(i)
-        gpus: list[int] = []
-        while len(gpus) < count:
-            low = m & -m
-            gpus.append(low.bit_length() - 1)
-            m ^= low
-        return PlacementSlice(self.state._cluster.nodes[i].name, tuple(gpus))
+        gpus = self.bits.get(m)
+        if gpus is None:
+            gpus = self.bits[m] = tuple(g for g in range(m.bit_length()) if m >> g & 1)
+        return PlacementSlice(self.state._cluster.nodes[i].name, gpus[:count])
