@@ -14,10 +14,13 @@ when nothing further can fit (no free GPU or no node with room for the smallest
 task pending, and no preemption budget left; or, once a job holds a
 reservation, no room outside the reserved nodes and no waiting job short enough
 to end before the reservation starts), at the first blocked job for
-head-of-line policies, or after ``backfill_depth`` blocked jobs. When only such
-short jobs could still start, the scan skips whole sub-queues that hold none
-(``PendingQueue.queue_min_time_limit``): skipped jobs are not counted against
-``backfill_depth``, which bounds the jobs actually tried. ``explain``
+head-of-line policies, or after ``backfill_depth`` blocked jobs. Once the jobs
+that get estimates were looked at, the scan also skips whole sub-queues that
+cannot start anything: when only such short jobs could still start, those that
+hold none (``PendingQueue.queue_min_time_limit``); and those whose GPU types and
+sites have no room for a task while none of their jobs may preempt anyone
+(``Pass.no_room``). Skipped jobs are not counted against ``backfill_depth``,
+which bounds the jobs actually tried. ``explain``
 gives estimated start times to a bounded number of blocked jobs.
 
 Purity: the pass works on a ``View`` (copy-on-write overlay) and never writes
