@@ -229,3 +229,30 @@ def test_an_unreachable_controller_changes_nothing(ex: SlurmExecutor, slurm: Scr
     # one sbatch: the failed one; the retry found job 55 and adopted it
     assert len(slurm.called("sbatch")) == 1
     assert ex.records("j1", 1).slurm_job_id() == 55
+
+
+@pytest.mark.parametrize(
+    ("record", "stopped", "expected"),
+    [
+        ("137 exited", True, ("stopped", None, 9)),  # Slurm's kill beat the script's trap
+        ("143 stopped", True, ("stopped", None, 15)),
+        ("137 exited", False, ("exited", None, 9)),  # killed, but nobody asked it to stop
+        ("0 exited", True, ("exited", 0, None)),  # it finished before the stop landed
+    ],
+)
+def test_a_run_killed_after_a_stop_request_was_stopped(
+    ex: SlurmExecutor, slurm: ScriptedSlurm, clock: Clock, record: str, stopped: bool,
+    expected: tuple[str, int | None, int | None],
+) -> None:
+    ex.start(spec())
+    rec = ex.records("j1", 1)
+    rec.put("started_at", f"{clock.now:.3f}")
+    if stopped:
+        slurm.add("j1", 1, 101, "RUNNING")
+        ex.stop("j1", 1, 0, "cancelled")
+        slurm.jobs.clear()
+    rec.put("exit", f"{record} {clock.now + 1:.3f}")
+    seen = ex.poll_many([("j1", 1)])[("j1", 1)]
+    assert seen.state == "exited"
+    assert (seen.reason, seen.exit_code, seen.signal) == expected
+    assert seen.stop_reason == ("cancelled" if stopped else None)

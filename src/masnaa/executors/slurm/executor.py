@@ -508,6 +508,10 @@ class SlurmExecutor(Executor):
         sig: int | None = None
         if 128 < status <= 128 + 64:  # the shell's way of saying "killed by signal n"
             code, sig = None, status - 128
+        if reason == "exited" and sig is not None and stop is not None:
+            # Asked to stop and killed by a signal: Slurm's own signal reached the
+            # command before the batch script's trap could record the stop.
+            reason = "stopped"
         return Observed(
             "exited",
             exit_code=code,
