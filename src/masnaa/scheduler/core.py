@@ -119,19 +119,19 @@ def order(p: Pass) -> Iterator[Entry]:
     heapq.heapify(heap)
     while heap:
         key, qi, pos = heapq.heappop(heap)
-        sub = keys[qi]
+        q = queues[qi]
+        entry = pending.entry_at(q[pos])
         if len(p.to_estimate) >= p.config.estimate_depth:
             # Jobs that cannot start are passed over a sub-queue at a time, once the
             # ones that get a start estimate have been looked at.
+            sub = keys[qi]
             horizon = p.short_horizon
             if horizon is not None and pending.queue_min_time_limit(sub) > horizon:
                 p.skip(p.reserved_wait())  # none of its jobs ends before the reservation
                 continue
-            if p.no_room(sub, pending.entry_at(queues[qi][pos])):
+            if p.no_room(sub, entry):
                 p.skip(NO_ROOM)  # no node its jobs may use has room for a waiting task
                 continue
-        q = queues[qi]
-        entry = pending.entry_at(q[pos])
         if policy.dynamic_keys:
             fresh = policy.job_key(entry, p)
             if fresh > key and heap and fresh > heap[0][0]:
