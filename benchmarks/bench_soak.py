@@ -63,6 +63,8 @@ from pathlib import Path
 
 import httpx
 
+from up_harness import wait_for_up
+
 THRESHOLD_MB_PER_MIN = 1.0
 """Flat means RSS grows by less than this per minute over the second half of the run.
 
@@ -435,20 +437,10 @@ def main() -> int:
     print(f"home {home}; masnaa up pid {up.pid}; {args.rate:g} jobs/s for "
           f"{args.warmup:g} s warm-up + {args.minutes:g} min", flush=True)
     try:
-        deadline = time.monotonic() + (300 if args.tracemalloc else 60)  # it is slow
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if up.poll() is not None or time.monotonic() > deadline:
-                print((home / "up.log").read_text(), file=sys.stderr)
-                return 1
-            time.sleep(0.1)
-        token = re.search(r'token = "([^"]+)"', (home / "credentials.toml").read_text())
-        assert token is not None
-        headers = {"Authorization": f"Bearer {token.group(1)}"}
+        token = wait_for_up(base, up, home, 300 if args.tracemalloc else 60)  # it is slow
+        if token is None:
+            return 1
+        headers = {"Authorization": f"Bearer {token}"}
         client = httpx.Client(base_url=base, headers=headers, timeout=30)
         gen_client = httpx.Client(base_url=base, headers=headers, timeout=30)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import signal
 import socket
 import statistics
@@ -31,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+
+from up_harness import wait_for_up
 
 TARGET = 0.5
 
@@ -65,20 +66,10 @@ def main() -> int:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if up.poll() is not None or time.monotonic() > deadline:
-                print((home / "up.log").read_text(), file=sys.stderr)
-                return 1
-            time.sleep(0.1)
-        token = re.search(r'token = "([^"]+)"', (home / "credentials.toml").read_text())
-        assert token is not None
-        client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token.group(1)}"})
+        token = wait_for_up(base, up, home, 60)
+        if token is None:
+            return 1
+        client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"})
         marks = home / "marks"
         marks.mkdir()
         api, start, admitted = [], [], []
