@@ -135,3 +135,23 @@ def test_a_backlog_the_policy_cannot_preempt_for_is_passed_over() -> None:
     d = s.decide("masnaa", now=20_000, backfill_depth=500)
     assert started(d) == ["l"]
     assert d.preemptions == []
+
+
+def test_a_backlog_of_gangs_too_big_for_the_free_gpus_is_passed_over_by_shape() -> None:
+    # The head reserves n0001; n0000 has 3 GPUs free. 600 8-GPU jobs (past
+    # backfill_depth) cannot fit anywhere now; a 2-GPU job behind them still starts.
+    s = Scene(nodes=2)
+    s.running(job("r0").gpus(5).tenant("x"), on("n0000", 0, 1, 2, 3, 4), end=1000)
+    s.running(job("r1").gpus(8).tenant("x"), "n0001", end=100)
+    s.pending(job("head").gpus(8).tenant("a").limit(LONG).submitted(1))
+    s.pending(*(job(f"b{i}").gpus(8).tenant(f"t{i % 4}").limit(LONG).submitted(2 + i)
+                for i in range(600)))
+    s.pending(job("small").gpus(2).tenant("late").limit(LONG).submitted(1000))
+    d = s.decide("fifo-backfill", now=10, backfill_depth=500)
+    assert started(d) == ["small"]
+    assert all(sl.node == "n0000" for sl in d.starts[0].placement.slices)
+    # Each tenant's 8-GPU sub-queue was passed over whole, not job by job.
+    assert d.default_wait.code is WaitCode.NO_CAPACITY
+    assert "did not fit" in d.default_wait.message
+    assert len(d.waiting) < 50
+    assert d.wait_for("b599").code is WaitCode.NO_CAPACITY

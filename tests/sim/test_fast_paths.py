@@ -1,9 +1,9 @@
 """The twin's fast paths change speed only: the same replay gives the same result.
 
-Two shortcuts are checked against the plain way on seeded workloads:
-passes without explanations (``estimate_depth=0``, ``explain_waits=False``) and
-skipped futile passes
-(``EngineConfig.skip_full_passes``).
+Three shortcuts are checked against the plain way on seeded workloads:
+passes without explanations (``estimate_depth=0``, ``explain_waits=False``),
+skipped futile passes (``EngineConfig.skip_full_passes``) and reservation walks
+handed from pass to pass (``EngineConfig.reuse_walks``, ``scheduler.PassMemo``).
 """
 
 from __future__ import annotations
@@ -55,6 +55,21 @@ def test_skipping_futile_passes_gives_the_same_replay(policy: str) -> None:
     else:
         assert fast_speed["passes_skipped"] > 0
         assert fast_speed["passes"] + fast_speed["passes_skipped"] == plain_speed["passes"]
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_reusing_reservation_walks_gives_the_same_replay(policy: str) -> None:
+    t = _busy()
+    plain, _ = _result(_engine(t, policy, 6, reuse_walks=False))
+    engine = _engine(t, policy, 6)
+    fast, _ = _result(engine)
+    assert fast == plain
+    memo = engine.memo
+    assert memo is not None
+    if POLICIES[policy].backfill:
+        assert memo.hits > 0 and memo.misses > 0  # the walk was both reused and redone
+    else:
+        assert memo.hits == memo.misses == 0
 
 
 class _Recording(Engine):

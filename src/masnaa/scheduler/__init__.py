@@ -7,13 +7,17 @@ Driver contract (``docs/architecture.md``, ``docs/scheduler.md``):
   ``ValueError`` rather than ever letting a GPU be held twice or a job land on an
   unavailable node; ``release``, ``mark_preempting``, ``update_expected_end``,
   ``set_node_available`` keep the indexes current in O(GPUs touched).
-- ``PendingQueue()``: pending jobs in per (tenant, priority class, service level, eligibility)
-  sub-queues, each in arrival order; a pass merges only the heads.
+- ``PendingQueue()``: pending jobs in per (tenant, priority class, service level,
+  eligibility, gang shape) sub-queues, each in arrival order; a pass merges only
+  the heads.
 - ``UsageLedger(half_life)``: decayed GPU-seconds per tenant (fair share); pure.
 - ``Snapshot``: what a pass reads; ``SchedulerConfig``: the policy and its knobs.
-- ``decide(snapshot, pending, now, config) -> Decision``: one pass
+- ``decide(snapshot, pending, now, config, memo=None) -> Decision``: one pass
   (order → admit → place → preempt → backfill → explain). Never mutates its
   inputs; deterministic; strips ``Snapshot.oracle`` unless the policy is an oracle.
+  ``PassMemo``: a driver may keep one and pass it to every pass, to reuse
+  reservation walks while ``ClusterState.version`` is unchanged; decisions are
+  the same without it.
 - ``POLICIES``: ``fifo``, ``fifo-backfill``, ``las``, ``srtf-oracle`` (ORACLE), ``masnaa``.
 
 No IO, no clock (``now`` is an argument), no globals, no randomness.
@@ -29,6 +33,7 @@ from masnaa.scheduler.decision import (
     Wait,
     WaitCode,
 )
+from masnaa.scheduler.memo import PassMemo
 from masnaa.scheduler.policies import POLICIES, Policy
 from masnaa.scheduler.queue import DEFAULT_LAS_THRESHOLDS, PendingQueue
 from masnaa.scheduler.snapshot import Snapshot
@@ -40,6 +45,7 @@ __all__ = [
     "POLICIES",
     "ClusterState",
     "Decision",
+    "PassMemo",
     "PendingQueue",
     "Policy",
     "Preemption",

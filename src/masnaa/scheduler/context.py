@@ -22,6 +22,7 @@ from masnaa.domain.job import Job, Placement, RunningJob
 from masnaa.domain.tenancy import PriorityClass, Quota
 from masnaa.scheduler.config import SchedulerConfig
 from masnaa.scheduler.decision import Decision, Preemption, Reservation, Start, Wait, WaitCode
+from masnaa.scheduler.memo import PassMemo
 from masnaa.scheduler.place import SiteChoice
 from masnaa.scheduler.policies import Policy, VictimTest
 from masnaa.scheduler.queue import Entry, PendingQueue, SubQueueKey
@@ -43,6 +44,11 @@ NO_ROOM = Wait(
     "no node of the GPU types and sites it may use has room for its tasks now; "
     "jobs ahead of it wait too",
 )
+MISFIT = Wait(
+    WaitCode.NO_CAPACITY,
+    "not enough free GPUs together for its gang now: a gang no larger, for the same "
+    "GPU types and sites, did not fit; jobs ahead of it wait too",
+)
 
 
 # ------------------------------------------------------------ pass context
@@ -63,8 +69,10 @@ class Pass:
         now: float,
         config: SchedulerConfig,
         policy: Policy,
+        memo: PassMemo | None = None,
     ) -> None:
         self.snapshot = snapshot
+        self.memo = memo
         self.pending = pending
         self.now = now
         self.config = config
@@ -385,10 +393,15 @@ class Pass:
         Free capacity never grows during a pass, so a gang of ``k × g`` that did not
         fit means no gang of ``k' ≥ k`` tasks of ``g' ≥ g`` GPUs fits either.
         """
-        failed = self._misfits.get((job.gpu_types, job.sites, exclude))
+        return self._misfit_shape((job.gpu_types, job.sites), job.tasks, job.gpus_per_task,
+                                  exclude)
+
+    def _misfit_shape(
+        self, elig: tuple[tuple[str, ...], tuple[str, ...] | None], k: int, g: int, exclude: int
+    ) -> bool:
+        failed = self._misfits.get((elig[0], elig[1], exclude))
         if not failed:
             return False
-        k, g = job.tasks, job.gpus_per_task
         return any(k >= fk and g >= fg for fk, fg in failed)
 
     def quota_open(self, job: Job, pools: PoolsByType) -> bool:
@@ -424,18 +437,23 @@ class Pass:
         self._capacity_version += 1
         self.blocked_run = 0
 
-    def no_room(self, sub: SubQueueKey, head: Entry) -> bool:
-        """Whether the sub-queue ``sub`` (``head`` first) can be passed over without a
-        look: no node its jobs may use has room for the smallest waiting task, none of
-        its jobs can make room by preemption, and the job that decides the
-        reservation was already looked at.
+    def passed_over(self, sub: SubQueueKey, head: Entry) -> Wait | None:
+        """Why the sub-queue ``sub`` (``head`` first) can be passed over without a
+        look, or ``None`` when it must be scanned. It can when none of its jobs can
+        start by placement: no node its jobs may use has room for the smallest
+        waiting task (``NO_ROOM``), or a gang no larger than theirs, with the same
+        eligibility, already failed to fit where they may go (``MISFIT``; where
+        only some of its jobs must avoid the reserved nodes, only a failure on every
+        node counts); and none of its jobs can make room by preemption; and the job
+        that decides the reservation was already looked at.
 
-        Free GPUs only shrink during a pass, so "no room" once seen stays true.
+        Free GPUs only shrink during a pass, so either answer, once seen, stays true.
         """
         if self.blocked_run < LOOK_BEFORE_SKIPPING:
-            return False
-        if self.policy.backfill and self.reservation is None:
-            return False
+            return None
+        res = self.reservation
+        if self.policy.backfill and res is None:
+            return None
         elig = (sub[3], sub[4])
         seen = self._room.get(elig)
         if seen is None or (seen[1] and seen[0] != self._capacity_version):
@@ -443,17 +461,25 @@ class Pass:
             groups = self.eligible_pools_for(*elig)
             room = any(self.view.max_free_node(pool.index) >= gpt for g in groups for pool in g)
             seen = self._room[elig] = (self._capacity_version, room)
-        if seen[1]:
-            return False
+        if not seen[1]:
+            why = NO_ROOM
+        elif self._misfit_shape(elig, sub[5], sub[6], 0) or (
+            res is not None
+            and self.now + self.pending.queue_min_time_limit(sub) > res.start_time
+            and self._misfit_shape(elig, sub[5], sub[6], self.reserved_mask)
+        ):
+            why = MISFIT
+        else:
+            return None
         if not self.policy.preemptive:
-            return True
+            return why
         freed = self._frees.get(sub)
         if freed is None or (freed[1] and freed[0] != self._capacity_version):
             groups = self.eligible_pools_for(*elig)
             pools = {pool.index for group in groups for pool in group}
             may = self._may_free(elig, pools) and self.policy.may_preempt_any(head, self)
             freed = self._frees[sub] = (self._capacity_version, may)
-        return not freed[1]
+        return None if freed[1] else why
 
     def _may_free(self, key: object, pools: set[int]) -> bool:
         """Whether preemption could still free GPUs in ``pools`` during this pass: GPUs

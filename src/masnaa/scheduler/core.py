@@ -18,8 +18,9 @@ head-of-line policies, or after ``backfill_depth`` blocked jobs. Once the jobs
 that get estimates were looked at, the scan also skips whole sub-queues that
 cannot start anything: when only such short jobs could still start, those that
 hold none (``PendingQueue.queue_min_time_limit``); and those whose GPU types and
-sites have no room for a task while none of their jobs may preempt anyone
-(``Pass.no_room``). Skipped jobs are not counted against ``backfill_depth``,
+sites have no room for a task, or whose gang shape is no smaller than one that
+already failed to fit, while none of their jobs may preempt anyone
+(``Pass.passed_over``). Skipped jobs are not counted against ``backfill_depth``,
 which bounds the jobs actually tried. ``explain``
 gives estimated start times to a bounded number of blocked jobs.
 
@@ -42,23 +43,29 @@ from collections.abc import Iterator
 
 from masnaa.domain.job import Job, RunningJob
 from masnaa.scheduler.config import SchedulerConfig
-from masnaa.scheduler.context import NO_ROOM, Pass, PoolsByType
+from masnaa.scheduler.context import Pass, PoolsByType
 from masnaa.scheduler.decision import Decision, Reservation, Wait, WaitCode
+from masnaa.scheduler.memo import PassMemo
 from masnaa.scheduler.place import best_placement, place_in_pool
 from masnaa.scheduler.policies import POLICIES, Key
 from masnaa.scheduler.queue import Entry, PendingQueue
-from masnaa.scheduler.release import earliest_fit
+from masnaa.scheduler.release import earliest_fit, reservation_fit
 from masnaa.scheduler.snapshot import Snapshot
 from masnaa.scheduler.view import Held
 
 
 def decide(
-    snapshot: Snapshot, pending: PendingQueue, now: float, config: SchedulerConfig
+    snapshot: Snapshot,
+    pending: PendingQueue,
+    now: float,
+    config: SchedulerConfig,
+    memo: PassMemo | None = None,
 ) -> Decision:
     """Choose what to start, preempt and reserve now; explain why the rest waits.
 
     Never mutates ``snapshot`` (nor its state and ledger) or ``pending``.
-    Deterministic: the same inputs give the same decision. Raises ``ValueError``
+    Deterministic: the same inputs give the same decision, with or without a
+    ``memo`` (a driver's ``PassMemo``, which only saves work). Raises ``ValueError``
     if ``pending`` was built with other service-level thresholds than
     ``config.las_thresholds``.
     """
@@ -71,7 +78,7 @@ def decide(
             f"config.las_thresholds {config.las_thresholds!r}; build the queue with "
             "PendingQueue(level_thresholds=config.las_thresholds)"
         )
-    p = Pass(snapshot, pending, now, config, policy)
+    p = Pass(snapshot, pending, now, config, policy, memo)
     reject(p)
     queue = order(p)
     for entry in queue:
@@ -129,8 +136,9 @@ def order(p: Pass) -> Iterator[Entry]:
             if horizon is not None and pending.queue_min_time_limit(sub) > horizon:
                 p.skip(p.reserved_wait())  # none of its jobs ends before the reservation
                 continue
-            if p.no_room(sub, entry):
-                p.skip(NO_ROOM)  # no node its jobs may use has room for a waiting task
+            why = p.passed_over(sub, entry)
+            if why is not None:
+                p.skip(why)  # no room for its tasks, or its gang shape already failed
                 continue
         if policy.dynamic_keys:
             fresh = policy.job_key(entry, p)
@@ -330,7 +338,7 @@ def backfill(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
         return True
     p.blocked_count += 1
     if p.policy.backfill and p.reservation is None:
-        found = earliest_fit(p, [(job, pools)], take_reservation=False).get(job.id)
+        found = reservation_fit(p, job, pools)
         if found is not None:
             t, placement = found
             res = Reservation(job.id, t, placement.nodes)

@@ -4,10 +4,12 @@ Owns: every job waiting to start, with its attained service (GPU-seconds
 received in earlier runs) and the time it entered the queue (``since``).
 
 Jobs are kept in **sub-queues** keyed by ``(tenant, priority class, service
-level, GPU types, sites)``; each sub-queue is sorted by ``(since, arrival
-sequence)``. The job's eligibility (its GPU types and sites) is part of the key
-so that a pass can pass over every job that asks for hardware with no room left
-in one step, rather than one job at a time. Every
+level, GPU types, sites, tasks, GPUs per task)``; each sub-queue is sorted by
+``(since, arrival sequence)``. The job's eligibility (its GPU types and sites)
+and its gang shape are part of the key so that a pass can pass over every job
+that asks for hardware with no room left, or for a gang no smaller than one that
+already failed to fit, in one step rather than one job at a time: the sub-queues
+are an index of the queue by shape, each in policy order. Every
 policy's order is monotone inside a sub-queue, so a scheduling pass merges only
 the sub-queue *heads* with a small heap (as Kueue does with its cluster queue
 heads) and never sorts the whole queue: a pass costs O(jobs it looks at ×
@@ -38,8 +40,8 @@ from masnaa.domain.job import Job
 DEFAULT_LAS_THRESHOLDS: tuple[float, ...] = (3_600.0, 36_000.0)
 """Service-level thresholds in GPU-seconds: 1 GPU-hour and 10 GPU-hours."""
 
-SubQueueKey = tuple[str, str, int, tuple[str, ...], tuple[str, ...] | None]
-"""``(tenant, priority class, service level, GPU types, sites)``."""
+SubQueueKey = tuple[str, str, int, tuple[str, ...], tuple[str, ...] | None, int, int]
+"""``(tenant, priority class, service level, GPU types, sites, tasks, GPUs per task)``."""
 
 Shape = tuple[tuple[str, ...], tuple[str, ...] | None, int, int]
 """``(gpu_types, sites, tasks, gpus_per_task)``: what decides whether a job can ever fit."""
@@ -65,8 +67,8 @@ def service_level(attained: float, thresholds: tuple[float, ...]) -> int:
 
 
 class PendingQueue:
-    """Pending jobs in per (tenant, class, level, eligibility) sub-queues, each in
-    arrival order.
+    """Pending jobs in per (tenant, class, level, eligibility, shape) sub-queues, each
+    in arrival order.
 
     ``add`` and ``remove`` cost O(log n) plus a memmove; ``__iter__`` yields
     jobs by ``(since, arrival)`` across all sub-queues.
@@ -189,7 +191,10 @@ class PendingQueue:
 
     def _key(self, job: Job, attained: float) -> SubQueueKey:
         level = service_level(attained, self._level_thresholds)
-        return (job.tenant, job.priority_class, level, job.gpu_types, job.sites)
+        return (
+            job.tenant, job.priority_class, level, job.gpu_types, job.sites, job.tasks,
+            job.gpus_per_task,
+        )
 
     def get(self, job_id: str) -> Job:
         entry = self._entries.get(job_id)

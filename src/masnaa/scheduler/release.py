@@ -14,9 +14,24 @@ from collections.abc import Iterator
 
 from masnaa.domain.job import Job, Placement
 from masnaa.scheduler.context import Pass, PoolsByType
+from masnaa.scheduler.memo import Fit
 from masnaa.scheduler.place import place_in_pool
 from masnaa.scheduler.state import Pool
 from masnaa.scheduler.view import Held
+
+
+def reservation_fit(p: Pass, job: Job, pools: PoolsByType) -> Fit:
+    """When and where the first blocked job fits (its EASY reservation), from the
+    pass's ``PassMemo`` when the same walk was already done on the same state."""
+    memo = p.memo
+    if memo is None or p.started or p.claimed:
+        return earliest_fit(p, [(job, pools)], take_reservation=False).get(job.id)
+    shape = (job.gpu_types, job.sites, job.tasks, job.gpus_per_task)
+    known, fit = memo.recall(p.state, p.now, shape)
+    if not known:
+        fit = earliest_fit(p, [(job, pools)], take_reservation=False).get(job.id)
+        memo.keep(p.state, shape, fit)
+    return fit
 
 
 def earliest_fit(

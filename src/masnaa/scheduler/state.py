@@ -105,6 +105,7 @@ class ClusterState:
         "_tenant_gpus",
         "_tenant_pool_gpus",
         "_type_free",
+        "_version",
     )
 
     def __init__(self, cluster: Cluster) -> None:
@@ -189,11 +190,19 @@ class ClusterState:
         self._by_end: dict[str, float] = {}
         self._tenant_gpus: dict[str, int] = {}
         self._tenant_pool_gpus: dict[tuple[str, int], int] = {}
+        self._version = 0
 
     # ----------------------------------------------------------------- reading
     @property
     def cluster(self) -> Cluster:
         return self._cluster
+
+    @property
+    def version(self) -> int:
+        """A counter that changes with every write (allocate, release, a preemption
+        mark, a new expected end, a node's availability): equal versions of one state
+        mean the same free GPUs, running jobs and release profile."""
+        return self._version
 
     @property
     def running(self) -> Mapping[str, RunningJob]:
@@ -304,6 +313,7 @@ class ClusterState:
                 held = _bits(want & ~self._free_mask[i])
                 raise ValueError(f"job {job.id!r}: GPUs {held} of {s.node!r} are already held")
             planned.append((i, want))
+        self._version += 1
         for i, want in planned:
             self._set_free(i, self._free_mask[i] & ~want)
         self._held[job.id] = tuple(planned)
@@ -319,6 +329,7 @@ class ClusterState:
         running = self._running.pop(job_id, None)
         if running is None:
             raise KeyError(f"job {job_id!r} is not running")
+        self._version += 1
         for i, mask in self._held.pop(job_id):
             self._set_free(i, self._free_mask[i] | mask)
         group_key = (running.job.tenant, running.job.priority_class)
@@ -355,6 +366,7 @@ class ClusterState:
         i = self._node_ord(node)
         if self._avail[i] == available:
             return
+        self._version += 1
         mask = self._free_mask[i]
         p = self._node_pool[i]
         if available:
@@ -380,6 +392,7 @@ class ClusterState:
         return running
 
     def _replace(self, old: RunningJob, new: RunningJob) -> None:
+        self._version += 1
         self._drop_end(old.job.id)
         self._running[old.job.id] = new
         self._add_end(new.job.id, effective_end(new))

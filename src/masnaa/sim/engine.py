@@ -64,6 +64,7 @@ from masnaa.scheduler import (
     decide,
 )
 from masnaa.scheduler.decision import Decision, WaitCode
+from masnaa.scheduler.memo import PassMemo
 from masnaa.sim.errors import InvariantViolation, SimError
 from masnaa.sim.limits import LimitEstimator
 from masnaa.sim.timeline import Timeline, TimelineResult
@@ -92,6 +93,9 @@ class EngineConfig:
     skip_full_passes: bool = True
     """Skip a pass that cannot change anything (see ``Engine._futile``); the result is
     the same either way, only faster. ``False`` runs every pass (tests compare both)."""
+    reuse_walks: bool = True
+    """Hand reservation walks from pass to pass while the cluster is unchanged
+    (``scheduler.PassMemo``); the decisions are the same either way (tests compare)."""
 
 
 @dataclass(slots=True)
@@ -285,6 +289,7 @@ class Engine:
         self.checked_shapes: set[object] = set()
         self.decide_seconds = 0.0
         self.checks = 0
+        self.memo = PassMemo() if config.reuse_walks else None
 
     # ------------------------------------------------------------------ loop
     def run(self) -> RunResult:
@@ -449,7 +454,7 @@ class Engine:
                 return
             self.checked_shapes.update(self.queue.shapes())
         t0 = time.perf_counter()
-        decision = decide(self.snapshot, self.queue, t, self.sched_cfg)
+        decision = decide(self.snapshot, self.queue, t, self.sched_cfg, self.memo)
         self.decide_seconds += time.perf_counter() - t0
         self.passes += 1
         self.last_pass = t

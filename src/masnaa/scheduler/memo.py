@@ -1,0 +1,58 @@
+"""``PassMemo``: what one pass may hand to the next while the cluster is unchanged.
+
+A driver that runs many passes over one ``ClusterState`` (the twin) may keep a
+``PassMemo`` and give it to every ``decide(..., memo=memo)``. It never changes a
+decision, only how fast it is reached: each entry belongs to one state at one
+``ClusterState.version``, and is dropped as soon as the version moves.
+
+What it keeps: the EASY reservation's release walk (``release.reservation_fit``),
+per gang shape. The walk depends only on the free GPUs and the release profile
+(both fixed by the version) and on ``now``, through running jobs past their
+expected end, which count as ending now. A walk answered at ``t`` for an earlier
+``now`` answers ``max(t, now)`` later: clamping the overdue ends to a later
+``now`` moves their times but keeps their order, so the same release is the
+first after which the gang fits. A pass uses the memo only while it has started
+and claimed nothing, so that its view of free GPUs is the state's own.
+
+Not thread-safe; one memo per driver and state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from masnaa.domain.job import Placement
+from masnaa.scheduler.queue import Shape
+from masnaa.scheduler.state import ClusterState
+
+Fit = tuple[float, Placement] | None
+"""When and where a gang first fits as running jobs end (``None``: never)."""
+
+
+@dataclass(slots=True)
+class PassMemo:
+    """Reservation walks by gang shape, valid for one state at one version."""
+
+    _state: ClusterState | None = None
+    _version: int = -1
+    _now: float = float("-inf")
+    _fits: dict[Shape, Fit] = field(default_factory=dict)
+    hits: int = 0
+    misses: int = 0
+
+    def recall(self, state: ClusterState, now: float, shape: Shape) -> tuple[bool, Fit]:
+        """``(True, fit)`` if the walk for ``shape`` is known for this state and ``now``."""
+        if state is not self._state or state.version != self._version or now < self._now:
+            self._state, self._version, self._now = state, state.version, now
+            self._fits.clear()
+        elif shape in self._fits:
+            self.hits += 1
+            fit = self._fits[shape]
+            return True, None if fit is None else (max(fit[0], now), fit[1])
+        self.misses += 1
+        return False, None
+
+    def keep(self, state: ClusterState, shape: Shape, fit: Fit) -> None:
+        """Remember the walk ``recall`` just missed (for the same state and version)."""
+        if state is self._state and state.version == self._version:
+            self._fits[shape] = fit
