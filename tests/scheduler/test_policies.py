@@ -258,6 +258,24 @@ def test_lender_reclaims_borrowed_gpus_by_preemption() -> None:
     assert d.wait_for("b1").code is WaitCode.WAITING_FOR_PREEMPTION
 
 
+def test_reclaim_takes_from_the_tenant_most_over_its_share_first() -> None:
+    # Three nodes; a and c each borrow one node beyond a zero nominal. c has used far
+    # more than its share, so c's job goes, though a's started first.
+    s = Scene(nodes=3).quota("a", 0).quota("b", 8).quota("c", 0)
+    s.tenant("a").tenant("b").tenant("c")
+    s.usage.charge("c", 1e7, now=0)
+    s.running(job("a1").gpus(8).tenant("a"), "n0000", start=0)
+    s.running(job("c1").gpus(8).tenant("c"), "n0001", start=10)
+    s.running(job("a2").gpus(8).tenant("a"), "n0002", start=20)
+    s.pending(job("b1").gpus(8).tenant("b").submitted(30))
+    d = s.decide("masnaa", now=1000, reclaim_after=0.0)
+    assert [p.job_id for p in d.preemptions] == ["c1"]
+    # Once a has used as much, and holds more, its longest-running job goes.
+    s.usage.charge("a", 1e7, now=0)
+    d = s.decide("masnaa", now=1000, reclaim_after=0.0)
+    assert [p.job_id for p in d.preemptions] == ["a1"]
+
+
 def test_reclaim_never_pushes_the_lender_below_its_nominal() -> None:
     s = Scene(nodes=2).quota("a", 12).quota("b", 4)
     s.running(job("a1").gpus(8).tenant("a"), "n0000", start=0)
