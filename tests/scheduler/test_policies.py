@@ -276,6 +276,20 @@ def test_reclaim_takes_from_the_tenant_most_over_its_share_first() -> None:
     assert [p.job_id for p in d.preemptions] == ["a1"]
 
 
+def test_reclaim_looks_only_at_tenants_beyond_nominal() -> None:
+    # "hog" is the most served tenant but within its nominal quota: its four jobs are
+    # no reclaim victims, and must not use up the scan before c's borrowed job is seen.
+    s = Scene(nodes=2).quota("hog", 8).quota("b", 8).quota("c", 0)
+    s.tenant("hog").tenant("b").tenant("c")
+    s.usage.charge("hog", 1e8, now=0)
+    for i in range(4):
+        s.running(job(f"h{i}").gpus(2).tenant("hog"), on("n0000", 2 * i, 2 * i + 1), start=i)
+    s.running(job("c1").gpus(8).tenant("c"), "n0001", start=10)
+    s.pending(job("b1").gpus(8).tenant("b").submitted(30))
+    d = s.decide("masnaa", now=1000, reclaim_after=0.0, victim_scan_limit=2)
+    assert [p.job_id for p in d.preemptions] == ["c1"]
+
+
 def test_reclaim_never_pushes_the_lender_below_its_nominal() -> None:
     s = Scene(nodes=2).quota("a", 12).quota("b", 4)
     s.running(job("a1").gpus(8).tenant("a"), "n0000", start=0)

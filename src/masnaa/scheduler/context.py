@@ -196,6 +196,20 @@ class Pass:
         return test is not None and test(victim)
 
     def reclaim_test(self, entry: Entry, gpus: int | None = None) -> VictimTest | None:
+        borrowed = self.reclaim_from(entry, gpus)
+        if borrowed is None:
+            return None
+        pool_of = self.pool_of
+
+        def test(victim: RunningJob) -> bool:
+            over = borrowed.get((victim.job.tenant, pool_of(victim)))
+            return over is not None and over >= victim.job.total_gpus
+
+        return test
+
+    def reclaim_from(
+        self, entry: Entry, gpus: int | None = None
+    ) -> dict[tuple[str, int], int] | None:
         if self.now - entry.since < self.config.reclaim_after:
             return None
         job = entry.job
@@ -216,15 +230,7 @@ class Pass:
             over = self.used(tenant, pool) - (0 if q is None else q.nominal)
             if over > 0:
                 borrowed[(tenant, pool)] = over
-        if not borrowed:
-            return None
-        pool_of = self.pool_of
-
-        def test(victim: RunningJob) -> bool:
-            over = borrowed.get((victim.job.tenant, pool_of(victim)))
-            return over is not None and over >= victim.job.total_gpus
-
-        return test
+        return borrowed or None
 
     def _holders(self, pools: set[int]) -> set[tuple[str, int]]:
         """(tenant, pool) pairs that hold GPUs of ``pools`` now, this pass included."""
@@ -538,7 +544,7 @@ class Pass:
         claimed, limit = self.claimed, self.config.victim_scan_limit
         held, node_pool = self.state._held, self.state._node_pool
         scanned = 0
-        for r in self.policy.victim_order(self):
+        for r in self.policy.victim_order(self, self.policy.victim_tenants(entry, self)):
             if r.job.id in claimed or node_pool[held[r.job.id][0][0]] not in pool_ids:
                 continue
             scanned += 1

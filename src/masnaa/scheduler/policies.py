@@ -21,7 +21,7 @@ arrival order; it can then preempt jobs that reached a higher service level.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Reversible
+from collections.abc import Callable, Container, Hashable, Iterable, Iterator, Mapping, Reversible
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 
@@ -90,6 +90,13 @@ class PassView(Protocol):
         may reclaim from nobody now); ``gpus``: as if the job asked for that many."""
         ...
 
+    def reclaim_from(
+        self, entry: Entry, gpus: int | None = None
+    ) -> Mapping[tuple[str, int], int] | None:
+        """GPUs per (tenant, pool) held beyond nominal that the waiting job may take
+        back (``None``: nobody's)."""
+        ...
+
     def remaining(self, job_id: str) -> float:
         """True remaining runtime (oracle policies only; raises otherwise)."""
         ...
@@ -121,8 +128,17 @@ class Policy:
     def job_key(self, entry: Entry, v: PassView) -> Key:
         return (entry.since, entry.seq)
 
-    def victim_order(self, v: PassView) -> Iterator[RunningJob]:
+    def victim_order(
+        self, v: PassView, tenants: Container[str] | None = None
+    ) -> Iterator[RunningJob]:
+        """Candidates, cheapest first; ``tenants``: only their jobs (``None``: all). A
+        policy may ignore ``tenants``: the pass still tests every candidate."""
         return iter(())
+
+    def victim_tenants(self, entry: Entry, v: PassView) -> Container[str] | None:
+        """The only tenants whose jobs ``entry`` may preempt (``None``: any), so that
+        the pass need not walk, nor count against ``victim_scan_limit``, the others."""
+        return None
 
     def victim_test(self, entry: Entry, v: PassView) -> VictimTest | None:
         """Whom ``entry`` may preempt, as a test on candidates (``None``: nobody).
@@ -182,7 +198,9 @@ class Las(Policy):
     def job_key(self, entry: Entry, v: PassView) -> Key:
         return (float(_my_level(entry, v)), entry.since, entry.seq)
 
-    def victim_order(self, v: PassView) -> Iterator[RunningJob]:
+    def victim_order(
+        self, v: PassView, tenants: Container[str] | None = None
+    ) -> Iterator[RunningJob]:
         # Longest running first: it has attained the most service in this run.
         min_run, now = v.config.min_run_before_preemption, v.now
         for r in v.running_oldest_first():
@@ -212,7 +230,9 @@ class SrtfOracle(Policy):
     def job_key(self, entry: Entry, v: PassView) -> Key:
         return (v.remaining(entry.job.id) * entry.job.total_gpus, entry.since, entry.seq)
 
-    def victim_order(self, v: PassView) -> Iterator[RunningJob]:
+    def victim_order(
+        self, v: PassView, tenants: Container[str] | None = None
+    ) -> Iterator[RunningJob]:
         # Most remaining GPU-time first (a full sort: an oracle has no speed target).
         min_run, now = v.config.min_run_before_preemption, v.now
         keyed = [
@@ -255,7 +275,9 @@ class Masnaa(Policy):
             entry.seq,
         )
 
-    def victim_order(self, v: PassView) -> Iterator[RunningJob]:
+    def victim_order(
+        self, v: PassView, tenants: Container[str] | None = None
+    ) -> Iterator[RunningJob]:
         # Lowest priority value first; within one value the tenants most over their
         # share first (DESIGN: lowest priority, most over share, least loss), and within
         # a tenant the longest-running jobs first: they hold the most attained service,
@@ -268,7 +290,7 @@ class Masnaa(Policy):
         groups = sorted(
             (v.class_of(pclass)[0], -v.tenant_ratio(tenant), tenant, pclass)
             for (tenant, pclass) in v.running_groups()
-            if v.class_of(pclass)[1]
+            if v.class_of(pclass)[1] and (tenants is None or tenant in tenants)
         )
         by_group = v.running_groups()
         for _, _, tenant, pclass in groups:
@@ -297,6 +319,21 @@ class Masnaa(Policy):
             return fair and self._fair_swap(entry, victim, v)
 
         return test
+
+    def victim_tenants(self, entry: Entry, v: PassView) -> Container[str] | None:
+        if v.config.fair_share_preemption:
+            return None
+        # Without fair-share swaps, victims are jobs of a lower class (if this job may
+        # preempt at all) or of tenants beyond their nominal quota (a reclaim).
+        borrowed = v.reclaim_from(entry)
+        tenants = set() if borrowed is None else {tenant for tenant, _ in borrowed}
+        if v.can_preempt(entry.job):
+            mine = v.priority(entry.job)
+            for tenant, pclass in v.running_groups():
+                value, preemptible, _ = v.class_of(pclass)
+                if value < mine and preemptible:
+                    tenants.add(tenant)
+        return tenants
 
     def may_preempt_any(self, head: Entry, v: PassView) -> bool:
         # Within one sub-queue only the size differs from job to job and the head has
