@@ -276,6 +276,17 @@ def test_reclaim_takes_from_the_tenant_most_over_its_share_first() -> None:
     assert [p.job_id for p in d.preemptions] == ["a1"]
 
 
+def test_a_job_preempted_before_is_the_last_victim_of_its_tenant() -> None:
+    # c borrows two nodes; its older job already lost a run to a reclaim, so the
+    # younger one goes this time.
+    s = Scene(nodes=2).quota("b", 8).quota("c", 0).tenant("b").tenant("c")
+    s.running(job("old").gpus(8).tenant("c"), "n0000", start=0, attained=3600.0)
+    s.running(job("young").gpus(8).tenant("c"), "n0001", start=10)
+    s.pending(job("b1").gpus(8).tenant("b").submitted(30))
+    d = s.decide("masnaa", now=1000, reclaim_after=0.0)
+    assert [p.job_id for p in d.preemptions] == ["young"]
+
+
 def test_reclaim_looks_only_at_tenants_beyond_nominal() -> None:
     # "hog" is the most served tenant but within its nominal quota: its four jobs are
     # no reclaim victims, and must not use up the scan before c's borrowed job is seen.
