@@ -103,7 +103,10 @@ class Pass:
         self._check_reserved = False
         self._room: dict[tuple[tuple[str, ...], tuple[str, ...] | None], tuple[int, bool]] = {}
         self._candidates: dict[object, bool] = {}
-        self._frees: dict[SubQueueKey, tuple[int, bool]] = {}
+        self._frees: dict[SubQueueKey, tuple[int, bool, bool]] = {}
+        self.dead: dict[tuple[object, ...], Wait] = {}
+        """Shapes ``(GPU types, sites, tasks, GPUs per task)`` no job of which can start
+        for the rest of the pass, whatever its sub-queue (see ``passed_over``)."""
         self.short_horizon: float | None = None
         """Set once only jobs with a time limit within it may still start (see should_stop)."""
         self.skipped: Wait | None = None
@@ -467,25 +470,37 @@ class Pass:
             groups = self.eligible_pools_for(*elig)
             room = any(self.view.max_free_node(pool.index) >= gpt for g in groups for pool in g)
             seen = self._room[elig] = (self._capacity_version, room)
+        # NO_ROOM and a misfit on every node hold for any sub-queue of the same shape:
+        # once preemption can free nothing more, the shape is dead for the pass.
+        everywhere = True
         if not seen[1]:
             why = NO_ROOM
-        elif self._misfit_shape(elig, sub[5], sub[6], 0) or (
+        elif self._misfit_shape(elig, sub[5], sub[6], 0):
+            why = MISFIT
+        elif (
             res is not None
             and self.now + self.pending.queue_min_time_limit(sub) > res.start_time
             and self._misfit_shape(elig, sub[5], sub[6], self.reserved_mask)
         ):
-            why = MISFIT
+            why, everywhere = MISFIT, False
         else:
             return None
-        if not self.policy.preemptive:
-            return why
-        freed = self._frees.get(sub)
-        if freed is None or (freed[1] and freed[0] != self._capacity_version):
-            groups = self.eligible_pools_for(*elig)
-            pools = {pool.index for group in groups for pool in group}
-            may = self._may_free(elig, pools) and self.policy.may_preempt_any(head, self)
-            freed = self._frees[sub] = (self._capacity_version, may)
-        return None if freed[1] else why
+        if self.policy.preemptive:
+            freed = self._frees.get(sub)
+            if freed is None or (freed[1] and freed[0] != self._capacity_version):
+                groups = self.eligible_pools_for(*elig)
+                pools = {pool.index for group in groups for pool in group}
+                # Nothing there can be freed for anyone (for good: claims and spent
+                # budgets only shrink it), or only for some jobs: it depends on who asks.
+                nobody = not self._may_free(elig, pools)
+                may = not nobody and self.policy.may_preempt_any(head, self)
+                freed = self._frees[sub] = (self._capacity_version, may, nobody)
+            if freed[1]:
+                return None
+            everywhere = everywhere and freed[2]
+        if everywhere:
+            self.dead[sub[3:]] = why
+        return why
 
     def _may_free(self, key: object, pools: set[int]) -> bool:
         """Whether preemption could still free GPUs in ``pools`` during this pass: GPUs

@@ -48,7 +48,7 @@ from masnaa.scheduler.decision import Decision, Reservation, Wait, WaitCode
 from masnaa.scheduler.memo import PassMemo
 from masnaa.scheduler.place import best_placement, place_in_pool
 from masnaa.scheduler.policies import POLICIES, Key
-from masnaa.scheduler.queue import Entry, PendingQueue
+from masnaa.scheduler.queue import Entry, PendingQueue, SubQueueKey
 from masnaa.scheduler.release import earliest_fit, reservation_fit
 from masnaa.scheduler.snapshot import Snapshot
 from masnaa.scheduler.view import Held
@@ -111,7 +111,17 @@ def consider(p: Pass, entry: Entry) -> bool:
 
 # ------------------------------------------------------------------- order
 def order(p: Pass) -> Iterator[Entry]:
-    """Pending jobs in the policy's order, merging sub-queue heads lazily."""
+    """Pending jobs in the policy's order, merging sub-queue heads lazily.
+
+    Two levels: sub-queues that differ only by gang shape form one *group* (same
+    tenant, class, service level and eligibility), in which every policy's order is
+    arrival order; groups are merged by the policy's key. A group's heap entry
+    keeps the key of the head it had when last keyed, a lower bound of its head's
+    key now (keys only grow along a group, and within a pass). Sub-queues that
+    cannot start anything are passed over before any key is computed: a skip is
+    exact whenever it is checked (see ``Pass.passed_over``), so it needs no order,
+    and a pass that skips thousands of shape sub-queues keys only the groups.
+    """
     policy, pending = p.policy, p.pending
     if not policy.monotone:
         entries = [pending.entry_at(sk) for q in pending.sub_queues().values() for sk in q]
@@ -120,35 +130,61 @@ def order(p: Pass) -> Iterator[Entry]:
         return
     keys = list(pending.sub_queues())
     queues = list(pending.sub_queues().values())
-    heap: list[tuple[Key, int, int]] = []
+    by_group: dict[tuple[object, ...], list[tuple[tuple[float, int], int, int]]] = {}
     for qi, q in enumerate(queues):
-        heap.append((policy.job_key(pending.entry_at(q[0]), p), qi, 0))
+        by_group.setdefault(keys[qi][:5], []).append((q[0], qi, 0))
+    inner = list(by_group.values())
+    heap: list[tuple[Key, int]] = []
+    for gi, members in enumerate(inner):
+        heapq.heapify(members)
+        heap.append((policy.job_key(pending.entry_at(members[0][0]), p), gi))
     heapq.heapify(heap)
+    stale = [False] * len(inner)
+    rekey = policy.dynamic_keys
     while heap:
-        key, qi, pos = heapq.heappop(heap)
-        q = queues[qi]
-        entry = pending.entry_at(q[pos])
+        key, gi = heap[0]
+        members = inner[gi]
+        sk, qi, pos = members[0]
+        entry = pending.entry_at(sk)
         if len(p.to_estimate) >= p.config.estimate_depth:
             # Jobs that cannot start are passed over a sub-queue at a time, once the
             # ones that get a start estimate have been looked at.
-            sub = keys[qi]
-            horizon = p.short_horizon
-            if horizon is not None and pending.queue_min_time_limit(sub) > horizon:
-                p.skip(p.reserved_wait())  # none of its jobs ends before the reservation
-                continue
-            why = p.passed_over(sub, entry)
+            why = _skip_reason(p, keys[qi], entry)
             if why is not None:
-                p.skip(why)  # no room for its tasks, or its gang shape already failed
+                p.skip(why)
+                heapq.heappop(members)
+                if members:
+                    stale[gi] = True
+                else:
+                    heapq.heappop(heap)
                 continue
-        if policy.dynamic_keys:
+        if stale[gi] or rekey:
             fresh = policy.job_key(entry, p)
-            if fresh > key and heap and fresh > heap[0][0]:
-                heapq.heappush(heap, (fresh, qi, pos))
+            stale[gi] = False
+            if fresh > key:
+                heapq.heapreplace(heap, (fresh, gi))
                 continue
         yield entry
+        q = queues[qi]
         if pos + 1 < len(q):
-            nxt = pending.entry_at(q[pos + 1])
-            heapq.heappush(heap, (policy.job_key(nxt, p), qi, pos + 1))
+            heapq.heapreplace(members, (q[pos + 1], qi, pos + 1))
+        else:
+            heapq.heappop(members)
+        if members:
+            stale[gi] = True
+        else:
+            heapq.heappop(heap)
+
+
+def _skip_reason(p: Pass, sub: SubQueueKey, head: Entry) -> Wait | None:
+    """Why no job of the sub-queue ``sub`` can start for the rest of the pass, if so."""
+    dead = p.dead.get(sub[3:])
+    if dead is not None:
+        return dead  # a sub-queue of the same shape was found unable to start
+    horizon = p.short_horizon
+    if horizon is not None and p.pending.queue_min_time_limit(sub) > horizon:
+        return p.reserved_wait()  # none of its jobs ends before the reservation
+    return p.passed_over(sub, head)  # no room for its tasks, or its shape already failed
 
 
 # ------------------------------------------------------------------- admit
