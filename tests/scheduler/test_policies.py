@@ -301,6 +301,22 @@ def test_reclaim_looks_only_at_tenants_beyond_nominal() -> None:
     assert [p.job_id for p in d.preemptions] == ["c1"]
 
 
+def test_gpus_being_freed_go_only_to_a_job_that_could_have_preempted_for_them() -> None:
+    # c1 is being preempted (a reclaim by b). d1 is ahead of b1 in line but has no
+    # right to stop c1: it may not take c1's GPUs, or b1 would reclaim anew.
+    s = Scene(nodes=2).quota("b", 8).quota("c", 0).quota("d", 0).quota("x", 8)
+    s.tenant("b").tenant("c").tenant("d").tenant("x")
+    s.running(job("c1").gpus(8).tenant("c"), "n0000", start=0)
+    s.running(job("x1").gpus(8).tenant("x"), "n0001", start=0)
+    s.state.mark_preempting("c1", 1100.0)
+    s.pending(job("d1").gpus(8).tenant("d").submitted(1))
+    s.pending(job("b1").gpus(8).tenant("b").submitted(2))
+    d = s.decide("masnaa", now=1000, reclaim_after=0.0)
+    assert d.preemptions == []
+    assert d.wait_for("b1").code is WaitCode.WAITING_FOR_PREEMPTION
+    assert d.wait_for("d1").code is not WaitCode.WAITING_FOR_PREEMPTION
+
+
 def test_reclaim_never_pushes_the_lender_below_its_nominal() -> None:
     s = Scene(nodes=2).quota("a", 12).quota("b", 4)
     s.running(job("a1").gpus(8).tenant("a"), "n0000", start=0)

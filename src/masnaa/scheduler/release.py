@@ -10,7 +10,7 @@ it returns. Estimates are lower bounds: other waiting jobs are not counted.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 
 from masnaa.domain.job import Job, Placement
 from masnaa.scheduler.context import Pass, PoolsByType
@@ -25,17 +25,29 @@ def reservation_fit(p: Pass, job: Job, pools: PoolsByType) -> Fit:
     pass's ``PassMemo`` when the same walk was already done on the same state."""
     memo = p.memo
     if memo is None or p.started or p.claimed:
-        return earliest_fit(p, [(job, pools)], take_reservation=False).get(job.id)
+        return _reserve(p, job, pools)
     shape = (job.gpu_types, job.sites, job.tasks, job.gpus_per_task)
     known, fit = memo.recall(p.state, p.now, shape)
     if not known:
-        fit = earliest_fit(p, [(job, pools)], take_reservation=False).get(job.id)
+        fit = _reserve(p, job, pools)
         memo.keep(p.state, shape, fit)
     return fit
 
 
+def _reserve(p: Pass, job: Job, pools: PoolsByType) -> Fit:
+    # GPUs of jobs being preempted were freed for someone: a reservation on them
+    # would bar their beneficiary, which then chose new victims elsewhere.
+    return earliest_fit(p, [(job, pools)], take_reservation=False, spare_preempted=True).get(
+        job.id
+    )
+
+
 def earliest_fit(
-    p: Pass, targets: list[tuple[Job, PoolsByType]], *, take_reservation: bool
+    p: Pass,
+    targets: list[tuple[Job, PoolsByType]],
+    *,
+    take_reservation: bool,
+    spare_preempted: bool = False,
 ) -> dict[str, tuple[float, Placement]]:
     """When each target would first fit as running jobs end (see the module docstring).
 
@@ -44,7 +56,9 @@ def earliest_fit(
     GPUs, so a target is re-placed only when a touched node of one of its pools
     now has room for one of its tasks and the pool has enough free GPUs.
     ``take_reservation``: the reserved job takes its GPUs at its start time and
-    gives them back after its time limit.
+    gives them back after its time limit. ``spare_preempted``: GPUs of jobs being
+    preempted never come back in the walk (they are left to whoever they were
+    freed for).
     """
     view = p.view
     mark = view.mark()
@@ -69,7 +83,8 @@ def earliest_fit(
             (res.start_time + res_job.time_limit, 2, held_res),
         ]
     stream = heapq.merge(
-        ((t, 0, h) for t, h in _release_events(p)), events, key=lambda e: e[:2]
+        ((t, 0, h) for t, h in _release_events(p, spare_preempted)), events,
+        key=lambda e: e[:2],
     )
     pending_take = bool(events)
     for t, kind, held in stream:
@@ -123,9 +138,11 @@ def _fits(p: Pass, job: Job, pools: list[Pool], touched: Held | None) -> Placeme
                     break
     return None
 
-def _release_events(p: Pass) -> Iterator[tuple[float, Held]]:
+def _release_events(p: Pass, spare_preempted: bool) -> Iterator[tuple[float, Held]]:
     held = p.state._held
-    claimed = p.claimed
+    claimed: Container[str] = p.claimed
+    if spare_preempted and p.state._preempting:
+        claimed = p.claimed | p.state._preempting.keys()
     now = p.now
     # A job past its expected end may end any moment: count it as ending now.
     in_state = (
