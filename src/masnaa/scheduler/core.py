@@ -293,16 +293,16 @@ def preempt(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
     if not claimable and not can_try:
         return False
     memo = p.policy.preemption_class(entry, p)
-    if claimable:
-        rights = p.policy.victim_test(entry, p)
-        claimable = [] if rights is None else [r for r in claimable if rights(r)]
-        if not claimable and not can_try:
-            return False
     exclude = p.exclusion(job)
     claims_key = None if memo is None else ("claims", memo, job.gpu_types, job.sites, exclude)
-    try_claims = bool(claimable) and not (
-        claims_key is not None and p.memo_failed(claims_key, job)
-    )
+    # A gang no larger of the same class already failed to claim in this pass.
+    claims_failed = claims_key is not None and p.memo_failed(claims_key, job)
+    if claimable and not (claims_failed and not can_try):
+        rights = p.policy.victim_test(entry, p)
+        claimable = [] if rights is None else [r for r in claimable if rights(r)]
+    if not claimable and not can_try:
+        return False
+    try_claims = bool(claimable) and not claims_failed
     memo = memo if can_try else None
     victims_key = None if memo is None else (memo, job.gpu_types, job.sites, exclude)
     try_victims = can_try and not (victims_key is not None and p.memo_failed(victims_key, job))
