@@ -409,9 +409,11 @@ class Pass:
         self, elig: tuple[tuple[str, ...], tuple[str, ...] | None], k: int, g: int, exclude: int
     ) -> bool:
         failed = self._misfits.get((elig[0], elig[1], exclude))
-        if not failed:
-            return False
-        return any(k >= fk and g >= fg for fk, fg in failed)
+        if failed:
+            for fk, fg in failed:  # a loop, not any(): the scan calls this per sub-queue
+                if k >= fk and g >= fg:
+                    return True
+        return False
 
     def quota_open(self, job: Job, pools: PoolsByType) -> bool:
         """Whether quotas let ``job`` try at least one of its pools."""
@@ -446,8 +448,8 @@ class Pass:
         self._capacity_version += 1
         self.blocked_run = 0
 
-    def passed_over(self, sub: SubQueueKey, head: Entry) -> Wait | None:
-        """Why the sub-queue ``sub`` (``head`` first) can be passed over without a
+    def passed_over(self, sub: SubQueueKey, head: tuple[float, int]) -> Wait | None:
+        """Why the sub-queue ``sub`` (``head``: its first sort key) can be passed over without a
         look, or ``None`` when it must be scanned. It can when none of its jobs can
         start by placement: no node its jobs may use has room for the smallest
         waiting task (``NO_ROOM``), or a gang no larger than theirs, with the same
@@ -493,7 +495,9 @@ class Pass:
                 # Nothing there can be freed for anyone (for good: claims and spent
                 # budgets only shrink it), or only for some jobs: it depends on who asks.
                 nobody = not self._may_free(elig, pools)
-                may = not nobody and self.policy.may_preempt_any(head, self)
+                may = not nobody and self.policy.may_preempt_any(
+                    self.pending.entry_at(head), self
+                )
                 freed = self._frees[sub] = (self._capacity_version, may, nobody)
             if freed[1]:
                 return None

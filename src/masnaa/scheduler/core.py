@@ -145,11 +145,10 @@ def order(p: Pass) -> Iterator[Entry]:
         key, gi = heap[0]
         members = inner[gi]
         sk, qi, pos = members[0]
-        entry = pending.entry_at(sk)
         if len(p.to_estimate) >= p.config.estimate_depth:
             # Jobs that cannot start are passed over a sub-queue at a time, once the
             # ones that get a start estimate have been looked at.
-            why = _skip_reason(p, keys[qi], entry)
+            why = _skip_reason(p, keys[qi], sk)
             if why is not None:
                 p.skip(why)
                 heapq.heappop(members)
@@ -158,6 +157,7 @@ def order(p: Pass) -> Iterator[Entry]:
                 else:
                     heapq.heappop(heap)
                 continue
+        entry = pending.entry_at(sk)
         if stale[gi] or rekey:
             fresh = policy.job_key(entry, p)
             stale[gi] = False
@@ -176,8 +176,9 @@ def order(p: Pass) -> Iterator[Entry]:
             heapq.heappop(heap)
 
 
-def _skip_reason(p: Pass, sub: SubQueueKey, head: Entry) -> Wait | None:
-    """Why no job of the sub-queue ``sub`` can start for the rest of the pass, if so."""
+def _skip_reason(p: Pass, sub: SubQueueKey, head: tuple[float, int]) -> Wait | None:
+    """Why no job of the sub-queue ``sub`` (``head``: its first sort key) can start for
+    the rest of the pass, if so."""
     dead = p.dead.get(sub[3:])
     if dead is not None:
         return dead  # a sub-queue of the same shape was found unable to start

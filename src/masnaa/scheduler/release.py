@@ -61,7 +61,7 @@ def earliest_fit(
     freed for).
     """
     view = p.view
-    mark = view.mark()
+    saved = view.save()
     groups: dict[tuple[object, ...], tuple[Job, list[Pool], list[str]]] = {}
     for job, pools in targets:
         key = (job.gpu_types, job.sites, job.tasks, job.gpus_per_task)
@@ -109,7 +109,7 @@ def earliest_fit(
         todo = left
         if not todo:
             break
-    view.rollback(mark)
+    view.restore(saved)
     return found
 
 def _fits(p: Pass, job: Job, pools: list[Pool], touched: Held | None) -> Placement | None:

@@ -7,7 +7,9 @@ per-pool arrays (buckets, wholly-free masks, free counts) are copied at
 construction, which is O(pools · GPUs per node).
 
 What-ifs are undoable (kueue's ``SimulateWorkloadRemoval`` habit): ``mark()``
-returns a point in the undo log and ``rollback(mark)`` restores it.
+returns a point in the undo log and ``rollback(mark)`` restores it. A long what-if
+(a release walk gives back dozens of jobs) uses ``save()`` and ``restore()``
+instead: they copy the overlay once rather than undo it change by change.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from masnaa.scheduler.state import ClusterState, Pool
 
 Held = tuple[tuple[int, int], ...]
 """``(node ordinal, GPU bitmask)`` pairs: GPUs held by one job."""
+
+Saved = tuple[int, dict[int, int], list[list[int]], list[int], list[int]]
+"""A copy of a ``View``'s overlay (see ``View.save``)."""
 
 
 class View:
@@ -89,15 +94,32 @@ class View:
                 self._apply(i, old, new)
 
     def give(self, held: Held) -> None:
-        masks, base, log = self.masks, self.state._free_mask, self.log
+        # ``_apply`` inlined: a release walk gives back every job that ends before the
+        # reserved job fits, and this is the hottest line of a replay.
+        state = self.state
+        masks, base, log, avail = self.masks, state._free_mask, self.log, state._avail
         for i, m in held:
             old = masks.get(i)
             if old is None:
                 old = base[i]
             new = old | m
-            if new != old:
-                log.append((i, old))
-                self._apply(i, old, new)
+            if new == old:
+                continue
+            log.append((i, old))
+            masks[i] = new
+            if not avail[i]:
+                continue
+            p = self.pool_of[i]
+            b = self.buckets[p]
+            bit = 1 << i
+            fo, fn = old.bit_count(), new.bit_count()
+            b[fo] &= ~bit
+            b[fn] |= bit
+            if fn == state._node_gpus[i]:
+                self.full[p] |= bit
+            else:
+                self.full[p] &= ~bit
+            self.free[p] += fn - fo
 
     def held(self, job_id: str) -> Held:
         """What a running job of the underlying state holds."""
@@ -105,6 +127,19 @@ class View:
 
     def mark(self) -> int:
         return len(self.log)
+
+    def save(self) -> Saved:
+        """The overlay as it is now, for ``restore``; costs O(pools + overridden nodes)."""
+        return (
+            len(self.log), dict(self.masks), [list(b) for b in self.buckets],
+            list(self.full), list(self.free),
+        )
+
+    def restore(self, saved: Saved) -> None:
+        """Put the overlay back as ``save`` found it (changes made since are dropped)."""
+        mark, masks, buckets, full, free = saved
+        del self.log[mark:]
+        self.masks, self.buckets, self.full, self.free = masks, buckets, full, free
 
     def rollback(self, mark: int) -> None:
         log = self.log
