@@ -82,9 +82,11 @@ def earliest_fit(
             (res.start_time, 1, held_res),
             (res.start_time + res_job.time_limit, 2, held_res),
         ]
-    stream = heapq.merge(
-        ((t, 0, h) for t, h in _release_events(p, spare_preempted)), events,
-        key=lambda e: e[:2],
+    releases = _release_events(p, spare_preempted)
+    stream: Iterator[tuple[float, int, Held]] = (
+        heapq.merge(((t, 0, h) for t, h in releases), events, key=lambda e: e[:2])
+        if events
+        else ((t, 0, h) for t, h in releases)
     )
     pending_take = bool(events)
     for t, kind, held in stream:
@@ -150,5 +152,7 @@ def _release_events(p: Pass, spare_preempted: bool) -> Iterator[tuple[float, Hel
         for end, jid in p.state._ends
         if jid not in claimed
     )
+    if not p.started:
+        return in_state  # most walks: nothing started in this pass to merge in
     mine = sorted(((s.end, s.job_id, s.held) for s in p.started), key=lambda x: x[:2])
     return heapq.merge(in_state, ((e, h) for e, _, h in mine), key=lambda x: x[0])

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from masnaa.domain.cluster import Cluster
-from masnaa.domain.job import RunningJob
+from masnaa.domain.job import PlacementSlice, RunningJob
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +106,7 @@ class ClusterState:
         "_tenant_pool_gpus",
         "_type_free",
         "_version",
+        "_whole",
     )
 
     def __init__(self, cluster: Cluster) -> None:
@@ -113,6 +114,11 @@ class ClusterState:
         nodes = cluster.nodes
         self._ord: dict[str, int] = {n.name: i for i, n in enumerate(nodes)}
         self._node_gpus: list[int] = [n.gpu_count for n in nodes]
+        # Whole-node slices are shared, not rebuilt: a 1,024-GPU gang places 128 of
+        # them at every start and in every release walk that reserves for it.
+        self._whole: list[PlacementSlice] = [
+            PlacementSlice(n.name, tuple(range(n.gpu_count))) for n in nodes
+        ]
         self._free_mask: list[int] = [(1 << n.gpu_count) - 1 for n in nodes]
         self._avail: list[bool] = [True] * len(nodes)
         groups: dict[tuple[str, str], list[int]] = {}

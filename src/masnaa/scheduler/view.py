@@ -158,6 +158,9 @@ class View:
 
     def slice_of(self, i: int, count: int) -> PlacementSlice:
         """The ``count`` lowest free GPUs of node ``i`` (caller checked there are enough)."""
+        state = self.state
+        if count == state._node_gpus[i]:
+            return state._whole[i]
         m = self.mask(i)
         gpus = self.bits.get(m)
         if gpus is None:
