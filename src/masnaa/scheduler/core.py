@@ -130,6 +130,9 @@ def order(p: Pass) -> Iterator[Entry]:
         return
     keys = list(pending.sub_queues())
     queues = list(pending.sub_queues().values())
+    if policy.arrival_keys:
+        yield from _arrival_order(p, keys, queues)
+        return
     by_group: dict[tuple[object, ...], list[tuple[tuple[float, int], int, int]]] = {}
     for qi, q in enumerate(queues):
         by_group.setdefault(keys[qi][:5], []).append((q[0], qi, 0))
@@ -172,6 +175,30 @@ def order(p: Pass) -> Iterator[Entry]:
             heapq.heappop(members)
         if members:
             stale[gi] = True
+        else:
+            heapq.heappop(heap)
+
+
+def _arrival_order(
+    p: Pass, keys: list[SubQueueKey], queues: list[list[tuple[float, int]]]
+) -> Iterator[Entry]:
+    """``order`` for policies whose key is the arrival key: one heap of sub-queue heads
+    (no groups, no keys to compute, so none to keep fresh)."""
+    pending, depth = p.pending, p.config.estimate_depth
+    heap = [(q[0], qi, 0) for qi, q in enumerate(queues)]
+    heapq.heapify(heap)
+    while heap:
+        sk, qi, pos = heap[0]
+        if len(p.to_estimate) >= depth:
+            why = _skip_reason(p, keys[qi], sk)
+            if why is not None:
+                p.skip(why)
+                heapq.heappop(heap)
+                continue
+        yield pending.entry_at(sk)
+        q = queues[qi]
+        if pos + 1 < len(q):
+            heapq.heapreplace(heap, (q[pos + 1], qi, pos + 1))
         else:
             heapq.heappop(heap)
 
@@ -328,13 +355,17 @@ def preempt(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
         if p.attempts_left <= 0:
             p.capacity_changed()
         budget = min(p.config.max_victims_per_job, p.preemptions_left)
+        total = job.total_gpus
         for new, r in enumerate(p.victims_for(entry, pool_ids), start=1):
             view.give(view.held(r.job.id))
             chosen.append(r)
-            pool = p.state._pools[p.pool_of(r)]
-            hit = place_in_pool(view, pool, job, exclude)
+            pi = p.pool_of(r)
+            # Too few free GPUs in the pool: no placement to look for yet.
+            hit = place_in_pool(view, p.state._pools[pi], job, exclude) if (
+                view.free[pi] >= total
+            ) else None
             if hit is not None:
-                found = (hit[0], pool)
+                found = (hit[0], p.state._pools[pi])
                 break
             if new >= budget:
                 break

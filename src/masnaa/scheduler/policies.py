@@ -124,6 +124,8 @@ class Policy:
     uses_quotas: bool = False
     dynamic_keys: bool = False
     """Keys may grow during a pass (fair share): the merge re-checks a head before use."""
+    arrival_keys: bool = False
+    """``job_key`` is the arrival key ``(since, seq)`` itself: the merge needs no groups."""
 
     def job_key(self, entry: Entry, v: PassView) -> Key:
         return (entry.since, entry.seq)
@@ -172,6 +174,7 @@ class Fifo(Policy):
     name = "fifo"
     description = "First come, first served; the first job that cannot start blocks all behind it."
     head_of_line = True
+    arrival_keys = True
 
 
 class FifoBackfill(Policy):
@@ -181,6 +184,7 @@ class FifoBackfill(Policy):
         "only if they do not delay it (judged by time limits only)."
     )
     backfill = True
+    arrival_keys = True
 
 
 def _my_level(entry: Entry, v: PassView) -> int:
