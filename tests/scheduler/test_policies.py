@@ -327,6 +327,22 @@ def test_reclaim_never_pushes_the_lender_below_its_nominal() -> None:
     assert not d.preemptions
 
 
+def _one_gpu_jobs_of_a(s: Scene, node: str, gpus: range, start: float) -> None:
+    for k, g in enumerate(gpus):
+        s.running(job(f"a{node[-1]}{g}").gpus(1).tenant("a"), on(node, g), start=start + k)
+
+
+def test_a_reclaim_within_the_lenders_excess_still_happens() -> None:
+    # a holds 10 one-GPU jobs against a nominal of 8, the two on n0001 the oldest:
+    # freeing them frees n0001 whole for b's gang, and a keeps its nominal 8.
+    s = Scene(nodes=2).quota("a", 8).quota("b", 8).tenant("a").tenant("b")
+    _one_gpu_jobs_of_a(s, "n0001", range(2), start=0)
+    _one_gpu_jobs_of_a(s, "n0000", range(8), start=100)
+    s.pending(job("b1").gpus(8).tenant("b").submitted(300))
+    d = s.decide("masnaa", now=10_000, reclaim_after=0.0)
+    assert sorted(p.job_id for p in d.preemptions) == ["a10", "a11"]
+
+
 def test_min_run_protects_fresh_jobs_from_fair_share_preemption() -> None:
     s = Scene(nodes=1).tenant("hog").tenant("new")
     s.usage.charge("hog", 1e7, now=0)
