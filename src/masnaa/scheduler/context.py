@@ -108,6 +108,7 @@ class Pass:
         """Shapes ``(GPU types, sites, tasks, GPUs per task)`` no job of which can start
         for the rest of the pass, whatever its sub-queue (see ``passed_over``)."""
         self.short_horizon: float | None = None
+        self._reserved_wait: Wait | None = None
         """Set once only jobs with a time limit within it may still start (see should_stop)."""
         self.skipped: Wait | None = None
         """Why the first sub-queue the scan passed over waits (``order``)."""
@@ -626,13 +627,17 @@ class Pass:
             self.skipped = why
 
     def reserved_wait(self) -> Wait:
+        # One per pass (a pass makes one reservation): every sub-queue passed over for
+        # it shares the same reason.
         res = self.reservation
         assert res is not None
-        return Wait(
-            WaitCode.BACKFILL_WOULD_DELAY,
-            f"the free GPUs are held for job {res.job_id}, reserved to start at "
-            f"{res.start_time:.0f}; only a job that ends before then could use them",
-        )
+        if self._reserved_wait is None:
+            self._reserved_wait = Wait(
+                WaitCode.BACKFILL_WOULD_DELAY,
+                f"the free GPUs are held for job {res.job_id}, reserved to start at "
+                f"{res.start_time:.0f}; only a job that ends before then could use them",
+            )
+        return self._reserved_wait
 
     def capacity_reason(self, job: Job, pools: PoolsByType) -> tuple[WaitCode, str]:
         avail = max(self.state._pool_avail_cap[pool.index] for group in pools for pool in group)

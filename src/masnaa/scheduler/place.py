@@ -105,6 +105,8 @@ def _spread(view: View, buckets: list[int], dmask: int, job: Job) -> Placement:
     g = job.gpus_per_task
     left = job.tasks
     slices: list[PlacementSlice] = []
+    state = view.state
+    whole, sizes = state._whole, state._node_gpus
     for f in range(len(buckets) - 1, g - 1, -1):
         m = buckets[f] & dmask
         while m and left:
@@ -112,7 +114,8 @@ def _spread(view: View, buckets: list[int], dmask: int, job: Job) -> Placement:
             m ^= low
             i = low.bit_length() - 1
             n = min(f // g, left)
-            slices.append(view.slice_of(i, n * g))
+            # Whole free nodes (most of a big gang) take the state's shared slice.
+            slices.append(whole[i] if n * g == sizes[i] else view.slice_of(i, n * g))
             left -= n
         if not left:
             break

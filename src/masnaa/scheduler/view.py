@@ -98,13 +98,18 @@ class View:
         # reserved job fits, and this is the hottest line of a replay.
         state = self.state
         masks, base, log, avail = self.masks, state._free_mask, self.log, state._avail
+        sizes = state._node_gpus
         for i, m in held:
             old = masks.get(i)
             if old is None:
                 old = base[i]
-            new = old | m
-            if new == old:
-                continue
+            if old:
+                new = old | m
+                if new == old:
+                    continue
+                fo, fn = old.bit_count(), new.bit_count()
+            else:  # the node was all busy: its free GPUs are the ones given back
+                new, fo, fn = m, 0, m.bit_count()
             log.append((i, old))
             masks[i] = new
             if not avail[i]:
@@ -112,10 +117,9 @@ class View:
             p = self.pool_of[i]
             b = self.buckets[p]
             bit = 1 << i
-            fo, fn = old.bit_count(), new.bit_count()
             b[fo] &= ~bit
             b[fn] |= bit
-            if fn == state._node_gpus[i]:
+            if fn == sizes[i]:
                 self.full[p] |= bit
             else:
                 self.full[p] &= ~bit
