@@ -96,7 +96,7 @@ def earliest_fit(
             # Releases at the reservation's own start were not checked yet: check all.
             touched: Held | None = None
         else:
-            view.give(held)
+            view.give_back(held)
             if pending_take and res is not None and t >= res.start_time:
                 continue
             touched = held

@@ -94,11 +94,18 @@ class View:
                 self._apply(i, old, new)
 
     def give(self, held: Held) -> None:
+        self._give(held, self.log)
+
+    def give_back(self, held: Held) -> None:
+        """``give`` without the undo log: only between ``save()`` and ``restore()``."""
+        self._give(held, None)
+
+    def _give(self, held: Held, log: list[tuple[int, int]] | None) -> None:
         # ``_apply`` inlined: a release walk gives back every job that ends before the
         # reserved job fits, and this is the hottest line of a replay.
         state = self.state
-        masks, base, log, avail = self.masks, state._free_mask, self.log, state._avail
-        sizes = state._node_gpus
+        masks, base, avail, sizes = self.masks, state._free_mask, state._avail, state._node_gpus
+        pool_of, buckets, full, free = self.pool_of, self.buckets, self.full, self.free
         for i, m in held:
             old = masks.get(i)
             if old is None:
@@ -110,20 +117,21 @@ class View:
                 fo, fn = old.bit_count(), new.bit_count()
             else:  # the node was all busy: its free GPUs are the ones given back
                 new, fo, fn = m, 0, m.bit_count()
-            log.append((i, old))
+            if log is not None:
+                log.append((i, old))
             masks[i] = new
             if not avail[i]:
                 continue
-            p = self.pool_of[i]
-            b = self.buckets[p]
+            p = pool_of[i]
+            b = buckets[p]
             bit = 1 << i
             b[fo] &= ~bit
             b[fn] |= bit
             if fn == sizes[i]:
-                self.full[p] |= bit
+                full[p] |= bit
             else:
-                self.full[p] &= ~bit
-            self.free[p] += fn - fo
+                full[p] &= ~bit
+            free[p] += fn - fo
 
     def held(self, job_id: str) -> Held:
         """What a running job of the underlying state holds."""
