@@ -6,6 +6,7 @@ import pytest
 
 from masnaa.domain import Placement, RunningJob
 from masnaa.scheduler import ClusterState
+from masnaa.scheduler.view import View
 
 from .builders import GPU, Scene, job, mixed_types, on, with_sites
 
@@ -99,3 +100,38 @@ def test_counts_per_type_and_site() -> None:
     st2 = ClusterState(with_sites(("ma-1", 2), ("za-1", 1)))
     assert st2.free_in_site("ma-1") == 16 and st2.free_in_site("za-1") == 8
     assert st2.free_total == 24
+
+
+def _overlay(view: View) -> tuple[object, ...]:
+    masks = [view.mask(i) for i in range(len(view.state.cluster.nodes))]
+    return (masks, [list(b) for b in view.buckets], list(view.full), list(view.free))
+
+
+def test_a_view_put_back_by_restore_or_rollback_is_as_it_was() -> None:
+    # A whole busy node, a part of a node, and a node shared by two jobs: the three
+    # ways a release can land on a node.
+    s = Scene(nodes=3)
+    s.running(job("whole").gpus(8), "n0000")
+    s.running(job("part").gpus(3), on("n0001", 0, 1, 2))
+    s.running(job("x").gpus(2), on("n0002", 0, 1))
+    s.running(job("y").gpus(2), on("n0002", 2, 3))
+    view = View(s.state)
+    view.take(((1, 0b11111000),))  # the pass started something on n0001's free GPUs
+    before = _overlay(view)
+    free_before = sum(view.free)
+
+    saved = view.save()
+    for job_id in ("whole", "part", "x"):
+        view.give_back(view.held(job_id))
+    assert sum(view.free) == free_before + 8 + 3 + 2
+    assert view.mask(0) == 0xFF and view.mask(1) == 0b00000111
+    assert view.mask(2) == 0b11110011
+    view.restore(saved)
+    assert _overlay(view) == before
+
+    mark = view.mark()
+    for job_id in ("whole", "y"):
+        view.give(view.held(job_id))
+    assert view.mask(0) == 0xFF and view.mask(2) == 0b11111100
+    view.rollback(mark)
+    assert _overlay(view) == before
