@@ -133,6 +133,7 @@ class Scene:
         end: float | None = None,
         attained: float = 0.0,
         gpu_type: str = GPU,
+        checkpoint_every: float | None = None,
     ) -> Scene:
         """A running job; a bare node name places it on that node's lowest free GPUs."""
         j = builder.build()
@@ -150,6 +151,7 @@ class Scene:
             start,
             start + j.time_limit if end is None else end,
             attained_service=attained,
+            checkpoint_every=checkpoint_every,
         )
         self.state.allocate(r)
         self.usage.start(j.id, j.tenant, j.total_gpus, start)

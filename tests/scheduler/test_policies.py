@@ -343,6 +343,52 @@ def test_a_reclaim_within_the_lenders_excess_still_happens() -> None:
     assert sorted(p.job_id for p in d.preemptions) == ["a10", "a11"]
 
 
+def _long_job_scene(tenant: str) -> Scene:
+    # One node, held by a job that has used 20 GPU-hours (level 2) and checkpoints
+    # every 1,800 s of its run, which began at t=0.
+    s = Scene(nodes=1).tenant("a").tenant("b")
+    s.running(job("long").gpus(8).tenant(tenant), "n0000", start=0, attained=72_000.0,
+              checkpoint_every=1_800.0)
+    s.pending(job("new").gpus(1).tenant("a").submitted(3_000))
+    return s
+
+
+SHORT_FIRST = {"short_first_in_tenant": True}
+
+
+@pytest.mark.parametrize(
+    ("now", "preempted"),
+    [
+        (3_700.0, True),  # 100 s after its second checkpoint: it loses 100 s of work
+        (4_500.0, False),  # 900 s after it: it would lose too much
+    ],
+)
+def test_short_first_in_tenant_stops_a_long_job_just_past_a_checkpoint(
+    now: float, preempted: bool
+) -> None:
+    s = _long_job_scene("a")
+    d = s.decide("masnaa", now=now, **SHORT_FIRST)
+    assert [p.job_id for p in d.preemptions] == (["long"] if preempted else [])
+    if preempted:
+        assert "of the same tenant" in d.preemptions[0].reason
+    assert not s.decide("masnaa", now=now).preemptions  # off by default
+
+
+def test_short_first_in_tenant_never_stops_another_tenants_job() -> None:
+    s = _long_job_scene("b")
+    assert not s.decide("masnaa", now=3_700.0, **SHORT_FIRST).preemptions
+
+
+def test_short_first_in_tenant_spares_jobs_below_the_victim_level() -> None:
+    s = Scene(nodes=1).tenant("a")
+    # 3,700 s on 8 GPUs: 8.2 GPU-hours, level 1, below the default victim_min_level of 2.
+    s.running(job("mid").gpus(8).tenant("a"), "n0000", start=0, checkpoint_every=1_800.0)
+    s.pending(job("new").gpus(1).tenant("a").submitted(3_000))
+    assert not s.decide("masnaa", now=3_700.0, **SHORT_FIRST).preemptions
+    d = s.decide("masnaa", now=3_700.0, victim_min_level=1, **SHORT_FIRST)
+    assert [p.job_id for p in d.preemptions] == ["mid"]
+
+
 def test_min_run_protects_fresh_jobs_from_fair_share_preemption() -> None:
     s = Scene(nodes=1).tenant("hog").tenant("new")
     s.usage.charge("hog", 1e7, now=0)

@@ -84,3 +84,18 @@ def test_same_seed_same_report(tmp_path: Path) -> None:
         docs.append(doc)
     assert docs[0] == docs[1]
     assert docs[0]["policies"][0]["jobs"]["total"] == 600
+
+
+def test_a_scheduler_knob_is_set_for_the_replay_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    base = ["sim", "--policy", "masnaa", "--start", "45", "--days", "0.5", "--quiet"]
+    out = tmp_path / "r.json"
+    res = runner.invoke(app, [*base, "--knob", "short_first_in_tenant=true",
+                              "--knob", "victim-max-loss=600", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["policies"][0]["jobs"]["finished"] > 100
+    res = runner.invoke(app, [*base, "--knob", "short_first=true"])
+    assert res.exit_code == 2 and "bad-knob" in res.output and "victim_min_level" in res.output
+    res = runner.invoke(app, [*base, "--knob", "victim_min_level=two"])
+    assert res.exit_code == 2 and "takes a whole number" in res.output
+    res = runner.invoke(app, [*base, "--knob", "victim_max_loss=-1"])
+    assert res.exit_code == 2 and "victim_max_loss must be ≥ 0" in res.output

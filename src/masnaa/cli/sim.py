@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 DEFAULT_POLICIES = "masnaa,las,fifo-backfill,srtf-oracle"
@@ -46,6 +47,10 @@ def sim(
         help="Seconds a restarted job spends loading its checkpoint.")] = 60.0,
     pass_interval: Annotated[float, typer.Option(
         help="Least virtual seconds between scheduling passes (0: after every event).")] = 0.0,
+    knob: Annotated[list[str] | None, typer.Option(
+        "--knob", help="Set a scheduler knob for every policy that reads it, as NAME=VALUE "
+        "(repeatable), e.g. --knob short_first_in_tenant=true; docs/scheduler.md lists them."
+    )] = None,
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Write every metric of every policy to this JSON file.")] = None,
     plots: Annotated[Path | None, typer.Option(
@@ -53,6 +58,8 @@ def sim(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Replay a trace under each policy and compare them side by side."""
+    from masnaa.scheduler import SchedulerConfig
+    from masnaa.scheduler.config import knob as parse_knob
     from masnaa.sim.compare import check_policies, compare
     from masnaa.sim.engine import EngineConfig
     from masnaa.sim.errors import InvariantViolation, SimError, TraceError
@@ -75,18 +82,26 @@ def sim(
         if start or days is not None or limit is not None:
             loaded = loaded.slice(start_days=start, days=days, limit=limit)
         sizing = size_for(loaded, load=None if gpus else (load or 0.9), gpus=gpus)
+        try:
+            knobs = tuple(parse_knob(k) for k in knob or ())
+            given: dict[str, Any] = dict(knobs)
+            for name in names:  # range errors now, not after a long replay
+                SchedulerConfig(policy=name, **given)
+        except ValueError as e:
+            raise SimError("bad-knob", str(e)) from None
         cfg = EngineConfig(
             checkpoint_interval=checkpoint_interval or None,
             restart_overhead=restart_overhead,
             min_pass_interval=pass_interval,
+            knobs=knobs,
         )
     except TraceError as e:
-        err.print(f"[red]error[/red] [{e.code}] {e.message}")
+        err.print(f"[red]error[/red] \\[{e.code}] {escape(e.message)}")
         if e.code == "malformed-line":
             err.print("Fix the line, or pass --lenient to skip and count malformed lines.")
         raise typer.Exit(2) from None
     except SimError as e:
-        err.print(f"[red]error[/red] [{e.code}] {e.message}")
+        err.print(f"[red]error[/red] \\[{e.code}] {escape(e.message)}")
         raise typer.Exit(2) from None
 
     if loaded.skipped:
@@ -109,7 +124,7 @@ def sim(
 
                 doc = compare(loaded, names, sizing, cfg, progress=factory)
     except InvariantViolation as e:
-        err.print(f"[red]invariant broken[/red] [{e.code}] {e.message}")
+        err.print(f"[red]invariant broken[/red] \\[{e.code}] {escape(e.message)}")
         raise typer.Exit(3) from None
 
     console.print(table(doc))

@@ -71,6 +71,12 @@ class RunningJob:
     fair share across restarts). ``expected_end`` is the driver's current
     estimate (start + time limit, or an extended estimate in the twin); the
     scheduler uses it for reservations and start-time estimates.
+    ``last_checkpoint`` is the last checkpoint the driver knows of and, with
+    ``checkpoint_every``, the run is taken to checkpoint again every that many
+    seconds after it: together they say what a preemption would lose now. The
+    twin knows both (a run resumes from a checkpoint once its restart overhead is
+    paid); a driver that knows neither leaves them unset, and then a victim is
+    taken to lose everything since its start.
     """
 
     job: Job
@@ -82,3 +88,4 @@ class RunningJob:
     last_checkpoint: float | None = None
     preempt_deadline: float | None = None
     """Set once a preemption was issued: the GPUs free up by then."""
+    checkpoint_every: float | None = None

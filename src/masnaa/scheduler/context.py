@@ -190,7 +190,11 @@ class Pass:
         since = victim.start_time
         if victim.last_checkpoint is not None and victim.last_checkpoint > since:
             since = victim.last_checkpoint
-        return victim.placement.gpu_count * max(0.0, self.now - since)
+        ran = max(0.0, self.now - since)
+        every = victim.checkpoint_every
+        if every:
+            ran %= every  # checkpoints since the last one known, at the run's rhythm
+        return victim.placement.gpu_count * ran
 
     def run_time(self, victim: RunningJob) -> float:
         return self.now - victim.start_time
@@ -396,6 +400,8 @@ class Pass:
             return f"quota reclaim: tenant {job.tenant!r} takes back GPUs lent to {r.job.tenant!r}"
         if self.policy.oracle:
             return f"shorter remaining work first (oracle): {job.id} needs less"
+        if r.job.tenant == job.tenant:
+            return f"{job.id} has received less service than {r.job.id}, of the same tenant"
         return f"{job.id} has received less service than {r.job.id}" + (
             "" if self.policy.name == "las" else f" and tenant {job.tenant!r} is less served"
         )

@@ -316,8 +316,9 @@ class Masnaa(Policy):
         mine, can = v.priority(job), v.can_preempt(job)
         reclaim = v.reclaim_test(entry)
         fair = v.config.fair_share_preemption
-        if not can and reclaim is None and not fair:
-            return None  # no lower class it may stop, no quota to take back, no fair-share swap
+        own = v.config.short_first_in_tenant
+        if not can and reclaim is None and not fair and not own:
+            return None  # no lower class it may stop, no quota to take back, no swap
         class_of = v.class_of
 
         def test(victim: RunningJob) -> bool:
@@ -327,6 +328,8 @@ class Masnaa(Policy):
             if theirs > mine:
                 return False
             if reclaim is not None and reclaim(victim):
+                return True
+            if own and self._own_swap(entry, victim, v):
                 return True
             return fair and self._fair_swap(entry, victim, v)
 
@@ -339,6 +342,8 @@ class Masnaa(Policy):
         # preempt at all) or of tenants beyond their nominal quota (a reclaim).
         borrowed = v.reclaim_from(entry)
         tenants = set() if borrowed is None else {tenant for tenant, _ in borrowed}
+        if v.config.short_first_in_tenant:
+            tenants.add(entry.job.tenant)
         if v.can_preempt(entry.job):
             mine = v.priority(entry.job)
             for tenant, pclass in v.running_groups():
@@ -352,6 +357,10 @@ class Masnaa(Policy):
         # waited longest: priority preemption and fair-share swaps are class- and
         # config-wide, and a reclaim is likeliest for the smallest gang (one GPU).
         if v.config.fair_share_preemption or v.reclaim_test(head, gpus=1) is not None:
+            return True
+        if v.config.short_first_in_tenant and any(
+            tenant == head.job.tenant for tenant, _ in v.running_groups()
+        ):
             return True
         if not v.can_preempt(head.job):
             return False
@@ -374,6 +383,18 @@ class Masnaa(Policy):
         # the swap cannot be undone by the same rule in the next pass (no thrashing).
         theirs_after = v.tenant_ratio(victim.job.tenant, -victim.job.total_gpus)
         return theirs_after > v.tenant_ratio(job.tenant, job.total_gpus)
+
+    def _own_swap(self, entry: Entry, victim: RunningJob, v: PassView) -> bool:
+        """Least attained service first inside one tenant (``short_first_in_tenant``)."""
+        if victim.job.tenant != entry.job.tenant:
+            return False
+        cfg = v.config
+        if v.run_time(victim) < cfg.min_run_before_preemption:
+            return False
+        level = v.level(v.running_attained(victim))
+        if level < cfg.victim_min_level or level <= _my_level(entry, v):
+            return False
+        return v.lost_work(victim) <= cfg.victim_max_loss * victim.job.total_gpus
 
     def preemption_class(self, entry: Entry, v: PassView) -> Hashable | None:
         return (v.priority(entry.job), entry.job.tenant, _my_level(entry, v))

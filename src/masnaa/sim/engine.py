@@ -43,6 +43,7 @@ scheduler's wait reason, and the run ends.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import heapq
 import math
@@ -90,6 +91,8 @@ class EngineConfig:
     virtual seconds, as a periodic control loop would (documented in docs/twin.md)."""
     series_bins: int = 400
     gpus_per_node: int = 8
+    knobs: tuple[tuple[str, float | int | bool], ...] = ()
+    """``SchedulerConfig`` knobs set for this replay (``scheduler.config.knob``)."""
     skip_full_passes: bool = True
     """Skip a pass that cannot change anything (see ``Engine._futile``); the result is
     the same either way, only faster. ``False`` runs every pass (tests compare both)."""
@@ -186,9 +189,10 @@ class Engine:
         # ``explain_waits=False``): the twin reads only starts, preemptions and
         # rejections, which neither changes. The dead-end pass that names why stranded
         # jobs wait keeps the service's settings.
-        self.explain_cfg = SchedulerConfig(policy=config.policy)
-        self.sched_cfg = SchedulerConfig(
-            policy=config.policy, estimate_depth=0, explain_waits=False
+        knobs: dict[str, Any] = dict(config.knobs)
+        self.explain_cfg = SchedulerConfig(policy=config.policy, **knobs)
+        self.sched_cfg = dataclasses.replace(
+            self.explain_cfg, estimate_depth=0, explain_waits=False
         )
         self.oracle_on = bool(getattr(POLICIES[config.policy], "oracle", False))
         thresholds = getattr(self.sched_cfg, "las_thresholds", None)
@@ -497,8 +501,10 @@ class Engine:
             expected = t + job.time_limit  # a requested limit is per run, as in Slurm
         try:
             self.state.allocate(
+                # The run resumes from its last checkpoint once the restart is paid.
                 RunningJob(job, placement, gpu_type, t, expected,
-                           attained_service=self.attained[i])
+                           attained_service=self.attained[i], last_checkpoint=t + overhead,
+                           checkpoint_every=self.cfg.checkpoint_interval)
             )
         except ValueError as e:
             raise InvariantViolation("bad-placement", str(e)) from None
