@@ -92,7 +92,9 @@ def test_a_scheduler_knob_is_set_for_the_replay_and_a_bad_one_is_named(tmp_path:
     res = runner.invoke(app, [*base, "--knob", "short_first_in_tenant=true",
                               "--knob", "victim-max-loss=600", "--json", str(out)])
     assert res.exit_code == 0, res.output
-    assert json.loads(out.read_text())["policies"][0]["jobs"]["finished"] > 100
+    run = json.loads(out.read_text())["policies"][0]
+    assert run["jobs"]["finished"] > 100
+    assert run["engine"]["knobs"] == {"short_first_in_tenant": True, "victim_max_loss": 600.0}
     res = runner.invoke(app, [*base, "--knob", "short_first=true"])
     assert res.exit_code == 2 and "bad-knob" in res.output and "victim_min_level" in res.output
     res = runner.invoke(app, [*base, "--knob", "victim_min_level=two"])

@@ -108,8 +108,8 @@ class Pass:
         """Shapes ``(GPU types, sites, tasks, GPUs per task)`` no job of which can start
         for the rest of the pass, whatever its sub-queue (see ``passed_over``)."""
         self.short_horizon: float | None = None
-        self._reserved_wait: Wait | None = None
         """Set once only jobs with a time limit within it may still start (see should_stop)."""
+        self._reserved_wait: Wait | None = None
         self.skipped: Wait | None = None
         """Why the first sub-queue the scan passed over waits (``order``)."""
         self.sites = SiteChoice(snapshot.site_prices, snapshot.tenants)

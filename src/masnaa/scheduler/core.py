@@ -359,14 +359,13 @@ def preempt(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
         for new, r in enumerate(p.victims_for(entry, pool_ids), start=1):
             view.give(view.held(r.job.id))
             chosen.append(r)
-            pi = p.pool_of(r)
+            pool = p.state._pools[p.pool_of(r)]
             # Too few free GPUs in the pool: no placement to look for yet.
-            hit = place_in_pool(view, p.state._pools[pi], job, exclude) if (
-                view.free[pi] >= total
-            ) else None
-            if hit is not None:
-                found = (hit[0], p.state._pools[pi])
-                break
+            if view.free[pool.index] >= total:
+                hit = place_in_pool(view, pool, job, exclude)
+                if hit is not None:
+                    found = (hit[0], pool)
+                    break
             if new >= budget:
                 break
         if found is None and victims_key is not None:

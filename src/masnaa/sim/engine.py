@@ -637,6 +637,7 @@ class Engine:
                 "default_limit": self.cfg.default_limit,
                 "half_life": self.cfg.half_life,
                 "min_pass_interval": self.cfg.min_pass_interval,
+                "knobs": dict(self.cfg.knobs),
             },
             passes_skipped=self.passes_skipped,
         )
