@@ -1,8 +1,10 @@
-"""``PassMemo``: a reservation walk handed to the next pass only while it still holds."""
+"""``PassMemo``: a reservation walk, or a failed preemption search, handed to the next
+pass only while it still holds."""
 
 from __future__ import annotations
 
 from masnaa.scheduler import PassMemo, SchedulerConfig, decide
+from masnaa.scheduler.decision import Preemption, Start, Wait
 
 from .builders import Scene, job, on
 
@@ -53,3 +55,40 @@ def test_a_pass_that_started_something_walks_afresh() -> None:
     d = decide(s.snapshot(), s.queue, 10, SchedulerConfig(policy="fifo-backfill"), memo)
     assert [st.job_id for st in d.starts] == ["small"]
     assert (memo.hits, memo.misses) == (0, 0)
+
+
+def _futile_reclaim() -> Scene:
+    # b may reclaim c's two borrowed GPUs, but x (within its nominal) keeps seven GPUs
+    # of each node: giving c's back frees no whole node for b's 8-GPU job.
+    s = Scene(nodes=2).quota("b", 8).quota("c", 0).quota("x", 14)
+    s.tenant("b").tenant("c").tenant("x")
+    for n in (0, 1):
+        node = f"n000{n}"
+        s.running(job(f"x{n}").gpus(7).tenant("x"), on(node, *range(1, 8)), start=0)
+        s.running(job(f"c{n}").gpus(1).tenant("c"), on(node, 0), start=5)
+    s.pending(job("b1").gpus(8).tenant("b").submitted(1))
+    return s
+
+
+Outcome = tuple[tuple[Preemption, ...], tuple[Start, ...], tuple[tuple[str, Wait], ...]]
+
+
+def _masnaa(s: Scene, now: float, memo: PassMemo | None) -> Outcome:
+    d = decide(s.snapshot(), s.queue, now, SchedulerConfig(reclaim_after=0.0), memo)
+    return tuple(d.preemptions), tuple(d.starts), tuple(sorted(d.waiting.items()))
+
+
+def test_a_failed_preemption_search_is_not_redone_while_the_state_is_unchanged() -> None:
+    s = _futile_reclaim()
+    memo = PassMemo()
+    first = _masnaa(s, 100, memo)
+    assert first == _masnaa(s, 100, None)
+    assert first[0] == () and memo.searches_skipped == 0
+    assert _masnaa(s, 200, memo) == _masnaa(s, 200, None)
+    assert memo.searches_skipped == 1
+    # One of x's jobs ends: stopping c0 now frees n0000, and the search is redone.
+    s.state.release("x0")
+    again = _masnaa(s, 300, memo)
+    assert again == _masnaa(s, 300, None)
+    assert memo.searches_skipped == 1
+    assert [p.job_id for p in again[0]] == ["c0"]

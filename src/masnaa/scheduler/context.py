@@ -85,6 +85,8 @@ class Pass:
         self.tenant_delta: dict[str, int] = {}
         self.pool_delta: dict[tuple[str, int], int] = {}
         self.usage_cache: dict[str, float] = {}
+        self._excess: dict[tuple[str, int], dict[tuple[str, int], int] | None] = {}
+        """``reclaim_from`` by (tenant, gang size), until the pass next starts or claims."""
         self.started: list[_Started] = []
         self.claimed: set[str] = set()
         self.reservation: Reservation | None = None
@@ -222,10 +224,16 @@ class Pass:
             return None
         job = entry.job
         size = job.total_gpus if gpus is None else gpus
+        key = (job.tenant, size)
+        if key not in self._excess:
+            self._excess[key] = self._borrowed(job.tenant, size)
+        return self._excess[key]
+
+    def _borrowed(self, tenant: str, size: int) -> dict[tuple[str, int], int] | None:
         mine = set()
         for pool in self.quota_pools:
-            q = self.quotas.get((job.tenant, pool))
-            if q is not None and self.used(job.tenant, pool) + size <= q.nominal:
+            q = self.quotas.get((tenant, pool))
+            if q is not None and self.used(tenant, pool) + size <= q.nominal:
                 mine.add(pool)
         if not mine:
             return None
@@ -236,11 +244,11 @@ class Pass:
         # measured on whole Philly and not kept (docs/performance.md): the walk spent it
         # on victims a gang could not use and missed reclaims it should have made.
         borrowed: dict[tuple[str, int], int] = {}
-        for tenant, pool in self._holders(mine):
-            q = self.quotas.get((tenant, pool))
-            over = self.used(tenant, pool) - (0 if q is None else q.nominal)
+        for holder, pool in self._holders(mine):
+            q = self.quotas.get((holder, pool))
+            over = self.used(holder, pool) - (0 if q is None else q.nominal)
             if over > 0:
-                borrowed[(tenant, pool)] = over
+                borrowed[(holder, pool)] = over
         return borrowed or None
 
     def _holders(self, pools: set[int]) -> set[tuple[str, int]]:
@@ -412,8 +420,7 @@ class Pass:
         Free capacity never grows during a pass, so a gang of ``k × g`` that did not
         fit means no gang of ``k' ≥ k`` tasks of ``g' ≥ g`` GPUs fits either.
         """
-        return self._misfit_shape((job.gpu_types, job.sites), job.tasks, job.gpus_per_task,
-                                  exclude)
+        return self._misfit_shape((job.gpu_types, job.sites), job.tasks, job.gpus_per_task, exclude)
 
     def _misfit_shape(
         self, elig: tuple[tuple[str, ...], tuple[str, ...] | None], k: int, g: int, exclude: int
@@ -505,9 +512,7 @@ class Pass:
                 # Nothing there can be freed for anyone (for good: claims and spent
                 # budgets only shrink it), or only for some jobs: it depends on who asks.
                 nobody = not self._may_free(elig, pools)
-                may = not nobody and self.policy.may_preempt_any(
-                    self.pending.entry_at(head), self
-                )
+                may = not nobody and self.policy.may_preempt_any(self.pending.entry_at(head), self)
                 freed = self._frees[sub] = (self._capacity_version, may, nobody)
             if freed[1]:
                 return None
@@ -541,6 +546,7 @@ class Pass:
         return 0
 
     def _count(self, tenant: str, pool: int, gpus: int) -> None:
+        self._excess.clear()
         self.tenant_delta[tenant] = self.tenant_delta.get(tenant, 0) + gpus
         self.pool_delta[(tenant, pool)] = self.pool_delta.get((tenant, pool), 0) + gpus
 

@@ -41,7 +41,7 @@ import dataclasses
 import heapq
 from collections.abc import Iterator
 
-from masnaa.domain.job import Job, RunningJob
+from masnaa.domain.job import Job, Placement, RunningJob
 from masnaa.scheduler.config import SchedulerConfig
 from masnaa.scheduler.context import Pass, PoolsByType
 from masnaa.scheduler.decision import Decision, Reservation, Wait, WaitCode
@@ -51,6 +51,7 @@ from masnaa.scheduler.policies import POLICIES, Key
 from masnaa.scheduler.queue import Entry, PendingQueue, SubQueueKey
 from masnaa.scheduler.release import earliest_fit, reservation_fit
 from masnaa.scheduler.snapshot import Snapshot
+from masnaa.scheduler.state import Pool
 from masnaa.scheduler.view import Held
 
 
@@ -355,19 +356,12 @@ def preempt(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
         if p.attempts_left <= 0:
             p.capacity_changed()
         budget = min(p.config.max_victims_per_job, p.preemptions_left)
-        total = job.total_gpus
-        for new, r in enumerate(p.victims_for(entry, pool_ids), start=1):
-            view.give(view.held(r.job.id))
-            chosen.append(r)
-            pool = p.state._pools[p.pool_of(r)]
-            # Too few free GPUs in the pool: no placement to look for yet.
-            if view.free[pool.index] >= total:
-                hit = place_in_pool(view, pool, job, exclude)
-                if hit is not None:
-                    found = (hit[0], pool)
-                    break
-            if new >= budget:
-                break
+        # A search that failed on this very state fails again: skip it (memo.py).
+        memo, search = p.memo, _search_key(p, entry, pool_ids, exclude, budget)
+        if memo is None or search is None or not memo.search_failed(p.state, p.now, search):
+            found = _walk_victims(p, entry, pool_ids, exclude, budget, chosen)
+            if found is None and memo is not None and search is not None:
+                memo.keep_failure(p.state, p.now, search)
         if found is None and victims_key is not None:
             p.memo_fail(victims_key, job)
     if found is None:
@@ -395,6 +389,46 @@ def preempt(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
         view.take(view.held(r.job.id))
     p.claim(entry, needed, placement, pool)
     return True
+
+
+def _walk_victims(
+    p: Pass, entry: Entry, pool_ids: set[int], exclude: int, budget: int, chosen: list[RunningJob]
+) -> tuple[Placement, Pool] | None:
+    """Give back victims' GPUs in rank order until ``entry`` fits (``None``: it never did).
+
+    The view keeps what was given, and ``chosen`` the victims; the caller rolls back.
+    """
+    view, job, total = p.view, entry.job, entry.job.total_gpus
+    for new, r in enumerate(p.victims_for(entry, pool_ids), start=1):
+        view.give(view.held(r.job.id))
+        chosen.append(r)
+        pool = p.state._pools[p.pool_of(r)]
+        # Too few free GPUs in the pool: no placement to look for yet.
+        if view.free[pool.index] >= total:
+            hit = place_in_pool(view, pool, job, exclude)
+            if hit is not None:
+                return hit[0], pool
+        if new >= budget:
+            return None
+    return None
+
+
+def _search_key(
+    p: Pass, entry: Entry, pool_ids: set[int], exclude: int, budget: int
+) -> tuple[object, ...] | None:
+    """What a victim search reads, for the driver's memo (``None``: do not remember).
+
+    Only while the pass has started and claimed nothing is its view the state's
+    own. The GPUs of jobs in grace given back first follow from the state and the
+    same rights (``victim_key``), so they need no place in the key.
+    """
+    if p.memo is None or p.started or p.claimed:
+        return None
+    rights = p.policy.victim_key(entry, p)
+    if rights is None:
+        return None
+    job = entry.job
+    return (rights, job.tasks, job.gpus_per_task, tuple(sorted(pool_ids)), exclude, budget)
 
 
 def _by_node(held: Held) -> dict[int, int]:
