@@ -104,7 +104,7 @@ def test_counts_per_type_and_site() -> None:
 
 def _overlay(view: View) -> tuple[object, ...]:
     masks = [view.mask(i) for i in range(len(view.state.cluster.nodes))]
-    return (masks, [list(b) for b in view.buckets], list(view.full), list(view.free))
+    return (masks, [list(b) for b in view.buckets], list(view.free))
 
 
 def test_a_view_put_back_by_restore_or_rollback_is_as_it_was() -> None:

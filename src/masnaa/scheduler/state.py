@@ -96,7 +96,6 @@ class ClusterState:
         "_pool_avail_cap",
         "_pool_buckets",
         "_pool_free",
-        "_pool_full",
         "_pools",
         "_pools_by_type",
         "_preempting",
@@ -169,14 +168,12 @@ class ClusterState:
         for p in pools:
             self._pools_by_type[p.gpu_type] = (*self._pools_by_type.get(p.gpu_type, ()), p)
         self._pool_buckets: list[list[int]] = []
-        self._pool_full: list[int] = []
         self._pool_free: list[int] = []
         for p in pools:
             buckets = [0] * (p.max_node_gpus + 1)
             for i in p.members:
                 buckets[self._node_gpus[i]] |= 1 << i
             self._pool_buckets.append(buckets)
-            self._pool_full.append(p.member_mask)
             self._pool_free.append(p.capacity)
         self._pool_avail_cap: list[int] = [p.capacity for p in pools]
         self._type_free: dict[str, int] = {}
@@ -439,11 +436,8 @@ class ClusterState:
         buckets = self._pool_buckets[p.index]
         if sign > 0:
             buckets[free] |= bit
-            if free == self._node_gpus[i]:
-                self._pool_full[p.index] |= bit
         else:
             buckets[free] &= ~bit
-            self._pool_full[p.index] &= ~bit
         delta = free * sign
         self._pool_free[p.index] += delta
         self._type_free[p.gpu_type] += delta

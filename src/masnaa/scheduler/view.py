@@ -3,7 +3,7 @@
 Owns: the tentative free GPUs of a pass (jobs started, GPUs claimed for jobs
 waiting on preemptions, what-if releases). The underlying ``ClusterState`` is
 never written: per-node free masks are overridden in a dict, and the small
-per-pool arrays (buckets, wholly-free masks, free counts) are copied at
+per-pool arrays (buckets of nodes by free GPUs, free counts) are copied at
 construction, which is O(pools · GPUs per node).
 
 What-ifs are undoable (kueue's ``SimulateWorkloadRemoval`` habit): ``mark()``
@@ -20,19 +20,18 @@ from masnaa.scheduler.state import ClusterState, Pool
 Held = tuple[tuple[int, int], ...]
 """``(node ordinal, GPU bitmask)`` pairs: GPUs held by one job."""
 
-Saved = tuple[int, dict[int, int], list[list[int]], list[int], list[int]]
+Saved = tuple[int, dict[int, int], list[list[int]], list[int]]
 """A copy of a ``View``'s overlay (see ``View.save``)."""
 
 
 class View:
-    __slots__ = ("bits", "buckets", "free", "full", "log", "masks", "pool_of", "pools", "state")
+    __slots__ = ("bits", "buckets", "free", "log", "masks", "pool_of", "pools", "state")
 
     def __init__(self, state: ClusterState) -> None:
         self.state = state
         self.pools: tuple[Pool, ...] = state._pools
         self.pool_of = state._node_pool
         self.buckets: list[list[int]] = [list(b) for b in state._pool_buckets]
-        self.full: list[int] = list(state._pool_full)
         self.free: list[int] = list(state._pool_free)
         self.masks: dict[int, int] = {}
         self.log: list[tuple[int, int]] = []
@@ -63,10 +62,6 @@ class View:
         fo, fn = old.bit_count(), new.bit_count()
         b[fo] &= ~bit
         b[fn] |= bit
-        if fn == self.state._node_gpus[i]:
-            self.full[p] |= bit
-        else:
-            self.full[p] &= ~bit
         self.free[p] += fn - fo
 
     def masks_of(self, placement: Placement) -> Held:
@@ -104,8 +99,8 @@ class View:
         # ``_apply`` inlined: a release walk gives back every job that ends before the
         # reserved job fits, and this is the hottest line of a replay.
         state = self.state
-        masks, base, avail, sizes = self.masks, state._free_mask, state._avail, state._node_gpus
-        pool_of, buckets, full, free = self.pool_of, self.buckets, self.full, self.free
+        masks, base, avail = self.masks, state._free_mask, state._avail
+        pool_of, buckets, free = self.pool_of, self.buckets, self.free
         for i, m in held:
             old = masks.get(i)
             if old is None:
@@ -125,12 +120,8 @@ class View:
             p = pool_of[i]
             b = buckets[p]
             bit = 1 << i
-            b[fo] &= ~bit
+            b[fo] ^= bit  # an available node sits in the bucket of its free count
             b[fn] |= bit
-            if fn == sizes[i]:
-                full[p] |= bit
-            else:
-                full[p] &= ~bit
             free[p] += fn - fo
 
     def held(self, job_id: str) -> Held:
@@ -143,15 +134,14 @@ class View:
     def save(self) -> Saved:
         """The overlay as it is now, for ``restore``; costs O(pools + overridden nodes)."""
         return (
-            len(self.log), dict(self.masks), [list(b) for b in self.buckets],
-            list(self.full), list(self.free),
+            len(self.log), dict(self.masks), [list(b) for b in self.buckets], list(self.free)
         )
 
     def restore(self, saved: Saved) -> None:
         """Put the overlay back as ``save`` found it (changes made since are dropped)."""
-        mark, masks, buckets, full, free = saved
+        mark, masks, buckets, free = saved
         del self.log[mark:]
-        self.masks, self.buckets, self.full, self.free = masks, buckets, full, free
+        self.masks, self.buckets, self.free = masks, buckets, free
 
     def rollback(self, mark: int) -> None:
         log = self.log
