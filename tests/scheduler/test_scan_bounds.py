@@ -155,3 +155,18 @@ def test_a_backlog_of_gangs_too_big_for_the_free_gpus_is_passed_over_by_shape() 
     assert "did not fit" in d.default_wait.message
     assert len(d.waiting) < 50
     assert d.wait_for("b599").code is WaitCode.NO_CAPACITY
+
+
+def test_a_job_ending_exactly_when_the_reservation_starts_still_backfills() -> None:
+    # 10 + 6.767 == 16.767, but 16.767 - 10 < 6.767 in floating point: the skip must
+    # ask the very question ``exclusion`` asks, or the two part at the boundary.
+    s = Scene(nodes=2)
+    s.running(job("r0").gpus(8).tenant("x"), "n0000", end=1000)
+    s.running(job("r1").gpus(4).tenant("x"), on("n0001", 0, 1, 2, 3), end=16.767)
+    s.pending(job("head").gpus(8).tenant("a").limit(LONG).submitted(1))
+    for i in range(20):
+        s.pending(job(f"l{i}").gpus(1).tenant(f"t{i % 5}").limit(LONG).submitted(2 + i))
+    s.pending(job("edge").gpus(2).tenant("late").limit(6.767).submitted(30))
+    d = s.decide("fifo-backfill", now=10)
+    assert d.reservations[0].start_time == 16.767
+    assert started(d) == ["edge"]

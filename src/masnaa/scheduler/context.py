@@ -90,6 +90,9 @@ class Pass:
         self.started: list[_Started] = []
         self.claimed: set[str] = set()
         self.reservation: Reservation | None = None
+        self.deferred: tuple[Job, PoolsByType] | None = None
+        """The first blocked job, while its reservation waits for a later start
+        (``core.settle``): until then no node is reserved."""
         self.reserved_mask = 0
         self.reserved_placement: Placement | None = None
         self.to_estimate: list[tuple[Job, PoolsByType]] = []
@@ -109,8 +112,8 @@ class Pass:
         self.dead: dict[tuple[object, ...], Wait] = {}
         """Shapes ``(GPU types, sites, tasks, GPUs per task)`` no job of which can start
         for the rest of the pass, whatever its sub-queue (see ``passed_over``)."""
-        self.short_horizon: float | None = None
-        """Set once only jobs with a time limit within it may still start (see should_stop)."""
+        self.short_until: float | None = None
+        """Set once only jobs that end by then may still start (see should_stop)."""
         self._reserved_wait: Wait | None = None
         self.skipped: Wait | None = None
         """Why the first sub-queue the scan passed over waits (``order``)."""
@@ -480,7 +483,7 @@ class Pass:
         if self.blocked_run < LOOK_BEFORE_SKIPPING:
             return None
         res = self.reservation
-        if self.policy.backfill and res is None:
+        if self.policy.backfill and res is None and self.deferred is None:
             return None
         elig = (sub[3], sub[4])
         seen = self._room.get(elig)
@@ -631,7 +634,7 @@ class Pass:
         if shortest is None or self.now + shortest > res.start_time:
             self.stop_reason = self.reserved_wait()
             return True
-        self.short_horizon = res.start_time - self.now
+        self.short_until = res.start_time
         return False
 
     def skip(self, why: Wait) -> None:

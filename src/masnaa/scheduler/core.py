@@ -210,8 +210,9 @@ def _skip_reason(p: Pass, sub: SubQueueKey, head: tuple[float, int]) -> Wait | N
     dead = p.dead.get(sub[3:])
     if dead is not None:
         return dead  # a sub-queue of the same shape was found unable to start
-    horizon = p.short_horizon
-    if horizon is not None and p.pending.queue_min_time_limit(sub) > horizon:
+    until = p.short_until
+    # The same test as ``Pass.exclusion``: rounding must not part the two.
+    if until is not None and p.now + p.pending.queue_min_time_limit(sub) > until:
         return p.reserved_wait()  # none of its jobs ends before the reservation
     return p.passed_over(sub, head)  # no room for its tasks, or its shape already failed
 
@@ -273,21 +274,19 @@ def admit(p: Pass, job: Job, pools: PoolsByType) -> bool:
 def place(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
     """Start the job now if it fits (honouring quotas and the reservation)."""
     job = entry.job
-    res = p.reservation
     exclude = p.exclusion(job)
     if p.known_misfit(job, exclude) and (not p.quota_pools or p.quota_open(job, pools)):
         return False
-    quota_blocked = 0
-    for group in pools:
-        allowed = [pool for pool in group if p.quota_allows(job, pool)]
-        quota_blocked += len(group) - len(allowed)
-        if not allowed:
-            continue
-        why = p.decision.site_choices if p.config.explain_waits else None
-        found = best_placement(p.view, allowed, job, exclude, p.sites, why)
-        if found is not None:
-            p.start(entry, found[0], found[1], backfilled=res is not None)
-            return True
+    found, quota_blocked = _best_allowed(p, job, pools, exclude)
+    if found is not None and p.deferred is not None:
+        # It fits if nothing is reserved: now the reservation matters.
+        settle(p)
+        exclude = p.exclusion(job)
+        if exclude:
+            found, quota_blocked = _best_allowed(p, job, pools, exclude)
+    if found is not None:
+        p.start(entry, found[0], found[1], backfilled=p.reservation is not None)
+        return True
     if quota_blocked == sum(len(g) for g in pools):
         p.wait(
             job,
@@ -299,6 +298,24 @@ def place(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
     elif not quota_blocked:
         p.note_misfit(job, exclude)
     return False
+
+
+def _best_allowed(
+    p: Pass, job: Job, pools: PoolsByType, exclude: int
+) -> tuple[tuple[Placement, Pool] | None, int]:
+    """The job's best placement in the first type group with room, and how many pools
+    its quota kept it from."""
+    quota_blocked = 0
+    for group in pools:
+        allowed = [pool for pool in group if p.quota_allows(job, pool)]
+        quota_blocked += len(group) - len(allowed)
+        if not allowed:
+            continue
+        why = p.decision.site_choices if p.config.explain_waits else None
+        found = best_placement(p.view, allowed, job, exclude, p.sites, why)
+        if found is not None:
+            return found, quota_blocked
+    return None, quota_blocked
 
 
 # ----------------------------------------------------------------- preempt
@@ -450,23 +467,16 @@ def backfill(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
     if job.id in p.quota_waits:
         return True
     p.blocked_count += 1
-    if p.policy.backfill and p.reservation is None:
-        found = reservation_fit(p, job, pools)
-        if found is not None:
-            t, placement = found
-            res = Reservation(job.id, t, placement.nodes)
-            p.reservation = res
-            p.reserved_mask = p.node_mask(placement.nodes)
-            p.reserved_placement = placement
-            p.decision.reservations.append(res)
-            p.capacity_changed()  # the reserved nodes are now out of bounds for most jobs
+    if p.policy.backfill and p.reservation is None and p.deferred is None:
+        if _may_defer(p, pools):
+            p.deferred = (job, pools)
             p.wait(
                 job,
                 WaitCode.RESERVED,
-                f"not enough free GPUs now; GPUs on {len(placement.nodes)} node(s) are "
-                "reserved for it when running jobs end",
-                estimated_start=t,
+                "not enough free GPUs now; it is first in line for GPUs as running jobs end",
             )
+            return not p.policy.head_of_line
+        if reserve(p, job, pools):
             return not p.policy.head_of_line
     if not p.config.explain_waits:
         # Only the reason differs from the path below, never what the scan does next.
@@ -497,6 +507,57 @@ def backfill(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
         p.to_estimate.clear()
         return False
     return p.blocked_count <= p.config.backfill_depth
+
+
+def reserve(p: Pass, job: Job, pools: PoolsByType) -> bool:
+    """Give ``job`` the pass's EASY reservation: the earliest time and nodes it fits."""
+    found = reservation_fit(p, job, pools)
+    if found is None:
+        return False
+    t, placement = found
+    nodes = placement.nodes
+    res = Reservation(job.id, t, nodes)
+    p.reservation = res
+    p.reserved_mask = p.node_mask(nodes)
+    p.reserved_placement = placement
+    p.decision.reservations.append(res)
+    p.capacity_changed()  # the reserved nodes are now out of bounds for most jobs
+    p.wait(
+        job,
+        WaitCode.RESERVED,
+        f"not enough free GPUs now; GPUs on {len(nodes)} node(s) are "
+        "reserved for it when running jobs end",
+        estimated_start=t,
+    )
+    return True
+
+
+def _may_defer(p: Pass, pools: PoolsByType) -> bool:
+    """Whether the first blocked job's reservation may wait until a later job could
+    start (``Pass.deferred``), and be skipped if none can.
+
+    Only in passes that explain nothing (the twin's) and never preempt: then nothing
+    changes the view between the blocked job's turn and the first later start, so
+    the walk done then is the walk that would have been done at its turn. And only
+    where every node of its pools is available: then the walk surely finds a time
+    (a job that passed ``reject`` fits on them all free), so no later blocked job
+    would have taken the reservation instead. On 100,000 synthetic jobs under
+    fifo-backfill half the passes with a reservation started nothing after it.
+    """
+    cfg = p.config
+    if cfg.explain_waits or cfg.estimate_depth or p.policy.preemptive:
+        return False
+    cap = p.state._pool_avail_cap
+    return all(cap[pool.index] == pool.capacity for group in pools for pool in group)
+
+
+def settle(p: Pass) -> None:
+    """Work out a deferred reservation: a later job is about to start."""
+    deferred = p.deferred
+    if deferred is not None:
+        p.deferred = None
+        found = reserve(p, *deferred)
+        assert found, "every node of its pools is available: the walk finds a time"
 
 
 # ----------------------------------------------------------------- explain
