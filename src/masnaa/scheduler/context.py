@@ -87,6 +87,8 @@ class Pass:
         self.usage_cache: dict[str, float] = {}
         self._excess: dict[tuple[str, int], dict[tuple[str, int], int] | None] = {}
         """``reclaim_from`` by (tenant, gang size), until the pass next starts or claims."""
+        self._by_share: list[tuple[int, float, str, str]] | None = None
+        """``groups_by_share``, until the pass next starts or claims."""
         self.started: list[_Started] = []
         self.claimed: set[str] = set()
         self.reservation: Reservation | None = None
@@ -153,6 +155,14 @@ class Pass:
 
     def running_groups(self) -> Mapping[tuple[str, str], Reversible[str]]:
         return self.state._groups
+
+    def groups_by_share(self) -> list[tuple[int, float, str, str]]:
+        if self._by_share is None:
+            self._by_share = sorted(
+                (self.class_of(pclass)[0], -self.tenant_ratio(tenant), tenant, pclass)
+                for tenant, pclass in self.state._groups
+            )
+        return self._by_share
 
     def running_oldest_first(self) -> Iterable[RunningJob]:
         return self.state._running.values()
@@ -550,6 +560,7 @@ class Pass:
 
     def _count(self, tenant: str, pool: int, gpus: int) -> None:
         self._excess.clear()
+        self._by_share = None
         self.tenant_delta[tenant] = self.tenant_delta.get(tenant, 0) + gpus
         self.pool_delta[(tenant, pool)] = self.pool_delta.get((tenant, pool), 0) + gpus
 

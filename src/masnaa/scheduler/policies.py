@@ -21,7 +21,16 @@ arrival order; it can then preempt jobs that reached a higher service level.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Hashable, Iterable, Iterator, Mapping, Reversible
+from collections.abc import (
+    Callable,
+    Container,
+    Hashable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Reversible,
+    Sequence,
+)
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 
@@ -53,6 +62,11 @@ class PassView(Protocol):
 
     def running_groups(self) -> Mapping[tuple[str, str], Reversible[str]]:
         """Running job ids per (tenant, priority class), in allocation order."""
+        ...
+
+    def groups_by_share(self) -> Sequence[tuple[int, float, str, str]]:
+        """``(class value, −tenant_ratio, tenant, class)`` of every running group, sorted:
+        lowest class first, then the tenant most over its share."""
         ...
 
     def running_oldest_first(self) -> Iterable[RunningJob]: ...
@@ -319,12 +333,12 @@ class Masnaa(Policy):
     @staticmethod
     def _groups(v: PassView, tenants: Container[str] | None) -> list[tuple[str, str]]:
         """Running (tenant, class) groups in victim order."""
-        ranked = sorted(
-            (v.class_of(pclass)[0], -v.tenant_ratio(tenant), tenant, pclass)
-            for (tenant, pclass) in v.running_groups()
-            if v.class_of(pclass)[1] and (tenants is None or tenant in tenants)
-        )
-        return [(tenant, pclass) for _, _, tenant, pclass in ranked]
+        class_of = v.class_of
+        return [
+            (tenant, pclass)
+            for _, _, tenant, pclass in v.groups_by_share()
+            if class_of(pclass)[1] and (tenants is None or tenant in tenants)
+        ]
 
     def victim_test(self, entry: Entry, v: PassView) -> VictimTest | None:
         job = entry.job
