@@ -101,3 +101,33 @@ def test_a_scheduler_knob_is_set_for_the_replay_and_a_bad_one_is_named(tmp_path:
     assert res.exit_code == 2 and "takes a whole number" in res.output
     res = runner.invoke(app, [*base, "--knob", "victim_max_loss=-1"])
     assert res.exit_code == 2 and "victim_max_loss must be ≥ 0" in res.output
+
+
+def test_repeated_replays_report_how_far_a_moment_moves_each_metric(tmp_path: Path) -> None:
+    # One busy day on 64 GPUs: moving submissions by under a minute moves the mean JCT
+    # by days, which is what the spread is there to show.
+    out = tmp_path / "r.json"
+    res = runner.invoke(app, [
+        "sim", "--policy", "fifo-backfill,masnaa", "--start", "45", "--days", "1",
+        "--gpus", "64", "--repeat", "3", "--jitter", "30", "--json", str(out), "--quiet",
+    ], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "over 3 replays, submit times jittered by up to 30 s" in res.output
+    doc = json.loads(out.read_text())
+    spread = doc["spread"]
+    assert (spread["repeats"], spread["jitter_seconds"]) == (3, 30.0)
+    for plain in doc["policies"]:
+        metrics = spread["policies"][plain["label"]]
+        jct = metrics["jct_mean"]
+        assert len(jct["runs"]) == 3 and jct["runs"][0] == plain["jct"]["mean"]
+        assert metrics["utilisation"]["runs"][0] == plain["utilisation"]
+        for m in metrics.values():
+            assert m["min"] <= m["mean"] <= m["max"]
+        assert len(set(jct["runs"])) == 3  # every jittered copy replays differently
+
+
+def test_a_repeat_below_one_or_a_jitter_of_zero_is_refused() -> None:
+    base = ["sim", "--policy", "fifo", "--start", "45", "--days", "0.5", "--quiet"]
+    for extra in (["--repeat", "0"], ["--repeat", "2", "--jitter", "0"]):
+        res = runner.invoke(app, [*base, *extra])
+        assert res.exit_code == 2 and "[bad-option]" in res.output and "--repeat" in res.output

@@ -177,3 +177,17 @@ def test_slice_by_days_and_limit() -> None:
     assert len(s) == 500 and s.submit[0] == 0.0 and s.span < 2 * 86400
     with pytest.raises(TraceError):
         t.slice(start_days=500)
+
+
+def test_a_jittered_trace_holds_the_same_jobs_moved_by_less_than_the_jitter() -> None:
+    plain = load_trace("philly", TraceSource()).slice(start_days=45, days=1)
+    moved = plain.jittered(1, 60.0)
+    assert sorted(moved.ids) == sorted(plain.ids)
+    assert np.all(np.diff(moved.submit) >= 0) and moved.submit[0] == 0.0
+    before = dict(zip(plain.ids, plain.submit, strict=True))
+    shift = np.array([s - before[i] for i, s in zip(moved.ids, moved.submit, strict=True)])
+    assert np.all(np.abs(shift) < 60.0) and np.any(shift != 0.0)
+    assert moved.offered_gpu_seconds() == pytest.approx(plain.offered_gpu_seconds())
+    again = plain.jittered(1, 60.0)
+    assert list(again.submit) == list(moved.submit)
+    assert list(plain.jittered(2, 60.0).submit) != list(moved.submit)

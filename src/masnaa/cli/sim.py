@@ -2,10 +2,11 @@
 
 Owns the one verb ``sim``. It loads a trace (``--trace`` names a loader),
 slices it, sizes the cluster (``--load`` or ``--gpus``), replays it once per
-policy and prints a side-by-side table; ``--json`` and ``--plots`` write the
-full report. Exit codes: 0 done; 2 bad input (unknown policy or trace, a
-malformed trace line, a bad option), with the valid choices named; 3 an
-invariant of the scheduler was broken during the replay (a bug).
+policy (``--repeat N``: N times, on jittered copies after the first) and prints
+a side-by-side table; ``--json`` and ``--plots`` write the full report. Exit
+codes: 0 done; 2 bad input (unknown policy or trace, a malformed trace line, a
+bad option), with the valid choices named; 3 an invariant of the scheduler was
+broken during the replay (a bug).
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ def sim(
         "--knob", help="Set a scheduler knob for every policy that reads it, as NAME=VALUE "
         "(repeatable), e.g. --knob short_first_in_tenant=true; docs/scheduler.md lists them."
     )] = None,
+    repeat: Annotated[int, typer.Option(
+        help="Replay each policy N times: the plain trace, then N−1 copies with submit times "
+        "jittered by up to --jitter seconds; prints each key metric's mean and range.")] = 1,
+    jitter: Annotated[float, typer.Option(
+        help="With --repeat: the most seconds a submission is moved.")] = 60.0,
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Write every metric of every policy to this JSON file.")] = None,
     plots: Annotated[Path | None, typer.Option(
@@ -64,7 +70,7 @@ def sim(
     from masnaa.sim.engine import EngineConfig
     from masnaa.sim.errors import InvariantViolation, SimError, TraceError
     from masnaa.sim.loaders import TraceSource, load_trace
-    from masnaa.sim.report import table, write_json
+    from masnaa.sim.report import spread_table, table, write_json
     from masnaa.sim.shape import size_for
 
     console = Console()
@@ -74,6 +80,11 @@ def sim(
         check_policies(names)
         if load is not None and gpus is not None:
             raise SimError("bad-option", "give either --load or --gpus, not both")
+        if repeat < 1 or jitter <= 0:
+            raise SimError(
+                "bad-option",
+                "--repeat must be at least 1 and --jitter a positive number of seconds",
+            )
         source = TraceSource(
             path=file, lenient=lenient, seed=seed, jobs=jobs,
             capacity_gpus=gpus or 1024, target_load=load or 0.8, tenants=tenants,
@@ -109,7 +120,7 @@ def sim(
                   f"line {loaded.skipped[0].line}: {loaded.skipped[0].reason}")
     try:
         if quiet:
-            doc = compare(loaded, names, sizing, cfg)
+            doc = compare(loaded, names, sizing, cfg, repeats=repeat, jitter=jitter)
         else:
             with Progress(
                 TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}"
@@ -122,12 +133,17 @@ def sim(
                         bar.update(task, completed=done, total=total)
                     return update
 
-                doc = compare(loaded, names, sizing, cfg, progress=factory)
+                doc = compare(
+                    loaded, names, sizing, cfg, progress=factory, repeats=repeat, jitter=jitter
+                )
     except InvariantViolation as e:
         err.print(f"[red]invariant broken[/red] \\[{e.code}] {escape(e.message)}")
         raise typer.Exit(3) from None
 
     console.print(table(doc))
+    spread = spread_table(doc)
+    if spread is not None:
+        console.print(spread)
     if json_out is not None:
         write_json(doc, json_out)
         console.print(f"wrote {json_out}")

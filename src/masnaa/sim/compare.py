@@ -1,7 +1,10 @@
 """Replay one trace under several policies on the same cluster: the comparison document.
 
 Every policy gets a fresh engine on the same trace, cluster, tenants and
-quotas, so the runs differ only in the policy.
+quotas, so the runs differ only in the policy. With ``repeats`` each policy is also
+replayed on copies of the trace with submit times jittered by a few seconds: on a
+bursty trace one job starting a moment earlier moves the whole busy period, and the
+spread of a metric over such replays is the noise any difference must exceed.
 """
 
 from __future__ import annotations
@@ -37,18 +40,44 @@ def compare(
     config: EngineConfig,
     *,
     progress: ProgressFactory | None = None,
+    repeats: int = 1,
+    jitter: float = 60.0,
 ) -> dict[str, Any]:
+    """``repeats`` > 1 replays each policy again on ``repeats − 1`` copies of the trace
+    whose submit times are jittered by up to ``jitter`` seconds (seeds 1, 2, …), on
+    the same cluster, and adds ``"spread"``: the key metrics of every run, the first
+    being the plain one."""
     check_policies(policies)
+    if repeats < 1 or jitter <= 0:
+        raise SimError(
+            "bad-option", "--repeat must be at least 1 and --jitter a positive number of seconds"
+        )
     cluster = build_cluster(trace, sizing.nodes, gpus_per_node=config.gpus_per_node)
     tenants, quotas = tenancy(trace, cluster)
-    summaries = []
-    for policy in policies:
+
+    def run(t: Trace, policy: str, name: str) -> dict[str, Any]:
         engine = Engine(
-            trace, cluster, tenants, quotas, dataclasses.replace(config, policy=policy),
-            progress=progress(policy) if progress else None,
+            t, cluster, tenants, quotas, dataclasses.replace(config, policy=policy),
+            progress=progress(name) if progress else None,
         )
-        summaries.append(summarize(engine.run()))
-    return {
+        return summarize(engine.run())
+
+    summaries = [run(trace, policy, policy) for policy in policies]
+    spread: dict[str, Any] | None = None
+    if repeats > 1:
+        runs = {s["label"]: [key_metrics(s)] for s in summaries}
+        for seed in range(1, repeats):
+            moved = trace.jittered(seed, jitter)
+            for policy, first in zip(policies, summaries, strict=True):
+                runs[first["label"]].append(
+                    key_metrics(run(moved, policy, f"{policy} #{seed + 1}"))
+                )
+        spread = {
+            "repeats": repeats,
+            "jitter_seconds": jitter,
+            "policies": {label: _ranges(rs) for label, rs in runs.items()},
+        }
+    doc: dict[str, Any] = {
         "trace": {
             "name": trace.name,
             "jobs": len(trace),
@@ -70,3 +99,33 @@ def compare(
         },
         "policies": summaries,
     }
+    if spread is not None:
+        doc["spread"] = spread
+    return doc
+
+
+def key_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """The metrics the quality targets compare, from one summary."""
+    fairness = summary["fairness"]
+    return {
+        "jct_mean": summary["jct"]["mean"],
+        "queueing_p99": summary["queueing_delay"]["p99"],
+        "utilisation": summary["utilisation"],
+        "jain": fairness["jain"],
+        "min_saturated_ratio": fairness["min_saturated_ratio"],
+        "preemptions": summary["preemptions"],
+    }
+
+
+def _ranges(runs: list[dict[str, float]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name in runs[0]:
+        values = [r[name] for r in runs]
+        finite = [v for v in values if v is not None]
+        out[name] = {
+            "runs": values,
+            "mean": sum(finite) / len(finite) if finite else None,
+            "min": min(finite, default=None),
+            "max": max(finite, default=None),
+        }
+    return out

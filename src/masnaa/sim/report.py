@@ -2,7 +2,9 @@
 
 The JSON document is ``{"trace": {...}, "cluster": {...}, "policies": [summary, ...]}``
 with one ``metrics.summarize`` dict per policy, in the order asked for. Oracle
-policies carry ``"oracle": true`` and a label ending in ``(oracle)``.
+policies carry ``"oracle": true`` and a label ending in ``(oracle)``. With
+``--repeat`` it also has ``"spread"``: per policy label, each key metric's ``runs``
+(the plain replay first, then the jittered ones), ``mean``, ``min`` and ``max``.
 """
 
 from __future__ import annotations
@@ -65,6 +67,41 @@ def table(doc: dict[str, Any]) -> Table:
         out.add_column(s["label"], justify="right")
     for name, fn in ROWS:
         out.add_row(name, *(fn(s) for s in doc["policies"]))
+    return out
+
+
+SPREAD_ROWS: tuple[tuple[str, str, Any], ...] = (
+    ("JCT mean", "jct_mean", _h),
+    ("queueing p99", "queueing_p99", _h),
+    ("utilisation (work)", "utilisation", _pct),
+    ("Jain's index", "jain", lambda x: f"{x:.4f}"),
+    ("min saturated ratio", "min_saturated_ratio", _pct),
+    ("preemptions", "preemptions", lambda x: f"{x:,.0f}"),
+)
+
+
+def spread_table(doc: dict[str, Any]) -> Table | None:
+    """Mean and range of the key metrics over the repeated replays (``None``: none)."""
+    spread = doc.get("spread")
+    if spread is None:
+        return None
+    out = Table(
+        title=f"over {spread['repeats']} replays, submit times jittered by up to "
+        f"{spread['jitter_seconds']:g} s: mean (min – max)"
+    )
+    out.add_column("metric", style="bold")
+    labels = list(spread["policies"])
+    for label in labels:
+        out.add_column(label, justify="right")
+    for name, key, fmt in SPREAD_ROWS:
+        cells = []
+        for label in labels:
+            m = spread["policies"][label][key]
+            cells.append(
+                "—" if m["mean"] is None
+                else f"{fmt(m['mean'])} ({fmt(m['min'])} – {fmt(m['max'])})"
+            )
+        out.add_row(name, *cells)
     return out
 
 

@@ -22,7 +22,7 @@ Terms and invariants:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -107,6 +107,17 @@ class Trace:
             ignored=dict(self.ignored),
             origin=self.origin,
         )
+
+    def jittered(self, seed: int, seconds: float) -> Trace:
+        """The same jobs, each submitted up to ``seconds`` later (uniform, seeded), in
+        their new order (ties keep the old one).
+
+        For ``masnaa sim --repeat``: how far a metric moves over a few such replays
+        says how large a difference between two policies a moment's change can make.
+        """
+        rng = np.random.default_rng(seed)
+        shifted = self.submit + rng.uniform(0.0, seconds, len(self))
+        return replace(self, submit=shifted).take(np.argsort(shifted, kind="stable"))
 
     def slice(
         self, *, start_days: float = 0.0, days: float | None = None, limit: int | None = None
