@@ -83,6 +83,6 @@ class PassMemo:
         return False
 
     def keep_failure(self, state: ClusterState, now: float, key: Hashable) -> None:
-        """Remember that the search with ``key`` walked every candidate and failed."""
+        """Remember that the search with ``key`` failed on this state."""
         self._current(state, now)
         self._failed.add(key)
