@@ -271,8 +271,8 @@ class ControlLoop:
             for job_id in (*changed, *failed):
                 self.live.dequeue(job_id)
             with self.read() as s:
-                for job, attained in self.live.load_pending(s, changed):
-                    self.live.enqueue(job, attained)
+                for job, attained, since in self.live.load_pending(s, changed):
+                    self.live.enqueue(job, attained, since)
         self._block_unusable()
         if full:
             self._full_sync = time.monotonic()
@@ -489,8 +489,8 @@ class ControlLoop:
         with self.read() as s:
             for job_id in released:
                 self.live.release(job_id, now)
-            for job, attained in self.live.load_pending(s, requeued):
-                self.live.enqueue(job, attained)
+            for job, attained, since in self.live.load_pending(s, requeued):
+                self.live.enqueue(job, attained, since)
 
     # -- phase 4: apply the decision -----------------------------------------------------------
     def _apply(self, decision: Decision, now: float, report: PassReport) -> None:

@@ -18,6 +18,11 @@ Invariants:
   diffs it against the store on every pass.
 - Fair-share history: jobs that ended within ``HISTORY_HALF_LIVES`` half-lives
   are charged to their tenant at load, decayed to ``now``.
+- A job back in the queue after a run (preempted, lost, evacuated) waits from the
+  moment it was requeued, not from its submission, as in the twin
+  (``sim.engine``): it takes its place behind the jobs that came while it ran, and
+  its starvation clock starts again. The twin's figures hold for the service
+  only if both feed the scheduler the same queue.
 """
 
 from __future__ import annotations
@@ -151,9 +156,10 @@ class LiveState:
             self.usage.stop(job_id, now)
         return running
 
-    def enqueue(self, job: domain.Job, attained: float) -> None:
+    def enqueue(self, job: domain.Job, attained: float, since: float | None = None) -> None:
+        """Queue ``job``; ``since``: when it re-entered the queue (default: its submission)."""
         if job.id not in self.pending:
-            self.queue.add(job, attained_service=attained)
+            self.queue.add(job, attained_service=attained, since=since)
             self.pending.add(job.id)
 
     def dequeue(self, job_id: str) -> None:
@@ -193,14 +199,17 @@ class LiveState:
             self.dequeue(job_id)
         new = ids - self.pending
         loaded = self.load_pending(session, None if not self.pending and full else new)
-        for job, attained in loaded:
+        for job, attained, since in loaded:
             if job.id in new:
-                self.enqueue(job, attained)
+                self.enqueue(job, attained, since)
         return len(new), len(gone)
 
     @staticmethod
-    def load_pending(session: Session, ids: Iterable[str] | None) -> list[tuple[domain.Job, float]]:
-        """Pending jobs (all, or those among ``ids``) with their attained service, oldest first.
+    def load_pending(
+        session: Session, ids: Iterable[str] | None
+    ) -> list[tuple[domain.Job, float, float | None]]:
+        """Pending jobs (all, or those among ``ids``), oldest first, each with its
+        attained service and, for a job requeued after a run, when it was requeued.
 
         Reads columns, not ORM rows: at start a queue of 50,000 jobs loads in one query.
         """
@@ -216,6 +225,7 @@ class LiveState:
             m.Job.submitted_at,
             m.Job.sites,
             m.Job.attained_service,
+            m.Job.attempt,
         )
         base = (
             select(*columns)
@@ -231,9 +241,11 @@ class LiveState:
                 session.execute(base.where(m.Job.id.in_(wanted[i : i + 500]))).all()
                 for i in range(0, len(wanted), 500)
             ]
+        requeued = _requeued_at(session, [r.id for rows in batches for r in rows if r.attempt])
         out = []
         for rows in batches:
-            for jid, tenant, project, tasks, gpt, types, limit, cls, submitted, sites, att in rows:
+            for row in rows:
+                jid, tenant, project, tasks, gpt, types, limit, cls, submitted, sites, att, _ = row
                 job = domain.Job(
                     id=jid,
                     tenant=tenant,
@@ -248,8 +260,8 @@ class LiveState:
                     submit_time=submitted,
                     sites=tuple(sites) if sites is not None else None,
                 )
-                out.append((job, att))
-        out.sort(key=lambda pair: (pair[0].submit_time, pair[0].id))
+                out.append((job, att, requeued.get(jid)))
+        out.sort(key=lambda item: (item[0].submit_time, item[0].id))
         return out
 
     def block_site(self, site: str) -> None:
@@ -287,3 +299,19 @@ class LiveState:
             balances=self.balances,
             site_prices=self.site_prices,
         )
+
+
+def _requeued_at(session: Session, ids: list[str]) -> dict[str, float]:
+    """When each of these jobs last entered ``pending`` (its requeue, for a job that ran)."""
+    out: dict[str, float] = {}
+    for i in range(0, len(ids), 500):
+        rows = session.execute(
+            select(m.JobEvent.job_id, func.max(m.JobEvent.at))
+            .where(
+                m.JobEvent.job_id.in_(ids[i : i + 500]),
+                m.JobEvent.to_state == m.JobState.PENDING.value,
+            )
+            .group_by(m.JobEvent.job_id)
+        )
+        out.update((job_id, at) for job_id, at in rows)
+    return out
