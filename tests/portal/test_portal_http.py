@@ -240,6 +240,9 @@ def test_twin_checks_its_numbers(factory: Factory) -> None:
         assert r.status_code == 422
         assert "Enter a number from 100 to 5,000." in r.text
         assert "Enter a number from 0.1 to 2.0." in r.text
+        # A policy repeated by hand in the URL is compared once, not refused with a 500.
+        r = c.get("/ops/twin?run=1&jobs=100&policy=fifo&policy=fifo")
+        assert r.status_code == 200
     with signed_in(factory, "amina") as c:
         assert c.get("/ops/twin?run=1").status_code == 404
 

@@ -131,3 +131,9 @@ def test_a_repeat_below_one_or_a_jitter_of_zero_is_refused() -> None:
     for extra in (["--repeat", "0"], ["--repeat", "2", "--jitter", "0"]):
         res = runner.invoke(app, [*base, *extra])
         assert res.exit_code == 2 and "[bad-option]" in res.output and "--repeat" in res.output
+
+
+def test_a_policy_named_twice_is_refused() -> None:
+    res = runner.invoke(app, ["sim", "--policy", "fifo,fifo", "--days", "0.5", "--quiet"])
+    assert res.exit_code == 2
+    assert "[duplicate-policy]" in res.output and "--repeat" in res.output

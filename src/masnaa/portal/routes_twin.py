@@ -115,7 +115,11 @@ async def twin(
         for name, (lo, hi) in bounds.items()
         if parsed[name] is None
     }
-    chosen = tuple(p for p in (policy or DEFAULT_POLICIES) if p in POLICIES) or DEFAULT_POLICIES
+    # Checkboxes name each policy once; a hand-made URL may repeat one.
+    chosen = (
+        tuple(dict.fromkeys(p for p in (policy or DEFAULT_POLICIES) if p in POLICIES))
+        or DEFAULT_POLICIES
+    )
     doc = None
     if run and not errors:
         form = TwinForm(parsed["jobs"], parsed["seed"], parsed["tenants"], parsed["load"], chosen)

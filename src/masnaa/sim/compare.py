@@ -31,6 +31,13 @@ def check_policies(names: Sequence[str]) -> None:
             f"unknown policy {', '.join(map(repr, bad)) or '(none given)'}; "
             f"valid policies: {', '.join(sorted(POLICIES))}",
         )
+    twice = sorted({p for p in names if names.count(p) > 1})
+    if twice:
+        raise SimError(
+            "duplicate-policy",
+            f"policy {', '.join(map(repr, twice))} named more than once; name each policy "
+            "once (use --repeat to replay a policy again)",
+        )
 
 
 def compare(
