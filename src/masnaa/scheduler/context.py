@@ -7,8 +7,8 @@ failed to fit or to find victims, and the scan's stop and skip state. It
 implements ``PassView`` for the policies. Nothing here writes the snapshot,
 its state, the ledger or the pending queue.
 
-Stopping and skipping are exact: the scan stops, or passes over a sub-queue,
-only when no job left (or none in that sub-queue) can start in this pass.
+The rules that read the stop and skip state, and may stop the scan or pass over
+a sub-queue, are in ``bounds``.
 """
 
 from __future__ import annotations
@@ -33,22 +33,6 @@ from masnaa.scheduler.view import Held, View
 PoolsByType = tuple[tuple[Pool, ...], ...]
 """Eligible pools of a job, grouped by acceptable GPU type in preference order."""
 
-
-LOOK_BEFORE_SKIPPING = 8
-"""Blocked jobs in a row, since free capacity last changed, before the scan checks
-whether it may stop or skip: the checks are exact, but not free, and most jobs of a
-busy pass start or are blocked one by one."""
-
-NO_ROOM = Wait(
-    WaitCode.NO_CAPACITY,
-    "no node of the GPU types and sites it may use has room for its tasks now; "
-    "jobs ahead of it wait too",
-)
-MISFIT = Wait(
-    WaitCode.NO_CAPACITY,
-    "not enough free GPUs together for its gang now: a gang no larger, for the same "
-    "GPU types and sites, did not fit; jobs ahead of it wait too",
-)
 
 
 # ------------------------------------------------------------ pass context
@@ -104,29 +88,29 @@ class Pass:
         self.attempts_left = config.preemption_attempts_per_pass if policy.preemptive else 0
         self.preemptions_left = config.max_preemptions_per_pass if policy.preemptive else 0
         self.stop_reason: Wait | None = None
-        self._capacity_version = 0
+        self.capacity_version = 0
         self.blocked_run = 0
         """Jobs found blocked since free capacity last changed."""
-        self._check_reserved = False
-        self._room: dict[tuple[tuple[str, ...], tuple[str, ...] | None], tuple[int, bool]] = {}
-        self._candidates: dict[object, bool] = {}
-        self._frees: dict[SubQueueKey, tuple[int, bool, bool]] = {}
+        self.check_reserved = False
+        self.rooms: dict[tuple[tuple[str, ...], tuple[str, ...] | None], tuple[int, bool]] = {}
+        self.candidates: dict[object, bool] = {}
+        self.frees: dict[SubQueueKey, tuple[int, bool, bool]] = {}
         self.dead: dict[tuple[object, ...], Wait] = {}
         """Shapes ``(GPU types, sites, tasks, GPUs per task)`` no job of which can start
-        for the rest of the pass, whatever its sub-queue (see ``passed_over``)."""
+        for the rest of the pass, whatever its sub-queue (see ``bounds.passed_over``)."""
         self.short_until: float | None = None
-        """Set once only jobs that end by then may still start (see should_stop)."""
+        """Set once only jobs that end by then may still start (see ``bounds.should_stop``)."""
         self._reserved_wait: Wait | None = None
         self.skipped: Wait | None = None
         """Why the first sub-queue the scan passed over waits (``order``)."""
         self.sites = SiteChoice(snapshot.site_prices, snapshot.tenants)
         self._pools_cache: dict[tuple[tuple[str, ...], tuple[str, ...] | None], PoolsByType] = {}
         self._preempting: list[RunningJob] | None = None
-        self._capacity_dirty = True
+        self.capacity_dirty = True
         self._misfits: dict[
             tuple[tuple[str, ...], tuple[str, ...] | None, int], list[tuple[int, int]]
         ] = {}
-        self._min_gpt = pending.min_gpus_per_task() or 0
+        self.min_gpt = pending.min_gpus_per_task() or 0
         self._gpt_left = dict(pending.tasks_by_size())
         """Jobs per task size not yet started in this pass: the smallest task still waiting."""
         self.quotas: dict[tuple[str, int], Quota] = {}
@@ -369,8 +353,8 @@ class Pass:
         """``job`` leaves the waiting jobs of this pass (started, or waits on a claim)."""
         g = job.gpus_per_task
         left = self._gpt_left[g] = self._gpt_left.get(g, 1) - 1
-        if left <= 0 and g == self._min_gpt:
-            self._min_gpt = min((k for k, n in self._gpt_left.items() if n > 0), default=0)
+        if left <= 0 and g == self.min_gpt:
+            self.min_gpt = min((k for k, n in self._gpt_left.items() if n > 0), default=0)
 
     def claim(
         self, entry: Entry, victims: list[RunningJob], placement: Placement, pool: Pool
@@ -433,9 +417,9 @@ class Pass:
         Free capacity never grows during a pass, so a gang of ``k × g`` that did not
         fit means no gang of ``k' ≥ k`` tasks of ``g' ≥ g`` GPUs fits either.
         """
-        return self._misfit_shape((job.gpu_types, job.sites), job.tasks, job.gpus_per_task, exclude)
+        return self.misfit_shape((job.gpu_types, job.sites), job.tasks, job.gpus_per_task, exclude)
 
-    def _misfit_shape(
+    def misfit_shape(
         self, elig: tuple[tuple[str, ...], tuple[str, ...] | None], k: int, g: int, exclude: int
     ) -> bool:
         failed = self._misfits.get((elig[0], elig[1], exclude))
@@ -474,82 +458,9 @@ class Pass:
         self.preempt_misfits.setdefault(key, []).append((job.tasks, job.gpus_per_task))
 
     def capacity_changed(self) -> None:
-        self._capacity_dirty = True
-        self._capacity_version += 1
+        self.capacity_dirty = True
+        self.capacity_version += 1
         self.blocked_run = 0
-
-    def passed_over(self, sub: SubQueueKey, head: tuple[float, int]) -> Wait | None:
-        """Why the sub-queue ``sub`` (``head``: its first sort key) can be passed over without a
-        look, or ``None`` when it must be scanned. It can when none of its jobs can
-        start by placement: no node its jobs may use has room for the smallest
-        waiting task (``NO_ROOM``), or a gang no larger than theirs, with the same
-        eligibility, already failed to fit where they may go (``MISFIT``; where
-        only some of its jobs must avoid the reserved nodes, only a failure on every
-        node counts); and none of its jobs can make room by preemption; and the job
-        that decides the reservation was already looked at.
-
-        Free GPUs only shrink during a pass, so either answer, once seen, stays true.
-        """
-        if self.blocked_run < LOOK_BEFORE_SKIPPING:
-            return None
-        res = self.reservation
-        if self.policy.backfill and res is None and self.deferred is None:
-            return None
-        elig = (sub[3], sub[4])
-        seen = self._room.get(elig)
-        if seen is None or (seen[1] and seen[0] != self._capacity_version):
-            gpt = self._min_gpt
-            groups = self.eligible_pools_for(*elig)
-            room = any(self.view.max_free_node(pool.index) >= gpt for g in groups for pool in g)
-            seen = self._room[elig] = (self._capacity_version, room)
-        # NO_ROOM and a misfit on every node hold for any sub-queue of the same shape:
-        # once preemption can free nothing more, the shape is dead for the pass.
-        everywhere = True
-        if not seen[1]:
-            why = NO_ROOM
-        elif self._misfit_shape(elig, sub[5], sub[6], 0):
-            why = MISFIT
-        elif (
-            res is not None
-            and self.now + self.pending.queue_min_time_limit(sub) > res.start_time
-            and self._misfit_shape(elig, sub[5], sub[6], self.reserved_mask)
-        ):
-            why, everywhere = MISFIT, False
-        else:
-            return None
-        if self.policy.preemptive:
-            freed = self._frees.get(sub)
-            if freed is None or (freed[1] and freed[0] != self._capacity_version):
-                groups = self.eligible_pools_for(*elig)
-                pools = {pool.index for group in groups for pool in group}
-                # Nothing there can be freed for anyone (for good: claims and spent
-                # budgets only shrink it), or only for some jobs: it depends on who asks.
-                nobody = not self._may_free(elig, pools)
-                may = not nobody and self.policy.may_preempt_any(self.pending.entry_at(head), self)
-                freed = self._frees[sub] = (self._capacity_version, may, nobody)
-            if freed[1]:
-                return None
-            everywhere = everywhere and freed[2]
-        if everywhere:
-            self.dead[sub[3:]] = why
-        return why
-
-    def _may_free(self, key: object, pools: set[int]) -> bool:
-        """Whether preemption could still free GPUs in ``pools`` during this pass: GPUs
-        of jobs being preempted are unclaimed there, or the budget allows new victims
-        and the policy offers at least one candidate there (whoever would benefit)."""
-        if any(self.pool_of(r) in pools for r in self.unclaimed_preempting()):
-            return True
-        if self.attempts_left <= 0 or self.preemptions_left <= 0:
-            return False
-        found = self._candidates.get(key)
-        if found is None:
-            claimed = self.claimed
-            found = self._candidates[key] = any(
-                r.job.id not in claimed and self.pool_of(r) in pools
-                for r in self.policy.victim_order(self)
-            )
-        return found
 
     def exclusion(self, job: Job) -> int:
         """Nodes ``job`` must avoid: those reserved, unless it ends before the reservation."""
@@ -602,52 +513,7 @@ class Pass:
             if test(r):
                 yield r
 
-    # ---- stopping and reasons
-    def should_stop(self) -> bool:
-        if self.stop_reason is not None:
-            return True
-        if not self.blocked_count:
-            # The first job that cannot start is always looked at: it gets its
-            # reservation (or preemption) and an honest estimate.
-            return False
-        if self._capacity_dirty:
-            self._capacity_dirty = False
-            self._check_reserved = False
-            if self.attempts_left > 0 and self.preemptions_left > 0:
-                return False
-            if any(r.job.id not in self.claimed for r in self.preempting()):
-                return False
-            pools = range(len(self.view.pools))
-            biggest = max((self.view.max_free_node(i) for i in pools), default=0)
-            if biggest == 0 or biggest < self._min_gpt:
-                self.stop_reason = Wait(
-                    WaitCode.NO_CAPACITY,
-                    "no free GPUs can hold a task of any waiting job; jobs ahead of it wait too",
-                )
-                return True
-            self._check_reserved = self.reservation is not None
-        if self._check_reserved and self.blocked_run >= LOOK_BEFORE_SKIPPING:
-            self._check_reserved = False
-            return self._only_reserved_room()
-        return False
-
-    def _only_reserved_room(self) -> bool:
-        """With a reservation and no task-sized room outside its nodes, only a job that
-        ends before the reservation starts may still start (on them). If no waiting job
-        is that short, stop; otherwise let ``order`` skip sub-queues with none."""
-        res = self.reservation
-        assert res is not None
-        pools = range(len(self.view.pools))
-        outside = max((self.view.max_free_node(i, self.reserved_mask) for i in pools), default=0)
-        if outside >= self._min_gpt:
-            return False
-        shortest = self.pending.min_time_limit()
-        if shortest is None or self.now + shortest > res.start_time:
-            self.stop_reason = self.reserved_wait()
-            return True
-        self.short_until = res.start_time
-        return False
-
+    # ---- stopping and reasons (the rules: ``bounds``)
     def skip(self, why: Wait) -> None:
         if self.skipped is None:
             self.skipped = why

@@ -20,7 +20,7 @@ cannot start anything: when only such short jobs could still start, those that
 hold none (``PendingQueue.queue_min_time_limit``); and those whose GPU types and
 sites have no room for a task, or whose gang shape is no smaller than one that
 already failed to fit, while none of their jobs may preempt anyone
-(``Pass.passed_over``). Skipped jobs are not counted against ``backfill_depth``,
+(``bounds.passed_over``). Skipped jobs are not counted against ``backfill_depth``,
 which bounds the jobs actually tried. ``explain``
 gives estimated start times to a bounded number of blocked jobs.
 
@@ -42,6 +42,7 @@ import heapq
 from collections.abc import Iterator
 
 from masnaa.domain.job import Job, Placement, RunningJob
+from masnaa.scheduler.bounds import passed_over, should_stop
 from masnaa.scheduler.config import SchedulerConfig
 from masnaa.scheduler.context import Pass, PoolsByType
 from masnaa.scheduler.decision import Decision, Reservation, Wait, WaitCode
@@ -83,7 +84,7 @@ def decide(
     reject(p)
     queue = order(p)
     for entry in queue:
-        if p.should_stop():
+        if should_stop(p):
             note_full(p, entry)
             break
         if not consider(p, entry):
@@ -120,7 +121,7 @@ def order(p: Pass) -> Iterator[Entry]:
     keeps the key of the head it had when last keyed, a lower bound of its head's
     key now (keys only grow along a group, and within a pass). Sub-queues that
     cannot start anything are passed over before any key is computed: a skip is
-    exact whenever it is checked (see ``Pass.passed_over``), so it needs no order,
+    exact whenever it is checked (see ``bounds.passed_over``), so it needs no order,
     and a pass that skips thousands of shape sub-queues keys only the groups.
     """
     policy, pending = p.policy, p.pending
@@ -214,7 +215,7 @@ def _skip_reason(p: Pass, sub: SubQueueKey, head: tuple[float, int]) -> Wait | N
     # The same test as ``Pass.exclusion``: rounding must not part the two.
     if until is not None and p.now + p.pending.queue_min_time_limit(sub) > until:
         return p.reserved_wait()  # none of its jobs ends before the reservation
-    return p.passed_over(sub, head)  # no room for its tasks, or its shape already failed
+    return passed_over(p, sub, head)  # no room for its tasks, or its shape already failed
 
 
 # ------------------------------------------------------------------- admit

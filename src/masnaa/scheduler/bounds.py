@@ -1,0 +1,154 @@
+"""Scan bounds: when a pass may stop scanning, and which sub-queues it may pass over.
+
+Owns the two rules ``core`` asks about as it scans: ``should_stop`` (nothing left
+in the queue can start in this pass) and ``passed_over`` (nothing in one
+sub-queue can). Their memory (rooms seen, shapes that failed, what preemption may
+still free) lives on the ``Pass`` (``context``), which keeps it up to date as the
+pass starts and claims.
+
+Both are exact: the scan stops, or passes over a sub-queue, only when no job left
+(or none in that sub-queue) can start in this pass.
+"""
+
+from __future__ import annotations
+
+from masnaa.scheduler.context import Pass
+from masnaa.scheduler.decision import Wait, WaitCode
+from masnaa.scheduler.queue import SubQueueKey
+
+LOOK_BEFORE_SKIPPING = 8
+"""Blocked jobs in a row, since free capacity last changed, before the scan checks
+whether it may stop or skip: the checks are exact, but not free, and most jobs of a
+busy pass start or are blocked one by one."""
+
+NO_ROOM = Wait(
+    WaitCode.NO_CAPACITY,
+    "no node of the GPU types and sites it may use has room for its tasks now; "
+    "jobs ahead of it wait too",
+)
+MISFIT = Wait(
+    WaitCode.NO_CAPACITY,
+    "not enough free GPUs together for its gang now: a gang no larger, for the same "
+    "GPU types and sites, did not fit; jobs ahead of it wait too",
+)
+
+
+def passed_over(p: Pass, sub: SubQueueKey, head: tuple[float, int]) -> Wait | None:
+    """Why the sub-queue ``sub`` (``head``: its first sort key) can be passed over without a
+    look, or ``None`` when it must be scanned. It can when none of its jobs can
+    start by placement: no node its jobs may use has room for the smallest
+    waiting task (``NO_ROOM``), or a gang no larger than theirs, with the same
+    eligibility, already failed to fit where they may go (``MISFIT``; where
+    only some of its jobs must avoid the reserved nodes, only a failure on every
+    node counts); and none of its jobs can make room by preemption; and the job
+    that decides the reservation was already looked at.
+
+    Free GPUs only shrink during a pass, so either answer, once seen, stays true.
+    """
+    if p.blocked_run < LOOK_BEFORE_SKIPPING:
+        return None
+    res = p.reservation
+    if p.policy.backfill and res is None and p.deferred is None:
+        return None
+    elig = (sub[3], sub[4])
+    seen = p.rooms.get(elig)
+    if seen is None or (seen[1] and seen[0] != p.capacity_version):
+        gpt = p.min_gpt
+        groups = p.eligible_pools_for(*elig)
+        room = any(p.view.max_free_node(pool.index) >= gpt for g in groups for pool in g)
+        seen = p.rooms[elig] = (p.capacity_version, room)
+    # NO_ROOM and a misfit on every node hold for any sub-queue of the same shape:
+    # once preemption can free nothing more, the shape is dead for the pass.
+    everywhere = True
+    if not seen[1]:
+        why = NO_ROOM
+    elif p.misfit_shape(elig, sub[5], sub[6], 0):
+        why = MISFIT
+    elif (
+        res is not None
+        and p.now + p.pending.queue_min_time_limit(sub) > res.start_time
+        and p.misfit_shape(elig, sub[5], sub[6], p.reserved_mask)
+    ):
+        why, everywhere = MISFIT, False
+    else:
+        return None
+    if p.policy.preemptive:
+        freed = p.frees.get(sub)
+        if freed is None or (freed[1] and freed[0] != p.capacity_version):
+            groups = p.eligible_pools_for(*elig)
+            pools = {pool.index for group in groups for pool in group}
+            # Nothing there can be freed for anyone (for good: claims and spent
+            # budgets only shrink it), or only for some jobs: it depends on who asks.
+            nobody = not _may_free(p, elig, pools)
+            may = not nobody and p.policy.may_preempt_any(p.pending.entry_at(head), p)
+            freed = p.frees[sub] = (p.capacity_version, may, nobody)
+        if freed[1]:
+            return None
+        everywhere = everywhere and freed[2]
+    if everywhere:
+        p.dead[sub[3:]] = why
+    return why
+
+
+def _may_free(p: Pass, key: object, pools: set[int]) -> bool:
+    """Whether preemption could still free GPUs in ``pools`` during this pass: GPUs
+    of jobs being preempted are unclaimed there, or the budget allows new victims
+    and the policy offers at least one candidate there (whoever would benefit)."""
+    if any(p.pool_of(r) in pools for r in p.unclaimed_preempting()):
+        return True
+    if p.attempts_left <= 0 or p.preemptions_left <= 0:
+        return False
+    found = p.candidates.get(key)
+    if found is None:
+        claimed = p.claimed
+        found = p.candidates[key] = any(
+            r.job.id not in claimed and p.pool_of(r) in pools for r in p.policy.victim_order(p)
+        )
+    return found
+
+
+def should_stop(p: Pass) -> bool:
+    if p.stop_reason is not None:
+        return True
+    if not p.blocked_count:
+        # The first job that cannot start is always looked at: it gets its
+        # reservation (or preemption) and an honest estimate.
+        return False
+    if p.capacity_dirty:
+        p.capacity_dirty = False
+        p.check_reserved = False
+        if p.attempts_left > 0 and p.preemptions_left > 0:
+            return False
+        if any(r.job.id not in p.claimed for r in p.preempting()):
+            return False
+        pools = range(len(p.view.pools))
+        biggest = max((p.view.max_free_node(i) for i in pools), default=0)
+        if biggest == 0 or biggest < p.min_gpt:
+            p.stop_reason = Wait(
+                WaitCode.NO_CAPACITY,
+                "no free GPUs can hold a task of any waiting job; jobs ahead of it wait too",
+            )
+            return True
+        p.check_reserved = p.reservation is not None
+    if p.check_reserved and p.blocked_run >= LOOK_BEFORE_SKIPPING:
+        p.check_reserved = False
+        return _only_reserved_room(p)
+    return False
+
+
+def _only_reserved_room(p: Pass) -> bool:
+    """With a reservation and no task-sized room outside its nodes, only a job that
+    ends before the reservation starts may still start (on them). If no waiting job
+    is that short, stop; otherwise let ``order`` skip sub-queues with none."""
+    res = p.reservation
+    assert res is not None
+    pools = range(len(p.view.pools))
+    outside = max((p.view.max_free_node(i, p.reserved_mask) for i in pools), default=0)
+    if outside >= p.min_gpt:
+        return False
+    shortest = p.pending.min_time_limit()
+    if shortest is None or p.now + shortest > res.start_time:
+        p.stop_reason = p.reserved_wait()
+        return True
+    p.short_until = res.start_time
+    return False
