@@ -33,7 +33,8 @@ def test_sim_on_a_philly_slice_reports_sane_numbers(tmp_path: Path) -> None:
         assert p["bounds"]["hold"] and p["bounds"]["jct_min_slack"] >= -1e-6
         assert p["makespan"] >= p["bounds"]["makespan_lower"]
         assert 0 < p["utilisation"] <= p["busy_utilisation"] <= 1.0
-        assert p["jct"]["median"] <= p["jct"]["p99"]
+        assert p["jct"]["median"] <= p["jct"]["p99"] <= p["jct"]["max"]
+        assert p["queueing_delay"]["p99"] <= p["queueing_delay"]["max"] <= p["jct"]["max"]
         assert 0 < p["fairness"]["jain"] <= 1.0
         assert p["engine"]["invariant_checks"] >= p["jobs"]["finished"]
         assert len(p["fairness"]["tenants"]) == doc["trace"]["tenants"]

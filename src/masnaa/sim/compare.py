@@ -117,6 +117,7 @@ def key_metrics(summary: dict[str, Any]) -> dict[str, float]:
     return {
         "jct_mean": summary["jct"]["mean"],
         "queueing_p99": summary["queueing_delay"]["p99"],
+        "queueing_max": summary["queueing_delay"]["max"],
         "utilisation": summary["utilisation"],
         "jain": fairness["jain"],
         "min_saturated_ratio": fairness["min_saturated_ratio"],

@@ -1,7 +1,8 @@
 """Metrics of one replay, as a plain JSON-able dict (``summarize``).
 
 Definitions (times in seconds; only jobs that finished count in job metrics):
-- **JCT** = finish − submit; mean, median, p99;
+- **JCT** = finish − submit; mean, median, p99 and max (as for queueing delay:
+  the max is the longest any job waited, which starvation protection bounds);
 - **runtime** = the work the job did (its trace runtime, cut at a requested
   limit); **queueing delay** = JCT − runtime: every second the job was not
   doing useful work, including time after a preemption, restart overhead and
@@ -56,11 +57,12 @@ def _ratio(a: float, b: float) -> float | None:
 
 def _stats(x: npt.NDArray[np.float64]) -> dict[str, float]:
     if x.size == 0:
-        return {"mean": 0.0, "median": 0.0, "p99": 0.0}
+        return {"mean": 0.0, "median": 0.0, "p99": 0.0, "max": 0.0}
     return {
         "mean": float(np.mean(x)),
         "median": float(np.median(x)),
         "p99": float(np.percentile(x, 99)),
+        "max": float(np.max(x)),
     }
 
 

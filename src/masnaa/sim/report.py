@@ -36,6 +36,7 @@ ROWS: tuple[tuple[str, Any], ...] = (
     ("JCT p99", lambda s: _h(s["jct"]["p99"])),
     ("queueing mean", lambda s: _h(s["queueing_delay"]["mean"])),
     ("queueing p99", lambda s: _h(s["queueing_delay"]["p99"])),
+    ("queueing max", lambda s: _h(s["queueing_delay"]["max"])),
     ("utilisation (work)", lambda s: _pct(s["utilisation"])),
     ("utilisation (busy)", lambda s: _pct(s["busy_utilisation"])),
     ("makespan", lambda s: _h(s["makespan"])),
@@ -73,6 +74,7 @@ def table(doc: dict[str, Any]) -> Table:
 SPREAD_ROWS: tuple[tuple[str, str, Any], ...] = (
     ("JCT mean", "jct_mean", _h),
     ("queueing p99", "queueing_p99", _h),
+    ("queueing max", "queueing_max", _h),
     ("utilisation (work)", "utilisation", _pct),
     ("Jain's index", "jain", lambda x: f"{x:.4f}"),
     ("min saturated ratio", "min_saturated_ratio", _pct),
