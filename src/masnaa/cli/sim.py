@@ -66,7 +66,7 @@ def sim(
     """Replay a trace under each policy and compare them side by side."""
     from masnaa.scheduler import SchedulerConfig
     from masnaa.scheduler.config import knob as parse_knob
-    from masnaa.sim.compare import check_policies, compare
+    from masnaa.sim.compare import check_policies, check_repeats, compare
     from masnaa.sim.engine import EngineConfig
     from masnaa.sim.errors import InvariantViolation, SimError, TraceError
     from masnaa.sim.loaders import TraceSource, load_trace
@@ -80,11 +80,7 @@ def sim(
         check_policies(names)
         if load is not None and gpus is not None:
             raise SimError("bad-option", "give either --load or --gpus, not both")
-        if repeat < 1 or jitter <= 0:
-            raise SimError(
-                "bad-option",
-                "--repeat must be at least 1 and --jitter a positive number of seconds",
-            )
+        check_repeats(repeat, jitter)  # before the trace loads
         source = TraceSource(
             path=file, lenient=lenient, seed=seed, jobs=jobs,
             capacity_gpus=gpus or 1024, target_load=load or 0.8, tenants=tenants,

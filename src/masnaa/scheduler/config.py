@@ -71,7 +71,8 @@ class SchedulerConfig:
     ``victim_min_level`` and a higher level than the waiting job, and would lose at
     most ``victim_max_loss`` seconds of work (it checkpointed a moment ago): least
     attained service first inside a tenant's share, as las does across all of them.
-    Off by default. On whole Philly at load 0.9 (docs/performance.md) it cut mean JCT
+    Off by default. On whole Philly at load 0.9 (docs/performance.md; measured before
+    the backfill boundary fix of 2026-11-26, which moved the default's figures) it cut mean JCT
     from 49.6 h to 29.0 h and p99 queueing delay from 423.9 h to 277.3 h, for ~90,000
     preemptions and 4.5 points of utilisation (97,000 GPU-hours lost). Needs drivers
     that say when runs checkpoint (``RunningJob.checkpoint_every``): the twin does;

@@ -40,6 +40,13 @@ def check_policies(names: Sequence[str]) -> None:
         )
 
 
+def check_repeats(repeats: int, jitter: float) -> None:
+    if repeats < 1 or jitter <= 0:
+        raise SimError(
+            "bad-option", "--repeat must be at least 1 and --jitter a positive number of seconds"
+        )
+
+
 def compare(
     trace: Trace,
     policies: Sequence[str],
@@ -55,10 +62,7 @@ def compare(
     the same cluster, and adds ``"spread"``: the key metrics of every run, the first
     being the plain one."""
     check_policies(policies)
-    if repeats < 1 or jitter <= 0:
-        raise SimError(
-            "bad-option", "--repeat must be at least 1 and --jitter a positive number of seconds"
-        )
+    check_repeats(repeats, jitter)
     cluster = build_cluster(trace, sizing.nodes, gpus_per_node=config.gpus_per_node)
     tenants, quotas = tenancy(trace, cluster)
 
