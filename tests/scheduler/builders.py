@@ -134,6 +134,7 @@ class Scene:
         attained: float = 0.0,
         gpu_type: str = GPU,
         checkpoint_every: float | None = None,
+        requeues: int = 0,
     ) -> Scene:
         """A running job; a bare node name places it on that node's lowest free GPUs."""
         j = builder.build()
@@ -152,6 +153,7 @@ class Scene:
             start + j.time_limit if end is None else end,
             attained_service=attained,
             checkpoint_every=checkpoint_every,
+            requeues=requeues,
         )
         self.state.allocate(r)
         self.usage.start(j.id, j.tenant, j.total_gpus, start)

@@ -287,6 +287,36 @@ def test_a_job_preempted_before_is_the_last_victim_of_its_tenant() -> None:
     assert [p.job_id for p in d.preemptions] == ["young"]
 
 
+@pytest.mark.parametrize(
+    ("spare", "requeues", "victims"),
+    [
+        (0, 5, ["old"]),  # 0 spares no one
+        (2, 1, ["old"]),  # stopped once: still the oldest borrower, still the victim
+        (2, 2, ["young"]),  # stopped twice: spared, the other borrowed job goes
+    ],
+)
+def test_a_job_requeued_often_is_spared_by_its_equals(
+    spare: int, requeues: int, victims: list[str]
+) -> None:
+    s = Scene(nodes=2).quota("b", 8).quota("c", 0).tenant("b").tenant("c")
+    s.running(job("old").gpus(8).tenant("c"), "n0000", start=0, requeues=requeues)
+    s.running(job("young").gpus(8).tenant("c"), "n0001", start=10)
+    s.pending(job("b1").gpus(8).tenant("b").submitted(30))
+    d = s.decide("masnaa", now=1000, reclaim_after=0.0, spare_after_requeues=spare)
+    assert [p.job_id for p in d.preemptions] == victims
+
+
+def test_a_spared_job_still_yields_to_a_higher_priority_class() -> None:
+    s = Scene(nodes=1).quota("b", 8).quota("c", 0).tenant("b").tenant("c")
+    s.running(job("c1").gpus(8).tenant("c"), "n0000", start=0, requeues=3)
+    s.pending(job("b1").gpus(8).tenant("b").submitted(30))
+    d = s.decide("masnaa", now=1000, reclaim_after=0.0, spare_after_requeues=2)
+    assert d.preemptions == []  # a reclaim: one of its equals
+    s.pending(job("urgent").gpus(8).tenant("b").priority("high").submitted(40))
+    d = s.decide("masnaa", now=1000, reclaim_after=0.0, spare_after_requeues=2)
+    assert [p.job_id for p in d.preemptions] == ["c1"]
+
+
 def test_reclaim_looks_only_at_tenants_beyond_nominal() -> None:
     # "hog" is the most served tenant but within its nominal quota: its four jobs are
     # no reclaim victims, and must not use up the scan before c's borrowed job is seen.

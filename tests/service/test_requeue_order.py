@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from masnaa.domain import Placement
 from masnaa.scheduler import PendingQueue
 from masnaa.service.snapshot import LiveState
 from masnaa.store import models as m
@@ -21,10 +22,28 @@ def test_a_requeued_job_waits_from_its_requeue_not_its_submission(factory: Facto
                    reason="preempted; back in the queue")
     with factory.sessions() as s:
         loaded = LiveState.load_pending(s, None)
-    since = {job.id: at for job, _, at in loaded}
+    since = {item.job.id: item.since for item in loaded}
     assert since == {ran: requeued_at, fresh: None}
+    assert {item.job.id: item.requeues for item in loaded} == {ran: 1, fresh: 0}
     # In the queue, the requeued job now comes after the one submitted while it ran.
     queue = PendingQueue()
-    for job, attained, at in loaded:
-        queue.add(job, attained, since=at)
+    for item in loaded:
+        queue.add(item.job, item.attained, since=item.since)
     assert [job.id for job in queue] == [fresh, ran]
+
+
+def test_a_restarted_run_carries_its_earlier_service_and_requeues(factory: Factory) -> None:
+    (ran,) = factory.submit([{"command": ["true"]}])
+    with factory.sessions() as s, s.begin():
+        row = s.get(m.Job, ran)
+        assert row is not None
+        row.attempt, row.attained_service = 2, 7_200.0  # two runs, both preempted
+        transition(s, row, m.JobState.PENDING, at=row.submitted_at + 900.0, code="requeued",
+                   reason="preempted; back in the queue")
+    with factory.sessions() as s:
+        live = LiveState.load(s, now=10_000.0, half_life=86_400.0)
+    run = live.starting(ran, Placement(()), "h100", 10_000.0)
+    # The scheduler spares jobs stopped often and ranks victims by service attained.
+    assert (run.requeues, run.attained_service) == (2, 7_200.0)
+    live.dequeue(ran)
+    assert ran not in live.requeues

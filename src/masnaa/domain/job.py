@@ -77,6 +77,8 @@ class RunningJob:
     twin knows both (a run resumes from a checkpoint once its restart overhead is
     paid); a driver that knows neither leaves them unset, and then a victim is
     taken to lose everything since its start.
+    ``requeues`` counts the times the job was stopped and sent back to the queue
+    before this run (preempted, or its node lost).
     """
 
     job: Job
@@ -89,3 +91,4 @@ class RunningJob:
     preempt_deadline: float | None = None
     """Set once a preemption was issued: the GPUs free up by then."""
     checkpoint_every: float | None = None
+    requeues: int = 0

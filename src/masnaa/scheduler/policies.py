@@ -349,6 +349,7 @@ class Masnaa(Policy):
         if not can and reclaim is None and not fair and not own:
             return None  # no lower class it may stop, no quota to take back, no swap
         class_of = v.class_of
+        spare = v.config.spare_after_requeues
 
         def test(victim: RunningJob) -> bool:
             theirs = class_of(victim.job.priority_class)[0]
@@ -356,6 +357,8 @@ class Masnaa(Policy):
                 return can
             if theirs > mine:
                 return False
+            if spare and victim.requeues >= spare:
+                return False  # stopped often enough by its equals: let it finish
             if reclaim is not None and reclaim(victim):
                 return True
             if own and self._own_swap(entry, victim, v):

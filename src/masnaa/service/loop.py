@@ -55,7 +55,6 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from masnaa.domain import RunningJob
 from masnaa.executors import records
 from masnaa.executors.base import (
     Executor,
@@ -271,8 +270,8 @@ class ControlLoop:
             for job_id in (*changed, *failed):
                 self.live.dequeue(job_id)
             with self.read() as s:
-                for job, attained, since in self.live.load_pending(s, changed):
-                    self.live.enqueue(job, attained, since)
+                for item in self.live.load_pending(s, changed):
+                    self.live.enqueue(item)
         self._block_unusable()
         if full:
             self._full_sync = time.monotonic()
@@ -489,8 +488,8 @@ class ControlLoop:
         with self.read() as s:
             for job_id in released:
                 self.live.release(job_id, now)
-            for job, attained, since in self.live.load_pending(s, requeued):
-                self.live.enqueue(job, attained, since)
+            for item in self.live.load_pending(s, requeued):
+                self.live.enqueue(item)
 
     # -- phase 4: apply the decision -----------------------------------------------------------
     def _apply(self, decision: Decision, now: float, report: PassReport) -> None:
@@ -549,10 +548,9 @@ class ControlLoop:
         live = self.live
         held = []
         for start in decision.starts:
-            job = live.queue.get(start.job_id)
             try:
                 live.state.allocate(
-                    RunningJob(job, start.placement, start.gpu_type, now, now + job.time_limit)
+                    live.starting(start.job_id, start.placement, start.gpu_type, now)
                 )
             except ValueError as exc:  # the core never asks for this; refuse rather than share
                 log.error("refusing start of %s: %s", start.job_id, exc)

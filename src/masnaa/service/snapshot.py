@@ -31,6 +31,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -58,7 +59,19 @@ def running_job(row: m.Job, job: domain.Job) -> domain.RunningJob:
         expected_end=start + job.time_limit,
         attained_service=row.attained_service,
         preempt_deadline=row.preempt_deadline,
+        # ``attempt`` counts the runs, this one included.
+        requeues=max(0, row.attempt - 1),
     )
+
+
+class Queued(NamedTuple):
+    """A pending job as read from the store, with what earlier runs left it."""
+
+    job: domain.Job
+    attained: float
+    since: float | None
+    """When it was last requeued; ``None``: queued since its submission."""
+    requeues: int
 
 
 class LiveState:
@@ -80,6 +93,8 @@ class LiveState:
         self.usage = UsageLedger(half_life)
         self.node_uuids: dict[str, list[str]] = {}
         self.pending: set[str] = set()
+        self.requeues: dict[str, int] = {}
+        """Pending jobs that ran before → times they were requeued."""
         self.event_cursor = 0
         self.blocked_sites: set[str] = set()
         """The newest ``job_events`` id already reflected in ``pending``."""
@@ -156,16 +171,31 @@ class LiveState:
             self.usage.stop(job_id, now)
         return running
 
-    def enqueue(self, job: domain.Job, attained: float, since: float | None = None) -> None:
-        """Queue ``job``; ``since``: when it re-entered the queue (default: its submission)."""
+    def enqueue(self, item: Queued) -> None:
+        """Queue a pending job, as of when it (re-)entered the queue."""
+        job = item.job
         if job.id not in self.pending:
-            self.queue.add(job, attained_service=attained, since=since)
+            self.queue.add(job, attained_service=item.attained, since=item.since)
             self.pending.add(job.id)
+            if item.requeues:
+                self.requeues[job.id] = item.requeues
 
     def dequeue(self, job_id: str) -> None:
         if job_id in self.pending:
             self.queue.remove(job_id)
             self.pending.discard(job_id)
+            self.requeues.pop(job_id, None)
+
+    def starting(
+        self, job_id: str, placement: domain.Placement, gpu_type: str, now: float
+    ) -> domain.RunningJob:
+        """The run a pending job begins now, carrying what it attained in earlier runs."""
+        job = self.queue.get(job_id)
+        return domain.RunningJob(
+            job, placement, gpu_type, now, now + job.time_limit,
+            attained_service=self.queue.attained(job_id),
+            requeues=self.requeues.get(job_id, 0),
+        )
 
     def sync_pending(self, session: Session, *, full: bool = False) -> tuple[int, int]:
         """Queue new pending jobs, drop those no longer pending; (added, removed).
@@ -199,17 +229,16 @@ class LiveState:
             self.dequeue(job_id)
         new = ids - self.pending
         loaded = self.load_pending(session, None if not self.pending and full else new)
-        for job, attained, since in loaded:
-            if job.id in new:
-                self.enqueue(job, attained, since)
+        for item in loaded:
+            if item.job.id in new:
+                self.enqueue(item)
         return len(new), len(gone)
 
     @staticmethod
-    def load_pending(
-        session: Session, ids: Iterable[str] | None
-    ) -> list[tuple[domain.Job, float, float | None]]:
+    def load_pending(session: Session, ids: Iterable[str] | None) -> list[Queued]:
         """Pending jobs (all, or those among ``ids``), oldest first, each with its
-        attained service and, for a job requeued after a run, when it was requeued.
+        attained service and, for a job requeued after a run, when it was requeued
+        and how many times.
 
         Reads columns, not ORM rows: at start a queue of 50,000 jobs loads in one query.
         """
@@ -245,7 +274,8 @@ class LiveState:
         out = []
         for rows in batches:
             for row in rows:
-                jid, tenant, project, tasks, gpt, types, limit, cls, submitted, sites, att, _ = row
+                (jid, tenant, project, tasks, gpt, types, limit, cls, submitted, sites, att,
+                 runs) = row
                 job = domain.Job(
                     id=jid,
                     tenant=tenant,
@@ -260,8 +290,9 @@ class LiveState:
                     submit_time=submitted,
                     sites=tuple(sites) if sites is not None else None,
                 )
-                out.append((job, att, requeued.get(jid)))
-        out.sort(key=lambda item: (item[0].submit_time, item[0].id))
+                # A pending row's ``attempt`` counts its runs, each ended by a requeue.
+                out.append(Queued(job, att, requeued.get(jid), runs))
+        out.sort(key=lambda item: (item.job.submit_time, item.job.id))
         return out
 
     def block_site(self, site: str) -> None:

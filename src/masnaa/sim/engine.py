@@ -504,7 +504,8 @@ class Engine:
                 # The run resumes from its last checkpoint once the restart is paid.
                 RunningJob(job, placement, gpu_type, t, expected,
                            attained_service=self.attained[i], last_checkpoint=t + overhead,
-                           checkpoint_every=self.cfg.checkpoint_interval)
+                           checkpoint_every=self.cfg.checkpoint_interval,
+                           requeues=self.attempts[i])
             )
         except ValueError as e:
             raise InvariantViolation("bad-placement", str(e)) from None
