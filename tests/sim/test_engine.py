@@ -111,13 +111,31 @@ def test_a_split_gang_is_an_invariant_violation() -> None:
     node0, node1 = (n.name for n in e.cluster.nodes)
     split = Placement((PlacementSlice(node0, (0, 1)), PlacementSlice(node1, (0, 1))))
     with pytest.raises(InvariantViolation) as err:
-        e._check_and_hold(job, split, "h100-sxm-80gb")
+        e.holdings.hold(job, split, "h100-sxm-80gb")
     assert err.value.code == "split-task"
-    e.node_used[0] = 6
+    e.holdings.used[0] = 6
     whole = Placement((PlacementSlice(node0, (0, 1, 2, 3)),))
     with pytest.raises(InvariantViolation) as err:
-        e._check_and_hold(job, whole, "h100-sxm-80gb")
+        e.holdings.hold(job, whole, "h100-sxm-80gb")
     assert err.value.code == "over-capacity"
+
+
+def test_a_gpu_held_twice_is_an_invariant_violation_even_when_counts_fit() -> None:
+    e = replay(trace((0, 100, 2, "a")), policy="fifo", nodes=1)
+    from masnaa.domain import Job
+
+    def two(job_id: str) -> Job:
+        return Job(job_id, "a", "a", tasks=1, gpus_per_task=2, gpu_types=("h100-sxm-80gb",),
+                   time_limit=10.0)
+
+    node0 = e.cluster.nodes[0].name
+    e.holdings.hold(two("8"), Placement((PlacementSlice(node0, (0, 1)),)), "h100-sxm-80gb")
+    with pytest.raises(InvariantViolation) as err:  # 4 of 8 GPUs by count, GPU 1 twice
+        e.holdings.hold(two("9"), Placement((PlacementSlice(node0, (1, 2)),)), "h100-sxm-80gb")
+    assert err.value.code == "gpu-held-twice"
+    with pytest.raises(InvariantViolation) as err:
+        e.holdings.release(Placement((PlacementSlice(node0, (2, 3)),)))
+    assert err.value.code == "release-not-held"
 
 
 def test_invariants_were_checked_on_every_start() -> None:

@@ -33,8 +33,8 @@ leaned on it are recomputed at the next pass.
 Invariants, checked on every start and release (a violation raises
 ``InvariantViolation``): the placement is the whole gang (each slice a whole
 number of tasks, on nodes of an acceptable type and site); no GPU is held
-twice (the engine keeps its own bitmask per node, independent of
-``ClusterState``'s checks); GPUs held never exceed the cluster.
+twice (the engine keeps its own count and bitmask per node, ``sim.holdings``,
+independent of ``ClusterState``'s checks); GPUs held never exceed the cluster.
 
 A batch that leaves jobs pending with no event ahead and no start or
 preemption is a dead end: those jobs are counted as **stranded** with the
@@ -67,6 +67,7 @@ from masnaa.scheduler import (
 from masnaa.scheduler.decision import Decision, WaitCode
 from masnaa.scheduler.memo import PassMemo
 from masnaa.sim.errors import InvariantViolation, SimError
+from masnaa.sim.holdings import Holdings
 from masnaa.sim.limits import LimitEstimator
 from masnaa.sim.timeline import Timeline, TimelineResult
 from masnaa.sim.trace import Trace, job_shape
@@ -237,13 +238,8 @@ class Engine:
         self.finish = array("d", [math.nan]) * n
 
         # Independent bookkeeping for the invariant checks and fragmentation.
-        self.node_ord = {node.name: k for k, node in enumerate(cluster.nodes)}
-        self.node_cap = [node.gpu_count for node in cluster.nodes]
-        self.node_used = [0] * len(cluster.nodes)
-        self.node_type = [node.gpu_type for node in cluster.nodes]
-        self.node_site = [node.site for node in cluster.nodes]
-        self.capacity = sum(self.node_cap)
-        self.held = 0
+        self.holdings = Holdings(cluster)
+        self.capacity = self.holdings.capacity
         self.all_types = tuple(t.name for t in cluster.gpu_types)
         self.pool_cap: dict[tuple[str, str], tuple[int, int]] = {}
         for node in cluster.nodes:
@@ -292,7 +288,6 @@ class Engine:
         # so a shape once accepted stays accepted).
         self.checked_shapes: set[object] = set()
         self.decide_seconds = 0.0
-        self.checks = 0
         self.memo = PassMemo() if config.reuse_walks else None
 
     # ------------------------------------------------------------------ loop
@@ -446,7 +441,7 @@ class Engine:
         smallest = self.queue.min_gpus_per_task()
         return (
             smallest is not None
-            and self.capacity - self.held < smallest
+            and self.capacity - self.holdings.held < smallest
             and self.queue.shapes().keys() <= self.checked_shapes
         )
 
@@ -491,7 +486,7 @@ class Engine:
             raise InvariantViolation(
                 "start-not-pending", f"the decision starts job {job_id} which is not pending"
             ) from None
-        self._check_and_hold(job, placement, gpu_type)
+        self.holdings.hold(job, placement, gpu_type)
         overhead = self.cfg.restart_overhead if self.attempts[i] else 0.0
         remaining = self.work[i] - self.progress[i]
         end = t + overhead + remaining
@@ -529,52 +524,10 @@ class Engine:
         g = running.job.total_gpus
         self.attained[i] += (t - self.run_start[i]) * g
         self.running_t[self.tenant_col[i]] -= g
-        self.held -= g
-        for s in running.placement.slices:
-            self.node_used[self.node_ord[s.node]] -= len(s.gpus)
+        self.holdings.release(running.placement)
         self.preempting[i] = 0
         self.status[i] = FUTURE
         return running
-
-    def _check_and_hold(self, job: Job, placement: Any, gpu_type: str) -> None:
-        """The gang is whole, typed and sited right; no GPU is over-committed."""
-        self.checks += 1
-        if gpu_type not in job.gpu_types:
-            raise InvariantViolation(
-                "wrong-gpu-type", f"job {job.id} started on {gpu_type}, accepts {job.gpu_types}")
-        total = 0
-        per = job.gpus_per_task
-        touched = []
-        for s in placement.slices:
-            k = self.node_ord.get(s.node)
-            if k is None:
-                raise InvariantViolation("unknown-node", f"job {job.id} placed on {s.node!r}")
-            c = len(s.gpus)
-            if c % per or c == 0:
-                raise InvariantViolation(
-                    "split-task", f"job {job.id}: {c} GPUs on {s.node} is not whole tasks of {per}")
-            if self.node_type[k] != gpu_type:
-                raise InvariantViolation(
-                    "wrong-gpu-type", f"job {job.id}: node {s.node} is not {gpu_type}")
-            if job.sites is not None and self.node_site[k] not in job.sites:
-                raise InvariantViolation(
-                    "wrong-site", f"job {job.id} may run at {job.sites}, placed at "
-                    f"{self.node_site[k]}")
-            if self.node_used[k] + c > self.node_cap[k]:
-                raise InvariantViolation(
-                    "over-capacity", f"job {job.id}: node {s.node} would hold "
-                    f"{self.node_used[k] + c} of {self.node_cap[k]} GPUs")
-            total += c
-            touched.append((k, c))
-        if total != job.total_gpus:
-            raise InvariantViolation(
-                "partial-gang", f"job {job.id}: placed {total} of {job.total_gpus} GPUs")
-        for k, c in touched:
-            self.node_used[k] += c
-        self.held += total
-        if self.held > self.capacity:
-            raise InvariantViolation(
-                "over-capacity", f"{self.held} GPUs held on a {self.capacity}-GPU cluster")
 
     def _fail(self, i: int, code: str) -> None:
         self.status[i] = REJECTED
@@ -593,15 +546,7 @@ class Engine:
     def _sample(self, t: float) -> None:
         if not len(self.queue):
             return
-        smallest = self.queue.min_gpus_per_task() or 1
-        free = partial = stranded = 0
-        for used, cap in zip(self.node_used, self.node_cap, strict=True):
-            f = cap - used
-            free += f
-            if 0 < f < cap:
-                partial += 1
-            if f < smallest:
-                stranded += f
+        free, partial, stranded = self.holdings.fragments(self.queue.min_gpus_per_task() or 1)
         self.timeline.sample(t, free, partial, stranded, len(self.queue))
 
     def _result(self, wall: float) -> RunResult:
@@ -628,7 +573,7 @@ class Engine:
             passes=self.passes,
             decide_seconds=self.decide_seconds,
             wall_seconds=wall,
-            invariant_checks=self.checks,
+            invariant_checks=self.holdings.checks,
             timeline=self.timeline.finish(),
             skipped_lines=len(self.trace.skipped),
             config={
