@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from masnaa.domain import Placement
+from masnaa.domain import Job, Placement
 from masnaa.scheduler import PendingQueue
-from masnaa.service.snapshot import LiveState
+from masnaa.service.snapshot import LiveState, running_job
 from masnaa.store import models as m
 from masnaa.store.events import transition
 
@@ -47,3 +47,12 @@ def test_a_restarted_run_carries_its_earlier_service_and_requeues(factory: Facto
     assert (run.requeues, run.attained_service) == (2, 7_200.0)
     live.dequeue(ran)
     assert ran not in live.requeues
+
+
+def test_a_running_row_tells_the_core_how_often_it_was_requeued() -> None:
+    job = Job(id="j", tenant="t", project="t/p", tasks=1, gpus_per_task=1,
+              gpu_types=("h100",), time_limit=3_600.0)
+    row = m.Job(id="j", attempt=3, started_at=100.0, submitted_at=0.0, placement=[],
+                gpu_type="h100", attained_service=50.0, preempt_deadline=None)
+    run = running_job(row, job)  # attempt 3 is the third run: two requeues before it
+    assert (run.requeues, run.attained_service, run.start_time) == (2, 50.0, 100.0)
