@@ -68,6 +68,17 @@ def test_las_preempts_a_long_job_for_a_short_one_and_charges_lost_work() -> None
     assert r.lost_gpu_seconds == pytest.approx((10_120 - 9_000) * 8)
 
 
+def test_each_job_counts_its_preemptions() -> None:
+    # As above, and a third job at 50,000 stops A again: A was preempted twice.
+    from masnaa.sim.metrics import summarize
+
+    r = run(trace((0, 100_000, 8, "a"), (10_000, 100, 8, "b"), (50_000, 100, 8, "c")),
+            policy="las", checkpoint_interval=1800.0, restart_overhead=60.0)
+    assert list(r.requeues) == [2, 0, 0] and r.preemptions == 2
+    s = summarize(r)
+    assert (s["jobs_preempted"], s["most_preemptions_of_a_job"]) == (1, 2)
+
+
 def test_no_checkpoints_means_a_preempted_job_restarts_from_zero() -> None:
     r = run(trace((0, 100_000, 8, "a"), (10_000, 100, 8, "b")), policy="las",
             checkpoint_interval=None, restart_overhead=0.0)

@@ -120,6 +120,8 @@ class RunResult:
     rejected: dict[str, int]
     stranded: dict[str, int]
     preemptions: int
+    requeues: array[int]
+    """Per job: the times it was preempted and sent back to the queue."""
     lost_gpu_seconds: float
     useful_gpu_seconds: float
     estimate_extensions: int
@@ -567,6 +569,7 @@ class Engine:
             rejected=dict(sorted(self.rejected.items())),
             stranded=dict(sorted(self.stranded.items())),
             preemptions=self.preemptions,
+            requeues=self.attempts,
             lost_gpu_seconds=self.lost,
             useful_gpu_seconds=self.useful,
             estimate_extensions=self.extensions,

@@ -12,6 +12,7 @@ Definitions (times in seconds; only jobs that finished count in job metrics):
   big gangs to the end is not free; **busy utilisation** = Σ GPU·s held
   (useful, lost and restart overhead) ÷ (GPUs × makespan);
 - **preemptions** and **GPU-hours lost** (held but not saved by a checkpoint);
+  **jobs preempted** (at least once) and the **most preemptions of one job**;
 - **fragmentation**, sampled at each time-series bin while jobs wait: of the
   free GPUs summed over the samples, the fraction on nodes with fewer free
   GPUs than the smallest waiting task (unusable by any waiting job); the mean
@@ -73,6 +74,7 @@ def summarize(r: RunResult) -> dict[str, Any]:
     work = np.asarray(r.work)[done]
     end = np.asarray(r.end)[done]
     gpus = np.asarray(r.gpus)[done].astype(np.float64)
+    requeues = np.asarray(r.requeues)
     jct = end - submit
     queueing = jct - work
     cap = r.capacity
@@ -135,6 +137,8 @@ def summarize(r: RunResult) -> dict[str, Any]:
         "makespan": makespan,
         "preemptions": r.preemptions,
         "gpu_hours_lost": r.lost_gpu_seconds / 3600,
+        "jobs_preempted": int(np.count_nonzero(requeues)),
+        "most_preemptions_of_a_job": int(requeues.max()) if requeues.size else 0,
         "fragmentation": {
             "unusable_free_fraction": stranded_frac,
             "partially_used_nodes": partial,

@@ -45,6 +45,8 @@ ROWS: tuple[tuple[str, Any], ...] = (
     ("min saturated ratio", lambda s: _pct(s["fairness"]["min_saturated_ratio"])),
     ("preemptions", lambda s: f"{s['preemptions']:,}"),
     ("GPU-hours lost", lambda s: f"{s['gpu_hours_lost']:,.0f}"),
+    ("jobs preempted (most times)",
+     lambda s: f"{s['jobs_preempted']:,} ({s['most_preemptions_of_a_job']})"),
     ("unusable free GPUs", lambda s: _pct(s["fragmentation"]["unusable_free_fraction"])),
     ("partial nodes (mean)", lambda s: f"{s['fragmentation']['partially_used_nodes']:.1f}"),
     ("finished / jobs", lambda s: f"{s['jobs']['finished']:,} / {s['jobs']['total']:,}"),
