@@ -183,7 +183,8 @@ class Pass:
 
     def running_attained(self, victim: RunningJob) -> float:
         run = max(0.0, self.now - victim.start_time)
-        return victim.attained_service + victim.placement.gpu_count * run
+        # The state holds whole gangs only, so the job's size is its placement's.
+        return victim.attained_service + victim.job.total_gpus * run
 
     def lost_work(self, victim: RunningJob) -> float:
         since = victim.start_time
@@ -193,7 +194,7 @@ class Pass:
         every = victim.checkpoint_every
         if every:
             ran %= every  # checkpoints since the last one known, at the run's rhythm
-        return victim.placement.gpu_count * ran
+        return victim.job.total_gpus * ran
 
     def run_time(self, victim: RunningJob) -> float:
         return self.now - victim.start_time

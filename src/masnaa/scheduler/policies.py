@@ -21,6 +21,7 @@ arrival order; it can then preempt jobs that reached a higher service level.
 
 from __future__ import annotations
 
+import math
 from collections.abc import (
     Callable,
     Container,
@@ -238,8 +239,22 @@ class Las(Policy):
                 yield r
 
     def victim_test(self, entry: Entry, v: PassView) -> VictimTest | None:
+        # A victim is above this job's level once its attained service reaches the
+        # threshold that ends this level: one comparison per candidate, no bisect.
         mine = _my_level(entry, v)
-        return lambda victim: v.level(v.running_attained(victim)) > mine
+        thresholds = v.config.las_thresholds
+        if mine >= len(thresholds):
+            return None  # already at the top level: nobody is above it
+        bound = thresholds[mine] if mine >= 0 else -math.inf
+        now = v.now
+
+        def test(victim: RunningJob) -> bool:
+            run = now - victim.start_time
+            if run < 0.0:
+                run = 0.0
+            return victim.attained_service + victim.job.total_gpus * run >= bound
+
+        return test
 
     def preemption_class(self, entry: Entry, v: PassView) -> Hashable | None:
         return _my_level(entry, v)
