@@ -93,13 +93,13 @@ class SchedulerConfig:
     """``masnaa``: a job already requeued this many times is no longer a victim of jobs of
     its own priority class (quota reclaim, swaps); a higher class may still stop it.
     ``0`` spares no one. Without it a borrowing tenant's job could be reclaimed, restarted
-    on idle GPUs and reclaimed again: on whole Philly at load 0.9 the five longest waits
-    were 8-GPU jobs that ran 7 times each. With 2, over three replays each
+    on idle GPUs and reclaimed again: on whole Philly one job was stopped 25 times at
+    load 0.9 and one 39 times at 0.7. With 2, over three replays each
     (docs/performance.md), the longest wait fell from 1,881 h to 1,318 h at load 0.9
     and from 680 h to 486 h at 0.7, and the work lost by preemption by 40-60 %; mean
     JCT moved within the replays' noise, p99 queueing delay rose by 6 % and 10 % on the
-    means (428.5 → 454.8 h, 102.9 → 113.0 h). The price: a tenant
-    within its nominal may wait for a spared job to end instead of reclaiming it."""
+    means (428.5 → 454.8 h, 102.9 → 113.0 h). The price: a tenant within its nominal
+    may wait for a spared job to end instead of reclaiming it."""
 
     reclaim_after: float = 2 * 3_600.0
     """Seconds a job within its nominal quota waits for GPUs to free up on their own before

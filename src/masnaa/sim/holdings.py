@@ -1,9 +1,9 @@
 """The twin's own record of which GPUs each node holds: the invariant checks.
 
 It is kept apart from ``ClusterState`` on purpose: the core's state is what the
-checks are about, so the twin counts GPUs a second way, per node, and refuses a
-start that the count says is wrong (``InvariantViolation``). The same counts give
-the fragmentation samples.
+checks are about, so the twin records the GPUs held a second way, per node (a
+count and a bitmask), and refuses a start or release that this record says is
+wrong (``InvariantViolation``). The same counts give the fragmentation samples.
 """
 
 from __future__ import annotations
