@@ -241,6 +241,7 @@ class Las(Policy):
     def victim_test(self, entry: Entry, v: PassView) -> VictimTest | None:
         # A victim is above this job's level once its attained service reaches the
         # threshold that ends this level: one comparison per candidate, no bisect.
+        # The sum is ``PassView.running_attained``, inlined: it is las's hottest line.
         mine = _my_level(entry, v)
         thresholds = v.config.las_thresholds
         if mine >= len(thresholds):

@@ -12,6 +12,13 @@ from masnaa.domain import Cluster, Job, Placement
 from masnaa.sim.errors import InvariantViolation
 
 
+def _mask(gpus: tuple[int, ...]) -> int:
+    bits = 0
+    for g in gpus:
+        bits |= 1 << g
+    return bits
+
+
 class Holdings:
     """GPUs held per node (by position in the cluster: a count and a bitmask of GPU
     indices), and in all."""
@@ -30,7 +37,8 @@ class Holdings:
 
     def hold(self, job: Job, placement: Placement, gpu_type: str) -> None:
         """Take the placement, once sure the gang is whole, typed and sited right and
-        that no node or the cluster is over-committed; else nothing is taken."""
+        that no node is over-committed (so neither is the cluster); else nothing is
+        taken."""
         self.checks += 1
         if gpu_type not in job.gpu_types:
             raise InvariantViolation(
@@ -57,9 +65,7 @@ class Holdings:
                 raise InvariantViolation(
                     "over-capacity", f"job {job.id}: node {s.node} would hold "
                     f"{self.used[k] + c} of {self.cap[k]} GPUs")
-            bits = 0
-            for g in s.gpus:
-                bits |= 1 << g
+            bits = _mask(s.gpus)
             if bits.bit_count() != c or bits >> self.cap[k] or bits & self.mask[k]:
                 raise InvariantViolation(
                     "gpu-held-twice", f"job {job.id}: GPUs {list(s.gpus)} of {s.node} are "
@@ -69,9 +75,6 @@ class Holdings:
         if total != job.total_gpus:
             raise InvariantViolation(
                 "partial-gang", f"job {job.id}: placed {total} of {job.total_gpus} GPUs")
-        if self.held + total > self.capacity:
-            raise InvariantViolation(
-                "over-capacity", f"{self.held + total} GPUs held on a {self.capacity}-GPU cluster")
         for k, c, bits in touched:
             self.used[k] += c
             self.mask[k] |= bits
@@ -81,9 +84,7 @@ class Holdings:
         """Give the placement's GPUs back; each must be held."""
         for s in placement.slices:
             k = self.ord[s.node]
-            bits = 0
-            for g in s.gpus:
-                bits |= 1 << g
+            bits = _mask(s.gpus)
             if bits & self.mask[k] != bits:
                 raise InvariantViolation(
                     "release-not-held", f"GPUs {list(s.gpus)} of {s.node} released but not held")
