@@ -219,6 +219,40 @@ def test_within_a_tenant_less_attained_service_goes_first() -> None:
     assert started(s.decide("masnaa", now=10)) == ["first"]
 
 
+def starving_scene() -> Scene:
+    """The busy tenant's job has waited 7 hours; the idle tenant's job is new."""
+    s = Scene(nodes=1).tenant("busy").tenant("idle")
+    s.usage.charge("busy", 1e6, now=0)
+    s.pending(job("old").gpus(8).tenant("busy").submitted(0))
+    s.pending(job("new").gpus(8).tenant("idle").submitted(7 * HOUR))
+    return s
+
+
+@pytest.mark.parametrize(("ahead", "first"), [(False, "new"), (True, "old")])
+def test_a_starving_job_passes_other_tenants_only_when_promoted_ahead_of_them(
+    ahead: bool, first: str
+) -> None:
+    # Past starvation_limit (6 h) and past a 1-hour tenant limit: by default fair
+    # share still orders the tenants; promote_ahead_of_tenants puts age first.
+    d = starving_scene().decide(
+        "masnaa", now=7 * HOUR, tenant_starvation_limit=HOUR, promote_ahead_of_tenants=ahead
+    )
+    assert started(d) == [first]
+
+
+@pytest.mark.parametrize(
+    ("now", "limit", "first"),
+    [(HOUR, 2 * HOUR, "first"), (3 * HOUR, 2 * HOUR, "again"), (3 * HOUR, 0.0, "first")],
+)
+def test_a_job_waiting_the_tenant_limit_passes_its_tenants_lower_levels(
+    now: float, limit: float, first: str
+) -> None:
+    s = Scene(nodes=1)
+    s.pending(job("again").gpus(8).submitted(0), attained=50_000.0)
+    s.pending(job("first").gpus(8).submitted(5))
+    assert started(s.decide("masnaa", now=now, tenant_starvation_limit=limit)) == [first]
+
+
 def test_quota_caps_borrowing_and_reports_it() -> None:
     s = Scene(nodes=2).quota("a", 8, borrowing_limit=0).quota("b", 8)
     s.pending(job("a1").gpus(8).tenant("a"), job("a2").gpus(8).tenant("a").submitted(1))

@@ -116,6 +116,7 @@ def test_unknown_policy_lists_the_valid_names() -> None:
     [
         {"backfill_depth": -1},
         {"starvation_limit": -5.0},
+        {"tenant_starvation_limit": -1.0},
         {"las_thresholds": (5.0, 1.0)},
         {"fair_share_horizon": -1.0},
     ],

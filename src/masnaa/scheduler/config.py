@@ -28,8 +28,28 @@ class SchedulerConfig:
     ``PendingQueue``'s."""
 
     starvation_limit: float = 6 * 3_600.0
-    """Seconds a job may wait in the queue before it is promoted ahead of every job of its
-    priority class that is not starving (``las``, ``masnaa``)."""
+    """``las``: seconds a job may wait in the queue before it is promoted ahead of every
+    job of its priority class that is not starving. ``masnaa`` reads it only with
+    ``promote_ahead_of_tenants``."""
+
+    tenant_starvation_limit: float = 30 * 86_400.0
+    """``masnaa``: seconds a job may wait before it goes first in its own tenant's line,
+    ahead of the tenant's jobs at lower service levels (fair share still orders the
+    tenants); ``0`` never promotes. It bounds how long a job preempted before (requeued
+    at a higher service level) can be passed by its tenant's new jobs. A month, because
+    every shorter limit measured on whole Philly put promoted gangs at the head of
+    their tenant's line often enough to raise p99 queueing delay by a fifth
+    (docs/performance.md: 72 h gave 537.8 h at load 0.9 and 128.4 h at 0.7, a month
+    471.1 h and 63.8 h, never promoting 416.4 h and 55.7 h)."""
+
+    promote_ahead_of_tenants: bool = False
+    """``masnaa``: a job that has waited ``starvation_limit`` goes ahead of every job of its
+    priority class, oldest first, whatever its tenant (the rule before 2026-11-26). In
+    busy weeks most of the queue is past a limit of hours, so the queue then runs in
+    order of age instead of fair share: on whole Philly (three replays each) it gives the
+    shortest longest wait (1,318 h at load 0.9, 486 h at 0.7, against 1,893 h and
+    1,179 h) for twice the mean JCT (49.0 h and 18.1 h, against 24.7 h and 10.3 h) and,
+    at 0.7, almost twice the p99 queueing delay (113.0 h against 63.8 h)."""
 
     default_grace: float = 120.0
     """Checkpoint grace for victims whose priority class is unknown."""
@@ -141,6 +161,7 @@ class SchedulerConfig:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         for name in (
             "starvation_limit",
+            "tenant_starvation_limit",
             "default_grace",
             "min_run_before_preemption",
             "reclaim_after",

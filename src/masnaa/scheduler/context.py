@@ -181,6 +181,10 @@ class Pass:
         limit = self.config.starvation_limit
         return limit > 0 and self.now - entry.since >= limit
 
+    def starving_in_tenant(self, entry: Entry) -> bool:
+        limit = self.config.tenant_starvation_limit
+        return limit > 0 and self.now - entry.since >= limit
+
     def running_attained(self, victim: RunningJob) -> float:
         run = max(0.0, self.now - victim.start_time)
         # The state holds whole gangs only, so the job's size is its placement's.

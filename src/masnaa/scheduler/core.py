@@ -369,7 +369,10 @@ def preempt(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
     found = best_placement(view, flat, job, exclude) if chosen else None
     if found is None and chosen and claims_key is not None:
         p.memo_fail(claims_key, job)
-    if found is None and try_victims:
+    if found is None and try_victims and p.policy.may_preempt_any(entry, p):
+        # A job that may stop no one spends no attempt, as its sub-queue would have
+        # been passed over (``bounds.passed_over``) had the pass not been looking at
+        # every job for start estimates: estimates must not change what is preempted.
         p.attempts_left -= 1
         if p.attempts_left <= 0:
             p.capacity_changed()

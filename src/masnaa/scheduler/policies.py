@@ -14,9 +14,12 @@ can merge sub-queue heads; a policy whose order is not (the oracle's) sets
 ``monotone = False`` and the pass sorts the whole queue, which costs
 O(pending · log pending) and is acceptable for a lower-bound reference only.
 
-Starvation (``las``, ``masnaa``): a job that has waited ``starvation_limit``
-seconds is promoted ahead of every non-starving job of its priority class, in
-arrival order; it can then preempt jobs that reached a higher service level.
+Starvation: under ``las`` a job that has waited ``starvation_limit`` seconds is
+promoted ahead of every non-starving job of its priority class, in arrival order;
+it can then preempt jobs that reached a higher service level. ``masnaa`` promotes a
+job that has waited ``tenant_starvation_limit`` ahead of its own tenant's jobs only,
+so that fair share keeps ordering the tenants (``promote_ahead_of_tenants`` restores
+the global promotion).
 """
 
 from __future__ import annotations
@@ -84,7 +87,13 @@ class PassView(Protocol):
 
     def level(self, attained: float) -> int: ...
 
-    def starving(self, entry: Entry) -> bool: ...
+    def starving(self, entry: Entry) -> bool:
+        """Waited ``starvation_limit`` (promoted ahead of every tenant)."""
+        ...
+
+    def starving_in_tenant(self, entry: Entry) -> bool:
+        """Waited ``tenant_starvation_limit`` (promoted within its tenant, masnaa)."""
+        ...
 
     def running_attained(self, victim: RunningJob) -> float:
         """GPU-seconds a running job attained, this run included."""
@@ -216,6 +225,15 @@ def _my_level(entry: Entry, v: PassView) -> int:
     return -1 if v.starving(entry) else v.level(entry.attained)
 
 
+def _masnaa_level(entry: Entry, v: PassView) -> int:
+    """masnaa's service level of a waiting job; ``-1`` when it is promoted."""
+    if v.starving_in_tenant(entry):
+        return -1
+    if v.config.promote_ahead_of_tenants and v.starving(entry):
+        return -1
+    return v.level(entry.attained)
+
+
 class Las(Policy):
     name = "las"
     description = (
@@ -308,16 +326,10 @@ class Masnaa(Policy):
     def job_key(self, entry: Entry, v: PassView) -> Key:
         job = entry.job
         prio = -float(v.priority(job))
-        if v.starving(entry):
+        if v.config.promote_ahead_of_tenants and v.starving(entry):
             return (prio, 0.0, 0.0, 0.0, entry.since, entry.seq)
-        return (
-            prio,
-            1.0,
-            v.tenant_ratio(job.tenant),
-            float(v.level(entry.attained)),
-            entry.since,
-            entry.seq,
-        )
+        level = float(_masnaa_level(entry, v))
+        return (prio, 1.0, v.tenant_ratio(job.tenant), level, entry.since, entry.seq)
 
     def victim_order(
         self, v: PassView, tenants: Container[str] | None = None
@@ -434,7 +446,7 @@ class Masnaa(Policy):
         job = entry.job
         if v.run_time(victim) < v.config.min_run_before_preemption:
             return False
-        if v.level(v.running_attained(victim)) <= _my_level(entry, v):
+        if v.level(v.running_attained(victim)) <= _masnaa_level(entry, v):
             return False
         if victim.job.tenant == job.tenant:
             return True  # least attained service first inside one tenant's share
@@ -451,12 +463,12 @@ class Masnaa(Policy):
         if v.run_time(victim) < cfg.min_run_before_preemption:
             return False
         level = v.level(v.running_attained(victim))
-        if level < cfg.victim_min_level or level <= _my_level(entry, v):
+        if level < cfg.victim_min_level or level <= _masnaa_level(entry, v):
             return False
         return v.lost_work(victim) <= cfg.victim_max_loss * victim.job.total_gpus
 
     def preemption_class(self, entry: Entry, v: PassView) -> Hashable | None:
-        return (v.priority(entry.job), entry.job.tenant, _my_level(entry, v))
+        return (v.priority(entry.job), entry.job.tenant, _masnaa_level(entry, v))
 
 
 POLICIES: Mapping[str, Policy] = MappingProxyType(
