@@ -37,19 +37,19 @@ class SchedulerConfig:
     ahead of the tenant's jobs at lower service levels (fair share still orders the
     tenants); ``0`` never promotes. It bounds how long a job preempted before (requeued
     at a higher service level) can be passed by its tenant's new jobs. A month, because
-    every shorter limit measured on whole Philly put promoted gangs at the head of
-    their tenant's line often enough to raise p99 queueing delay by a fifth
-    (docs/performance.md: 72 h gave 537.8 h at load 0.9 and 128.4 h at 0.7, a month
-    471.1 h and 63.8 h, never promoting 416.4 h and 55.7 h)."""
+    on whole Philly every limit from 6 to 72 hours put promoted gangs at the head of
+    their tenant's line often enough to raise p99 queueing delay above the old rule's
+    at both loads (docs/performance.md)."""
 
     promote_ahead_of_tenants: bool = False
     """``masnaa``: a job that has waited ``starvation_limit`` goes ahead of every job of its
     priority class, oldest first, whatever its tenant (the rule before 2026-11-26). In
     busy weeks most of the queue is past a limit of hours, so the queue then runs in
-    order of age instead of fair share: on whole Philly (three replays each) it gives the
-    shortest longest wait (1,318 h at load 0.9, 486 h at 0.7, against 1,893 h and
-    1,179 h) for twice the mean JCT (49.0 h and 18.1 h, against 24.7 h and 10.3 h) and,
-    at 0.7, almost twice the p99 queueing delay (113.0 h against 63.8 h)."""
+    order of age instead of fair share. On whole Philly (three replays each,
+    docs/performance.md) it gave a shorter longest wait (1,318 h at load 0.9 and 486 h
+    at 0.7, against 1,988 h and 1,237 h) for about twice the mean JCT (49.0 h and
+    18.1 h, against 25.1 h and 10.4 h) and, at 0.7, almost twice the p99 queueing
+    delay (113.0 h against 59.4 h)."""
 
     default_grace: float = 120.0
     """Checkpoint grace for victims whose priority class is unknown."""
@@ -58,7 +58,8 @@ class SchedulerConfig:
     """Most preemptions one pass may issue."""
 
     preemption_attempts_per_pass: int = 4
-    """Most blocked jobs one pass tries to make room for by preemption."""
+    """Most blocked jobs one pass tries to make room for by preemption (a job the policy
+    says may stop no one does not count, so start estimates never change the count)."""
 
     max_victims_per_job: int = 64
     """Most victims one blocked job may cause to stop."""
