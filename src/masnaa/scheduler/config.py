@@ -58,8 +58,9 @@ class SchedulerConfig:
     """Most preemptions one pass may issue."""
 
     preemption_attempts_per_pass: int = 4
-    """Most blocked jobs one pass tries to make room for by preemption (a job the policy
-    says may stop no one does not count, so start estimates never change the count)."""
+    """Most blocked jobs one pass tries to make room for by preemption. A job the policy
+    says may stop no one does not count: a pass that looks at it only to estimate its
+    start must not spend the attempt a later job could use."""
 
     max_victims_per_job: int = 64
     """Most victims one blocked job may cause to stop."""

@@ -372,7 +372,8 @@ def preempt(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
     if found is None and try_victims and p.policy.may_preempt_any(entry, p):
         # A job that may stop no one spends no attempt, as its sub-queue would have
         # been passed over (``bounds.passed_over``) had the pass not been looking at
-        # every job for start estimates: estimates must not change what is preempted.
+        # it for a start estimate. (A job that may stop someone where nothing can be
+        # freed still spends one; the fast-path tests have not met that case.)
         p.attempts_left -= 1
         if p.attempts_left <= 0:
             p.capacity_changed()
