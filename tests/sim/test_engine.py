@@ -11,6 +11,7 @@ from masnaa.domain import Placement, PlacementSlice
 from masnaa.sim.engine import DONE, REJECTED
 from masnaa.sim.errors import InvariantViolation
 from masnaa.sim.limits import LimitEstimator
+from masnaa.sim.metrics import summarize
 
 
 def test_two_whole_node_jobs_run_one_after_the_other_under_fifo() -> None:
@@ -70,8 +71,6 @@ def test_las_preempts_a_long_job_for_a_short_one_and_charges_lost_work() -> None
 
 def test_each_job_counts_its_preemptions() -> None:
     # As above, and a third job at 50,000 stops A again: A was preempted twice.
-    from masnaa.sim.metrics import summarize
-
     r = run(trace((0, 100_000, 8, "a"), (10_000, 100, 8, "b"), (50_000, 100, 8, "c")),
             policy="las", checkpoint_interval=1800.0, restart_overhead=60.0)
     assert list(r.requeues) == [2, 0, 0] and r.preemptions == 2

@@ -370,10 +370,9 @@ def preempt(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
     if found is None and chosen and claims_key is not None:
         p.memo_fail(claims_key, job)
     if found is None and try_victims and p.policy.may_preempt_any(entry, p):
-        # A job that may stop no one spends no attempt, as its sub-queue would have
-        # been passed over (``bounds.passed_over``) had the pass not been looking at
-        # it for a start estimate. (A job that may stop someone where nothing can be
-        # freed still spends one; the fast-path tests have not met that case.)
+        # A job that may stop no one spends no attempt: unestimated, its sub-queue is
+        # passed over (``bounds.passed_over``). One that may, where nothing can be
+        # freed, still spends one; the fast-path tests have not met that case.
         p.attempts_left -= 1
         if p.attempts_left <= 0:
             p.capacity_changed()
