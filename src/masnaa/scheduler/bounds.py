@@ -40,8 +40,9 @@ def passed_over(p: Pass, sub: SubQueueKey, head: tuple[float, int]) -> Wait | No
     waiting task (``NO_ROOM``), or a gang no larger than theirs, with the same
     eligibility, already failed to fit where they may go (``MISFIT``; where
     only some of its jobs must avoid the reserved nodes, only a failure on every
-    node counts); and none of its jobs can make room by preemption; and the job
-    that decides the reservation was already looked at.
+    node counts); and none of its jobs can make room by preemption (none may, or
+    each would find a search of its class failed already: ``_searched``); and the
+    job that decides the reservation was already looked at.
 
     Free GPUs only shrink during a pass, so either answer, once seen, stays true.
     """
@@ -74,20 +75,53 @@ def passed_over(p: Pass, sub: SubQueueKey, head: tuple[float, int]) -> Wait | No
         return None
     if p.policy.preemptive:
         freed = p.frees.get(sub)
-        if freed is None or (freed[1] and freed[0] != p.capacity_version):
+        # A ``may`` holds for the head it was asked of: the jobs behind it waited less.
+        if freed is None or (freed[1] and (freed[0] != p.capacity_version or freed[3] != head)):
             groups = p.eligible_pools_for(*elig)
             pools = {pool.index for group in groups for pool in group}
             # Nothing there can be freed for anyone (for good: claims and spent
             # budgets only shrink it), or only for some jobs: it depends on who asks.
             nobody = not _may_free(p, elig, pools)
             may = not nobody and p.policy.may_preempt_any(p.pending.entry_at(head), p)
-            freed = p.frees[sub] = (p.capacity_version, may, nobody)
-        if freed[1]:
+            freed = p.frees[sub] = (p.capacity_version, may, nobody, head)
+        if freed[1] and not _searched(p, sub, head):
             return None
         everywhere = everywhere and freed[2]
     if everywhere:
         p.dead[sub[3:]] = why
     return why
+
+
+def _searched(p: Pass, sub: SubQueueKey, head: tuple[float, int]) -> bool:
+    """Whether every job of the sub-queue ``sub`` (``head``: its first sort key) would
+    fail to preempt without a search of its own: no GPUs of jobs being preempted are
+    unclaimed in its pools, and for each exclusion its jobs may have, a gang no
+    larger, of the same preemption class, already failed its search in this pass
+    (``core.preempt`` remembers the failure; failures stay for the pass).
+
+    The class is read at both ends of the sub-queue: it may change only with the
+    time waited (a promotion), which is monotone along the sub-queue. On Philly's
+    busy weeks masnaa looked at some fifty such jobs per pass, one by one, each
+    finding its class's search already failed.
+    """
+    groups = p.eligible_pools_for(sub[3], sub[4])
+    pools = {pool.index for group in groups for pool in group}
+    if any(p.pool_of(r) in pools for r in p.unclaimed_preempting()):
+        return False
+    first = p.pending.entry_at(head)
+    cls = p.policy.preemption_class(first, p)
+    last = p.pending.entry_at(p.pending.sub_queues()[sub][-1])
+    if cls is None or p.policy.preemption_class(last, p) != cls:
+        return False
+    res, excludes = p.reservation, [0]
+    if res is not None:
+        # The same test as ``Pass.exclusion``: a job that ends after the reservation
+        # starts avoids its nodes; whether every job here does, only the shortest tells.
+        excludes = [p.reserved_mask]
+        if p.now + p.pending.queue_min_time_limit(sub) <= res.start_time:
+            excludes.append(0)
+    job = first.job
+    return all(p.memo_failed((cls, job.gpu_types, job.sites, x), job) for x in excludes)
 
 
 def _may_free(p: Pass, key: object, pools: set[int]) -> bool:

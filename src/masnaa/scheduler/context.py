@@ -94,7 +94,7 @@ class Pass:
         self.check_reserved = False
         self.rooms: dict[tuple[tuple[str, ...], tuple[str, ...] | None], tuple[int, bool]] = {}
         self.candidates: dict[object, bool] = {}
-        self.frees: dict[SubQueueKey, tuple[int, bool, bool]] = {}
+        self.frees: dict[SubQueueKey, tuple[int, bool, bool, tuple[float, int]]] = {}
         self.dead: dict[tuple[object, ...], Wait] = {}
         """Shapes ``(GPU types, sites, tasks, GPUs per task)`` no job of which can start
         for the rest of the pass, whatever its sub-queue (see ``bounds.passed_over``)."""
@@ -106,6 +106,7 @@ class Pass:
         self.sites = SiteChoice(snapshot.site_prices, snapshot.tenants)
         self._pools_cache: dict[tuple[tuple[str, ...], tuple[str, ...] | None], PoolsByType] = {}
         self._preempting: list[RunningJob] | None = None
+        self._unclaimed: tuple[int, list[RunningJob]] | None = None
         self.capacity_dirty = True
         self._misfits: dict[
             tuple[tuple[str, ...], tuple[str, ...] | None, int], list[tuple[int, int]]
@@ -449,7 +450,12 @@ class Pass:
 
     def unclaimed_preempting(self) -> list[RunningJob]:
         """Jobs already being preempted whose GPUs no waiting job claimed in this pass."""
-        return [r for r in self.preempting() if r.job.id not in self.claimed]
+        claimed = self.claimed
+        # Claims only grow during a pass: the list changes only when one is added.
+        if self._unclaimed is None or self._unclaimed[0] != len(claimed):
+            unclaimed = [r for r in self.preempting() if r.job.id not in claimed]
+            self._unclaimed = (len(claimed), unclaimed)
+        return self._unclaimed[1]
 
     def memo_failed(self, key: tuple[object, ...], job: Job) -> bool:
         """Whether a gang no larger than ``job`` already failed under ``key`` in this pass."""

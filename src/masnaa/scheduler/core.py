@@ -19,10 +19,10 @@ that get estimates were looked at, the scan also skips whole sub-queues that
 cannot start anything: when only such short jobs could still start, those that
 hold none (``PendingQueue.queue_min_time_limit``); and those whose GPU types and
 sites have no room for a task, or whose gang shape is no smaller than one that
-already failed to fit, while none of their jobs may preempt anyone
-(``bounds.passed_over``). Skipped jobs are not counted against ``backfill_depth``,
-which bounds the jobs actually tried. ``explain``
-gives estimated start times to a bounded number of blocked jobs.
+already failed to fit, while none of their jobs may preempt anyone or each would
+find its class's search failed (``bounds.passed_over``). Skipped jobs are not
+counted against ``backfill_depth``, which bounds the jobs actually tried.
+``explain`` gives estimated start times to a bounded number of blocked jobs.
 
 Purity: the pass works on a ``View`` (copy-on-write overlay) and never writes
 the snapshot, its state, the ledger or the queue. The oracle is stripped for
