@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -172,21 +173,26 @@ def test_a_job_ending_exactly_when_the_reservation_starts_still_backfills() -> N
     assert started(d) == ["edge"]
 
 
-def test_a_backlog_whose_reclaim_already_failed_is_passed_over() -> None:
+@pytest.mark.parametrize("in_grace", [False, True])
+def test_a_backlog_whose_reclaim_already_failed_is_passed_over(in_grace: bool) -> None:
     # b may reclaim c's borrowed GPUs, but stopping them frees no whole node for its
     # 8-GPU jobs: the first two searches fail (without, then with the reservation),
     # and the rest of b's 600 jobs (past backfill_depth) share their preemption
-    # class. A short job of another tenant behind them still starts.
+    # class. A short job of another tenant behind them still starts. In grace: a job
+    # of x (within its quota) is being preempted, and b may not claim its GPU.
     s = Scene(nodes=3).quota("b", 8).quota("c", 0).quota("x", 24).quota("d", 2)
     for n in (0, 1):
         node = f"n000{n}"
         s.running(job(f"x{n}").gpus(7).tenant("x"), on(node, *range(1, 8)), end=50_000)
         s.running(job(f"c{n}").gpus(1).tenant("c"), on(node, 0), start=5, end=50_000)
-    s.running(job("x2").gpus(6).tenant("x"), on("n0002", *range(6)), end=1_000)
-    s.pending(*(job(f"b{i}").gpus(8).tenant("b").limit(LONG).submitted(1 + i)
+    s.running(job("x2").gpus(6).tenant("x"), on("n0002", *range(6)), end=5_000)
+    if in_grace:
+        s.running(job("xg").gpus(1).tenant("x"), on("n0002", 6), end=50_000)
+        s.state.mark_preempting("xg", 1_100)
+    s.pending(*(job(f"b{i}").gpus(8).tenant("b").limit(10 * LONG).submitted(1 + i)
                 for i in range(600)))
-    s.pending(job("late").gpus(2).tenant("d").limit(500).submitted(1_000))
-    d = s.decide("masnaa", now=100, backfill_depth=500, reclaim_after=0.0)
+    s.pending(job("late").gpus(1).tenant("d").limit(500).submitted(700))
+    d = s.decide("masnaa", now=1_000, backfill_depth=500, reclaim_after=0.0)
     assert started(d) == ["late"]
     assert d.preemptions == []
     assert d.reservations[0].job_id == "b0"

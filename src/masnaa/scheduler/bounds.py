@@ -94,20 +94,18 @@ def passed_over(p: Pass, sub: SubQueueKey, head: tuple[float, int]) -> Wait | No
 
 def _searched(p: Pass, sub: SubQueueKey, head: tuple[float, int]) -> bool:
     """Whether every job of the sub-queue ``sub`` (``head``: its first sort key) would
-    fail to preempt without a search of its own: no GPUs of jobs being preempted are
-    unclaimed in its pools, and for each exclusion its jobs may have, a gang no
-    larger, of the same preemption class, already failed its search in this pass
-    (``core.preempt`` remembers the failure; failures stay for the pass).
+    fail to preempt without a search of its own (``core.preempt``, whose memory of
+    failures stays for the pass): for each exclusion its jobs may have, a gang no
+    larger, of the same preemption class, already failed its victim search (or no
+    attempt is left); and none of the jobs being preempted in its pools is one its
+    head may claim, or a claim of that class failed already.
 
     The class is read at both ends of the sub-queue: it may change only with the
-    time waited (a promotion), which is monotone along the sub-queue. On Philly's
-    busy weeks masnaa looked at some fifty such jobs per pass, one by one, each
-    finding its class's search already failed.
+    time waited (a promotion), which is monotone along the sub-queue. The head, which
+    waited longest, has every claim right a later job has (as in ``may_preempt_any``).
+    On Philly's busy weeks masnaa looked at some fifty to a hundred such jobs per
+    pass, one by one, each finding its class's search failed or nothing to claim.
     """
-    groups = p.eligible_pools_for(sub[3], sub[4])
-    pools = {pool.index for group in groups for pool in group}
-    if any(p.pool_of(r) in pools for r in p.unclaimed_preempting()):
-        return False
     first = p.pending.entry_at(head)
     cls = p.policy.preemption_class(first, p)
     last = p.pending.entry_at(p.pending.sub_queues()[sub][-1])
@@ -121,7 +119,20 @@ def _searched(p: Pass, sub: SubQueueKey, head: tuple[float, int]) -> bool:
         if p.now + p.pending.queue_min_time_limit(sub) <= res.start_time:
             excludes.append(0)
     job = first.job
-    return all(p.memo_failed((cls, job.gpu_types, job.sites, x), job) for x in excludes)
+    elig = (job.gpu_types, job.sites)
+    if (
+        p.attempts_left > 0
+        and p.preemptions_left > 0
+        and not all(p.memo_failed((cls, *elig, x), job) for x in excludes)
+    ):
+        return False
+    groups = p.eligible_pools_for(*elig)
+    pools = {pool.index for group in groups for pool in group}
+    unclaimed = [r for r in p.unclaimed_preempting() if p.pool_of(r) in pools]
+    if not unclaimed or all(p.memo_failed(("claims", cls, *elig, x), job) for x in excludes):
+        return True
+    rights = p.policy.victim_test(first, p)
+    return rights is None or not any(rights(r) for r in unclaimed)
 
 
 def _may_free(p: Pass, key: object, pools: set[int]) -> bool:
