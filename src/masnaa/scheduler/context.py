@@ -449,7 +449,8 @@ class Pass:
         failed.append((k, g))
 
     def unclaimed_preempting(self) -> list[RunningJob]:
-        """Jobs already being preempted whose GPUs no waiting job claimed in this pass."""
+        """Jobs already being preempted whose GPUs no waiting job claimed in this pass
+        (one list, shared until the next claim: callers must not change it)."""
         claimed = self.claimed
         # Claims only grow during a pass: the list changes only when one is added.
         if self._unclaimed is None or self._unclaimed[0] != len(claimed):
