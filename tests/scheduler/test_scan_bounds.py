@@ -198,3 +198,20 @@ def test_a_backlog_whose_reclaim_already_failed_is_passed_over(in_grace: bool) -
     assert d.reservations[0].job_id == "b0"
     # Every b job still gets a reason, the skipped ones the shape's misfit.
     assert d.wait_for("b599").code is WaitCode.NO_CAPACITY
+
+
+def test_a_sub_queue_whose_head_may_claim_is_not_passed_over() -> None:
+    # No attempt is left for new victims, and no GPU is free. c's 4-GPU job is in
+    # grace; b may claim its GPUs (c borrows), but they make room for a 4-GPU task
+    # only: b's 8-GPU jobs fail to claim, and its 4-GPU job behind them claims.
+    s = Scene(nodes=2).quota("b", 8).quota("c", 0).quota("x", 12)
+    s.running(job("x0").gpus(8).tenant("x"), "n0000", end=50_000)
+    s.running(job("x1").gpus(4).tenant("x"), on("n0001", 4, 5, 6, 7), end=50_000)
+    s.running(job("cg").gpus(4).tenant("c"), on("n0001", 0, 1, 2, 3), end=50_000)
+    s.state.mark_preempting("cg", 1_100)
+    s.pending(*(job(f"b{i}").gpus(8).tenant("b").limit(LONG).submitted(1 + i)
+                for i in range(40)))
+    s.pending(job("small").gpus(4).tenant("b").limit(LONG).submitted(100))
+    d = s.decide("masnaa", now=1_000, preemption_attempts_per_pass=0, reclaim_after=0.0)
+    assert d.wait_for("small").code is WaitCode.WAITING_FOR_PREEMPTION
+    assert d.wait_for("b0").code is not WaitCode.WAITING_FOR_PREEMPTION

@@ -129,6 +129,8 @@ def _searched(p: Pass, sub: SubQueueKey, head: tuple[float, int]) -> bool:
         and not all(p.memo_failed((cls, *elig, x), job) for x in excludes)
     ):
         return False
+    # A failed search began with the GPUs its job could claim, so this check matters
+    # mostly where no attempt is left.
     groups = p.eligible_pools_for(*elig)
     pools = {pool.index for group in groups for pool in group}
     unclaimed = [r for r in p.unclaimed_preempting() if p.pool_of(r) in pools]
