@@ -1,10 +1,11 @@
 """The twin's fast paths change speed only: the same replay gives the same result.
 
-Three shortcuts are checked against the plain way on seeded workloads:
+Four shortcuts are checked against the plain way on seeded workloads:
 passes without explanations (``estimate_depth=0``, ``explain_waits=False``),
-skipped futile passes (``EngineConfig.skip_full_passes``) and reservation walks
+skipped futile passes (``EngineConfig.skip_full_passes``), reservation walks
 and failed preemption searches handed from pass to pass (``EngineConfig.reuse_walks``,
-``scheduler.PassMemo``).
+``scheduler.PassMemo``), and sub-queues passed over because their preemption
+already failed in the pass (``bounds._searched``).
 """
 
 from __future__ import annotations

@@ -47,8 +47,8 @@ class SchedulerConfig:
     busy weeks most of the queue is past a limit of hours, so the queue then runs in
     order of age instead of fair share. On whole Philly (three replays each,
     docs/performance.md) it gave a shorter longest wait (1,318 h at load 0.9 and 486 h
-    at 0.7, against 1,988 h and 1,237 h) for about twice the mean JCT (49.0 h and
-    18.1 h, against 25.1 h and 10.4 h) and, at 0.7, almost twice the p99 queueing
+    at 0.7, against 1,949 h and 1,237 h) for about twice the mean JCT (49.0 h and
+    18.1 h, against 24.7 h and 10.4 h) and, at 0.7, almost twice the p99 queueing
     delay (113.0 h against 59.4 h)."""
 
     default_grace: float = 120.0
