@@ -486,8 +486,9 @@ def test_allocation_balance_is_checked_within_the_pass() -> None:
     s.balances = {"t1-p": 2 * 4 * HOUR, "t2-p": 0.0}
     d = s.decide("masnaa")
     assert sorted(started(d)) == ["a0", "a1", "c"]
-    assert d.wait_for("a2").code is WaitCode.ALLOCATION_EXHAUSTED
-    assert d.wait_for("b").code is WaitCode.ALLOCATION_EXHAUSTED
+    assert d.wait_for("a2", "t1-p").code is WaitCode.ALLOCATION_EXHAUSTED
+    assert d.wait_for("b", "t2-p").code is WaitCode.ALLOCATION_EXHAUSTED
+    assert sorted(d.spent) == ["t1-p", "t2-p"]
 
 
 # ---------------------------------------------------------- purity & contract

@@ -208,6 +208,21 @@ def check_decision(
     for job_id, w in d.rejected.items():
         assert w.code in (WaitCode.TOO_LARGE, WaitCode.NO_ELIGIBLE_SITE)
         assert job_id in queue
+    # Allocation balances: a project starts jobs only while its balance, less the jobs
+    # it started earlier in the pass, is above zero (claims commit too, so this is a
+    # bound); one spent by its starts alone is named spent.
+    committed: dict[str, float] = {}
+    for s in d.starts:
+        j = queue.get(s.job_id)
+        balance = (world.balances or {}).get(j.project)
+        if balance is not None:
+            assert committed.get(j.project, 0.0) < balance, "a spent project starts nothing"
+            committed[j.project] = committed.get(j.project, 0.0) + j.total_gpus * j.time_limit
+    for project, balance in (world.balances or {}).items():
+        if balance - committed.get(project, 0.0) <= 0:
+            assert d.spent[project].code is WaitCode.ALLOCATION_EXHAUSTED
+    if world.balances is None:
+        assert not d.spent
     # A driver can apply it: every start is accepted by the state.
     for s in d.starts:
         j = queue.get(s.job_id)

@@ -66,6 +66,9 @@ class Pass:
         self.decision = Decision()
         self.classes: Mapping[str, PriorityClass] = snapshot.priority_classes
         self.committed: dict[str, float] = {}
+        self.spent: dict[str, Wait | None] = {}
+        """Projects whose balance ``admit`` checked since their last commit: the reason
+        their jobs wait if the allocation is spent, else None."""
         self.tenant_delta: dict[str, int] = {}
         self.pool_delta: dict[tuple[str, int], int] = {}
         self.usage_cache: dict[str, float] = {}
@@ -348,12 +351,17 @@ class Pass:
         held = self.view.masks_of(placement)
         self.view.take(held)
         self._count(job.tenant, pool.index, job.total_gpus)
-        self.committed[job.project] = (
-            self.committed.get(job.project, 0.0) + job.total_gpus * job.time_limit
-        )
+        self._commit(job)
         self.started.append(_Started(self.now + job.time_limit, job.id, held))
         self.capacity_changed()
         self._served(job)
+
+    def _commit(self, job: Job) -> None:
+        """Charge the job's time-limit worth to its project for the rest of the pass."""
+        self.committed[job.project] = (
+            self.committed.get(job.project, 0.0) + job.total_gpus * job.time_limit
+        )
+        self.spent.pop(job.project, None)  # ``admit`` finds it out again
 
     def _served(self, job: Job) -> None:
         """``job`` leaves the waiting jobs of this pass (started, or waits on a claim)."""
@@ -390,9 +398,7 @@ class Pass:
             )
             self.preemptions_left -= 1
         self._count(job.tenant, pool.index, job.total_gpus)
-        self.committed[job.project] = (
-            self.committed.get(job.project, 0.0) + job.total_gpus * job.time_limit
-        )
+        self._commit(job)
         self.wait(
             job,
             WaitCode.WAITING_FOR_PREEMPTION,

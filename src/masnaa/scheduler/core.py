@@ -3,10 +3,11 @@
     order → admit → place → preempt → backfill (reserve) → explain
 
 ``order`` merges the heads of the ``PendingQueue``'s sub-queues by the
-policy's key and yields jobs lazily; each job then goes through ``admit``
-(rejection of impossible jobs, allocation balance), ``place`` (quota per pool,
-topology-aware best fit, avoiding nodes reserved for the blocked head unless
-the job ends before the reservation), ``preempt`` (claim GPUs of jobs already
+policy's key and yields jobs lazily, passing over sub-queues whose projects
+have all spent their allocation (``admit.spent_sub_queue``); each job then goes
+through ``admit`` (rejection of impossible jobs, allocation balance), ``place``
+(quota per pool, topology-aware best fit, avoiding nodes reserved for the
+blocked head unless the job ends before the reservation), ``preempt`` (claim GPUs of jobs already
 being preempted, then least-loss victims the policy allows) and, for the first
 job that still cannot start, ``reserve`` (EASY: the earliest time it fits given
 running jobs' expected ends, on the nodes it would then use). The scan stops
@@ -42,6 +43,7 @@ import heapq
 from collections.abc import Iterator
 
 from masnaa.domain.job import Job, Placement, RunningJob
+from masnaa.scheduler.admit import admit, reject, spent, spent_projects, spent_sub_queue
 from masnaa.scheduler.bounds import passed_over, should_stop
 from masnaa.scheduler.config import SchedulerConfig
 from masnaa.scheduler.context import Pass, PoolsByType
@@ -101,9 +103,9 @@ def consider(p: Pass, entry: Entry) -> bool:
     """Run one job through admit → place → preempt → backfill. False: stop the scan."""
     p.looked += 1
     job = entry.job
-    pools = p.eligible_pools(job)
-    if not admit(p, job, pools):
+    if not admit(p, job):
         return True
+    pools = p.eligible_pools(job)
     if place(p, entry, pools):
         return True
     if p.policy.preemptive and preempt(p, entry, pools):
@@ -146,22 +148,25 @@ def order(p: Pass) -> Iterator[Entry]:
     heapq.heapify(heap)
     stale = [False] * len(inner)
     rekey = policy.dynamic_keys
+    funded = p.snapshot.balances is None
     while heap:
         key, gi = heap[0]
         members = inner[gi]
         sk, qi, pos = members[0]
-        if len(p.to_estimate) >= p.config.estimate_depth:
-            # Jobs that cannot start are passed over a sub-queue at a time, once the
-            # ones that get a start estimate have been looked at.
-            why = _skip_reason(p, keys[qi], sk)
-            if why is not None:
-                p.skip(why)
-                heapq.heappop(members)
-                if members:
-                    stale[gi] = True
-                else:
-                    heapq.heappop(heap)
+        if not funded and spent_sub_queue(p, keys[qi]):
+            if all(spent_sub_queue(p, keys[m[1]]) for m in members):
+                heapq.heappop(heap)  # the whole group: no project of it may start a job
                 continue
+            heapq.heappop(members)
+            stale[gi] = True
+            continue
+        if _passes_over(p, keys[qi], sk):
+            heapq.heappop(members)
+            if members:
+                stale[gi] = True
+            else:
+                heapq.heappop(heap)
+            continue
         entry = pending.entry_at(sk)
         if stale[gi] or rekey:
             fresh = policy.job_key(entry, p)
@@ -186,23 +191,35 @@ def _arrival_order(
 ) -> Iterator[Entry]:
     """``order`` for policies whose key is the arrival key: one heap of sub-queue heads
     (no groups, no keys to compute, so none to keep fresh)."""
-    pending, depth = p.pending, p.config.estimate_depth
+    pending = p.pending
     heap = [(q[0], qi, 0) for qi, q in enumerate(queues)]
     heapq.heapify(heap)
+    funded = p.snapshot.balances is None
     while heap:
         sk, qi, pos = heap[0]
-        if len(p.to_estimate) >= depth:
-            why = _skip_reason(p, keys[qi], sk)
-            if why is not None:
-                p.skip(why)
-                heapq.heappop(heap)
-                continue
+        if (not funded and spent_sub_queue(p, keys[qi])) or _passes_over(p, keys[qi], sk):
+            heapq.heappop(heap)
+            continue
         yield pending.entry_at(sk)
         q = queues[qi]
         if pos + 1 < len(q):
             heapq.heapreplace(heap, (q[pos + 1], qi, pos + 1))
         else:
             heapq.heappop(heap)
+
+
+def _passes_over(p: Pass, sub: SubQueueKey, head: tuple[float, int]) -> bool:
+    """Whether ``order`` passes over the rest of a sub-queue (``head``: its first sort
+    key). Jobs that cannot start are passed over a sub-queue at a time once the ones
+    that get a start estimate have been looked at, sharing the pass's default wait.
+    """
+    if len(p.to_estimate) < p.config.estimate_depth:
+        return False
+    why = _skip_reason(p, sub, head)
+    if why is None:
+        return False
+    p.skip(why)
+    return True
 
 
 def _skip_reason(p: Pass, sub: SubQueueKey, head: tuple[float, int]) -> Wait | None:
@@ -216,59 +233,6 @@ def _skip_reason(p: Pass, sub: SubQueueKey, head: tuple[float, int]) -> Wait | N
     if until is not None and p.now + p.pending.queue_min_time_limit(sub) > until:
         return p.reserved_wait()  # none of its jobs ends before the reservation
     return passed_over(p, sub, head)  # no room for its tasks, or its shape already failed
-
-
-# ------------------------------------------------------------------- admit
-def reject(p: Pass) -> None:
-    """Reject every pending job that can never run as asked, whatever its place in line.
-
-    Checked per distinct job *shape* (types, sites, tasks, GPUs per task), so this
-    costs O(shapes), not O(pending).
-    """
-    for shape, ids in p.pending.shapes().items():
-        gpu_types, sites, tasks, gpt = shape
-        pools = p.eligible_pools_for(gpu_types, sites)
-        wait: Wait | None = None
-        if not pools:
-            where = "any site" if sites is None else "sites " + ", ".join(sites)
-            wait = Wait(
-                WaitCode.NO_ELIGIBLE_SITE,
-                f"no node of type {' or '.join(gpu_types)} exists at {where}; "
-                "ask for a GPU type that exists where the job may run",
-            )
-        elif not any(
-            gpt < len(pool.slots) and pool.slots[gpt] >= tasks for group in pools for pool in group
-        ):
-            biggest = max(pool.capacity for group in pools for pool in group)
-            widest = max(pool.max_node_gpus for group in pools for pool in group)
-            wait = Wait(
-                WaitCode.TOO_LARGE,
-                f"it asks for {tasks}×{gpt} GPUs but the largest eligible site has {biggest} "
-                f"GPUs of an acceptable type, in nodes of at most {widest}; "
-                "ask for fewer or smaller tasks",
-            )
-        if wait is not None:
-            for job_id in ids:
-                p.decision.rejected[job_id] = wait
-
-
-def admit(p: Pass, job: Job, pools: PoolsByType) -> bool:
-    """Skip rejected jobs; hold jobs whose project allocation is spent."""
-    if job.id in p.decision.rejected:
-        return False
-    balances = p.snapshot.balances
-    if balances is not None and job.project in balances:
-        left = balances[job.project] - p.committed.get(job.project, 0.0)
-        if left <= 0:
-            p.wait(
-                job,
-                WaitCode.ALLOCATION_EXHAUSTED,
-                f"project {job.project!r} has no allocation left "
-                f"({left / 3600:.1f} GPU-hours after jobs started in this pass); "
-                "it waits until the allocation is topped up",
-            )
-            return False
-    return True
 
 
 # ------------------------------------------------------------------- place
@@ -570,7 +534,11 @@ def note_full(p: Pass, entry: Entry) -> bool:
     if len(p.to_estimate) >= p.config.estimate_depth:
         return False
     job = entry.job
-    if job.id not in p.decision.rejected and p.policy.head_of_line is False:
+    if (
+        job.id not in p.decision.rejected
+        and p.policy.head_of_line is False
+        and spent(p, job.project) is None
+    ):
         pools = p.eligible_pools(job)
         code, message = p.capacity_reason(job, pools)
         stop = p.stop_reason
@@ -594,6 +562,7 @@ def explain(p: Pass) -> None:
         for job_id, (t, _) in found.items():
             w = p.decision.waiting[job_id]
             p.decision.waiting[job_id] = Wait(w.code, w.message, estimated_start=t)
+    p.decision.spent = spent_projects(p)
     if p.stop_reason is not None:
         p.decision.default_wait = p.stop_reason
     elif p.skipped is not None:

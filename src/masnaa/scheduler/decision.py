@@ -8,8 +8,12 @@ self-contained: applying it needs nothing but the driver's own state.
 - ``reservations``: future starts promised to blocked jobs (EASY backfill);
 - ``waiting``: for pending jobs the pass looked at, why they wait and, where
   computable, when they should start. Jobs the pass did not reach (it stops
-  scanning once nothing further can fit) share ``default_wait``; use
-  ``wait_for(job_id)`` rather than indexing ``waiting``.
+  scanning once nothing further can fit) share ``default_wait``;
+- ``spent``: projects whose allocation balance is spent, each with the reason
+  their jobs wait (``WaitCode.ALLOCATION_EXHAUSTED``) unless ``waiting`` gives
+  one of its own.
+
+Use ``wait_for(job_id, project)`` rather than indexing ``waiting``.
 """
 
 from __future__ import annotations
@@ -96,12 +100,21 @@ class Decision:
     )
     rejected: dict[str, Wait] = field(default_factory=dict)
     """Jobs that can never run as asked (e.g. ``TOO_LARGE``); drivers fail them."""
+    spent: dict[str, Wait] = field(default_factory=dict)
+    """Project → why its jobs wait: its allocation balance is spent."""
     site_choices: dict[str, str] = field(default_factory=dict)
     """Job id → why its ``Start`` is at that site, for jobs that more than one
     eligible site could start now (``place.SiteChoice``)."""
 
-    def wait_for(self, job_id: str) -> Wait:
-        return self.rejected.get(job_id) or self.waiting.get(job_id) or self.default_wait
+    def wait_for(self, job_id: str, project: str | None = None) -> Wait:
+        """Why the job waits. Without its ``project``, an allocation wait reads as
+        the default wait."""
+        return (
+            self.rejected.get(job_id)
+            or self.waiting.get(job_id)
+            or (self.spent.get(project) if project is not None else None)
+            or self.default_wait
+        )
 
     @property
     def empty(self) -> bool:

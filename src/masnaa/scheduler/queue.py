@@ -80,6 +80,7 @@ class PendingQueue:
         "_keys",
         "_level_thresholds",
         "_limits",
+        "_projects",
         "_queue_limits",
         "_queues",
         "_seq",
@@ -102,6 +103,9 @@ class PendingQueue:
         self._shapes: dict[Shape, dict[str, None]] = {}
         self._limits: list[tuple[float, int, str]] = []
         self._queue_limits: dict[SubQueueKey, list[tuple[float, int, str]]] = {}
+        self._projects: dict[SubQueueKey, dict[str, int]] = {}
+        """Per sub-queue: project → its jobs there (what ``admit`` needs to pass over a
+        sub-queue whose projects have all spent their allocation)."""
 
     @property
     def level_thresholds(self) -> tuple[float, ...]:
@@ -141,6 +145,8 @@ class PendingQueue:
         item = (job.time_limit, entry.seq, job.id)
         heapq.heappush(self._limits, item)
         heapq.heappush(self._queue_limits.setdefault(key, []), item)
+        projects = self._projects.setdefault(key, {})
+        projects[job.project] = projects.get(job.project, 0) + 1
 
     def remove(self, job_id: str) -> Job:
         """Dequeue and return a job (it starts, or is cancelled). ``KeyError`` if absent."""
@@ -156,8 +162,13 @@ class PendingQueue:
         if not q:
             del self._queues[key]
             del self._queue_limits[key]
+            del self._projects[key]
         else:
             self._queue_limits[key] = self._drop_stale(self._queue_limits[key], len(q))
+            projects = self._projects[key]
+            projects[job.project] -= 1
+            if not projects[job.project]:
+                del projects[job.project]
         del self._keys[sk]
         g = job.gpus_per_task
         self._demand_per_task[g] -= 1
@@ -256,6 +267,11 @@ class PendingQueue:
     def min_time_limit(self) -> float | None:
         """The shortest time limit of any pending job (``None`` when empty)."""
         return self._limits[0][0] if self._limits else None
+
+    def queue_projects(self, key: SubQueueKey) -> dict[str, int]:
+        """Projects with jobs in one sub-queue, with how many (read-only by convention;
+        ``KeyError`` if it is empty)."""
+        return self._projects[key]
 
     def queue_min_time_limit(self, key: SubQueueKey) -> float:
         """The shortest time limit in one sub-queue (``KeyError`` if it is empty)."""

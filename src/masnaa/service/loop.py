@@ -527,8 +527,11 @@ class ControlLoop:
             self.read, decision.waiting,
             lambda j: live.queue.get(j).sites if j in live.pending else None, now,
         )
+        spent = decision.spent
         for job_id in live.pending:
             w = decision.waiting.get(job_id)
+            if w is None and spent:  # jobs of spent projects are named once, by project
+                w = spent.get(live.queue.get(job_id).project)
             record = (w.code.value, w.message, w.estimated_start) if w is not None else default
             if w is not None and job_id in drained:
                 record = (w.code.value, drained[job_id], w.estimated_start)

@@ -538,7 +538,7 @@ class Engine:
     def _strand(self, t: float) -> None:
         decision = decide(self.snapshot, self.queue, t, self.explain_cfg)
         for job in list(self.queue):
-            code = decision.wait_for(job.id).code.value
+            code = decision.wait_for(job.id, job.project).code.value
             self.queue.remove(job.id)
             i = int(job.id)
             self.status[i] = STRANDED

@@ -1,0 +1,99 @@
+"""The ``admit`` phase: which pending jobs may be considered at all in this pass.
+
+Owns two rules. A job that can never run as asked (no node of an acceptable type
+where it may run, or a gang larger than any eligible site) is *rejected*, checked
+once per job shape. A job whose project's allocation balance is spent *waits*
+with ``WaitCode.ALLOCATION_EXHAUSTED`` (see ``snapshot`` for the balance rule).
+
+A spent project stays spent for the rest of the pass: its balance is read once,
+and what the pass commits to it only grows, and only when one of its jobs
+starts. So once every project of a sub-queue is spent, ``order`` passes over the
+whole sub-queue in one step (``spent_sub_queue``), and over a whole group of
+sub-queues when all of theirs are, rather than keying and trying their jobs one
+by one. Their jobs are not listed in ``Decision.waiting``: the decision names
+the spent projects once (``Decision.spent``), so that a pass with ten thousand
+jobs of spent projects does not write ten thousand reasons.
+"""
+
+from __future__ import annotations
+
+from masnaa.domain.job import Job
+from masnaa.scheduler.context import Pass
+from masnaa.scheduler.decision import Wait, WaitCode
+from masnaa.scheduler.queue import SubQueueKey
+
+
+def reject(p: Pass) -> None:
+    """Reject every pending job that can never run as asked, whatever its place in line.
+
+    Checked per distinct job *shape* (types, sites, tasks, GPUs per task), so this
+    costs O(shapes), not O(pending).
+    """
+    for shape, ids in p.pending.shapes().items():
+        gpu_types, sites, tasks, gpt = shape
+        pools = p.eligible_pools_for(gpu_types, sites)
+        wait: Wait | None = None
+        if not pools:
+            where = "any site" if sites is None else "sites " + ", ".join(sites)
+            wait = Wait(
+                WaitCode.NO_ELIGIBLE_SITE,
+                f"no node of type {' or '.join(gpu_types)} exists at {where}; "
+                "ask for a GPU type that exists where the job may run",
+            )
+        elif not any(
+            gpt < len(pool.slots) and pool.slots[gpt] >= tasks for group in pools for pool in group
+        ):
+            biggest = max(pool.capacity for group in pools for pool in group)
+            widest = max(pool.max_node_gpus for group in pools for pool in group)
+            wait = Wait(
+                WaitCode.TOO_LARGE,
+                f"it asks for {tasks}×{gpt} GPUs but the largest eligible site has {biggest} "
+                f"GPUs of an acceptable type, in nodes of at most {widest}; "
+                "ask for fewer or smaller tasks",
+            )
+        if wait is not None:
+            for job_id in ids:
+                p.decision.rejected[job_id] = wait
+
+
+def admit(p: Pass, job: Job) -> bool:
+    """Skip rejected jobs and jobs whose project's allocation is spent (those wait
+    for ``Decision.spent``)."""
+    return job.id not in p.decision.rejected and spent(p, job.project) is None
+
+
+def spent_sub_queue(p: Pass, key: SubQueueKey) -> bool:
+    """Whether every project with jobs in the sub-queue ``key`` has spent its
+    allocation, so that none of its jobs may start for the rest of the pass."""
+    return all(spent(p, project) is not None for project in p.pending.queue_projects(key))
+
+
+def spent_projects(p: Pass) -> dict[str, Wait]:
+    """Every project whose allocation is spent at the end of the pass, with the
+    reason its jobs wait (``Decision.spent``)."""
+    balances = p.snapshot.balances
+    if not balances:
+        return {}
+    return {project: why for project in balances if (why := spent(p, project)) is not None}
+
+
+def spent(p: Pass, project: str) -> Wait | None:
+    """The reason the project's jobs wait, if its allocation is spent. Kept in
+    ``p.spent`` until the pass next commits to the project (``Pass._commit``), which
+    a spent project never sees again."""
+    spent = p.spent
+    if project in spent:
+        return spent[project]
+    balances = p.snapshot.balances
+    why: Wait | None = None
+    if balances is not None and project in balances:
+        left = balances[project] - p.committed.get(project, 0.0)
+        if left <= 0:
+            why = Wait(
+                WaitCode.ALLOCATION_EXHAUSTED,
+                f"project {project!r} has no allocation left "
+                f"({left / 3600:.1f} GPU-hours after jobs started in this pass); "
+                "it waits until the allocation is topped up",
+            )
+    spent[project] = why
+    return why
