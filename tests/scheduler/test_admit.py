@@ -106,11 +106,14 @@ def test_the_queue_counts_projects_per_sub_queue() -> None:
         q.add(j)
     key = next(iter(q.sub_queues()))
     assert q.queue_projects(key) == {"p1": 2, "p2": 1}
+    assert q.projects() == {"p1": 2, "p2": 1}
     q.remove("a")
     q.remove("b")
     assert q.queue_projects(key) == {"p1": 1}
+    assert q.projects() == {"p1": 1}
     q.remove("c")
     assert key not in q.sub_queues()
+    assert q.projects() == {}
 
 
 POLICIES = ["fifo", "fifo-backfill", "las", "masnaa", "srtf-oracle"]

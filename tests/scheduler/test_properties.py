@@ -218,9 +218,11 @@ def check_decision(
         if balance is not None:
             assert committed.get(j.project, 0.0) < balance, "a spent project starts nothing"
             committed[j.project] = committed.get(j.project, 0.0) + j.total_gpus * j.time_limit
+    queued = {j.project for j in queue}
     for project, balance in (world.balances or {}).items():
-        if balance - committed.get(project, 0.0) <= 0:
+        if balance - committed.get(project, 0.0) <= 0 and project in queued:
             assert d.spent[project].code is WaitCode.ALLOCATION_EXHAUSTED
+    assert set(d.spent) <= queued
     if world.balances is None:
         assert not d.spent
     # A driver can apply it: every start is accepted by the state.

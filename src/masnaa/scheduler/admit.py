@@ -69,12 +69,14 @@ def spent_sub_queue(p: Pass, key: SubQueueKey) -> bool:
 
 
 def spent_projects(p: Pass) -> dict[str, Wait]:
-    """Every project whose allocation is spent at the end of the pass, with the
-    reason its jobs wait (``Decision.spent``)."""
-    balances = p.snapshot.balances
-    if not balances:
+    """Every project with pending jobs whose allocation is spent at the end of the
+    pass, with the reason its jobs wait (``Decision.spent``). O(pending projects):
+    a site's book may hold thousands of projects with nothing queued."""
+    if not p.snapshot.balances:
         return {}
-    return {project: why for project in balances if (why := spent(p, project)) is not None}
+    return {
+        project: why for project in p.pending.projects() if (why := spent(p, project)) is not None
+    }
 
 
 def spent(p: Pass, project: str) -> Wait | None:

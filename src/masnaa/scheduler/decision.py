@@ -101,7 +101,7 @@ class Decision:
     rejected: dict[str, Wait] = field(default_factory=dict)
     """Jobs that can never run as asked (e.g. ``TOO_LARGE``); drivers fail them."""
     spent: dict[str, Wait] = field(default_factory=dict)
-    """Project → why its jobs wait: its allocation balance is spent."""
+    """Project with pending jobs → why they wait: its allocation balance is spent."""
     site_choices: dict[str, str] = field(default_factory=dict)
     """Job id → why its ``Start`` is at that site, for jobs that more than one
     eligible site could start now (``place.SiteChoice``)."""

@@ -80,6 +80,7 @@ class PendingQueue:
         "_keys",
         "_level_thresholds",
         "_limits",
+        "_project_jobs",
         "_projects",
         "_queue_limits",
         "_queues",
@@ -106,6 +107,8 @@ class PendingQueue:
         self._projects: dict[SubQueueKey, dict[str, int]] = {}
         """Per sub-queue: project → its jobs there (what ``admit`` needs to pass over a
         sub-queue whose projects have all spent their allocation)."""
+        self._project_jobs: dict[str, int] = {}
+        """Project → its pending jobs, over all sub-queues."""
 
     @property
     def level_thresholds(self) -> tuple[float, ...]:
@@ -147,6 +150,7 @@ class PendingQueue:
         heapq.heappush(self._queue_limits.setdefault(key, []), item)
         projects = self._projects.setdefault(key, {})
         projects[job.project] = projects.get(job.project, 0) + 1
+        self._project_jobs[job.project] = self._project_jobs.get(job.project, 0) + 1
 
     def remove(self, job_id: str) -> Job:
         """Dequeue and return a job (it starts, or is cancelled). ``KeyError`` if absent."""
@@ -170,6 +174,11 @@ class PendingQueue:
             if not projects[job.project]:
                 del projects[job.project]
         del self._keys[sk]
+        left = self._project_jobs[job.project] - 1
+        if left:
+            self._project_jobs[job.project] = left
+        else:
+            del self._project_jobs[job.project]
         g = job.gpus_per_task
         self._demand_per_task[g] -= 1
         if not self._demand_per_task[g]:
@@ -267,6 +276,10 @@ class PendingQueue:
     def min_time_limit(self) -> float | None:
         """The shortest time limit of any pending job (``None`` when empty)."""
         return self._limits[0][0] if self._limits else None
+
+    def projects(self) -> dict[str, int]:
+        """Projects with pending jobs, with how many (read-only by convention)."""
+        return self._project_jobs
 
     def queue_projects(self, key: SubQueueKey) -> dict[str, int]:
         """Projects with jobs in one sub-queue, with how many (read-only by convention;
