@@ -26,8 +26,8 @@ from starlette.concurrency import run_in_threadpool
 from masnaa.portal import forms, session
 from masnaa.portal.labels import JOB_STATES
 from masnaa.portal.web import Page, PageDep, PortalRoute
+from masnaa.service import job_views, tenancy
 from masnaa.service import jobs as svc
-from masnaa.service import tenancy
 from masnaa.service.tenancy import Caller
 from masnaa.store import models as m
 
@@ -69,7 +69,7 @@ def dashboard(page: PageDep) -> Response:
     with page.state.db.read() as read:
         active = svc.list_jobs(read, caller, states=ACTIVE, user=caller.user, limit=200)
         recent = svc.list_jobs(read, caller, states=FINISHED, user=caller.user, limit=10)
-        positions = svc.pending_positions(read) if active else {}
+        positions = job_views.pending_positions(read) if active else {}
         running = [j for j in active if j.state != m.JobState.PENDING.value]
         waiting = [j for j in active if j.state == m.JobState.PENDING.value]
         waiting.sort(key=lambda j: positions.get(j.id, 0))
@@ -92,7 +92,7 @@ def jobs_list(
     states = (state,) if state in JOB_STATES else ()
     with page.state.db.read() as read:
         jobs = svc.list_jobs(read, caller, states=states, limit=PAGE_SIZE, before=before)
-        positions = svc.pending_positions(read) if any(
+        positions = job_views.pending_positions(read) if any(
             j.state == m.JobState.PENDING.value for j in jobs
         ) else {}
         return page.render(
@@ -194,7 +194,7 @@ def _may_cancel(caller: Caller, job: m.Job) -> bool:
 def job_detail(job_id: str, page: PageDep) -> Response:
     caller = page.signed_in()
     with page.state.db.read() as read:
-        explained = svc.explain(read, caller, job_id)
+        explained = job_views.explain(read, caller, job_id)
         job = explained.job
         row = _rows(read, [job], {job.id: explained.position} if explained.position else {})[0]
         return page.render(
@@ -228,7 +228,9 @@ def job_logs(
 ) -> Response:
     caller = page.signed_in()
     with page.state.db.read() as read:
-        chunk = svc.read_log(read, caller, job_id, stream=stream, offset=offset, limit=64 * 1024)
+        chunk = job_views.read_log(
+            read, caller, job_id, stream=stream, offset=offset, limit=64 * 1024
+        )
     return JSONResponse(
         {"data": chunk.data, "next_offset": chunk.next_offset, "complete": chunk.complete},
         headers={"Cache-Control": "no-store"},
@@ -252,11 +254,11 @@ def cancel(
 # --- usage ---------------------------------------------------------------------------
 
 
-def _usage(page: Page, days: int) -> list[svc.ProjectUsage]:
+def _usage(page: Page, days: int) -> list[job_views.ProjectUsage]:
     caller = page.signed_in()
     since = page.now - days * 86400 if days > 0 else None
     with page.state.db.read() as read:
-        return svc.usage(read, caller, now=page.now, since=since)
+        return job_views.usage(read, caller, now=page.now, since=since)
 
 
 @router.get("/usage")

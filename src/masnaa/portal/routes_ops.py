@@ -39,8 +39,7 @@ from masnaa.portal import session
 from masnaa.portal.charts import Series, line_chart
 from masnaa.portal.labels import N_
 from masnaa.portal.web import Page, PageDep, PortalRoute
-from masnaa.service import evacuation, history, tenancy
-from masnaa.service import jobs as svc
+from masnaa.service import evacuation, history, job_views, tenancy
 from masnaa.service.tenancy import ServiceError
 from masnaa.store import models as m
 
@@ -178,7 +177,7 @@ def queue_depth(page: PageDep) -> Response:
             key = (tenants.get(tenant_id, "?"), (gpu_types or ["?"])[0])
             depth[key].jobs += 1
             depth[key].gpus += tasks * per_task
-        view = svc.queue(read, caller, limit=1)
+        view = job_views.queue(read, caller, limit=1)
     gpu_types = sorted({t for (_, t) in depth})
     tenant_rows = sorted({t for (t, _) in depth})
     return page.render(

@@ -1,4 +1,5 @@
-"""Jobs as users see them: submit, list, show, cancel, explain, queue, logs, usage.
+"""Jobs as users see them: submit, list, show, cancel (the queue, logs and usage as
+users read them are ``service.job_views``).
 
 This is the API's (and the portal's) side of the jobs table; the control loop
 owns everything after ``pending`` (see ``masnaa.store.models``).
@@ -16,9 +17,6 @@ Invariants:
 - Cancel: a pending job is cancelled at once; an admitted or running job gets
   ``cancel_requested`` and the loop stops it (with the job's grace period);
   a finished job cannot be cancelled (409 ``already-finished``).
-- Queue position (display only) is the order among pending jobs by priority
-  value (high first), then submission time — the loop's real order also
-  weighs fair share, which ``explain`` reports through the loop's wait code.
 """
 
 from __future__ import annotations
@@ -30,11 +28,10 @@ import weakref
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from masnaa.domain.tenancy import DEFAULT_PRIORITY_CLASSES
@@ -46,7 +43,6 @@ MAX_ARGV = 1024
 MAX_SCRIPT_BYTES = 256 * 1024
 MAX_ENV = 512
 MAX_BATCH = 1000
-MAX_LOG_CHUNK = 1024 * 1024
 ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford-ish: no i, l, o, u
 
 
@@ -123,10 +119,7 @@ class Catalog:
     def load(session: Session) -> Catalog:
         types = list(session.scalars(select(m.GpuType.name).order_by(m.GpuType.name)))
         sites = set(session.scalars(select(m.Site.name)))
-        classes = {
-            name: value
-            for name, value in session.execute(select(m.PriorityClass.name, m.PriorityClass.value))
-        } or {p.name: p.value for p in DEFAULT_PRIORITY_CLASSES}
+        classes = priority_values(session)
         node_gpus: dict[tuple[str, str], list[int]] = defaultdict(list)
         rows = session.execute(
             select(m.Site.name, m.GpuType.name, m.Node.gpu_count)
@@ -460,12 +453,21 @@ def prepare(
 # --- reading --------------------------------------------------------------------
 
 
-def _visible(stmt: Any, caller: Caller) -> Any:
+def visible(stmt: Any, caller: Caller) -> Any:
+    """``stmt`` over jobs, narrowed to the caller's tenant unless an operator asks."""
     return stmt if caller.is_operator else stmt.where(m.Job.tenant_id == caller.tenant_id)
 
 
+def priority_values(session: Session) -> dict[str, int]:
+    """Priority class → value, as declared (the defaults where none are)."""
+    return {
+        name: value
+        for name, value in session.execute(select(m.PriorityClass.name, m.PriorityClass.value))
+    } or {p.name: p.value for p in DEFAULT_PRIORITY_CLASSES}
+
+
 def get_job(session: Session, caller: Caller, job_id: str, *, for_update: bool = False) -> m.Job:
-    stmt = _visible(select(m.Job).where(m.Job.id == job_id), caller)
+    stmt = visible(select(m.Job).where(m.Job.id == job_id), caller)
     if for_update:
         stmt = stmt.with_for_update()
     job: m.Job | None = session.scalars(stmt).first()
@@ -494,7 +496,7 @@ def list_jobs(
     before: str | None = None,
 ) -> list[m.Job]:
     """Newest first. ``before`` is the id of the last job of the previous page."""
-    stmt = _visible(select(m.Job), caller)
+    stmt = visible(select(m.Job), caller)
     if states:
         bad = [s for s in states if s not in {x.value for x in m.JobState}]
         if bad:
@@ -518,7 +520,7 @@ def list_jobs(
         stmt = stmt.join(m.User, m.Job.user_id == m.User.id).where(m.User.name == user)
     if before is not None:
         anchor = session.execute(
-            _visible(select(m.Job.submitted_at, m.Job.id).where(m.Job.id == before), caller)
+            visible(select(m.Job.submitted_at, m.Job.id).where(m.Job.id == before), caller)
         ).first()
         if anchor is not None:
             at, anchor_id = anchor
@@ -595,254 +597,3 @@ def cancel(session: Session, caller: Caller, job_id: str, *, now: float) -> m.Jo
         )
     session.flush()
     return job
-
-
-# --- explain and queue ---------------------------------------------------------
-
-
-def _priority_values(session: Session) -> dict[str, int]:
-    return {
-        name: value
-        for name, value in session.execute(select(m.PriorityClass.name, m.PriorityClass.value))
-    } or {p.name: p.value for p in DEFAULT_PRIORITY_CLASSES}
-
-
-def pending_positions(session: Session) -> dict[str, int]:
-    """1-based display position of every pending job (priority, then age)."""
-    values = _priority_values(session)
-    rows = list(
-        session.execute(
-            select(m.Job.id, m.Job.priority_class, m.Job.submitted_at).where(
-                m.Job.state == m.JobState.PENDING.value
-            )
-        )
-    )
-    rows.sort(key=lambda r: (-values.get(r[1], 0), r[2], r[0]))
-    return {r[0]: i + 1 for i, r in enumerate(rows)}
-
-
-@dataclass(frozen=True, slots=True)
-class Explanation:
-    job: m.Job
-    position: int | None
-    pending_total: int
-    last_event: m.JobEvent | None
-
-
-def explain(session: Session, caller: Caller, job_id: str) -> Explanation:
-    job = get_job(session, caller, job_id)
-    position = None
-    total = 0
-    if job.state == m.JobState.PENDING.value:
-        positions = pending_positions(session)
-        position = positions.get(job.id)
-        total = len(positions)
-    last = session.scalars(
-        select(m.JobEvent).where(m.JobEvent.job_id == job.id).order_by(m.JobEvent.id.desc())
-    ).first()
-    return Explanation(job, position, total, last)
-
-
-@dataclass(slots=True)
-class TenantUse:
-    tenant: str
-    share: float
-    share_fraction: float
-    """``share`` over the sum of every tenant's share."""
-    gpus_in_use: dict[str, int]
-    """GPU type → GPUs held by admitted or running jobs."""
-    gpu_fraction_in_use: float
-    """GPUs held over the factory's GPUs."""
-    quota_nominal: dict[str, int]
-    """GPU type → nominal quota summed over sites."""
-    pending_jobs: int
-
-
-@dataclass(slots=True)
-class QueueView:
-    jobs: list[m.Job]
-    positions: dict[str, int]
-    tenants: list[TenantUse]
-    total_gpus: int
-
-
-def queue(session: Session, caller: Caller, *, limit: int = 500) -> QueueView:
-    active = [
-        m.JobState.PENDING.value,
-        m.JobState.ADMITTED.value,
-        m.JobState.RUNNING.value,
-    ]
-    positions = pending_positions(session)
-    jobs = list(
-        session.scalars(
-            _visible(select(m.Job).where(m.Job.state.in_(active)), caller)
-            .order_by(m.Job.submitted_at, m.Job.id)
-            .limit(max(1, min(limit, 5000)))
-        )
-    )
-    jobs.sort(key=lambda j: (positions.get(j.id, 0), j.submitted_at))
-    total_gpus = int(session.scalar(select(func.coalesce(func.sum(m.Node.gpu_count), 0))) or 0)
-    all_tenants = list(session.scalars(select(m.Tenant).order_by(m.Tenant.name)))
-    share_sum = sum(t.share for t in all_tenants) or 1.0
-    in_use: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for tenant_id, gpu_type, tasks, gpt in session.execute(
-        select(m.Job.tenant_id, m.Job.gpu_type, m.Job.tasks, m.Job.gpus_per_task).where(
-            m.Job.state.in_(active[1:])
-        )
-    ):
-        in_use[tenant_id][gpu_type or "?"] += tasks * gpt
-    pending_count = dict(
-        session.execute(
-            select(m.Job.tenant_id, func.count())
-            .where(m.Job.state == m.JobState.PENDING.value)
-            .group_by(m.Job.tenant_id)
-        ).all()
-    )
-    nominal: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for tenant_id, gpu_type, value in session.execute(
-        select(m.Quota.tenant_id, m.GpuType.name, m.Quota.nominal).join(
-            m.GpuType, m.Quota.gpu_type_id == m.GpuType.id
-        )
-    ):
-        nominal[tenant_id][gpu_type] += value
-    uses = []
-    for t in all_tenants:
-        if not caller.sees_tenant(t.id):
-            continue
-        held = dict(in_use.get(t.id, {}))
-        uses.append(
-            TenantUse(
-                tenant=t.name,
-                share=t.share,
-                share_fraction=t.share / share_sum,
-                gpus_in_use=held,
-                gpu_fraction_in_use=sum(held.values()) / total_gpus if total_gpus else 0.0,
-                quota_nominal=dict(nominal.get(t.id, {})),
-                pending_jobs=int(pending_count.get(t.id, 0)),
-            )
-        )
-    return QueueView(jobs, positions, uses, total_gpus)
-
-
-# --- logs -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LogChunk:
-    stream: str
-    offset: int
-    next_offset: int
-    data: str
-    size: int
-    """Bytes in the file now."""
-    complete: bool
-    """The job has ended and every byte has been read: stop following."""
-
-
-def _utf8_cut(data: bytes) -> int:
-    """Length of ``data`` without a trailing incomplete UTF-8 sequence."""
-    for back in range(1, min(4, len(data)) + 1):
-        byte = data[-back]
-        if byte & 0xC0 == 0x80:
-            continue  # continuation byte: keep looking for the lead byte
-        if byte & 0xE0 == 0xC0:
-            need = 2
-        elif byte & 0xF0 == 0xE0:
-            need = 3
-        elif byte & 0xF8 == 0xF0:
-            need = 4
-        else:
-            need = 1
-        return len(data) - back if need > back else len(data)
-    return len(data)
-
-
-def read_log(
-    session: Session,
-    caller: Caller,
-    job_id: str,
-    *,
-    stream: Literal["stdout", "stderr"] = "stdout",
-    offset: int = 0,
-    limit: int = 64 * 1024,
-) -> LogChunk:
-    job = get_job(session, caller, job_id)
-    if offset < 0:
-        raise ServiceError("invalid-offset", f"offset must be ≥ 0, got {offset}", field="offset")
-    limit = max(1, min(limit, MAX_LOG_CHUNK))
-    ended = m.JobState(job.state).terminal
-    raw = job.stdout_path if stream == "stdout" else job.stderr_path
-    if not raw:
-        return LogChunk(stream, offset, offset, "", 0, ended)
-    path = Path(raw)
-    try:
-        with path.open("rb") as f:
-            size = f.seek(0, 2)
-            f.seek(min(offset, size))
-            data = f.read(limit)
-    except FileNotFoundError:
-        return LogChunk(stream, offset, offset, "", 0, ended)
-    cut = len(data) if ended and offset + len(data) >= size else _utf8_cut(data)
-    data = data[:cut]
-    next_offset = offset + len(data)
-    return LogChunk(
-        stream,
-        offset,
-        next_offset,
-        data.decode("utf-8", errors="replace"),
-        size,
-        ended and next_offset >= size,
-    )
-
-
-# --- usage ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ProjectUsage:
-    tenant: str
-    project: str
-    jobs: int
-    gpu_hours: float
-    running_gpus: int
-
-
-def usage(
-    session: Session, caller: Caller, *, now: float, since: float | None = None
-) -> list[ProjectUsage]:
-    """GPU-hours per project from the jobs table: earlier runs
-    (``attained_service``) plus the current or last run."""
-    stmt = _visible(
-        select(
-            m.Job.tenant_id,
-            m.Job.project_id,
-            m.Job.tasks,
-            m.Job.gpus_per_task,
-            m.Job.started_at,
-            m.Job.ended_at,
-            m.Job.attained_service,
-            m.Job.state,
-        ),
-        caller,
-    )
-    if since is not None:
-        stmt = stmt.where(m.Job.submitted_at >= since)
-    totals: dict[tuple[int, int], list[float]] = defaultdict(lambda: [0, 0.0, 0])
-    for tenant_id, project_id, tasks, gpt, started, ended, attained, state in session.execute(stmt):
-        entry = totals[(tenant_id, project_id)]
-        entry[0] += 1
-        seconds = attained or 0.0
-        if started is not None:
-            end = ended if ended is not None else now
-            seconds += max(0.0, end - started) * tasks * gpt
-        entry[1] += seconds
-        if state == m.JobState.RUNNING.value:
-            entry[2] += tasks * gpt
-    tenants = dict(session.execute(select(m.Tenant.id, m.Tenant.name)).all())
-    projects = dict(session.execute(select(m.Project.id, m.Project.name)).all())
-    out = [
-        ProjectUsage(tenants[t], projects[p], int(v[0]), v[1] / 3600.0, int(v[2]))
-        for (t, p), v in totals.items()
-    ]
-    out.sort(key=lambda u: (u.tenant, u.project))
-    return out

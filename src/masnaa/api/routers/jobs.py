@@ -32,6 +32,7 @@ from masnaa.api.schemas import (
     UsageOut,
     event_out,
 )
+from masnaa.service import job_views
 from masnaa.service import jobs as svc
 from masnaa.service.tenancy import Caller
 from masnaa.store import models as m
@@ -176,7 +177,7 @@ def cancel(job_id: str, state: State, caller: CurrentCaller) -> JobOut:
     return out
 
 
-def _summary(x: svc.Explanation) -> str:
+def _summary(x: job_views.Explanation) -> str:
     job = x.job
     if job.state == m.JobState.PENDING.value:
         where = f"position {x.position} of {x.pending_total} pending" if x.position else "pending"
@@ -194,7 +195,7 @@ def _summary(x: svc.Explanation) -> str:
 @router.get("/jobs/{job_id}/explain", response_model=ExplainOut, summary="Why a job waits")
 def explain(job_id: str, state: State, caller: CurrentCaller) -> ExplainOut:
     with state.db.read() as session:
-        x = svc.explain(session, caller, job_id)
+        x = job_views.explain(session, caller, job_id)
         return ExplainOut(
             id=x.job.id,
             state=x.job.state,
@@ -215,10 +216,12 @@ def logs(
     caller: CurrentCaller,
     stream: Literal["stdout", "stderr"] = "stdout",
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
-    limit: Annotated[int, Query(ge=1, le=svc.MAX_LOG_CHUNK)] = 64 * 1024,
+    limit: Annotated[int, Query(ge=1, le=job_views.MAX_LOG_CHUNK)] = 64 * 1024,
 ) -> LogOut:
     with state.db.read() as session:
-        chunk = svc.read_log(session, caller, job_id, stream=stream, offset=offset, limit=limit)
+        chunk = job_views.read_log(
+            session, caller, job_id, stream=stream, offset=offset, limit=limit
+        )
     return LogOut(
         stream=chunk.stream, offset=chunk.offset, next_offset=chunk.next_offset, size=chunk.size,
         data=chunk.data, complete=chunk.complete,
@@ -230,7 +233,7 @@ def queue(
     state: State, caller: CurrentCaller, limit: Annotated[int, Query(ge=1, le=5000)] = 500
 ) -> QueueOut:
     with state.db.read() as session:
-        view = svc.queue(session, caller, limit=limit)
+        view = job_views.queue(session, caller, limit=limit)
         jobs = _render(session, caller, view.jobs, view.positions)
     return QueueOut(
         jobs=jobs,
@@ -253,7 +256,7 @@ def usage(
     since: Annotated[float | None, Query(allow_inf_nan=False)] = None,
 ) -> UsageOut:
     with state.db.read() as session:
-        rows = svc.usage(session, caller, now=state.now(), since=since)
+        rows = job_views.usage(session, caller, now=state.now(), since=since)
     return UsageOut(
         projects=[
             ProjectUsageOut(
