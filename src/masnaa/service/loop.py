@@ -164,12 +164,12 @@ class ControlLoop:
         self.wakeup = threading.Event()
         self.meter = Meter(self.read, self.write, interval=config.meter_interval, metrics=metrics)
         self.health = SiteHealth()
+        """Sites whose engine reports its own health (Slurm): see ``service.sites``."""
         self.prices = SitePrices(config.price_interval)
         self.drains = DrainWaits()
         """Words the wait of a job that drains keep from all its sites (``service.evacuation``)."""
         self.lawful = residency.PendingSites()
         """Keeps pending jobs' lawful sites true as grounds expire (``service.residency``)."""
-        """Sites whose engine reports its own health (Slurm): see ``service.sites``."""
         self._names: tuple[dict[int, str], dict[int, str]] = ({}, {})
 
     # -- start ---------------------------------------------------------------------------------
