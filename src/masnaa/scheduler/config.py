@@ -46,10 +46,10 @@ class SchedulerConfig:
     priority class, oldest first, whatever its tenant (the rule before 2026-11-26). In
     busy weeks most of the queue is past a limit of hours, so the queue then runs in
     order of age instead of fair share. On whole Philly (three replays each,
-    docs/performance.md) it gave a shorter longest wait (1,318 h at load 0.9 and 486 h
-    at 0.7, against 1,949 h and 1,237 h) for about twice the mean JCT (49.0 h and
-    18.1 h, against 24.7 h and 10.4 h) and, at 0.7, almost twice the p99 queueing
-    delay (113.0 h against 59.4 h)."""
+    docs/performance.md, with ``fair_share_horizon`` then 600 s) it gave a shorter longest
+    wait (1,318 h at load 0.9 and 486 h at 0.7, against 1,949 h and 1,237 h) for about
+    twice the mean JCT (49.0 h and 18.1 h, against 24.7 h and 10.4 h) and, at 0.7,
+    almost twice the p99 queueing delay (113.0 h against 59.4 h)."""
 
     default_grace: float = 120.0
     """Checkpoint grace for victims whose priority class is unknown."""
@@ -73,12 +73,17 @@ class SchedulerConfig:
     of fair-share or service-level preemption (priority and quota reclaim ignore it).
     Damps thrashing."""
 
-    fair_share_horizon: float = 600.0
+    fair_share_horizon: float = 86_400.0
     """``masnaa`` ranks tenants by ``(decayed usage + running GPUs × horizon) / share``: the
     horizon makes the GPUs a tenant holds right now count, so one pass spreads starts
-    over tenants instead of handing all free GPUs to the least-served one. On a week of
-    Philly at load 0.9, 600 s gave p99 queueing 1.49 h against 1.69 h with 3,600 s, at
-    equal mean JCT and Jain's index."""
+    over tenants instead of handing all free GPUs to the least-served one, and a tenant
+    that holds much now yields to one that waits, whatever their pasts. With the 7-day
+    half-life a tenant holding G GPUs for weeks has a decayed usage of about
+    G × 872,000 s, so one day puts the GPUs held now at a tenth of the ratio. On whole
+    Philly at load 0.9 (three replays each, docs/performance.md) one day gave p99
+    queueing 379.4 h against 447.7 h with 600 s, mean JCT 23.9 h against 24.7 h and
+    the worst tenant 0.935 of its share against 0.915; 12 hours and 2 days were worse
+    at p99 on the plain replay (435.5 h, 417.4 h), 7 days worse at 0.7 (65.8 h)."""
 
     fair_share_preemption: bool = False
     """``masnaa`` may preempt a job of a tenant more served than the waiting job's tenant
