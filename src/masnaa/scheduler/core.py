@@ -7,8 +7,9 @@ policy's key and yields jobs lazily, passing over sub-queues whose projects
 have all spent their allocation (``admit.spent_sub_queue``); each job then goes
 through ``admit`` (rejection of impossible jobs, allocation balance), ``place``
 (quota per pool, topology-aware best fit, avoiding nodes reserved for the
-blocked head unless the job ends before the reservation), ``preempt`` (claim GPUs of jobs already
-being preempted, then least-loss victims the policy allows) and, for the first
+blocked head unless the job ends before the reservation), ``preempt`` (claim
+GPUs of jobs already being preempted, then least-loss victims the policy
+allows) and, for the first
 job that still cannot start, ``reserve`` (EASY: the earliest time it fits given
 running jobs' expected ends, on the nodes it would then use). The scan stops
 when nothing further can fit (no free GPU or no node with room for the smallest

@@ -9,9 +9,9 @@ self-contained: applying it needs nothing but the driver's own state.
 - ``waiting``: for pending jobs the pass looked at, why they wait and, where
   computable, when they should start. Jobs the pass did not reach (it stops
   scanning once nothing further can fit) share ``default_wait``;
-- ``spent``: projects whose allocation balance is spent, each with the reason
-  their jobs wait (``WaitCode.ALLOCATION_EXHAUSTED``) unless ``waiting`` gives
-  one of its own.
+- ``spent``: projects with pending jobs whose allocation balance is spent, each
+  with the reason their jobs wait (``WaitCode.ALLOCATION_EXHAUSTED``) unless
+  ``waiting`` gives one of its own.
 
 Use ``wait_for(job_id, project)`` rather than indexing ``waiting``.
 """
