@@ -7,12 +7,16 @@ its sub-queues are passed over whole and its jobs are explained once, by project
 
 from __future__ import annotations
 
+from typing import Any
 from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from masnaa.domain.job import Job
 from masnaa.scheduler import PendingQueue, SchedulerConfig, Wait, WaitCode, core, decide
+from masnaa.scheduler.admit import admit
+from masnaa.scheduler.context import Pass
 from masnaa.scheduler.decision import Decision
 from masnaa.scheduler.snapshot import Snapshot
 
@@ -33,17 +37,21 @@ def spent_scene(n: int) -> Scene:
     return s
 
 
-def test_jobs_of_a_spent_project_are_passed_over_not_tried() -> None:
-    s = spent_scene(2_000)
+def tried_in(s: Scene, policy: str, **knobs: Any) -> tuple[Decision, list[str]]:
+    """The decision, and the jobs the pass tried (ran through ``admit``), in order."""
     tried: list[str] = []
-    real = core.admit
 
-    def counting(p: object, j: object) -> bool:
-        tried.append(j.id)  # type: ignore[attr-defined]
-        return real(p, j)  # type: ignore[arg-type]
+    def counting(p: Pass, j: Job) -> bool:
+        tried.append(j.id)
+        return admit(p, j)
 
     with mock.patch.object(core, "admit", counting):
-        d = s.decide("fifo-backfill", backfill_depth=10)
+        return s.decide(policy, **knobs), tried
+
+
+def test_jobs_of_a_spent_project_are_passed_over_not_tried() -> None:
+    s = spent_scene(2_000)
+    d, tried = tried_in(s, "fifo-backfill", backfill_depth=10)
     assert started(d) == ["b"]
     # a's eight sub-queues are passed over at their heads: none of its jobs is tried.
     assert tried == ["b"]
@@ -60,8 +68,9 @@ def test_a_project_spent_within_the_pass_is_passed_over_from_then_on() -> None:
     s.balances = {"a-p": 8 * HOUR}
     s.pending(*(job(f"a{i}").tenant("a").gpus(4).limit(HOUR).submitted(i) for i in range(50)))
     s.pending(job("b").tenant("b").gpus(8).limit(HOUR).submitted(60))
-    d = s.decide("masnaa")
+    d, tried = tried_in(s, "masnaa")
     assert sorted(started(d)) == ["a0", "a1", "b"]
+    assert sorted(tried) == ["a0", "a1", "b"]  # a2..a49 are passed over at a2
     assert d.wait_for("a2", "a-p").code is WaitCode.ALLOCATION_EXHAUSTED
     assert "(0.0 GPU-hours after jobs started in this pass)" in d.spent["a-p"].message
     assert d.wait_for("a2").code is d.default_wait.code  # without the project: the default
