@@ -65,7 +65,12 @@ def admit(p: Pass, job: Job) -> bool:
 def spent_sub_queue(p: Pass, key: SubQueueKey) -> bool:
     """Whether every project with jobs in the sub-queue ``key`` has spent its
     allocation, so that none of its jobs may start for the rest of the pass."""
-    return all(spent(p, project) is not None for project in p.pending.queue_projects(key))
+    known = p.spent  # read inline: this runs at every sub-queue head a pass visits
+    for project in p.pending.queue_projects(key):
+        why = known[project] if project in known else spent(p, project)
+        if why is None:
+            return False
+    return True
 
 
 def spent_projects(p: Pass) -> dict[str, Wait]:
