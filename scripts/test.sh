@@ -4,6 +4,11 @@
 #   bash scripts/test.sh            # the whole suite: lint, types, unit, PostgreSQL, Slurm, browser
 #   bash scripts/test.sh -k sim     # extra arguments go to pytest
 #
+# With no arguments it then builds the mypyc-compiled core
+# (scripts/build-compiled.sh) and runs the scheduler and twin suites on it,
+# including a Philly replay compared with the interpreted core's to the digit.
+# MASNAA_SKIP_COMPILED=1 skips that step.
+#
 # It installs Debian packages (as root, or with sudo), creates .venv, installs
 # Masnaa with its test extra, starts PostgreSQL on loopback (scripts/pg-up.sh)
 # and a one-node Slurm with fake GPUs (scripts/slurm-up.sh), then runs ruff,
@@ -18,7 +23,7 @@ step() { printf '\n== %s (%ss)\n' "$1" "$SECONDS"; }
 
 if [ "${MASNAA_SKIP_SYSTEM:-0}" != 1 ]; then
     step "Debian packages"
-    APT_PKGS=(postgresql slurm-wlm munge chromium fonts-dejavu-core)
+    APT_PKGS=(postgresql slurm-wlm munge chromium fonts-dejavu-core gcc python3-dev)
     missing=()
     for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -51,6 +56,12 @@ mkdir -p "$ROOT/test-artifacts"
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 rc=$?
+if [ $# -eq 0 ] && [ "${MASNAA_SKIP_COMPILED:-0}" != 1 ]; then
+    step "compiled core (mypyc)"
+    bash scripts/build-compiled.sh build/compiled || rc=1
+    MASNAA_EXPECT_COMPILED=1 PYTHONPATH="$ROOT/build/compiled/site" \
+        .venv/bin/python -m pytest -q -p no:cacheprovider tests/scheduler tests/sim || rc=1
+fi
 set -e
 step "done"
 exit $rc

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 from unittest import mock
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -49,6 +50,7 @@ def tried_in(s: Scene, policy: str, **knobs: Any) -> tuple[Decision, list[str]]:
         return s.decide(policy, **knobs), tried
 
 
+@pytest.mark.interpreted_core
 def test_jobs_of_a_spent_project_are_passed_over_not_tried() -> None:
     s = spent_scene(2_000)
     d, tried = tried_in(s, "fifo-backfill", backfill_depth=10)
@@ -62,6 +64,7 @@ def test_jobs_of_a_spent_project_are_passed_over_not_tried() -> None:
     assert list(d.spent) == ["a-p"]
 
 
+@pytest.mark.interpreted_core
 def test_a_project_spent_within_the_pass_is_passed_over_from_then_on() -> None:
     # 8 GPU-hours funds two 4-GPU one-hour jobs; the third and later wait for it.
     s = Scene(nodes=4)
@@ -144,6 +147,7 @@ def same_either_way(snapshot: Snapshot, queue: PendingQueue, now: float, policy:
             assert fast.wait_for(j.id, j.project).code is WaitCode.ALLOCATION_EXHAUSTED
 
 
+@pytest.mark.interpreted_core
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(worlds(), st.sampled_from(POLICIES))
 def test_passing_over_spent_sub_queues_changes_no_decision(world: World, policy: str) -> None:
@@ -151,6 +155,7 @@ def test_passing_over_spent_sub_queues_changes_no_decision(world: World, policy:
     same_either_way(snapshot, queue, world.now, policy)
 
 
+@pytest.mark.interpreted_core
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(

@@ -143,6 +143,7 @@ def test_a_replay_restores_the_garbage_collector_settings(frozen_elsewhere: bool
             gc.unfreeze()
 
 
+@pytest.mark.interpreted_core
 @pytest.mark.parametrize("policy", ["las", "masnaa"])
 def test_passing_over_sub_queues_whose_preemption_failed_gives_the_same_replay(
     policy: str, monkeypatch: pytest.MonkeyPatch

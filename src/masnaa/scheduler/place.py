@@ -221,7 +221,10 @@ def _choose(
             continue
         fit: _Fit = ((rank, found[1], share, i), found[0], pool)
         if best is None or fit[0] < best[0]:
-            best, other = fit, best
+            # Two statements: mypyc (scripts/build-compiled.sh) narrows ``best`` wrongly
+            # in ``best, other = fit, best`` and rejects the None it holds.
+            other = best
+            best = fit
         elif other is None:
             other = fit
     if best is None:

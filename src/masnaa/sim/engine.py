@@ -64,6 +64,7 @@ from masnaa.scheduler import (
     UsageLedger,
     decide,
 )
+from masnaa.scheduler import core as scheduler_core
 from masnaa.scheduler.decision import Decision, WaitCode
 from masnaa.scheduler.memo import PassMemo
 from masnaa.sim.errors import InvariantViolation, SimError
@@ -73,6 +74,12 @@ from masnaa.sim.timeline import Timeline, TimelineResult
 from masnaa.sim.trace import Trace, job_shape
 
 END, GRACE, ESTIMATE, TICK = 0, 1, 2, 3
+
+
+def core_build() -> str:
+    """How the scheduler core was built: ``"mypyc"`` (compiled, ``MASNAA_USE_MYPYC=1``)
+    or ``"python"``. Decisions are the same either way; replay times are not."""
+    return "python" if (scheduler_core.__file__ or "").endswith(".py") else "mypyc"
 FUTURE, PENDING, RUNNING, DONE, REJECTED, STRANDED = 0, 1, 2, 3, 4, 5
 INF = math.inf
 
@@ -128,6 +135,8 @@ class RunResult:
     passes: int
     decide_seconds: float
     wall_seconds: float
+    core: str
+    """``core_build()``: the time fields depend on it."""
     invariant_checks: int
     timeline: TimelineResult
     skipped_lines: int = 0
@@ -576,6 +585,7 @@ class Engine:
             passes=self.passes,
             decide_seconds=self.decide_seconds,
             wall_seconds=wall,
+            core=core_build(),
             invariant_checks=self.holdings.checks,
             timeline=self.timeline.finish(),
             skipped_lines=len(self.trace.skipped),

@@ -166,6 +166,7 @@ def summarize(r: RunResult) -> dict[str, Any]:
             "passes_skipped": r.passes_skipped,
             "decide_seconds": r.decide_seconds,
             "wall_seconds": r.wall_seconds,
+            "core": r.core,
             "invariant_checks": r.invariant_checks,
             "estimate_extensions": r.estimate_extensions,
             **r.config,

@@ -53,7 +53,8 @@ ROWS: tuple[tuple[str, Any], ...] = (
     ("rejected", lambda s: f"{sum(s['jobs']['rejected'].values()):,}"),
     ("stranded", lambda s: f"{sum(s['jobs']['stranded'].values()):,}"),
     ("bounds hold", lambda s: "yes" if s["bounds"]["hold"] else "NO"),
-    ("replay wall time", lambda s: f"{s['engine']['wall_seconds']:.1f} s"),
+    ("replay wall time",
+     lambda s: f"{s['engine']['wall_seconds']:.1f} s ({s['engine']['core']} core)"),
 )
 
 

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Build Masnaa with its pure core (masnaa.domain, masnaa.scheduler) compiled by mypyc.
+#
+#   bash scripts/build-compiled.sh [OUT]        # OUT defaults to build/compiled
+#
+# Leaves OUT/dist/masnaa-*.whl, a wheel an operator installs with pip like any
+# other, and OUT/site, the same wheel unpacked, so that
+#
+#   PYTHONPATH=build/compiled/site .venv/bin/masnaa sim ...
+#
+# runs the compiled core with .venv's dependencies, next to the interpreted one.
+# OUT/site is a snapshot of the sources: build again after changing them.
+# Needs .venv (either README command), a C compiler and the Python headers
+# (Debian: gcc, python3-dev; scripts/test.sh installs them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-build/compiled}
+[ -x .venv/bin/python ] || { echo "no .venv: run one of the README's two commands first" >&2; exit 2; }
+include=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+if ! command -v cc >/dev/null || [ ! -f "$include/Python.h" ]; then
+    echo "a C compiler (cc) and the Python headers ($include/Python.h) are needed;" \
+        "on Debian: apt-get install gcc python3-dev" >&2
+    exit 2
+fi
+# mypyc ships with mypy; the build runs without isolation so that it uses these.
+.venv/bin/python -m pip install -q "setuptools>=69" wheel "mypy>=1.11,<3"
+rm -rf "$OUT"
+mkdir -p "$OUT/dist"
+MASNAA_USE_MYPYC=1 .venv/bin/python -m pip wheel -q --no-deps --no-build-isolation \
+    -w "$OUT/dist" . >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log" >&2; exit 1; }
+wheel=$(ls "$OUT"/dist/masnaa-*.whl)
+.venv/bin/python -m zipfile -e "$wheel" "$OUT/site"
+echo "$wheel"
+echo "PYTHONPATH=$OUT/site"

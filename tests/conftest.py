@@ -1,0 +1,24 @@
+"""Suite-wide hooks: which core the tests run against.
+
+``scripts/test.sh`` runs the scheduler and twin suites a second time against the
+mypyc-compiled core (``scripts/build-compiled.sh``). A compiled module calls its
+own functions directly, so a test that replaces one of them with
+``mock.patch``/``monkeypatch`` (to count calls, or to switch a fast path off)
+would see nothing change; such tests carry ``interpreted_core`` and are skipped
+there, with the reason printed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from masnaa.sim.engine import core_build
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if core_build() == "python":
+        return
+    skip = pytest.mark.skip(reason="patches core functions; the compiled core does not see it")
+    for item in items:
+        if "interpreted_core" in item.keywords:
+            item.add_marker(skip)
