@@ -10,7 +10,7 @@ isolation (``scripts/build-compiled.sh`` does)::
     MASNAA_USE_MYPYC=1 pip wheel --no-deps --no-build-isolation -w dist .
 
 The compiled core makes the same decisions as the interpreted one (CI replays
-Philly with both and runs the scheduler and twin suites on it); docs/twin.md
+Philly with both and runs the scheduler, twin and service suites on it); docs/twin.md
 gives the speed.
 """
 

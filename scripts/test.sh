@@ -5,7 +5,7 @@
 #   bash scripts/test.sh -k sim     # extra arguments go to pytest
 #
 # With no arguments it then builds the mypyc-compiled core
-# (scripts/build-compiled.sh) and runs the scheduler and twin suites on it,
+# (scripts/build-compiled.sh) and runs the scheduler, twin and service suites on it,
 # including a Philly replay compared with the interpreted core's to the digit.
 # MASNAA_SKIP_COMPILED=1 skips that step.
 #
@@ -60,7 +60,7 @@ if [ $# -eq 0 ] && [ "${MASNAA_SKIP_COMPILED:-0}" != 1 ]; then
     step "compiled core (mypyc)"
     bash scripts/build-compiled.sh build/compiled || rc=1
     MASNAA_EXPECT_COMPILED=1 PYTHONPATH="$ROOT/build/compiled/site" \
-        .venv/bin/python -m pytest -q -p no:cacheprovider tests/scheduler tests/sim || rc=1
+        .venv/bin/python -m pytest -q -p no:cacheprovider tests/scheduler tests/sim tests/service || rc=1
 fi
 set -e
 step "done"

@@ -1,6 +1,6 @@
 """Suite-wide hooks: which core the tests run against.
 
-``scripts/test.sh`` runs the scheduler and twin suites a second time against the
+``scripts/test.sh`` runs the scheduler, twin and service suites a second time against the
 mypyc-compiled core (``scripts/build-compiled.sh``). A compiled module calls its
 own functions directly, so a test that replaces one of them with
 ``mock.patch``/``monkeypatch`` (to count calls, or to switch a fast path off)

@@ -3,7 +3,7 @@
 These run in the compiled-core step of ``scripts/test.sh``: ``PYTHONPATH`` points
 at the wheel ``scripts/build-compiled.sh`` unpacked, and ``MASNAA_EXPECT_COMPILED=1``
 says so. Elsewhere they are skipped with that reason. The step also runs the
-scheduler and twin suites on the compiled core.
+scheduler, twin and service suites on the compiled core.
 """
 
 from __future__ import annotations
