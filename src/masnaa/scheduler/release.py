@@ -10,7 +10,7 @@ it returns. Estimates are lower bounds: other waiting jobs are not counted.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Container, Iterator
+from collections.abc import Container, Iterable, Iterator, Mapping
 
 from masnaa.domain.job import Job, Placement
 from masnaa.scheduler.context import Pass, PoolsByType
@@ -84,9 +84,9 @@ def earliest_fit(
         ]
     releases = _release_events(p, spare_preempted)
     stream: Iterator[tuple[float, int, Held]] = (
-        heapq.merge(((t, 0, h) for t, h in releases), events, key=lambda e: e[:2])
+        heapq.merge(_as_releases(releases), events, key=lambda e: e[:2])
         if events
-        else ((t, 0, h) for t, h in releases)
+        else _as_releases(releases)
     )
     pending_take = bool(events)
     for t, kind, held in stream:
@@ -145,14 +145,26 @@ def _release_events(p: Pass, spare_preempted: bool) -> Iterator[tuple[float, Hel
     claimed: Container[str] = p.claimed
     if spare_preempted and p.state._preempting:
         claimed = p.claimed | p.state._preempting.keys()
-    now = p.now
-    # A job past its expected end may end any moment: count it as ending now.
-    in_state = (
-        (end if end > now else now, held[jid])
-        for end, jid in p.state._ends
-        if jid not in claimed
-    )
+    in_state = _ends_in_state(p.state._ends, held, claimed, p.now)
     if not p.started:
         return in_state  # most walks: nothing started in this pass to merge in
     mine = sorted(((s.end, s.job_id, s.held) for s in p.started), key=lambda x: x[:2])
-    return heapq.merge(in_state, ((e, h) for e, _, h in mine), key=lambda x: x[0])
+    return heapq.merge(in_state, [(e, h) for e, _, h in mine], key=lambda x: x[0])
+
+
+# The two below are generator functions, not generator expressions, so that they stay
+# lazy when mypyc compiles this module (it builds a generator expression's whole list):
+# a walk usually stops long before the last of thousands of running jobs ends.
+def _ends_in_state(
+    ends: Iterable[tuple[float, str]], held: Mapping[str, Held], claimed: Container[str],
+    now: float,
+) -> Iterator[tuple[float, Held]]:
+    for end, jid in ends:
+        if jid not in claimed:
+            # A job past its expected end may end any moment: count it as ending now.
+            yield (end if end > now else now), held[jid]
+
+
+def _as_releases(releases: Iterator[tuple[float, Held]]) -> Iterator[tuple[float, int, Held]]:
+    for t, h in releases:
+        yield t, 0, h
