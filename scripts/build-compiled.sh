@@ -26,8 +26,14 @@ fi
 .venv/bin/python -m pip install -q "setuptools>=69" wheel "mypy>=1.11,<3"
 rm -rf "$OUT"
 mkdir -p "$OUT/dist"
-MASNAA_USE_MYPYC=1 .venv/bin/python -m pip wheel -q --no-deps --no-build-isolation \
+MASNAA_USE_MYPYC=1 .venv/bin/python -m pip wheel -v --no-deps --no-build-isolation \
     -w "$OUT/dist" . >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log" >&2; exit 1; }
+# mypyc builds a generator expression's whole list, which undoes an early stop in a hot
+# path (docs/twin.md): the core keeps none, and a new one fails the build.
+if grep "Treating generator comprehension as list" "$OUT/build.log" >&2; then
+    echo "write these as generator functions (def ... yield) to keep them lazy" >&2
+    exit 1
+fi
 wheel=$(ls "$OUT"/dist/masnaa-*.whl)
 .venv/bin/python -m zipfile -e "$wheel" "$OUT/site"
 echo "$wheel"
