@@ -76,6 +76,8 @@ class Pass:
         """``reclaim_from`` by (tenant, gang size), until the pass next starts or claims."""
         self._by_share: list[tuple[int, float, str, str]] | None = None
         """``groups_by_share``, until the pass next starts or claims."""
+        self._floor: tuple[int | None] | None = None
+        """``preemptible_floor``, once asked (running jobs are the state's: fixed)."""
         self.started: list[_Started] = []
         self.claimed: set[str] = set()
         self.reservation: Reservation | None = None
@@ -143,6 +145,16 @@ class Pass:
 
     def running_groups(self) -> Mapping[tuple[str, str], Reversible[str]]:
         return self.state._groups
+
+    def preemptible_floor(self) -> int | None:
+        if self._floor is None:
+            values = [
+                value
+                for value, preemptible, _ in map(self.class_of, {c for _, c in self.state._groups})
+                if preemptible
+            ]
+            self._floor = (min(values, default=None),)
+        return self._floor[0]
 
     def groups_by_share(self) -> list[tuple[int, float, str, str]]:
         if self._by_share is None:

@@ -64,6 +64,11 @@ class PassView(Protocol):
         """``(value, preemptible, can_preempt)`` of a priority class (unknown: 0, yes, no)."""
         ...
 
+    def preemptible_floor(self) -> int | None:
+        """The lowest priority value among the classes of running preemptible jobs
+        (``None``: no running job may be preempted)."""
+        ...
+
     def running_groups(self) -> Mapping[tuple[str, str], Reversible[str]]:
         """Running job ids per (tenant, priority class), in allocation order."""
         ...
@@ -435,11 +440,8 @@ class Masnaa(Policy):
             return True
         if not v.can_preempt(head.job):
             return False
-        mine = v.priority(head.job)
-        return any(
-            v.class_of(pclass)[0] < mine and v.class_of(pclass)[1]
-            for _, pclass in v.running_groups()
-        )
+        floor = v.preemptible_floor()
+        return floor is not None and floor < v.priority(head.job)
 
     def _fair_swap(self, entry: Entry, victim: RunningJob, v: PassView) -> bool:
         """Fair-share preemption between jobs of one priority class."""
