@@ -26,6 +26,10 @@ fi
 .venv/bin/python -m pip install -q "setuptools>=69" wheel "mypy>=1.11,<3"
 rm -rf "$OUT"
 mkdir -p "$OUT/dist"
+# setuptools packs whatever build/lib.* holds into the wheel: start it empty, so that no
+# module of an earlier build (or a deleted source) comes along. mypyc's C files and the
+# compiler's objects (build/temp.*) are kept and reused when their sources are unchanged.
+rm -rf build/lib.* build/bdist.*
 MASNAA_USE_MYPYC=1 .venv/bin/python -m pip wheel -v --no-deps --no-build-isolation \
     -w "$OUT/dist" . >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log" >&2; exit 1; }
 # mypyc builds a generator expression's whole list, which undoes an early stop in a hot

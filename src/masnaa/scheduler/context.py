@@ -24,7 +24,7 @@ from masnaa.scheduler.config import SchedulerConfig
 from masnaa.scheduler.decision import Decision, Preemption, Reservation, Start, Wait, WaitCode
 from masnaa.scheduler.memo import PassMemo
 from masnaa.scheduler.place import SiteChoice
-from masnaa.scheduler.policies import Policy, VictimTest
+from masnaa.scheduler.policies import PassView, Policy, VictimTest
 from masnaa.scheduler.queue import Entry, PendingQueue, SubQueueKey
 from masnaa.scheduler.snapshot import Snapshot
 from masnaa.scheduler.state import Pool, effective_end
@@ -43,7 +43,7 @@ class _Started:
     held: Held
 
 
-class Pass:
+class Pass(PassView):
     """The working state of one pass; implements ``PassView`` for policies."""
 
     def __init__(

@@ -36,7 +36,7 @@ from collections.abc import (
     Sequence,
 )
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from masnaa.domain.job import Job, RunningJob
 from masnaa.scheduler.queue import Entry
@@ -49,86 +49,95 @@ VictimTest = Callable[[RunningJob], bool]
 """Whether one waiting job may preempt a given running job (built once per job)."""
 
 
-class PassView(Protocol):
-    """What a policy may read during a pass (implemented by the pass context)."""
+class PassView:
+    """What a policy may read during a pass; ``context.Pass`` is its one implementation.
 
-    @property
-    def now(self) -> float: ...
+    A base class rather than a ``Protocol``: a compiled core (mypyc) calls a base
+    class's methods through its method table, but a protocol's by name, which cost 7 %
+    of a masnaa replay (docs/performance.md).
+    """
 
-    @property
-    def config(self) -> SchedulerConfig: ...
+    now: float
+    config: SchedulerConfig
 
-    def priority(self, job: Job) -> int: ...
+    def priority(self, job: Job) -> int:
+        raise NotImplementedError
 
     def class_of(self, name: str) -> tuple[int, bool, bool]:
         """``(value, preemptible, can_preempt)`` of a priority class (unknown: 0, yes, no)."""
-        ...
+        raise NotImplementedError
 
     def preemptible_floor(self) -> int | None:
         """The lowest priority value among the classes of running preemptible jobs
         (``None``: no running job may be preempted)."""
-        ...
+        raise NotImplementedError
 
     def running_groups(self) -> Mapping[tuple[str, str], Reversible[str]]:
         """Running job ids per (tenant, priority class), in allocation order."""
-        ...
+        raise NotImplementedError
 
     def groups_by_share(self) -> Sequence[tuple[int, float, str, str]]:
         """``(class value, −tenant_ratio, tenant, class)`` of every running group, sorted:
         lowest class first, then the tenant most over its share."""
-        ...
+        raise NotImplementedError
 
-    def running_oldest_first(self) -> Iterable[RunningJob]: ...
+    def running_oldest_first(self) -> Iterable[RunningJob]:
+        raise NotImplementedError
 
-    def running_job(self, job_id: str) -> RunningJob: ...
+    def running_job(self, job_id: str) -> RunningJob:
+        raise NotImplementedError
 
-    def preemptible(self, job: Job) -> bool: ...
+    def preemptible(self, job: Job) -> bool:
+        raise NotImplementedError
 
-    def can_preempt(self, job: Job) -> bool: ...
+    def can_preempt(self, job: Job) -> bool:
+        raise NotImplementedError
 
     def tenant_ratio(self, tenant: str, extra_gpus: int = 0) -> float:
         """``(decayed usage + (GPUs held + extra) × horizon) / share``; lower is less served."""
-        ...
+        raise NotImplementedError
 
-    def level(self, attained: float) -> int: ...
+    def level(self, attained: float) -> int:
+        raise NotImplementedError
 
     def starving(self, entry: Entry) -> bool:
         """Waited ``starvation_limit`` (promoted ahead of every tenant)."""
-        ...
+        raise NotImplementedError
 
     def starving_in_tenant(self, entry: Entry) -> bool:
         """Waited ``tenant_starvation_limit`` (promoted within its tenant, masnaa)."""
-        ...
+        raise NotImplementedError
 
     def running_attained(self, victim: RunningJob) -> float:
         """GPU-seconds a running job attained, this run included."""
-        ...
+        raise NotImplementedError
 
     def lost_work(self, victim: RunningJob) -> float:
         """GPU-seconds a victim would lose: work since its last checkpoint."""
-        ...
+        raise NotImplementedError
 
-    def run_time(self, victim: RunningJob) -> float: ...
+    def run_time(self, victim: RunningJob) -> float:
+        raise NotImplementedError
 
     def reclaims(self, entry: Entry, victim: RunningJob) -> bool:
         """Whether the waiting job is within its nominal quota where the victim borrows."""
-        ...
+        raise NotImplementedError
 
     def reclaim_test(self, entry: Entry, gpus: int | None = None) -> VictimTest | None:
         """``reclaims`` for one waiting job, its own side worked out once (``None``: it
         may reclaim from nobody now); ``gpus``: as if the job asked for that many."""
-        ...
+        raise NotImplementedError
 
     def reclaim_from(
         self, entry: Entry, gpus: int | None = None
     ) -> Mapping[tuple[str, int], int] | None:
         """GPUs per (tenant, pool) held beyond nominal that the waiting job may take
         back (``None``: nobody's)."""
-        ...
+        raise NotImplementedError
 
     def remaining(self, job_id: str) -> float:
         """True remaining runtime (oracle policies only; raises otherwise)."""
-        ...
+        raise NotImplementedError
 
 
 class Policy:
