@@ -48,7 +48,7 @@ if [ "${MASNAA_SKIP_SYSTEM:-0}" != 1 ]; then
 fi
 
 step "ruff"
-.venv/bin/ruff check src tests benchmarks
+.venv/bin/ruff check src tests benchmarks setup.py
 step "mypy (pure core)"
 .venv/bin/mypy
 step "pytest"

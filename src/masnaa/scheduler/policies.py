@@ -53,7 +53,7 @@ class PassView:
     """What a policy may read during a pass; ``context.Pass`` is its one implementation.
 
     A base class rather than a ``Protocol``: a compiled core (mypyc) calls a base
-    class's methods through its method table, but a protocol's by name, which cost 7 %
+    class's methods through its method table, but a protocol's by name, which cost 5 %
     of a masnaa replay (docs/performance.md).
     """
 
