@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from masnaa.sim.engine import core_build
+from masnaa.sim.build import core_build
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

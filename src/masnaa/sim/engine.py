@@ -64,9 +64,9 @@ from masnaa.scheduler import (
     UsageLedger,
     decide,
 )
-from masnaa.scheduler import core as scheduler_core
 from masnaa.scheduler.decision import Decision, WaitCode
 from masnaa.scheduler.memo import PassMemo
+from masnaa.sim.build import core_build
 from masnaa.sim.errors import InvariantViolation, SimError
 from masnaa.sim.holdings import Holdings
 from masnaa.sim.limits import LimitEstimator
@@ -74,12 +74,6 @@ from masnaa.sim.timeline import Timeline, TimelineResult
 from masnaa.sim.trace import Trace, job_shape
 
 END, GRACE, ESTIMATE, TICK = 0, 1, 2, 3
-
-
-def core_build() -> str:
-    """How the scheduler core was built: ``"mypyc"`` (compiled, ``MASNAA_USE_MYPYC=1``)
-    or ``"python"``. Decisions are the same either way; replay times are not."""
-    return "python" if (scheduler_core.__file__ or "").endswith(".py") else "mypyc"
 FUTURE, PENDING, RUNNING, DONE, REJECTED, STRANDED = 0, 1, 2, 3, 4, 5
 INF = math.inf
 
