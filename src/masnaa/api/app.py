@@ -83,9 +83,10 @@ def create_app(
     residency.install(app)
     app.include_router(residency.router, prefix=API_PREFIX)
     residency.record_rules_in_force(db, settings.clock())
-    from masnaa.api.routers import accounting  # allocations, usage, statements
+    from masnaa.api.routers import allocations, prices, reports  # accounting endpoints
 
-    app.include_router(accounting.router, prefix=API_PREFIX)
+    for module in (allocations, prices, reports):
+        app.include_router(module.router, prefix=API_PREFIX)
 
     @app.get("/healthz", response_model=Health, tags=["health"])
     def healthz() -> Health:

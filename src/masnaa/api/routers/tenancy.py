@@ -24,6 +24,7 @@ from masnaa.api.schemas import (
     WhoAmI,
 )
 from masnaa.service import tenancy as svc
+from masnaa.service import tokens
 from masnaa.store import models as m
 
 router = APIRouter(tags=["tenancy"], responses=ERROR_RESPONSES,
@@ -125,13 +126,13 @@ def create_user(body: UserIn, state: State, caller: CurrentCaller) -> UserOut:
 def list_tokens(state: State, caller: CurrentCaller, user: str | None = None) -> list[TokenOut]:
     with state.db.read() as session:
         users = dict(session.execute(select(m.User.id, m.User.name)).all())
-        return [_token_out(t, users[t.user_id]) for t in svc.list_tokens(session, caller, user)]
+        return [_token_out(t, users[t.user_id]) for t in tokens.list_tokens(session, caller, user)]
 
 
 @router.post("/tokens", status_code=201, response_model=TokenIssued, summary="Issue a token")
 def issue_token(body: TokenIn, state: State, caller: CurrentCaller) -> TokenIssued:
     with state.db.write() as session:
-        issued = svc.issue_token(
+        issued = tokens.issue_token(
             session, caller, body.user, now=state.now(), ttl_seconds=body.ttl_seconds,
             label=body.label,
         )
@@ -145,7 +146,7 @@ def revoke_token(
     token_id: Annotated[int, Path(ge=1, le=MAX_INT)], state: State, caller: CurrentCaller
 ) -> TokenOut:
     with state.db.write() as session:
-        t = svc.revoke_token(session, caller, token_id, now=state.now())
+        t = tokens.revoke_token(session, caller, token_id, now=state.now())
         user = session.get(m.User, t.user_id)
         assert user is not None
         return _token_out(t, user.name)

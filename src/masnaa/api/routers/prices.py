@@ -1,0 +1,207 @@
+"""``/api/v1/prices``, ``exchange-rates``, ``discounts``, ``tenant-terms``, ``tax-rates``:
+the data that usage is rated with.
+
+Everyone signed in may read the prices; only operators change any of it. Each
+route is one transaction. New rows are checked together with those already
+stored (``PriceBook``, ``ExchangeRates``, ``DiscountTable`` of
+``accounting.prices``) before anything is written, so a refusal
+(``overlapping-price``, ``currency-mismatch`` ...) comes back as 4xx with the
+core's code and leaves the tables as they were.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import select
+
+from masnaa.accounting.errors import AccountingError
+from masnaa.accounting.money import Money
+from masnaa.accounting.prices import (
+    Discount,
+    DiscountTable,
+    ExchangeRate,
+    ExchangeRates,
+    Price,
+    PriceBook,
+)
+from masnaa.api.deps import CurrentCaller, State, forbid_unknown_query
+from masnaa.api.errors import ERROR_RESPONSES
+from masnaa.api.routers._accounting import require_operator
+from masnaa.api.schemas import Strict
+from masnaa.domain.tenancy import TenantKind
+from masnaa.service import accounting as svc
+from masnaa.service.tenancy import ServiceError
+from masnaa.store import accounting as t
+from masnaa.store import models as m
+
+router = APIRouter(
+    tags=["accounting"], responses=ERROR_RESPONSES, dependencies=[Depends(forbid_unknown_query)]
+)
+
+
+class PriceIn(Strict):
+    site: str
+    gpu_type: str
+    amount: Decimal
+    currency: str
+    valid_from: date
+    valid_to: date | None = None
+
+
+class PricesIn(Strict):
+    prices: list[PriceIn]
+
+
+class RateIn(Strict):
+    day: date
+    currency: str
+    per_usd: Decimal
+
+
+class RatesIn(Strict):
+    rates: list[RateIn]
+
+
+class DiscountIn(Strict):
+    kind: TenantKind
+    tier: str | None = None
+    rate: Decimal
+
+
+class DiscountsIn(Strict):
+    discounts: list[DiscountIn]
+
+
+class TermsIn(Strict):
+    enforced: bool
+    tier: str | None = None
+
+
+class TaxIn(Strict):
+    rates: dict[str, Decimal]
+
+
+@router.get("/prices", summary="Price lists")
+def list_prices(state: State, caller: CurrentCaller) -> list[dict[str, Any]]:
+    with state.db.read() as s:
+        return [
+            {
+                "site": r.site,
+                "gpu_type": r.gpu_type,
+                "amount": r.amount,
+                "currency": r.currency,
+                "valid_from": r.valid_from.isoformat(),
+                "valid_to": r.valid_to.isoformat() if r.valid_to else None,
+            }
+            for r in s.scalars(
+                select(t.PriceRow).order_by(
+                    t.PriceRow.site, t.PriceRow.gpu_type, t.PriceRow.valid_from
+                )
+            )
+        ]
+
+
+@router.post("/prices", status_code=201, summary="Add prices (operators; checked against the rest)")
+def add_prices(body: PricesIn, state: State, caller: CurrentCaller) -> dict[str, Any]:
+    require_operator(caller, "set prices")
+    with state.db.write() as s:
+        currencies = dict(s.execute(select(m.Site.name, m.Site.currency)).all())
+        old = [
+            Price(r.site, r.gpu_type, Money.of(r.amount, r.currency), r.valid_from, r.valid_to)
+            for r in s.scalars(select(t.PriceRow))
+        ]
+        try:
+            new = [
+                Price(p.site, p.gpu_type, Money.of(p.amount, p.currency), p.valid_from, p.valid_to)
+                for p in body.prices
+            ]
+            PriceBook([*old, *new], currencies)  # validates: overlap, currency, sign, range
+        except AccountingError as exc:
+            raise svc.http_error(exc) from exc
+        for p in body.prices:
+            s.add(
+                t.PriceRow(
+                    site=p.site,
+                    gpu_type=p.gpu_type,
+                    valid_from=p.valid_from,
+                    valid_to=p.valid_to,
+                    amount=str(p.amount),
+                    currency=p.currency,
+                )
+            )
+    return {"added": len(body.prices)}
+
+
+@router.post("/exchange-rates", status_code=201, summary="Add dated exchange rates (operators)")
+def add_rates(body: RatesIn, state: State, caller: CurrentCaller) -> dict[str, Any]:
+    require_operator(caller, "set exchange rates")
+    with state.db.write() as s:
+        old = [
+            ExchangeRate(r.day, r.currency, Decimal(r.per_usd))
+            for r in s.scalars(select(t.ExchangeRateRow))
+        ]
+        try:
+            ExchangeRates([*old, *(ExchangeRate(r.day, r.currency, r.per_usd) for r in body.rates)])
+        except AccountingError as exc:
+            raise svc.http_error(exc) from exc
+        for r in body.rates:
+            s.add(t.ExchangeRateRow(day=r.day, currency=r.currency, per_usd=str(r.per_usd)))
+    return {"added": len(body.rates)}
+
+
+@router.put("/discounts", summary="Replace the discount table (operators)")
+def set_discounts(body: DiscountsIn, state: State, caller: CurrentCaller) -> dict[str, Any]:
+    require_operator(caller, "set discounts")
+    try:
+        DiscountTable(Discount(d.kind, d.rate, d.tier) for d in body.discounts)
+    except AccountingError as exc:
+        raise svc.http_error(exc) from exc
+    with state.db.write() as s:
+        for row in s.scalars(select(t.DiscountRow)):
+            s.delete(row)
+        s.flush()
+        for d in body.discounts:
+            s.add(t.DiscountRow(kind=d.kind.value, tier=d.tier or "", rate=str(d.rate)))
+    return {"discounts": len(body.discounts)}
+
+
+@router.put("/tenant-terms/{tenant}", summary="A tenant's discount tier and enforcement")
+def set_terms(tenant: str, body: TermsIn, state: State, caller: CurrentCaller) -> dict[str, Any]:
+    require_operator(caller, "set tenant terms")
+    with state.db.write() as s:
+        if s.scalar(select(m.Tenant.id).where(m.Tenant.name == tenant)) is None:
+            raise svc.not_found("tenant", tenant)
+        row = s.get(t.TenantTermsRow, tenant)
+        if row is None:
+            s.add(t.TenantTermsRow(tenant=tenant, tier=body.tier or "", enforced=body.enforced))
+        else:
+            row.tier, row.enforced = body.tier or "", body.enforced
+        svc.bump_terms(s)
+    return {"tenant": tenant, "enforced": body.enforced, "tier": body.tier}
+
+
+@router.put("/tax-rates", summary="Tax rate per currency (operators)")
+def set_tax(body: TaxIn, state: State, caller: CurrentCaller) -> dict[str, Any]:
+    require_operator(caller, "set tax rates")
+    for cur, r in body.rates.items():
+        if not (Decimal(0) <= r < 1) or len(cur) != 3:
+            raise ServiceError(
+                "bad-tax-rate",
+                f"tax rate {r} for {cur!r}: use a 3-letter "
+                "currency and a fraction in [0, 1), e.g. 0.20",
+                status=422,
+            )
+    with state.db.write() as s:
+        row = s.get(t.AccountingSetting, svc.TAX_KEY)
+        value = {k: str(v) for k, v in body.rates.items()}
+        if row is None:
+            s.add(t.AccountingSetting(key=svc.TAX_KEY, value=value))
+        else:
+            row.value = value
+    return {"rates": {k: str(v) for k, v in body.rates.items()}}
+
+
