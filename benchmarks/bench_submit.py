@@ -63,7 +63,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, insert, select
 
-from masnaa.service import tenancy
+from masnaa.service import tenancy, tokens
 from masnaa.service.jobs import new_job_id
 from masnaa.store import models as m
 from masnaa.store.db import make_engine, session_factory, upgrade
@@ -104,7 +104,7 @@ def seed(url: str, prefill: int) -> str:
         s.add_all([project, user])
         s.flush()
         op = tenancy.Caller(0, "bench", m.Role.OPERATOR, None, None, 0)
-        token = tenancy.issue_token(s, op, "researcher", now=now).secret
+        token = tokens.issue_token(s, op, "researcher", now=now).secret
         project_id, tenant_id, user_id = project.id, tenant.id, user.id
     done = 0
     while done < prefill:

@@ -26,7 +26,8 @@ from masnaa.api import Settings, create_app
 from masnaa.api.deps import AppState
 from masnaa.service import tenancy
 from masnaa.service.jobs import invalidate_caches
-from masnaa.service.tenancy import TOKEN_CACHE, Caller
+from masnaa.service.tenancy import Caller
+from masnaa.service.tokens import TOKEN_CACHE, issue_token
 from masnaa.store import models as m
 from masnaa.store.db import make_engine
 from masnaa.store.testing import postgres_url, scratch_database, wipe
@@ -179,7 +180,7 @@ def _seed(state: AppState) -> dict[str, tuple[str, str | None, str]]:
             for user, role in ((f"{tenant}-admin", "tenant-admin"), (f"{tenant}-alice", "member"),
                                (f"{tenant}-bob", "member")):
                 tenancy.create_user(s, op, name=user, role=role, tenant=tenant, now=now)
-                issued = tenancy.issue_token(s, op, user, now=now)
+                issued = issue_token(s, op, user, now=now)
                 out[user] = (role, tenant, issued.secret)
         tenancy.set_quota(s, op, tenant="um6p", site="ma-1", gpu_type="h100-sxm-80gb",
                           nominal=8, borrowing_limit=None, lending_limit=None)

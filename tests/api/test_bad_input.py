@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import func, select
 
-from masnaa.service.tenancy import hash_token
+from masnaa.service.tokens import hash_token
 from masnaa.store import models as m
 
 if TYPE_CHECKING:

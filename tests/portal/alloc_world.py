@@ -24,6 +24,7 @@ import time
 from masnaa.service import accounting as svc
 from masnaa.service import tenancy
 from masnaa.service.tenancy import Caller
+from masnaa.service.tokens import issue_token
 from masnaa.store import models as m
 
 from .conftest import Factory
@@ -49,13 +50,13 @@ def ensure_world(factory: Factory) -> Factory:
             tenancy.create_tenant(s, op, name=tenant, kind=kind, country="MA", now=now)
             tenancy.create_project(s, op, name=project, tenant=tenant, now=now)
             tenancy.create_user(s, op, name=user, role="member", tenant=tenant, now=now)
-            factory.tokens[user] = tenancy.issue_token(s, op, user, now=now).secret
+            factory.tokens[user] = issue_token(s, op, user, now=now).secret
             tenancy.set_quota(s, op, tenant=tenant, site="ma-1", gpu_type="h100-sxm-80gb",
                               nominal=8, borrowing_limit=None, lending_limit=None)
         for lang in ("en", "fr", "ar"):  # one project per language of the browser flow
             tenancy.create_project(s, op, name=f"speech-{lang}", tenant="uca", now=now)
         tenancy.create_user(s, op, name="karim", role="operator", now=now)
-        factory.tokens["karim"] = tenancy.issue_token(s, op, "karim", now=now).secret
+        factory.tokens["karim"] = issue_token(s, op, "karim", now=now).secret
     with factory.client("ops") as c:
         for user in ("nadia", "karim"):
             r = c.put(f"/api/v1/reviewers/{user}", json={"steps": STEPS})

@@ -27,6 +27,7 @@ from masnaa.portal import mount_portal
 from masnaa.service import tenancy
 from masnaa.service.loop import ControlLoop, LoopConfig
 from masnaa.service.tenancy import Caller
+from masnaa.service.tokens import issue_token
 from masnaa.store import models as m
 from masnaa.store.db import make_engine, upgrade
 
@@ -105,7 +106,7 @@ def _seed(state: AppState) -> dict[str, str]:
             tenancy.create_tenant(s, op, name=tenant, kind="university", country=country, now=now)
             tenancy.create_project(s, op, name="llm", tenant=tenant, now=now)
             tenancy.create_user(s, op, name=user, role="member", tenant=tenant, now=now)
-            tokens[user] = tenancy.issue_token(s, op, user, now=now).secret
+            tokens[user] = issue_token(s, op, user, now=now).secret
         tenancy.set_quota(s, op, tenant="um6p", site="ma-1", gpu_type="h100-sxm-80gb",
                           nominal=16, borrowing_limit=None, lending_limit=None)
         tenancy.set_quota(s, op, tenant="uon", site="ke-1", gpu_type="a100-80gb",

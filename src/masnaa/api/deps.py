@@ -22,14 +22,8 @@ from starlette.concurrency import run_in_threadpool
 from masnaa.api.batcher import SubmitBatcher
 from masnaa.api.settings import Settings
 from masnaa.service.metrics import Metrics
-from masnaa.service.tenancy import (
-    TOKEN_CACHE,
-    Caller,
-    ServiceError,
-    authenticate,
-    hash_token,
-    touch_token,
-)
+from masnaa.service.tenancy import Caller, ServiceError
+from masnaa.service.tokens import TOKEN_CACHE, authenticate, hash_token, touch_token
 
 
 @dataclass

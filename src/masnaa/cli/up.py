@@ -65,7 +65,8 @@ def prepare(
     from masnaa.client.config import credentials_path, read_credentials, write_credentials
     from masnaa.discovery import discover
     from masnaa.factory import FactoryError, apply_factory, from_inventory, load_factory
-    from masnaa.service.tenancy import Caller, bootstrap, issue_token
+    from masnaa.service.tenancy import Caller, bootstrap
+    from masnaa.service.tokens import issue_token
     from masnaa.store import models as m
     from masnaa.store.db import session_factory, upgrade
 

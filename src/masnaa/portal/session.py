@@ -5,7 +5,7 @@ Terms:
   HttpOnly (no script reads it), ``SameSite=Lax`` (other sites' forms do not
   send it), ``Secure`` when the portal is reached over https, ``Path=/``.
   The token is checked on every request with the API's own
-  ``service.tenancy.authenticate``, so an expired or revoked token signs the
+  ``service.tokens.authenticate``, so an expired or revoked token signs the
   browser out at once and the portal sees exactly what the API would.
 - **Sign-in methods** are ``Authenticator`` objects: today one reads a token
   typed into the sign-in form. OIDC will be a second one that, after the
@@ -28,7 +28,8 @@ from typing import Protocol
 from fastapi import Request, Response
 from sqlalchemy.orm import Session
 
-from masnaa.service.tenancy import Caller, ServiceError, authenticate, touch_token
+from masnaa.service.tenancy import Caller, ServiceError
+from masnaa.service.tokens import authenticate, touch_token
 
 SESSION_COOKIE = "masnaa_session"
 PRE_SESSION_COOKIE = "masnaa_csrf"

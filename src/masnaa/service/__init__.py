@@ -4,8 +4,8 @@
 - ``snapshot``: the scheduler's driver-owned state built from the store;
 - ``apply``: a ``Decision`` written to the store; ``reconcile``: what an ended run means;
 - ``launch``: executors per site and launch specs;
-- ``jobs`` (submit, list, cancel), ``job_views`` (queue, logs, usage), ``tenancy``: what users
-  and operators ask of the API; ``metrics``: Prometheus.
+- ``jobs`` (submit, list, cancel), ``job_views`` (queue, logs, usage), ``tenancy``, ``tokens``:
+  what users and operators ask of the API; ``metrics``: Prometheus.
 
 Nothing is imported here, so importing one module does not import the others.
 """

@@ -8,8 +8,9 @@ Writers — each column has one writer, so the API and the control loop never
 fight over a value:
 
 - **Tenancy** (``tenants``, ``projects``, ``users``, ``api_tokens``): the API
-  (``service.tenancy``), and the factory loader of ``masnaa up`` on bootstrap.
-  ``api_tokens.last_used_at`` is touched by authentication.
+  (``service.tenancy``, ``service.tokens``), and the factory loader of
+  ``masnaa up`` on bootstrap. ``api_tokens.last_used_at`` is touched by
+  authentication.
 - **Hardware and policy** (``sites``, ``gpu_types``, ``nodes``, ``quotas``,
   ``priority_classes``): the factory loader (TOML or discovery). The API
   writes only ``nodes.state``/``nodes.reason`` and ``sites.state`` for
