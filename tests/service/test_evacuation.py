@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import select, update
 
 from masnaa.service import evacuation, residency
+from masnaa.service.audit import verify_chain
 from masnaa.service.loop import ControlLoop, LoopConfig
 from masnaa.service.tenancy import Caller, ServiceError, bootstrap, set_quota
 from masnaa.store import models as m
@@ -151,7 +152,7 @@ def test_a_drained_node_moves_its_run_to_the_other_node(
     assert record.details["evacuate"] is True and record.details["evacuated_jobs"] == [job]
     assert record.details["previous_state"] == "up" and record.details["state"] == "drained"
     with two.sessions() as s:
-        assert residency.verify_chain(s).ok
+        assert verify_chain(s).ok
 
 
 def test_a_drain_with_evacuate_false_lets_the_run_finish_where_it_is(

@@ -1,11 +1,12 @@
 """Operators' proof pages: the audit log with its chain check, and the regulator's report.
 
 Only operators see them (anyone else gets the not-found page, as for every
-operator page). Everything comes from ``service.residency`` — the same chain
-check (``verify_chain``), JSON-lines export (``export_jsonl``) and report
-(``report``, rendered by ``audit.report.render_csv``/``render_json``) that
-``/api/v1/audit/*``, ``/api/v1/regulator-report`` and ``masnaa audit`` give —
-and from ``service.history.audit_page`` for paging. The portal builds no
+operator page). Everything comes from ``service.audit`` and
+``service.residency`` — the same chain check (``verify_chain``), JSON-lines
+export (``export_jsonl``) and report (``report``, rendered by
+``audit.report.render_csv``/``render_json``) that ``/api/v1/audit/*``,
+``/api/v1/regulator-report`` and ``masnaa audit`` give — and from
+``service.history.audit_page`` for paging. The portal builds no
 record and no report row of its own.
 
 The report's period is chosen as two UTC days, both included: ``from`` at
@@ -27,6 +28,7 @@ from masnaa.portal.labels import N_
 from masnaa.portal.web import Page, PageDep, PortalRoute
 from masnaa.service import history, tenancy
 from masnaa.service import residency as svc
+from masnaa.service.audit import export_jsonl, verify_chain
 from masnaa.service.tenancy import ServiceError
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
@@ -60,7 +62,7 @@ def audit_log(
         site = site if site in sites else ""
         found = history.audit_page(read, action=action or None, site=site or None,
                                    before=before)
-        check = svc.verify_chain(read)
+        check = verify_chain(read)
     return page.render(
         "audit.html", records=found.records, next_before=found.next_before, total=found.total,
         check=check, actions=ACTIONS, sites=sites, action=action, site=site,
@@ -72,7 +74,7 @@ def audit_log(
 def audit_export(page: PageDep) -> Response:
     page.operator()
     with page.state.db.read() as read:
-        body = svc.export_jsonl(read)
+        body = export_jsonl(read)
     return Response(
         body, media_type="application/x-ndjson",
         headers={"Content-Disposition": 'attachment; filename="masnaa-audit.jsonl"',

@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session
 from masnaa.audit.events import state_change_event
 from masnaa.scheduler.decision import Preemption, Wait, WaitCode
 from masnaa.service import apply, residency, tenancy
+from masnaa.service.audit import append_audit
 from masnaa.service.tenancy import Caller, ServiceError, forbidden, not_found
 from masnaa.store import models as m
 
@@ -134,7 +135,7 @@ def drain_node(
         moved = evacuate(session, site=site.name, node=name, now=now,
                          why=f"evacuated: node {name} was drained {_by(caller, reason)}")
     if node.state != before or moved:
-        residency.append_audit(session, state_change_event(
+        append_audit(session, state_change_event(
             caller.user, kind="node", name=name, site=site.name, state=node.state,
             before=before, reason=reason, evacuate=evacuate_runs, jobs=moved), now)
     return node, Change(name, node.state, node.reason, moved)
@@ -153,7 +154,7 @@ def undrain_node(
     tenancy.set_node_state(session, caller, name, drained=False, reason=reason)
     if node.state != before:
         site = session.get(m.Site, node.site_id)
-        residency.append_audit(session, state_change_event(
+        append_audit(session, state_change_event(
             caller.user, kind="node", name=name, site=site.name if site else "", state=node.state,
             before=before, reason=reason, evacuate=None, jobs=()), now)
     return node, Change(name, node.state, node.reason, ())
@@ -193,7 +194,7 @@ def set_site_state(
         moved = evacuate(session, site=name, node=None, now=now,
                          why=f"evacuated: site {name} was drained {_by(caller, reason)}")
     if site.state != before or site.reason != before_reason or moved:
-        residency.append_audit(session, state_change_event(
+        append_audit(session, state_change_event(
             caller.user, kind="site", name=name, site=name, state=site.state,
             before=before or "", reason=reason,
             evacuate=evacuating if state == m.SiteState.DRAINED.value else None, jobs=moved), now)

@@ -31,7 +31,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from masnaa.audit.chain import AuditRecord
-from masnaa.service.residency import audit_record
+from masnaa.service.audit import audit_record
 from masnaa.service.tenancy import ServiceError
 from masnaa.store import models as m
 from masnaa.store.accounting import RunSegmentRow

@@ -1,9 +1,9 @@
-"""Residency in the live service: data, grounds, lawful sites, artifacts, downloads, audit.
+"""Residency in the live service: data, grounds, lawful sites, artifacts, downloads.
 
 Owns the service side of docs/residency.md: it turns rows of
 ``store.residency`` into the pure policy's values (``masnaa.policy``), asks it
-where a job may run, and writes the audit chain (``masnaa.audit``) into the
-database in the same transaction as the change each record proves.
+where a job may run, and seals each change onto the audit chain
+(``service.audit``) in the same transaction as the change the record proves.
 
 Invariants:
 - a job that reads data gets ``jobs.sites`` = the LAWFUL sites of its data
@@ -14,9 +14,6 @@ Invariants:
   same way (a job that could never run is not queued);
 - a dataset's ``version`` is bumped on every ground or serving copy added:
   answers are cached per (dataset set + versions, rules digest, site views);
-- audit records are appended under the write lock of the caller's
-  transaction (SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``FOR UPDATE`` on
-  ``audit_head``): ``seq`` has no gaps and the head row moves with it;
 - visibility: another tenant's dataset or artifact is *not found*.
 
 Terms: see docs/residency.md (jurisdiction, class, ground, serving copy).
@@ -30,7 +27,7 @@ import secrets
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from masnaa.audit.chain import AuditRecord, Verification, format_time, parse_time, verify
-from masnaa.audit.events import (
-    AuditEvent,
-    download_event,
-    ground_event,
-    placement_event,
-    policy_change_event,
-    registration_event,
-    seal_event,
-)
+from masnaa.audit.chain import AuditRecord, verify
+from masnaa.audit.events import download_event, ground_event, placement_event, registration_event
 from masnaa.audit.report import RegulatorReport, regulator_report
 from masnaa.policy import (
     Dataset,
@@ -66,16 +55,10 @@ from masnaa.policy import (
 )
 from masnaa.policy.loader import default_rules_path, load_rules
 from masnaa.policy.rules import RuleSet
+from masnaa.service.audit import append_audit, audit_head, audit_records, record_policy, to_time
 from masnaa.service.tenancy import Caller, ServiceError, forbidden, not_found
 from masnaa.store import models as m
-from masnaa.store.residency import (
-    AuditHead,
-    AuditRow,
-    DataKind,
-    DatasetRow,
-    JobDataset,
-    TransferGroundRow,
-)
+from masnaa.store.residency import DataKind, DatasetRow, JobDataset, TransferGroundRow
 
 RULES_ENV = "MASNAA_RESIDENCY_RULES"
 VIOLATION = "residency-violation"
@@ -118,10 +101,6 @@ def current_rules() -> RuleSet:
     with _lock:
         _rules[str(path)] = (mtime, loaded)
     return loaded
-
-
-def to_time(now: float) -> datetime:
-    return datetime.fromtimestamp(now, UTC)
 
 
 def site_views(session: Session) -> tuple[SiteView, ...]:
@@ -196,83 +175,6 @@ def grounds_of(session: Session, data_id: str) -> list[TransferGroundRow]:
                                 .where(TransferGroundRow.dataset_id == data_id)
                                 .order_by(TransferGroundRow.id)))
 
-
-# --- the audit chain in the database ---------------------------------------------------------
-
-def audit_record(r: AuditRow) -> AuditRecord:
-    """A stored audit row as the chain's record (what ``audit.chain`` verifies)."""
-    return AuditRecord(seq=r.seq, at=parse_time(r.at), actor=r.actor, action=r.action,
-                       site=r.site, data_ids=tuple(r.data_ids), rule_id=r.rule_id,
-                       legal_basis=r.legal_basis, details=dict(r.details),
-                       prev_hash=r.prev_hash, hash=r.hash)
-
-
-def append_audit(session: Session, event: AuditEvent, now: float) -> AuditRecord:
-    """Seal ``event`` onto the chain inside the caller's transaction."""
-    stmt = select(AuditHead).where(AuditHead.id == 1)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    head = session.scalars(stmt).first()
-    prev = None
-    if head is not None:
-        last = session.get(AuditRow, head.seq)
-        if last is None:
-            raise ServiceError("audit-broken", f"the audit head names seq {head.seq}, which is "
-                               "missing: verify the chain (GET /api/v1/audit/verify)", status=500)
-        prev = audit_record(last)
-    record = seal_event(prev, to_time(now), event)
-    session.add(AuditRow(seq=record.seq, at=format_time(record.at), actor=record.actor,
-                         action=record.action, site=record.site,
-                         data_ids=list(record.data_ids), rule_id=record.rule_id,
-                         legal_basis=record.legal_basis, details=dict(record.details),
-                         prev_hash=record.prev_hash, hash=record.hash))
-    if head is None:
-        session.add(AuditHead(id=1, seq=record.seq, hash=record.hash))
-    else:
-        head.seq, head.hash = record.seq, record.hash
-    session.flush()
-    return record
-
-
-def audit_records(session: Session, *, since: float | None = None,
-                  until: float | None = None) -> list[AuditRecord]:
-    stmt = select(AuditRow).order_by(AuditRow.seq)
-    if since is not None:
-        stmt = stmt.where(AuditRow.at >= format_time(to_time(since)))
-    if until is not None:
-        stmt = stmt.where(AuditRow.at < format_time(to_time(until)))
-    return [audit_record(r) for r in session.scalars(stmt)]
-
-
-def audit_head(session: Session) -> tuple[int, str] | None:
-    head = session.get(AuditHead, 1)
-    return None if head is None else (head.seq, head.hash)
-
-
-def verify_chain(session: Session) -> Verification:
-    """Walk the whole chain in the database, anchored at ``audit_head``."""
-    return verify(audit_records(session), audit_head(session))
-
-
-def export_jsonl(session: Session) -> bytes:
-    """The chain as the JSON-lines file ``masnaa audit verify FILE`` reads."""
-    return b"".join(r.to_line() + b"\n" for r in audit_records(session))
-
-
-def record_policy(session: Session, actor: str, now: float) -> AuditRecord | None:
-    """Audit a policy change when the rules in force differ from the last ones recorded."""
-    rules = current_rules()
-    last = session.scalars(select(AuditRow).where(AuditRow.action == "policy-change")
-                           .order_by(AuditRow.seq.desc()).limit(1)).first()
-    if last is not None and last.details.get("digest") == rules.digest:
-        return None
-    before = None
-    if last is not None and last.details.get("source"):
-        try:
-            before = load_rules(str(last.details["source"]))
-        except Exception:  # the previous file may be gone or edited: record without it
-            before = None
-    return append_audit(session, policy_change_event(actor, before, rules), now)
 
 
 # --- datasets and grounds --------------------------------------------------------------------

@@ -6,7 +6,7 @@ Writers:
   the API (``service.residency``). ``datasets.version`` is bumped whenever a
   ground or a serving copy is added: the eligibility cache keys on it.
 - ``audit_records`` and ``audit_head``: whoever makes the change being
-  recorded, in the same transaction (``service.residency.append_audit``).
+  recorded, in the same transaction (``service.audit.append_audit``).
   Records are append-only: an ``UPDATE`` is refused by a trigger (migration
   0003); a removed row breaks the hash chain, and ``audit_head`` (the last
   ``seq`` and ``hash``, updated with every append) is the anchor that shows a

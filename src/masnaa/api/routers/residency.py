@@ -24,6 +24,7 @@ from masnaa.api.schemas import SiteChangeOut
 from masnaa.audit.report import render_csv, render_json
 from masnaa.service import evacuation
 from masnaa.service import residency as svc
+from masnaa.service.audit import export_jsonl, record_policy, verify_chain
 from masnaa.service.tenancy import forbidden
 from masnaa.store import models as m
 from masnaa.store.residency import DataKind, DatasetRow
@@ -264,7 +265,7 @@ def audit_verify(state: State, caller: CurrentCaller) -> VerifyOut:
     if not caller.is_operator:
         raise forbidden("only operators read the audit log")
     with state.db.read() as session:
-        v = svc.verify_chain(session)
+        v = verify_chain(session)
     return VerifyOut(ok=v.ok, checked=v.checked,
                      head=None if v.head is None else {"seq": v.head[0], "hash": v.head[1]},
                      reason=None if v.reason is None else v.reason.value, message=v.message,
@@ -277,7 +278,7 @@ def audit_export(state: State, caller: CurrentCaller) -> Response:
     if not caller.is_operator:
         raise forbidden("only operators read the audit log")
     with state.db.read() as session:
-        body = svc.export_jsonl(session)
+        body = export_jsonl(session)
     return Response(body, media_type="application/x-ndjson")
 
 
@@ -305,6 +306,6 @@ def record_rules_in_force(db: Any, now: float) -> None:
     """At start: audit a policy change when the rules differ from the last ones recorded."""
     try:
         with db.write() as session:
-            svc.record_policy(session, "api", now)
+            record_policy(session, "api", now)
     except Exception as exc:  # a database not migrated yet must not stop the process
         log.warning("could not record the residency rules in force: %s", exc)
