@@ -32,7 +32,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from masnaa.accounting.allocations import AllocationPolicy, Amount, request
+from masnaa.accounting.allocation import AllocationPolicy, Amount
+from masnaa.accounting.allocations import request
 from masnaa.scheduler import SchedulerConfig, decide
 from masnaa.service import accounting as acct
 from masnaa.service.metering import Meter

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from masnaa.accounting.allocations import AllocationPolicy, Amount, Pool, request
+from masnaa.accounting.allocation import AllocationPolicy, Amount, Pool
+from masnaa.accounting.allocations import request
 from masnaa.accounting.instants import HOUR, at
 from masnaa.accounting.metering import Segment, SegmentEnd, UsageRecord
 from masnaa.accounting.money import Money

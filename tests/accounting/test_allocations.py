@@ -5,7 +5,7 @@ import pytest
 from acct_builders import H100, L40S, NOV, T0, gateway, hours, policy
 
 from masnaa.accounting import allocations as al
-from masnaa.accounting.allocations import Allocation, Amount, Role, State
+from masnaa.accounting.allocation import Allocation, Amount, Role, State
 from masnaa.accounting.errors import AccountingError
 from masnaa.accounting.instants import DAY, HOUR, at
 

@@ -5,6 +5,7 @@ import pytest
 from acct_builders import H100, L40S, T0, gateway, hours, policy, rec, seg
 
 from masnaa.accounting import allocations as al
+from masnaa.accounting.allocation import LIVE, Allocation
 from masnaa.accounting.balance import (
     BalanceBook,
     burn_down,
@@ -117,7 +118,7 @@ def test_balance_book_matches_recomputing_every_pass() -> None:
     pol = policy()
     projects = ["p0", "p1", "p2"]
     book = BalanceBook(projects)
-    allocs: dict[str, al.Allocation] = {}
+    allocs: dict[str, Allocation] = {}
     records = []
     positive = 0
     now = T0 - DAY
@@ -136,7 +137,7 @@ def test_balance_book_matches_recomputing_every_pass() -> None:
             book.put(a, now)
         elif op < 0.25:
             a = rng.choice(list(allocs.values()))
-            if a.state in al.LIVE and a.supplements == 0:
+            if a.state in LIVE and a.supplements == 0:
                 a = al.supplement(a, pol, by="olu", amount=hours(MA_L40S, 1), at_=now)
                 allocs[a.id] = a
                 book.put(a, now)

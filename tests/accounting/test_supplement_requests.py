@@ -10,7 +10,7 @@ import pytest
 from acct_builders import H100, T0, gateway, hours, policy
 
 from masnaa.accounting import allocations as al
-from masnaa.accounting.allocations import Allocation, Amount, Role, State
+from masnaa.accounting.allocation import Allocation, Amount, Role, State
 from masnaa.accounting.balance import project_balances, usable
 from masnaa.accounting.errors import AccountingError
 from masnaa.accounting.instants import DAY, HOUR

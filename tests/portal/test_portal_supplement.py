@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import pytest
 
-from masnaa.accounting.allocations import State
+from masnaa.accounting.allocation import State
 from masnaa.portal.i18n import Lang
 from masnaa.portal.routes_alloc import ERRORS
 from masnaa.service import accounting as svc

@@ -6,6 +6,7 @@ stores what these functions return; the scheduler reads ``project_balances``.
 Modules, bottom up: ``errors`` · ``instants`` · ``money`` · ``prices`` (price
 lists, discounts, exchange rates) · ``metering`` (segments → usage records,
 the preempted-time rule) · ``rating`` (records → line items) ·
+``allocation`` (an allocation and its parts: states, roles, tiers, policy) ·
 ``allocations`` (the lifecycle state machine) · ``supplements`` (members'
 supplement requests, granted onto the allocation) · ``balance`` (remaining
 GPU-seconds, ``Snapshot.balances``, wait reasons) · ``statements`` (statements,

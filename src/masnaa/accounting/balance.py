@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import date
 from types import MappingProxyType
 
-from masnaa.accounting.allocations import LIVE, Allocation, Pool, State
+from masnaa.accounting.allocation import LIVE, Allocation, Pool, State
 from masnaa.accounting.errors import AccountingError
 from masnaa.accounting.instants import DAY, Instant, day_of
 from masnaa.accounting.metering import (

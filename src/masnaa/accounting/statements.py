@@ -28,7 +28,7 @@ from html import escape
 
 from babel.numbers import format_decimal, format_percent
 
-from masnaa.accounting.allocations import Allocation, AllocationPolicy, State
+from masnaa.accounting.allocation import Allocation, AllocationPolicy, State
 from masnaa.accounting.balance import overdraft, remaining, used_by_allocation
 from masnaa.accounting.errors import AccountingError
 from masnaa.accounting.instants import DAY, HOUR, Instant, day_of, iso

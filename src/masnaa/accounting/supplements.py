@@ -30,16 +30,15 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
-from masnaa.accounting.allocations import (
+from masnaa.accounting.allocation import (
     LIVE,
     Allocation,
     AllocationPolicy,
     Amount,
     Event,
     State,
-    check_supplement,
-    supplement,
 )
+from masnaa.accounting.allocations import check_supplement, supplement
 from masnaa.accounting.errors import AccountingError
 from masnaa.accounting.instants import Instant
 

@@ -42,7 +42,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from masnaa.accounting import allocations as core
+from masnaa.accounting.allocation import Allocation, AllocationPolicy, Amount
 from masnaa.accounting.balance import burn_down
 from masnaa.accounting.errors import AccountingError
 from masnaa.accounting.money import Money
@@ -165,7 +165,7 @@ class RequestForm:
     values: dict[str, str]
     """What the user typed, shown again on an error (nothing is lost)."""
     errors: dict[str, str] = field(default_factory=dict)
-    amount: core.Amount | None = None
+    amount: Amount | None = None
     start: date | None = None
     duration_days: int = 0
 
@@ -202,9 +202,7 @@ def parse_request(form: dict[str, str], lang: Lang, today: date) -> RequestForm:
     return out
 
 
-def explain(
-    exc: ServiceError, lang: Lang, policy: core.AllocationPolicy, tier: str
-) -> tuple[str, str]:
+def explain(exc: ServiceError, lang: Lang, policy: AllocationPolicy, tier: str) -> tuple[str, str]:
     """(field, sentence in ``lang``) for a refusal of the service."""
     found = policy.tiers.get(tier)
     if exc.code == "over-tier-limit" and found is not None:
@@ -230,12 +228,12 @@ def today_of(now: float) -> date:
     return datetime.fromtimestamp(now, tz=UTC).date()
 
 
-def _paid(policy: core.AllocationPolicy, tier: str) -> bool:
+def _paid(policy: AllocationPolicy, tier: str) -> bool:
     found = policy.tiers.get(tier)
     return found is not None and found.programme in PAID_PROGRAMMES
 
 
-def _money(s: Session, a: core.Allocation, view: dict[str, Any], now: float) -> dict[str, Any]:
+def _money(s: Session, a: Allocation, view: dict[str, Any], now: float) -> dict[str, Any]:
     """Charged so far, and the balance at the current list price (per currency)."""
     n = int(now)
     records = svc.load_records(s, where=[t.UsageRecordRow.allocation_id == a.id])
@@ -265,7 +263,7 @@ def _money(s: Session, a: core.Allocation, view: dict[str, Any], now: float) -> 
 
 
 def allocation_view(
-    s: Session, caller: Caller, a: core.Allocation, policy: core.AllocationPolicy, now: float
+    s: Session, caller: Caller, a: Allocation, policy: AllocationPolicy, now: float
 ) -> dict[str, Any]:
     """The API's view of ``a`` for ``caller`` (settled at now, with its balance)."""
     view = allocation_views.allocation_view(s, caller, a, policy, now)
@@ -275,7 +273,7 @@ def allocation_view(
     return view
 
 
-def _chart(page: Page, s: Session, a: core.Allocation, view: dict[str, Any]) -> Markup:
+def _chart(page: Page, s: Session, a: Allocation, view: dict[str, Any]) -> Markup:
     records = svc.load_records(s, where=[t.UsageRecordRow.allocation_id == a.id])
     points = burn_down(a, records, svc.windows_for(s, records), int(page.now))
     projected = view["projected_exhaustion"]
@@ -308,7 +306,7 @@ def my_allocations(page: PageDep) -> Response:
     return page.render("alloc_list.html", allocations=views, states=STATES)
 
 
-def _form_choices(s: Session, caller: Caller, policy: core.AllocationPolicy) -> dict[str, Any]:
+def _form_choices(s: Session, caller: Caller, policy: AllocationPolicy) -> dict[str, Any]:
     catalog = jobs_svc.catalog(s)
     tenant_names = {x.id: x.name for x in tenancy.list_tenants(s, caller)}
     return {

@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from masnaa.accounting import allocations as core
+from masnaa.accounting.allocation import LIVE, Allocation, AllocationPolicy, Amount, State
 from masnaa.portal import session
 from masnaa.portal.i18n import Lang
 from masnaa.portal.labels import N_
@@ -50,7 +51,7 @@ from masnaa.service.tenancy import Caller, ServiceError
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
-WAITING = (core.State.REQUESTED, core.State.IN_REVIEW, core.State.APPROVED)
+WAITING = (State.REQUESTED, State.IN_REVIEW, State.APPROVED)
 HISTORY_SIZE = 50
 
 REFUSALS = {
@@ -88,8 +89,8 @@ def _reviewer(page: Page, s: Session) -> Caller:
     return caller
 
 
-def current_step(a: core.Allocation, policy: core.AllocationPolicy) -> str | None:
-    if a.state not in (core.State.REQUESTED, core.State.IN_REVIEW):
+def current_step(a: Allocation, policy: AllocationPolicy) -> str | None:
+    if a.state not in (State.REQUESTED, State.IN_REVIEW):
         return None
     steps = policy.tier(a.tier).review_steps
     return steps[len(a.reviews)] if len(a.reviews) < len(steps) else None
@@ -97,19 +98,19 @@ def current_step(a: core.Allocation, policy: core.AllocationPolicy) -> str | Non
 
 @dataclass(frozen=True, slots=True)
 class QueueRow:
-    a: core.Allocation
+    a: Allocation
     step: str | None
     mine: bool
     """Whether the caller may act on it now (review this step, or award)."""
 
 
-def _may_act(caller: Caller, a: core.Allocation, policy: core.AllocationPolicy) -> bool:
+def _may_act(caller: Caller, a: Allocation, policy: AllocationPolicy) -> bool:
     step = current_step(a, policy)
     if step is not None:
         return caller.user in policy.reviewers.get(step, frozenset()) and (
             caller.user not in a.members
         )
-    return a.state is core.State.APPROVED and caller.is_operator
+    return a.state is State.APPROVED and caller.is_operator
 
 
 @router.get("/review")
@@ -136,11 +137,11 @@ class Decision:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def _amount_rows(a: core.Allocation) -> list[tuple[str, str, Decimal]]:
+def _amount_rows(a: Allocation) -> list[tuple[str, str, Decimal]]:
     return [(p[0], p[1], h) for p, h in sorted(a.requested.gpu_hours.items())]
 
 
-def _amount(fields: dict[str, str], lang: Lang, errors: dict[str, str]) -> core.Amount | None:
+def _amount(fields: dict[str, str], lang: Lang, errors: dict[str, str]) -> Amount | None:
     """Pools typed as ``site_i``/``gpu_type_i``/``hours_i`` rows, and ``credits``."""
     pools: list[tuple[str, str, Decimal]] = []
     for i in range(8):
@@ -188,8 +189,8 @@ def _render(
         may_review=step is not None and _may_act(caller, a, policy),
         member=caller.user in a.members,
         award_with_approval=is_last and caller.is_operator,
-        may_award=a.state is core.State.APPROVED and caller.is_operator,
-        may_supplement=a.state in core.LIVE and caller.is_operator,
+        may_award=a.state is State.APPROVED and caller.is_operator,
+        may_supplement=a.state in LIVE and caller.is_operator,
         pools=len(_amount_rows(a)) or 1,
         values=values, errors=errors, form=form, notice=notice,
     )

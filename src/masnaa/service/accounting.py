@@ -38,7 +38,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from masnaa.accounting.allocations import (
+from masnaa.accounting.allocation import (
     Allocation,
     AllocationPolicy,
     Amount,
@@ -48,8 +48,8 @@ from masnaa.accounting.allocations import (
     ReviewRecord,
     Role,
     State,
-    request,
 )
+from masnaa.accounting.allocations import request
 from masnaa.accounting.errors import AccountingError
 from masnaa.accounting.instants import Instant
 from masnaa.accounting.metering import ChargePolicy, Segment, SegmentEnd, UsageRecord, Window

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from masnaa.accounting import allocations as core
-from masnaa.accounting.allocations import Allocation, AllocationPolicy
+from masnaa.accounting.allocation import LIVE, Allocation, AllocationPolicy
 from masnaa.accounting.balance import burn_down, remaining, usable
 from masnaa.accounting.statements import funders_report
 from masnaa.service import accounting as svc
@@ -54,7 +54,7 @@ def allocation_view(
     records = svc.load_records(s, where=[t.UsageRecordRow.allocation_id == a.id])
     windows = svc.windows_for(s, records)
     used = svc.used_of(s, [a.id]).get(a.id, {})
-    a = core.settle(a, n, used) if a.state in core.LIVE else a
+    a = core.settle(a, n, used) if a.state in LIVE else a
     left = remaining(a, used) if usable(a, n) else {}
     rows = funders_report([a], policy, policy.tier(a.tier).programme, records, windows, n)
     row = rows[0] if rows else None

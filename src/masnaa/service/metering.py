@@ -54,7 +54,8 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from masnaa.accounting.allocations import LIVE, Allocation, Pool, settle
+from masnaa.accounting.allocation import LIVE, Allocation, Pool
+from masnaa.accounting.allocations import settle
 from masnaa.accounting.balance import (
     BalanceBook,
     Used,

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from masnaa.accounting import allocations as core
 from masnaa.accounting import supplements as sup
-from masnaa.accounting.allocations import Allocation, Amount
+from masnaa.accounting.allocation import Allocation, Amount
 from masnaa.accounting.errors import AccountingError
 from masnaa.service import accounting as svc
 from masnaa.service.tenancy import Caller

@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from masnaa.accounting import allocations as core
-from masnaa.accounting.allocations import Allocation, AllocationPolicy, Role
+from masnaa.accounting.allocation import Allocation, AllocationPolicy, Amount, Role
 from masnaa.api.deps import CurrentCaller, State, forbid_unknown_query
 from masnaa.api.errors import ERROR_RESPONSES
 from masnaa.api.routers._accounting import require_operator
@@ -54,7 +54,7 @@ class AmountIn(Strict):
     gpu_hours: list[PoolHours] = Field(default_factory=list)
     credits: Decimal = Decimal(0)
 
-    def amount(self) -> core.Amount:
+    def amount(self) -> Amount:
         return svc.amount_of(((p.site, p.gpu_type, p.hours) for p in self.gpu_hours), self.credits)
 
 

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import select
 
 from masnaa.accounting import allocations as core
+from masnaa.accounting.allocation import LIVE
 from masnaa.accounting.errors import AccountingError
 from masnaa.accounting.rating import rate
 from masnaa.accounting.statements import (
@@ -206,9 +207,7 @@ def report_funders(
         records = svc.load_records(s, where=[t.UsageRecordRow.start < now])
         windows = svc.windows_for(s, records)
         used = svc.used_of(s, [a.id for a in allocs])
-        allocs = [
-            core.settle(a, now, used.get(a.id, {})) if a.state in core.LIVE else a for a in allocs
-        ]
+        allocs = [core.settle(a, now, used.get(a.id, {})) if a.state in LIVE else a for a in allocs]
         rows = funders_report(allocs, policy, programme, records, windows, now)
     if format == "csv":
         return Response(funders_report_csv(rows), media_type="text/csv")
