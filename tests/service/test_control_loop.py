@@ -15,7 +15,8 @@ from masnaa.executors import records
 from masnaa.executors.base import Observed
 from masnaa.scheduler import decide
 from masnaa.service import apply, jobs
-from masnaa.service.loop import ControlLoop, LeaseHeld, LoopConfig
+from masnaa.service.lease import LeaseHeld
+from masnaa.service.loop import ControlLoop, LoopConfig
 from masnaa.service.metrics import Metrics
 from masnaa.service.reconcile import settle
 from masnaa.store import models as m
@@ -231,7 +232,7 @@ def test_a_claim_that_never_spawned_is_lost_and_requeued(factory: Factory, tmp_p
 
 def test_one_loop_per_database(factory: Factory, loop: ControlLoop) -> None:
     other = make_loop(factory)
-    other._identity = {**other._identity, "host": "another-host"}
+    other.lease.identity = {**other.lease.identity, "host": "another-host"}
     with pytest.raises(LeaseHeld, match="another control loop"):
         other.start()
     loop.release_lease()

@@ -2,7 +2,7 @@
 and check what the store promises: every job reaches exactly one terminal state with its
 real exit code, no GPU is ever held by two jobs at once, and no job runs twice.
 
-The loop runs as its own process (``python -m masnaa.service.loop``), as in production.
+The loop runs as its own process (``python -m masnaa.service.daemon``), as in production.
 Each job writes a marker file named after its job id and attempt, with the GPUs it saw
 and its start and end times; the markers, not the store, are the witness of what ran.
 """
@@ -38,7 +38,7 @@ def start_loop(factory: Factory, log: Path) -> subprocess.Popen[bytes]:
             [
                 sys.executable,
                 "-m",
-                "masnaa.service.loop",
+                "masnaa.service.daemon",
                 "--db",
                 factory.url,
                 "--home",

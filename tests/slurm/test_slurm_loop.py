@@ -1,4 +1,4 @@
-"""The control loop process (``python -m masnaa.service.loop``) driving a factory's Slurm site.
+"""The control loop process (``python -m masnaa.service.daemon``) driving a factory's Slurm site.
 
 The factory description declares the site ``executor = "slurm"`` with its
 ``[sites.slurm]`` options; the loop builds that site's executor itself, as
@@ -53,7 +53,7 @@ class Plant:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "masnaa.service.loop", "--db", self.url,
+                [sys.executable, "-m", "masnaa.service.daemon", "--db", self.url,
                  "--home", str(self.home), "--tick", "0.2", "--no-migrate",
                  "--cancel-grace", "2", "--kill-grace", "2"],
                 stdout=out, stderr=subprocess.STDOUT,

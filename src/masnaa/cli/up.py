@@ -165,7 +165,8 @@ def up(
 
     from masnaa.api.app import create_app
     from masnaa.api.settings import Settings
-    from masnaa.service.loop import ControlLoop, LeaseHeld, LoopConfig
+    from masnaa.service.lease import LeaseHeld
+    from masnaa.service.loop import ControlLoop, LoopConfig
     from masnaa.service.metrics import Metrics
     from masnaa.store.db import default_db_url, make_engine, masnaa_home
 
@@ -244,7 +245,7 @@ def loop(
     ] = 30.0,
 ) -> None:
     """Run the control loop alone (production: next to API workers; one per database)."""
-    from masnaa.service.loop import run_forever
+    from masnaa.service.daemon import run_forever
 
     raise typer.Exit(
         run_forever(

@@ -1,4 +1,4 @@
-"""The control loop: the live driver of the scheduler core (``python -m masnaa.service.loop``).
+"""The control loop: the live driver of the scheduler core (its process: ``service.daemon``).
 
 It drives the very ``decide()`` the twin drives; only the clock (wall
 time), the executor (real processes, Slurm) and the store (the database)
@@ -32,19 +32,13 @@ Crash safety (the store is the truth; kill -9 at any instant is safe):
   assignment) before ``admitted`` is committed and given back only after
   the end of a run is committed; a restart rebuilds the index from the
   store's admitted and running rows.
-- One loop per database: a lease row (``service_state['control-loop']``)
-  names the holder; a new loop takes it over when the holder's heartbeat is
-  older than ``lease_ttl`` or, on the same host, its process is gone.
+- One loop per database: the loop holds a lease (``service.lease``).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
-import os
-import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -55,7 +49,6 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from masnaa.executors import records
 from masnaa.executors.base import (
     Executor,
     ExecutorUnavailable,
@@ -69,6 +62,7 @@ from masnaa.scheduler.decision import Decision, WaitCode
 from masnaa.service import apply, residency
 from masnaa.service.evacuation import DrainWaits
 from masnaa.service.launch import EXECUTOR_FACTORIES, build_spec
+from masnaa.service.lease import LeaseHeld, LoopLease
 from masnaa.service.metering import Meter
 from masnaa.service.metrics import Metrics
 from masnaa.service.reconcile import settle, write_settlement
@@ -76,12 +70,10 @@ from masnaa.service.site_choice import SitePrices
 from masnaa.service.sites import SiteHealth, owner_names, record_starts
 from masnaa.service.snapshot import ACTIVE, LiveState
 from masnaa.store import models as m
-from masnaa.store.db import make_engine, read_session_factory, session_factory, upgrade
+from masnaa.store.db import make_engine, read_session_factory, session_factory
 from masnaa.store.events import transition
 
 log = logging.getLogger(__name__)
-
-LEASE_KEY = "control-loop"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +112,6 @@ class PassReport:
     transitions: list[tuple[str, str]] = field(default_factory=list)
 
 
-class LeaseHeld(RuntimeError):
-    """Another control loop is alive on this database."""
-
-
 class ControlLoop:
     """One control loop over one database (see the module docstring)."""
 
@@ -154,13 +142,8 @@ class ControlLoop:
         self._waits: dict[str, apply.WaitRecord] = {}
         self._probe: int | None = None
         """The newest job event id seen when the last pass began."""
-        self._lease_renewed = 0.0
+        self.lease = LoopLease(self.write, config.lease_ttl)
         self._full_sync = time.monotonic()
-        self._identity = {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "start_ticks": records.process_start_ticks(os.getpid()),
-        }
         self.wakeup = threading.Event()
         self.meter = Meter(self.read, self.write, interval=config.meter_interval, metrics=metrics)
         self.health = SiteHealth()
@@ -176,7 +159,7 @@ class ControlLoop:
     def start(self) -> None:
         """Take the lease, build the in-memory state, and reconcile with the executors."""
         now = self.clock()
-        self._take_lease(now)
+        self.lease.take(now)
         with self.read() as s:
             sites = {row.name: row.executor for row in s.scalars(select(m.Site))}
             options = {
@@ -231,7 +214,7 @@ class ControlLoop:
         now = self.clock()
         report = PassReport()
         self._probe = self._last_event()
-        self._renew_lease(now)
+        self.lease.renew(now)
         self._observe()  # 1
         self._drive(now, report)  # 2
         if report.settled:  # a drain committed since observe may be why a run just ended
@@ -588,49 +571,6 @@ class ControlLoop:
         executor = self._executor(site)
         return executor.log_paths(job_id, attempt) if executor is not None else None
 
-    # -- lease -----------------------------------------------------------------------------------
-    def _take_lease(self, now: float) -> None:
-        with self.write() as s, s.begin():
-            row = s.get(m.ServiceState, LEASE_KEY)
-            if row is not None and not self._lease_free(row.value, row.updated_at, now):
-                raise LeaseHeld(
-                    f"another control loop (pid {row.value.get('pid')} on {row.value.get('host')}) "
-                    f"holds this database; stop it first, or wait {self.config.lease_ttl:g}s "
-                    "after it died"
-                )
-            if row is None:
-                s.add(m.ServiceState(key=LEASE_KEY, value=dict(self._identity), updated_at=now))
-            else:
-                row.value = dict(self._identity)
-                row.updated_at = now
-        self._lease_renewed = now
-
-    def _lease_free(self, holder: dict[str, object], heartbeat: float, now: float) -> bool:
-        if holder == self._identity or now - heartbeat > self.config.lease_ttl:
-            return True
-        if holder.get("host") == self._identity["host"]:
-            pid, ticks = holder.get("pid"), holder.get("start_ticks")
-            return not records.same_process(
-                pid if isinstance(pid, int) else None, ticks if isinstance(ticks, int) else None
-            )
-        return False
-
-    def _renew_lease(self, now: float) -> None:
-        if now - self._lease_renewed < 1.0:
-            return
-        with self.write() as s, s.begin():
-            row = s.get(m.ServiceState, LEASE_KEY)
-            if row is None or row.value != self._identity:
-                raise LeaseHeld("another control loop took over this database; stopping")
-            row.updated_at = now
-        self._lease_renewed = now
-
-    def release_lease(self) -> None:
-        with self.write() as s, s.begin():
-            row = s.get(m.ServiceState, LEASE_KEY)
-            if row is not None and row.value == self._identity:
-                s.delete(row)
-
     # -- running ---------------------------------------------------------------------------------
     def _last_event(self) -> int:
         with self.read() as s:
@@ -678,6 +618,10 @@ class ControlLoop:
         if self._own_engine:
             self.engine.dispose()
 
+    def release_lease(self) -> None:
+        """Give the database up to the next loop at once (a clean stop)."""
+        self.lease.release()
+
 
 def _probe_nvml_indices() -> dict[str, int]:
     from masnaa.discovery.inventory import NvmlUnavailable, probe_nvml
@@ -686,82 +630,3 @@ def _probe_nvml_indices() -> dict[str, int]:
         return {g.uuid: g.nvml_index for g in probe_nvml()}
     except NvmlUnavailable:
         return {}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m masnaa.service.loop", description="Run Masnaa's control loop."
-    )
-    parser.add_argument(
-        "--db", default=None, help="database URL (default: MASNAA_DB_URL or the home's SQLite)"
-    )
-    parser.add_argument("--home", default=None, help="MASNAA_HOME (default ~/.masnaa)")
-    parser.add_argument("--policy", default="masnaa")
-    parser.add_argument("--tick", type=float, default=0.5)
-    parser.add_argument("--kill-grace", type=float, default=30.0)
-    parser.add_argument("--cancel-grace", type=float, default=30.0)
-    parser.add_argument("--no-migrate", action="store_true")
-    args = parser.parse_args(argv)
-    return run_forever(
-        home=Path(args.home) if args.home else None,
-        db_url=args.db,
-        policy=args.policy,
-        tick=args.tick,
-        kill_grace=args.kill_grace,
-        cancel_grace=args.cancel_grace,
-        migrate=not args.no_migrate,
-    )
-
-
-def run_forever(
-    *,
-    home: Path | None,
-    db_url: str | None,
-    policy: str = "masnaa",
-    tick: float = 0.5,
-    kill_grace: float = 30.0,
-    cancel_grace: float = 30.0,
-    migrate: bool = True,
-) -> int:
-    """The ``masnaa loop`` command: run until SIGTERM or SIGINT."""
-    from masnaa.store.db import default_db_url, masnaa_home
-
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if home is not None:
-        os.environ["MASNAA_HOME"] = str(home)
-    home = home or masnaa_home()
-    url = db_url or default_db_url()
-    if migrate:
-        upgrade(url)
-    config = LoopConfig(
-        db_url=url,
-        home=home,
-        policy=policy,
-        tick=tick,
-        kill_grace=kill_grace,
-        cancel_grace=cancel_grace,
-    )
-    loop = ControlLoop(config)
-    stop = threading.Event()
-
-    def _stop(_signum: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    try:
-        loop.run(stop)
-    except LeaseHeld as exc:
-        log.error("%s", exc)
-        return 3
-    finally:
-        with contextlib.suppress(Exception):
-            loop.release_lease()
-        loop.close()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,103 @@
+"""The control loop's process: ``masnaa loop`` and ``python -m masnaa.service.daemon``.
+
+One ``ControlLoop`` (``service.loop``) over one database, migrated first
+unless told not to, run until SIGTERM or SIGINT; runs keep going under their
+supervisors after it stops. The lease is released on the way out, so the next
+loop need not wait for it to go stale; a loop that finds the lease held by
+another exits with code 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+from masnaa.service.lease import LeaseHeld
+from masnaa.service.loop import ControlLoop, LoopConfig
+from masnaa.store.db import upgrade
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m masnaa.service.daemon", description="Run Masnaa's control loop."
+    )
+    parser.add_argument(
+        "--db", default=None, help="database URL (default: MASNAA_DB_URL or the home's SQLite)"
+    )
+    parser.add_argument("--home", default=None, help="MASNAA_HOME (default ~/.masnaa)")
+    parser.add_argument("--policy", default="masnaa")
+    parser.add_argument("--tick", type=float, default=0.5)
+    parser.add_argument("--kill-grace", type=float, default=30.0)
+    parser.add_argument("--cancel-grace", type=float, default=30.0)
+    parser.add_argument("--no-migrate", action="store_true")
+    args = parser.parse_args(argv)
+    return run_forever(
+        home=Path(args.home) if args.home else None,
+        db_url=args.db,
+        policy=args.policy,
+        tick=args.tick,
+        kill_grace=args.kill_grace,
+        cancel_grace=args.cancel_grace,
+        migrate=not args.no_migrate,
+    )
+
+
+def run_forever(
+    *,
+    home: Path | None,
+    db_url: str | None,
+    policy: str = "masnaa",
+    tick: float = 0.5,
+    kill_grace: float = 30.0,
+    cancel_grace: float = 30.0,
+    migrate: bool = True,
+) -> int:
+    """The ``masnaa loop`` command: run until SIGTERM or SIGINT."""
+    from masnaa.store.db import default_db_url, masnaa_home
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if home is not None:
+        os.environ["MASNAA_HOME"] = str(home)
+    home = home or masnaa_home()
+    url = db_url or default_db_url()
+    if migrate:
+        upgrade(url)
+    config = LoopConfig(
+        db_url=url,
+        home=home,
+        policy=policy,
+        tick=tick,
+        kill_grace=kill_grace,
+        cancel_grace=cancel_grace,
+    )
+    loop = ControlLoop(config)
+    stop = threading.Event()
+
+    def _stop(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        loop.run(stop)
+    except LeaseHeld as exc:
+        log.error("%s", exc)
+        return 3
+    finally:
+        with contextlib.suppress(Exception):
+            loop.release_lease()
+        loop.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
