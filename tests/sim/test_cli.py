@@ -138,3 +138,9 @@ def test_a_policy_named_twice_is_refused() -> None:
     res = runner.invoke(app, ["sim", "--policy", "fifo,fifo", "--days", "0.5", "--quiet"])
     assert res.exit_code == 2
     assert "[duplicate-policy]" in res.output and "--repeat" in res.output
+
+
+def test_workers_below_one_are_refused() -> None:
+    res = runner.invoke(app, ["sim", "--policy", "fifo", "--days", "0.5", "--workers", "0",
+                              "--quiet"])
+    assert res.exit_code == 2 and "[bad-option]" in res.output and "--workers" in res.output

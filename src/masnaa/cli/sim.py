@@ -2,7 +2,8 @@
 
 Owns the one verb ``sim``. It loads a trace (``--trace`` names a loader),
 slices it, sizes the cluster (``--load`` or ``--gpus``), replays it once per
-policy (``--repeat N``: N times, on jittered copies after the first) and prints
+policy (``--repeat N``: N times, on jittered copies after the first), as many
+replays at once as there are CPU cores (``--workers``), and prints
 a side-by-side table; ``--json`` and ``--plots`` write the full report. Exit
 codes: 0 done; 2 bad input (unknown policy or trace, a malformed trace line, a
 bad option), with the valid choices named; 3 an invariant of the scheduler was
@@ -61,6 +62,9 @@ def sim(
         "--json", help="Write every metric of every policy to this JSON file.")] = None,
     plots: Annotated[Path | None, typer.Option(
         help="Write PNG plots (JCT CDF, utilisation, per-tenant share) to this directory.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Replays run at once, each in its own process (default: one per CPU core, up to "
+        "the number of replays; 1: one after another in this process).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Replay a trace under each policy and compare them side by side."""
@@ -70,6 +74,7 @@ def sim(
     from masnaa.sim.engine import EngineConfig
     from masnaa.sim.errors import InvariantViolation, SimError, TraceError
     from masnaa.sim.loaders import TraceSource, load_trace
+    from masnaa.sim.parallel import available_cpus
     from masnaa.sim.report import spread_table, table, write_json
     from masnaa.sim.shape import size_for
 
@@ -81,6 +86,9 @@ def sim(
         if load is not None and gpus is not None:
             raise SimError("bad-option", "give either --load or --gpus, not both")
         check_repeats(repeat, jitter)  # before the trace loads
+        if workers is not None and workers < 1:
+            raise SimError("bad-option", f"--workers must be at least 1, not {workers}")
+        processes = workers or min(available_cpus(), len(names) * repeat)
         source = TraceSource(
             path=file, lenient=lenient, seed=seed, jobs=jobs,
             capacity_gpus=gpus or 1024, target_load=load or 0.8, tenants=tenants,
@@ -116,21 +124,25 @@ def sim(
                   f"line {loaded.skipped[0].line}: {loaded.skipped[0].reason}")
     try:
         if quiet:
-            doc = compare(loaded, names, sizing, cfg, repeats=repeat, jitter=jitter)
+            doc = compare(loaded, names, sizing, cfg, repeats=repeat, jitter=jitter,
+                          workers=processes)
         else:
             with Progress(
                 TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}"
                 "/{task.total:,} jobs"), TimeElapsedColumn(), console=err, transient=True,
             ) as bar:
                 def factory(name: str) -> Callable[[int, int], None]:
-                    task = bar.add_task(name, total=len(loaded))
+                    # Started by its first report: a run may wait for a free worker.
+                    task = bar.add_task(name, total=len(loaded), start=False)
 
                     def update(done: int, total: int) -> None:
+                        bar.start_task(task)
                         bar.update(task, completed=done, total=total)
                     return update
 
                 doc = compare(
-                    loaded, names, sizing, cfg, progress=factory, repeats=repeat, jitter=jitter
+                    loaded, names, sizing, cfg, progress=factory, repeats=repeat, jitter=jitter,
+                    workers=processes,
                 )
     except InvariantViolation as e:
         err.print(f"[red]invariant broken[/red] \\[{e.code}] {escape(e.message)}")

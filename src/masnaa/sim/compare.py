@@ -9,14 +9,13 @@ spread of a metric over such replays is the noise any difference must exceed.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from masnaa.scheduler import POLICIES
-from masnaa.sim.engine import Engine, EngineConfig
+from masnaa.sim.engine import EngineConfig
 from masnaa.sim.errors import SimError
-from masnaa.sim.metrics import summarize
+from masnaa.sim.parallel import Run, Setup, replay, run_parallel
 from masnaa.sim.shape import Sizing, build_cluster, tenancy
 from masnaa.sim.trace import Trace
 
@@ -56,37 +55,46 @@ def compare(
     progress: ProgressFactory | None = None,
     repeats: int = 1,
     jitter: float = 60.0,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """``repeats`` > 1 replays each policy again on ``repeats − 1`` copies of the trace
     whose submit times are jittered by up to ``jitter`` seconds (seeds 1, 2, …), on
     the same cluster, and adds ``"spread"``: the key metrics of every run, the first
-    being the plain one."""
+    being the plain one. ``workers`` > 1 runs the replays in that many processes
+    (``parallel``); the document is the same either way."""
     check_policies(policies)
     check_repeats(repeats, jitter)
+    if workers < 1:
+        raise SimError("bad-option", f"workers must be at least 1, not {workers}")
     cluster = build_cluster(trace, sizing.nodes, gpus_per_node=config.gpus_per_node)
     tenants, quotas = tenancy(trace, cluster)
-
-    def run(t: Trace, policy: str, name: str) -> dict[str, Any]:
-        engine = Engine(
-            t, cluster, tenants, quotas, dataclasses.replace(config, policy=policy),
-            progress=progress(name) if progress else None,
-        )
-        return summarize(engine.run())
-
-    summaries = [run(trace, policy, policy) for policy in policies]
+    setup = Setup(trace, cluster, tenants, quotas, config, jitter)
+    runs = [
+        Run(policy, policy if seed == 0 else f"{policy} #{seed + 1}", seed)
+        for seed in range(repeats)
+        for policy in policies
+    ]
+    if workers > 1 and len(runs) > 1:
+        results = run_parallel(setup, runs, workers, progress)
+    else:
+        results, moved = [], trace
+        for run in runs:
+            if run.seed and run.policy == policies[0]:
+                moved = trace.jittered(run.seed, jitter)  # once per copy, for every policy
+            bar = progress(run.label) if progress else None
+            if bar is not None:
+                bar(0, len(moved))
+            results.append(replay(setup, run, moved, bar))
+    summaries = results[: len(policies)]
     spread: dict[str, Any] | None = None
     if repeats > 1:
-        runs = {s["label"]: [key_metrics(s)] for s in summaries}
-        for seed in range(1, repeats):
-            moved = trace.jittered(seed, jitter)
-            for policy, first in zip(policies, summaries, strict=True):
-                runs[first["label"]].append(
-                    key_metrics(run(moved, policy, f"{policy} #{seed + 1}"))
-                )
         spread = {
             "repeats": repeats,
             "jitter_seconds": jitter,
-            "policies": {label: _ranges(rs) for label, rs in runs.items()},
+            "policies": {
+                s["label"]: _ranges([key_metrics(r) for r in results[i :: len(policies)]])
+                for i, s in enumerate(summaries)
+            },
         }
     doc: dict[str, Any] = {
         "trace": {

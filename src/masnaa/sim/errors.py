@@ -9,6 +9,8 @@ bad input, so a run stops on it.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SimError(Exception):
     def __init__(self, code: str, message: str) -> None:
@@ -18,6 +20,19 @@ class SimError(Exception):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # An error raised in a replay's worker process reaches the parent pickled. The
+        # default rebuilds an exception from ``args`` alone (here the message), which
+        # neither these constructors nor the code and line would survive.
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls: type[SimError], args: tuple[Any, ...], state: dict[str, Any]) -> SimError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class TraceError(SimError):

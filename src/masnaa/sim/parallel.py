@@ -1,0 +1,155 @@
+"""The runs of one comparison, in worker processes: one replay per core.
+
+Each run of ``compare`` (a policy, on the plain trace or on a jittered copy) is a
+fresh engine with its own state, so runs share nothing and may run in any order.
+With N workers a comparison takes about as long as its slowest replays rather
+than their sum: ``masnaa sim`` on whole Philly under its four default policies
+is dominated by las, and the other three finish beside it. The reports are the
+ones a single process gives, to the digit (``tests/sim/test_parallel.py``): a
+replay is deterministic and reads only its own inputs.
+
+Workers are started with ``spawn``, not ``fork``: the parent holds threads (the
+progress bar redraws from one), and a child forked from a threaded process may
+inherit a lock that no thread will release. Each worker receives the trace,
+cluster and configuration once, when it starts; a run is then only its policy,
+its label and its jitter seed. Progress comes back over a queue, as often as the
+engine reports it (every 2,048 event batches). A run that raises stops the
+comparison: the other workers are terminated and the error is raised in the
+parent, as it would have been raised in one process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import queue as queue_module
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.pool import AsyncResult
+from typing import Any
+
+from masnaa.domain import Cluster, Quota, Tenant
+from masnaa.sim.engine import Engine, EngineConfig
+from masnaa.sim.metrics import summarize
+from masnaa.sim.trace import Trace
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One replay of a comparison: ``seed`` 0 is the plain trace, n a jittered copy."""
+
+    policy: str
+    label: str
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """What every run of one comparison shares."""
+
+    trace: Trace
+    cluster: Cluster
+    tenants: tuple[Tenant, ...]
+    quotas: tuple[Quota, ...]
+    config: EngineConfig
+    jitter: float
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def replay(setup: Setup, run: Run, trace: Trace | None = None,
+           progress: Progress | None = None) -> dict[str, Any]:
+    """One run's summary; ``trace``: the run's trace when the caller already made it."""
+    if trace is None:
+        trace = setup.trace if run.seed == 0 else setup.trace.jittered(run.seed, setup.jitter)
+    engine = Engine(
+        trace, setup.cluster, setup.tenants, setup.quotas,
+        dataclasses.replace(setup.config, policy=run.policy), progress=progress,
+    )
+    return summarize(engine.run())
+
+
+def run_parallel(
+    setup: Setup,
+    runs: Sequence[Run],
+    workers: int,
+    progress: Callable[[str], Progress] | None = None,
+) -> list[dict[str, Any]]:
+    """Every run's summary, in the order of ``runs``, from ``workers`` processes."""
+    ctx = multiprocessing.get_context("spawn")
+    updates: multiprocessing.Queue[tuple[str, int, int]] | None = (
+        ctx.Queue() if progress is not None else None
+    )
+    bars = {run.label: progress(run.label) for run in runs} if progress is not None else {}
+    pool = ctx.Pool(min(workers, len(runs)), _start_worker, (setup, updates))
+    try:
+        pending: list[AsyncResult[dict[str, Any]]] = [
+            pool.apply_async(_run_in_worker, (run,)) for run in runs
+        ]
+        while True:
+            for r in pending:
+                if r.ready() and not r.successful():
+                    r.get()  # raises the run's error here, at once
+            waiting = [r for r in pending if not r.ready()]
+            if not waiting:
+                break
+            if updates is None:
+                waiting[0].wait(0.2)
+            else:
+                _drain(updates, bars, wait=0.2)
+        if updates is not None:
+            _drain(updates, bars, wait=0.0)
+        results = [r.get() for r in pending]
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.close()
+        pool.join()
+    return results
+
+
+def _drain(
+    updates: multiprocessing.Queue[tuple[str, int, int]], bars: dict[str, Progress], wait: float
+) -> None:
+    """Hand every progress report queued so far to its bar, waiting up to ``wait`` s for one."""
+    try:
+        label, done, total = updates.get(timeout=wait) if wait else updates.get_nowait()
+        while True:
+            bars[label](done, total)
+            label, done, total = updates.get_nowait()
+    except queue_module.Empty:
+        pass
+
+
+# The worker's side. Module globals, because a pool's initializer can hand its
+# arguments to the tasks no other way; they live only in the worker processes.
+_setup: Setup | None = None
+_updates: multiprocessing.Queue[tuple[str, int, int]] | None = None
+
+
+def _start_worker(setup: Setup, updates: multiprocessing.Queue[tuple[str, int, int]] | None
+                  ) -> None:
+    global _setup, _updates
+    _setup, _updates = setup, updates
+
+
+def _run_in_worker(run: Run) -> dict[str, Any]:
+    assert _setup is not None, "the worker was started without its setup"
+    updates = _updates
+    report: Progress | None = None
+    if updates is not None:
+        def report(done: int, total: int) -> None:
+            updates.put((run.label, done, total))
+
+        report(0, len(_setup.trace))  # the run has begun: its bar's clock starts
+    return replay(_setup, run, progress=report)
