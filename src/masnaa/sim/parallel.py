@@ -106,8 +106,6 @@ def run_parallel(
                 waiting[0].wait(0.2)
             else:
                 _drain(updates, bars, wait=0.2)
-        if updates is not None:
-            _drain(updates, bars, wait=0.0)
         results = [r.get() for r in pending]
     except BaseException:
         pool.terminate()
@@ -115,6 +113,10 @@ def run_parallel(
     finally:
         pool.close()
         pool.join()
+    if updates is not None:
+        # A worker's queue is written by a thread of its own: its last reports may
+        # arrive after its result. A worker that has exited has sent them all.
+        _drain(updates, bars, wait=0.0)
     return results
 
 
