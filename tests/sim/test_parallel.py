@@ -11,7 +11,7 @@ from masnaa.sim.engine import EngineConfig
 from masnaa.sim.errors import SimError
 from masnaa.sim.loaders import TraceSource, load_trace
 from masnaa.sim.parallel import Run, Setup, run_parallel
-from masnaa.sim.shape import build_cluster, size_for, tenancy
+from masnaa.sim.shape import size_for
 from masnaa.sim.trace import Trace
 
 TIMINGS = ("wall_seconds", "decide_seconds")
@@ -49,9 +49,7 @@ def test_workers_give_the_same_document_as_one_process(day: Trace) -> None:
 def test_a_run_that_fails_in_a_worker_fails_the_comparison_with_its_own_error(
     day: Trace,
 ) -> None:
-    cluster = build_cluster(day, size_for(day, load=None, gpus=64).nodes)
-    tenants, quotas = tenancy(day, cluster)
-    setup = Setup(day, cluster, tenants, quotas, EngineConfig(), 60.0)
+    setup = Setup(day, size_for(day, load=None, gpus=64).nodes, EngineConfig(), 60.0)
     with pytest.raises(SimError) as caught:
         run_parallel(setup, [Run("masnaa", "masnaa"), Run("sjf", "sjf")], workers=2)
     assert caught.value.code == "unknown-policy"

@@ -16,7 +16,7 @@ from masnaa.scheduler import POLICIES
 from masnaa.sim.engine import EngineConfig
 from masnaa.sim.errors import SimError
 from masnaa.sim.parallel import Run, Setup, replay, run_parallel
-from masnaa.sim.shape import Sizing, build_cluster, tenancy
+from masnaa.sim.shape import Sizing
 from masnaa.sim.trace import Trace
 
 ProgressFactory = Callable[[str], Callable[[int, int], None]]
@@ -66,9 +66,9 @@ def compare(
     check_repeats(repeats, jitter)
     if workers < 1:
         raise SimError("bad-option", f"workers must be at least 1, not {workers}")
-    cluster = build_cluster(trace, sizing.nodes, gpus_per_node=config.gpus_per_node)
-    tenants, quotas = tenancy(trace, cluster)
-    setup = Setup(trace, cluster, tenants, quotas, config, jitter)
+    setup = Setup(trace, sizing.nodes, config, jitter)
+    world = setup.world()
+    cluster = world.cluster
     runs = [
         Run(policy, policy if seed == 0 else f"{policy} #{seed + 1}", seed)
         for seed in range(repeats)
@@ -84,7 +84,7 @@ def compare(
             bar = progress(run.label) if progress else None
             if bar is not None:
                 bar(0, len(moved))
-            results.append(replay(setup, run, moved, bar))
+            results.append(replay(setup, world, run, moved, bar))
     summaries = results[: len(policies)]
     spread: dict[str, Any] | None = None
     if repeats > 1:

@@ -11,11 +11,15 @@ replay is deterministic and reads only its own inputs.
 Workers are started with ``spawn``, not ``fork``: the parent holds threads (the
 progress bar redraws from one), and a child forked from a threaded process may
 inherit a lock that no thread will release. Each worker receives the trace,
-cluster and configuration once, when it starts; a run is then only its policy,
-its label and its jitter seed. Progress comes back over a queue, as often as the
-engine reports it (every 2,048 event batches). A run that raises stops the
-comparison: the other workers are terminated and the error is raised in the
-parent, as it would have been raised in one process.
+cluster size and configuration once, when it starts, and builds the cluster and
+tenancy itself on its first run: the domain's frozen classes, once compiled by
+mypyc, cannot be unpickled, and ``build_cluster`` and ``tenancy`` are
+deterministic. The setup travels as bytes and is read inside a run, so that
+whatever fails there fails the run (a pool's initializer that raises would be
+restarted without end). A run is then only its policy, label and jitter seed.
+Progress comes back over a queue, as often as the engine reports it (every 2,048
+event batches). A run that raises stops the comparison: the other workers are
+terminated and the error is raised in the parent, as in one process.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import pickle
 import queue as queue_module
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +37,7 @@ from typing import Any
 from masnaa.domain import Cluster, Quota, Tenant
 from masnaa.sim.engine import Engine, EngineConfig
 from masnaa.sim.metrics import summarize
+from masnaa.sim.shape import build_cluster, tenancy
 from masnaa.sim.trace import Trace
 
 Progress = Callable[[int, int], None]
@@ -51,11 +57,22 @@ class Setup:
     """What every run of one comparison shares."""
 
     trace: Trace
+    nodes: int
+    config: EngineConfig
+    jitter: float
+
+    def world(self) -> World:
+        """The cluster of ``nodes`` nodes and the trace's tenants and quotas on it."""
+        cluster = build_cluster(self.trace, self.nodes, gpus_per_node=self.config.gpus_per_node)
+        tenants, quotas = tenancy(self.trace, cluster)
+        return World(cluster, tenants, quotas)
+
+
+@dataclass(frozen=True, slots=True)
+class World:
     cluster: Cluster
     tenants: tuple[Tenant, ...]
     quotas: tuple[Quota, ...]
-    config: EngineConfig
-    jitter: float
 
 
 def available_cpus() -> int:
@@ -66,13 +83,13 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def replay(setup: Setup, run: Run, trace: Trace | None = None,
+def replay(setup: Setup, world: World, run: Run, trace: Trace | None = None,
            progress: Progress | None = None) -> dict[str, Any]:
     """One run's summary; ``trace``: the run's trace when the caller already made it."""
     if trace is None:
         trace = setup.trace if run.seed == 0 else setup.trace.jittered(run.seed, setup.jitter)
     engine = Engine(
-        trace, setup.cluster, setup.tenants, setup.quotas,
+        trace, world.cluster, world.tenants, world.quotas,
         dataclasses.replace(setup.config, policy=run.policy), progress=progress,
     )
     return summarize(engine.run())
@@ -90,7 +107,7 @@ def run_parallel(
         ctx.Queue() if progress is not None else None
     )
     bars = {run.label: progress(run.label) for run in runs} if progress is not None else {}
-    pool = ctx.Pool(min(workers, len(runs)), _start_worker, (setup, updates))
+    pool = ctx.Pool(min(workers, len(runs)), _start_worker, (pickle.dumps(setup), updates))
     try:
         pending: list[AsyncResult[dict[str, Any]]] = [
             pool.apply_async(_run_in_worker, (run,)) for run in runs
@@ -135,23 +152,28 @@ def _drain(
 
 # The worker's side. Module globals, because a pool's initializer can hand its
 # arguments to the tasks no other way; they live only in the worker processes.
-_setup: Setup | None = None
+_setup_bytes = b""
 _updates: multiprocessing.Queue[tuple[str, int, int]] | None = None
+_made: tuple[Setup, World] | None = None
 
 
-def _start_worker(setup: Setup, updates: multiprocessing.Queue[tuple[str, int, int]] | None
+def _start_worker(setup: bytes, updates: multiprocessing.Queue[tuple[str, int, int]] | None
                   ) -> None:
-    global _setup, _updates
-    _setup, _updates = setup, updates
+    global _setup_bytes, _updates
+    _setup_bytes, _updates = setup, updates
 
 
 def _run_in_worker(run: Run) -> dict[str, Any]:
-    assert _setup is not None, "the worker was started without its setup"
+    global _made
+    if _made is None:
+        setup: Setup = pickle.loads(_setup_bytes)
+        _made = (setup, setup.world())
+    setup, world = _made
     updates = _updates
     report: Progress | None = None
     if updates is not None:
         def report(done: int, total: int) -> None:
             updates.put((run.label, done, total))
 
-        report(0, len(_setup.trace))  # the run has begun: its bar's clock starts
-    return replay(_setup, run, progress=report)
+        report(0, len(setup.trace))  # the run has begun: its bar's clock starts
+    return replay(setup, world, run, progress=report)
