@@ -4,9 +4,9 @@ operators-only check, with the ``forbidden`` refusal all three give.
 
 from __future__ import annotations
 
-from masnaa.service.tenancy import Caller, ServiceError
+from masnaa.service.tenancy import Caller, forbidden
 
 
 def require_operator(caller: Caller, doing: str) -> None:
     if not caller.is_operator:
-        raise ServiceError("forbidden", f"only operators {doing}", status=403)
+        raise forbidden(f"only operators {doing}")
