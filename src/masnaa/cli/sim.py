@@ -70,7 +70,7 @@ def sim(
     """Replay a trace under each policy and compare them side by side."""
     from masnaa.scheduler import SchedulerConfig
     from masnaa.scheduler.config import knob as parse_knob
-    from masnaa.sim.compare import check_policies, check_repeats, compare
+    from masnaa.sim.compare import check_policies, check_repeats, check_workers, compare
     from masnaa.sim.engine import EngineConfig
     from masnaa.sim.errors import InvariantViolation, SimError, TraceError
     from masnaa.sim.loaders import TraceSource, load_trace
@@ -86,8 +86,8 @@ def sim(
         if load is not None and gpus is not None:
             raise SimError("bad-option", "give either --load or --gpus, not both")
         check_repeats(repeat, jitter)  # before the trace loads
-        if workers is not None and workers < 1:
-            raise SimError("bad-option", f"--workers must be at least 1, not {workers}")
+        if workers is not None:
+            check_workers(workers)
         processes = workers or min(available_cpus(), len(names) * repeat)
         source = TraceSource(
             path=file, lenient=lenient, seed=seed, jobs=jobs,

@@ -46,6 +46,11 @@ def check_repeats(repeats: int, jitter: float) -> None:
         )
 
 
+def check_workers(workers: int) -> None:
+    if workers < 1:
+        raise SimError("bad-option", f"--workers must be at least 1, not {workers}")
+
+
 def compare(
     trace: Trace,
     policies: Sequence[str],
@@ -64,8 +69,7 @@ def compare(
     (``parallel``); the document is the same either way."""
     check_policies(policies)
     check_repeats(repeats, jitter)
-    if workers < 1:
-        raise SimError("bad-option", f"workers must be at least 1, not {workers}")
+    check_workers(workers)
     setup = Setup(trace, sizing.nodes, config, jitter)
     world = setup.world()
     cluster = world.cluster

@@ -3,8 +3,8 @@
 Each run of ``compare`` (a policy, on the plain trace or on a jittered copy) is a
 fresh engine with its own state, so runs share nothing and may run in any order.
 With N workers a comparison takes about as long as its slowest replays rather
-than their sum: ``masnaa sim`` on whole Philly under its four default policies
-is dominated by las, and the other three finish beside it. The reports are the
+than their sum: on whole Philly las alone takes longer than the other default
+policies together (README), so they finish beside it. The reports are the
 ones a single process gives, to the digit (``tests/sim/test_parallel.py``): a
 replay is deterministic and reads only its own inputs.
 
