@@ -46,7 +46,7 @@ from masnaa.audit.events import state_change_event
 from masnaa.scheduler.decision import Preemption, Wait, WaitCode
 from masnaa.service import apply, residency, tenancy
 from masnaa.service.audit import append_audit
-from masnaa.service.tenancy import Caller, ServiceError, forbidden, not_found
+from masnaa.service.tenancy import Caller, ServiceError, not_found, require_operator
 from masnaa.store import models as m
 
 DEFAULT_GRACE = 120.0
@@ -121,8 +121,7 @@ def drain_node(
     session: Session, caller: Caller, name: str, *, reason: str, evacuate_runs: bool, now: float
 ) -> tuple[m.Node, Change]:
     """Drain ``name``; with ``evacuate_runs`` its runs are asked to move (see the module)."""
-    if not caller.is_operator:
-        raise forbidden("only operators drain or undrain nodes")
+    require_operator(caller, "drain or undrain nodes")
     node = _locked(session, select(m.Node).where(m.Node.name == name))
     if node is None:
         raise not_found("node", name)
@@ -145,8 +144,7 @@ def undrain_node(
     session: Session, caller: Caller, name: str, *, reason: str, now: float
 ) -> tuple[m.Node, Change]:
     """Give a drained node back to the scheduler (a node that is up or down is left as is)."""
-    if not caller.is_operator:
-        raise forbidden("only operators drain or undrain nodes")
+    require_operator(caller, "drain or undrain nodes")
     node = _locked(session, select(m.Node).where(m.Node.name == name))
     if node is None:
         raise not_found("node", name)
@@ -175,8 +173,7 @@ def set_site_state(
 
     ``evacuate_runs`` applies to ``drained`` only (``None``: the default, evacuate).
     """
-    if not caller.is_operator:
-        raise forbidden("only operators change a site's state")
+    require_operator(caller, "change a site's state")
     if evacuate_runs is not None and state != m.SiteState.DRAINED.value:
         raise ServiceError(
             "evacuate-not-applicable",

@@ -56,7 +56,7 @@ from masnaa.policy import (
 from masnaa.policy.loader import default_rules_path, load_rules
 from masnaa.policy.rules import RuleSet
 from masnaa.service.audit import append_audit, audit_head, audit_records, record_policy, to_time
-from masnaa.service.tenancy import Caller, ServiceError, forbidden, not_found
+from masnaa.service.tenancy import Caller, ServiceError, forbidden, not_found, require_operator
 from masnaa.store import models as m
 from masnaa.store.residency import DataKind, DatasetRow, JobDataset, TransferGroundRow
 
@@ -568,8 +568,7 @@ def set_site_state(session: Session, caller: Caller, name: str, state: str, reas
     the portal call it through ``service.evacuation.set_site_state``, which also
     moves a drained site's runs and audits the change.
     """
-    if not caller.is_operator:
-        raise forbidden("only operators change a site's state")
+    require_operator(caller, "change a site's state")
     try:
         wanted = m.SiteState(state)
     except ValueError:

@@ -91,6 +91,12 @@ class Caller:
         return self.is_operator or self.tenant_id == tenant_id
 
 
+def require_operator(caller: Caller, doing: str) -> None:
+    """Refuse (403 ``forbidden``, "only operators <doing>") anyone but an operator."""
+    if not caller.is_operator:
+        raise forbidden(f"only operators {doing}")
+
+
 # --- names -----------------------------------------------------------------
 
 
@@ -141,8 +147,7 @@ def create_tenant(
     share: float = 1.0,
     now: float,
 ) -> m.Tenant:
-    if not caller.is_operator:
-        raise forbidden("only operators create tenants")
+    require_operator(caller, "create tenants")
     check_name(name, "name")
     try:
         TenantKind(kind)
@@ -250,8 +255,7 @@ def create_user(
         ) from None
     check_name(name, "name")
     if wanted is m.Role.OPERATOR:
-        if not caller.is_operator:
-            raise forbidden("only operators create operators")
+        require_operator(caller, "create operators")
         if tenant is not None:
             raise ServiceError(
                 "operator-has-no-tenant",
@@ -288,8 +292,7 @@ def set_node_state(
     session: Session, caller: Caller, node_name: str, *, drained: bool, reason: str
 ) -> m.Node:
     """The node's state alone; ``service.evacuation`` also moves its runs and audits it."""
-    if not caller.is_operator:
-        raise forbidden("only operators drain or undrain nodes")
+    require_operator(caller, "drain or undrain nodes")
     node = session.scalars(select(m.Node).where(m.Node.name == node_name).with_for_update()).first()
     if node is None:
         raise not_found("node", node_name)
@@ -323,8 +326,7 @@ def set_quota(
     borrowing_limit: int | None,
     lending_limit: int | None,
 ) -> m.Quota:
-    if not caller.is_operator:
-        raise forbidden("only operators set quotas")
+    require_operator(caller, "set quotas")
     owner = get_tenant(session, caller, tenant)
     site_row = session.scalars(select(m.Site).where(m.Site.name == site)).first()
     if site_row is None:

@@ -30,12 +30,11 @@ from masnaa.accounting import allocations as core
 from masnaa.accounting.allocation import Allocation, AllocationPolicy, Amount, Role
 from masnaa.api.deps import CurrentCaller, State, forbid_unknown_query
 from masnaa.api.errors import ERROR_RESPONSES
-from masnaa.api.routers._accounting import require_operator
 from masnaa.api.schemas import Strict
 from masnaa.service import accounting as svc
 from masnaa.service import allocation_views as views
 from masnaa.service import supplements
-from masnaa.service.tenancy import Caller
+from masnaa.service.tenancy import Caller, require_operator
 from masnaa.store import accounting as t
 from masnaa.store import models as m
 

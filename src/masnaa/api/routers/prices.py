@@ -30,11 +30,10 @@ from masnaa.accounting.prices import (
 )
 from masnaa.api.deps import CurrentCaller, State, forbid_unknown_query
 from masnaa.api.errors import ERROR_RESPONSES
-from masnaa.api.routers._accounting import require_operator
 from masnaa.api.schemas import Strict
 from masnaa.domain.tenancy import TenantKind
 from masnaa.service import accounting as svc
-from masnaa.service.tenancy import ServiceError
+from masnaa.service.tenancy import ServiceError, require_operator
 from masnaa.store import accounting as t
 from masnaa.store import models as m
 

@@ -32,10 +32,10 @@ from masnaa.accounting.statements import (
 )
 from masnaa.api.deps import CurrentCaller, State, forbid_unknown_query
 from masnaa.api.errors import ERROR_RESPONSES
-from masnaa.api.routers._accounting import require_operator
 from masnaa.service import accounting as svc
 from masnaa.service import allocation_views as views
 from masnaa.service import statements
+from masnaa.service.tenancy import require_operator
 from masnaa.store import accounting as t
 from masnaa.store import models as m
 

@@ -25,7 +25,7 @@ from masnaa.audit.report import render_csv, render_json
 from masnaa.service import evacuation
 from masnaa.service import residency as svc
 from masnaa.service.audit import export_jsonl, record_policy, verify_chain
-from masnaa.service.tenancy import forbidden
+from masnaa.service.tenancy import require_operator
 from masnaa.store import models as m
 from masnaa.store.residency import DataKind, DatasetRow
 
@@ -262,8 +262,7 @@ class VerifyOut(BaseModel):
 @router.get("/audit/verify", response_model=VerifyOut,
             summary="Verify the audit chain in the database (operators)")
 def audit_verify(state: State, caller: CurrentCaller) -> VerifyOut:
-    if not caller.is_operator:
-        raise forbidden("only operators read the audit log")
+    require_operator(caller, "read the audit log")
     with state.db.read() as session:
         v = verify_chain(session)
     return VerifyOut(ok=v.ok, checked=v.checked,
@@ -275,8 +274,7 @@ def audit_verify(state: State, caller: CurrentCaller) -> VerifyOut:
 @router.get("/audit/export", summary="The audit chain as JSON lines (operators)",
             response_class=Response)
 def audit_export(state: State, caller: CurrentCaller) -> Response:
-    if not caller.is_operator:
-        raise forbidden("only operators read the audit log")
+    require_operator(caller, "read the audit log")
     with state.db.read() as session:
         body = export_jsonl(session)
     return Response(body, media_type="application/x-ndjson")
@@ -292,8 +290,7 @@ def regulator_report(
     until: datetime,
     format: Literal["json", "csv"] = "json",
 ) -> Response:
-    if not caller.is_operator:
-        raise forbidden("only operators build regulator reports")
+    require_operator(caller, "build regulator reports")
     with state.db.read() as session:
         r = svc.report(session, country, since, until)
     if format == "csv":
