@@ -7,8 +7,8 @@ differ. One pass, in numbered phases:
 1. **observe**: sync drained/down nodes and the pending set from the store;
 2. **drive** every admitted or running run: launch admitted attempts
    (idempotent), stop the ones with a cancel request or a preemption
-   deadline (SIGTERM, grace, SIGKILL), poll the rest, and settle the runs
-   that ended (``reconcile.settle``);
+   deadline (SIGTERM, grace, SIGKILL), poll the rest, and write what they
+   reported: launches, refusals, and the runs that ended (``service.run_writes``);
    then meter the runs and refresh allocation balances (``service.metering``:
    a run's segment is written with ``running`` and closed with its settlement);
 3. **decide** on the snapshot (its ``balances`` hold jobs of spent allocations);
@@ -65,13 +65,12 @@ from masnaa.service.launch import EXECUTOR_FACTORIES, build_spec
 from masnaa.service.lease import LeaseHeld, LoopLease
 from masnaa.service.metering import Meter
 from masnaa.service.metrics import Metrics
-from masnaa.service.reconcile import settle, write_settlement
+from masnaa.service.run_writes import write_runs
 from masnaa.service.site_choice import SitePrices
 from masnaa.service.sites import SiteHealth, owner_names, record_starts
 from masnaa.service.snapshot import ACTIVE, LiveState
 from masnaa.store import models as m
 from masnaa.store.db import make_engine, read_session_factory, session_factory
-from masnaa.store.events import transition
 
 log = logging.getLogger(__name__)
 
@@ -384,94 +383,25 @@ class ControlLoop:
         report: PassReport,
     ) -> None:
         assert self.live is not None
-        released: list[str] = []
-        requeued: list[str] = []
+
+        def queues(site: str | None) -> bool:
+            executor = self._executor(site)
+            return executor is not None and executor.capabilities.queues
+
         with self.write() as s, s.begin():
-            rows = apply.lock_rows(s, {*launched, *rejected, *ended})
-            for job_id, attempt in launched.items():
-                row = rows.get(job_id)
-                if (
-                    row is not None
-                    and row.state == m.JobState.ADMITTED.value
-                    and row.attempt == attempt
-                ):
-                    transition(
-                        s,
-                        row,
-                        m.JobState.RUNNING,
-                        at=now,
-                        code="started",
-                        reason=f"run {attempt} started",
-                    )
-                    executor = self._executor(row.site)
-                    # A queuing engine (Slurm) may hold it pending: it holds GPUs, and is
-                    # charged, only from the start the engine reports (``record_starts``).
-                    queues = executor is not None and executor.capabilities.queues
-                    row.started_at = None if queues else now
-                    self.meter.on_start(s, row)
-                    report.transitions.append(("admitted", "running"))
-            for job_id, (attempt, message) in rejected.items():
-                row = rows.get(job_id)
-                if (
-                    row is not None
-                    and row.state == m.JobState.ADMITTED.value
-                    and row.attempt == attempt
-                ):
-                    transition(
-                        s, row, m.JobState.FAILED, at=now, code="launch-rejected", reason=message
-                    )
-                    row.ended_at = now
-                    released.append(job_id)
-                    report.transitions.append(("admitted", "failed"))
-            for job_id, (attempt, seen) in ended.items():
-                row = rows.get(job_id)
-                if row is None or row.state not in (
-                    m.JobState.ADMITTED.value,
-                    m.JobState.RUNNING.value,
-                ):
-                    continue
-                if row.attempt != attempt:
-                    continue
-                if seen.state == "absent":  # cancelled before it was ever launched
-                    self.meter.on_end(s, row, "cancelled", now)
-                    before = row.state
-                    transition(
-                        s,
-                        row,
-                        m.JobState.CANCELLED,
-                        at=now,
-                        code="cancelled",
-                        reason="cancelled before it started",
-                    )
-                    row.ended_at = now
-                    report.transitions.append((before, "cancelled"))
-                    released.append(job_id)
-                    continue
-                outcome = settle(
-                    seen,
-                    attempt=attempt,
-                    cancel_requested=row.cancel_requested,
-                    preempting=row.preempt_deadline is not None,
-                    max_attempts=self.config.max_attempts,
-                )
-                before = row.state
-                ended_at = seen.ended_at if seen.ended_at is not None else now
-                if row.started_at is None and seen.started_at is not None:
-                    record_starts(s, {job_id: (attempt, seen)}, self.meter.on_start)
-                self.meter.on_end(s, row, outcome.code, ended_at)
-                write_settlement(s, row, outcome, seen, now=now)
-                report.transitions.append((before, outcome.state.value))
-                report.settled += 1
-                released.append(job_id)
-                if outcome.requeued:
-                    requeued.append(job_id)
+            done = write_runs(
+                s, now=now, launched=launched, rejected=rejected, ended=ended,
+                meter=self.meter, queues=queues, max_attempts=self.config.max_attempts,
+            )
+        report.transitions.extend(done.transitions)
+        report.settled += done.settled
         # The store has it; now the index follows.
         for job_id, (attempt, _seen) in ended.items():
             self._stops.discard((job_id, attempt))
         with self.read() as s:
-            for job_id in released:
+            for job_id in done.released:
                 self.live.release(job_id, now)
-            for item in self.live.load_pending(s, requeued):
+            for item in self.live.load_pending(s, done.requeued):
                 self.live.enqueue(item)
 
     # -- phase 4: apply the decision -----------------------------------------------------------
