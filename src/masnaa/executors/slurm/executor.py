@@ -17,7 +17,8 @@ Contract (see ``masnaa.executors.base`` for the words):
   attempts (its fixed ``--format`` text by default, ``--json`` on request),
   plus one ``sinfo --json`` for node states, then the attempt's own records.
   The batch script's ``exit`` record is the truth for the exit status;
-  Slurm's state is used only when the script could not write one. An
+  Slurm's state is used only when the script could not write one (what
+  records and states mean: ``outcome``). An
   attempt Slurm still holds pending is reported ``running`` with
   ``started_at=None`` and Slurm's reason in ``message`` (the base contract
   has no queued state; usage must be charged from ``started_at``).
@@ -59,6 +60,7 @@ from masnaa.executors.base import (
     LaunchSpec,
     Observed,
 )
+from masnaa.executors.slurm import outcome
 from masnaa.executors.slurm.commands import SiteUnreachable, SlurmCommands, SlurmRejected
 from masnaa.executors.slurm.config import SlurmSiteConfig
 from masnaa.executors.slurm.parse import (
@@ -66,9 +68,7 @@ from masnaa.executors.slurm.parse import (
     SQUEUE_FORMAT,
     SlurmJob,
     SlurmNode,
-    decode_wait_status,
     exit_from_scontrol,
-    expand_hostlist,
     index_jobs,
     job_name,
     masnaa_jobs,
@@ -79,9 +79,6 @@ from masnaa.executors.slurm.records import RunRecords, StopRecord
 from masnaa.executors.slurm.script import COMMAND_FILE, render_script, sbatch_options
 
 Key = tuple[str, int]
-
-_REASONS = ("exited", "stopped", "time-limit", "launch-failed")
-
 
 class _StaleView(Exception):
     """The cached view predates a record it is being compared with."""
@@ -391,13 +388,13 @@ class SlurmExecutor(Executor):
                 # signal may reach the command before the batch script). Once the job
                 # has left squeue, the nodes it recorded itself still tell.
                 site_fault = (
-                    self._site_fault(job, view)
+                    outcome.site_fault(job, view.nodes)
                     if job is not None
-                    else self._node_fault(rec.get("nodes"), view)
+                    else outcome.node_fault(rec.get("nodes"), view.nodes)
                 )
                 if site_fault is not None:
                     return self._lose(rec, site_fault, to_cancel, None)
-            return self._exited(rec, ended.status, ended.reason, ended.ended_at)
+            return outcome.exited(rec, ended.status, ended.reason, ended.ended_at)
         if job is None:
             if not trust and view.taken_at < max(
                 rec.mtime("slurm_job_id") or 0.0, self._submitted.get(key, 0.0)
@@ -419,7 +416,7 @@ class SlurmExecutor(Executor):
         to_cancel: list[tuple[RunRecords, int]],
     ) -> Observed:
         key = (rec.job_id, rec.attempt)
-        site_fault = self._site_fault(job, view)
+        site_fault = outcome.site_fault(job, view.nodes)
         if site_fault is not None:
             return self._lose(rec, site_fault, to_cancel, job.slurm_id)
         if key not in self._stops:
@@ -443,27 +440,6 @@ class SlurmExecutor(Executor):
         return Observed(
             "running", started_at=started, message=f"Slurm job {job.slurm_id} {job.state}"
         )
-
-    @staticmethod
-    def _site_fault(job: SlurmJob, view: SlurmView) -> str | None:
-        """Why the site, not the job, ended or blocks this attempt; None when it did not."""
-        if job.state in LOST_STATES:
-            return f"Slurm ended it: {job.state} ({job.reason})"
-        # Pending: the nodes Masnaa pinned; running: the nodes it holds.
-        fault = SlurmExecutor._node_fault(job.required if job.pending else job.nodes, view)
-        if fault is not None and job.pending:
-            return f"cannot start: {fault}"
-        return fault
-
-    @staticmethod
-    def _node_fault(nodelist: str | None, view: SlurmView) -> str | None:
-        """Why one of these nodes can take no work now; None when all can (or unknown)."""
-        for name in expand_hostlist((nodelist or "").strip()):
-            node = view.nodes.get(name)
-            if node is not None and not node.available:
-                why = f": {node.reason}" if node.reason else ""
-                return f"node {node.name} is {node.display_state}{why}"
-        return None
 
     def _lose(
         self,
@@ -490,7 +466,7 @@ class SlurmExecutor(Executor):
             # Re-read: the job may have finished between the view and now.
             ended = rec.exit()
             if ended is not None:
-                return self._exited(rec, ended.status, ended.reason, ended.ended_at)
+                return outcome.exited(rec, ended.status, ended.reason, ended.ended_at)
             no_record = f"Slurm no longer knows job {slurm_id} and it left no exit record"
             return self._lose(rec, no_record, [], None)
         claimed = rec.claimed_at() or now
@@ -498,29 +474,6 @@ class SlurmExecutor(Executor):
             return Observed("running", message="submission to Slurm not confirmed yet")
         return self._lose(
             rec, f"claimed {now - claimed:.0f}s ago but never became a Slurm job", [], None
-        )
-
-    def _exited(
-        self, rec: RunRecords, status: int, reason: str, ended_at: float | None
-    ) -> Observed:
-        stop = rec.stop()
-        code: int | None = status
-        sig: int | None = None
-        if 128 < status <= 128 + 64:  # the shell's way of saying "killed by signal n"
-            code, sig = None, status - 128
-        if reason == "exited" and sig is not None and stop is not None:
-            # Asked to stop and killed by a signal: Slurm's own signal reached the
-            # command before the batch script's trap could record the stop.
-            reason = "stopped"
-        return Observed(
-            "exited",
-            exit_code=code,
-            signal=sig,
-            reason=reason if reason in _REASONS else "exited",  # type: ignore[arg-type]
-            stop_reason=stop.reason if stop else None,
-            started_at=rec.started_at(),
-            ended_at=ended_at,
-            message=rec.get("message") or "",
         )
 
     def _ended_in_slurm(self, rec: RunRecords, job: SlurmJob) -> Observed:
@@ -535,29 +488,7 @@ class SlurmExecutor(Executor):
                 raw = exit_from_scontrol(self.commands.job_exit(job.slurm_id))
             except (SiteUnreachable, SlurmRejected):
                 raw = None
-        code, sig = decode_wait_status(raw)
-        stop = rec.stop()
-        if stop is not None or job.state == "CANCELLED":
-            reason, sig, code = "stopped", sig or 9, None
-        elif job.state == "TIMEOUT":
-            reason = "time-limit"
-        else:
-            reason = "exited"
-        words = f"Slurm job {job.slurm_id} ended {job.state} without an exit record"
-        if job.state == "CANCELLED" and stop is None:
-            words += " (cancelled in Slurm, not by Masnaa)"
-        return Observed(
-            "exited",
-            exit_code=code,
-            signal=sig,
-            reason=reason,  # type: ignore[arg-type]
-            stop_reason=stop.reason if stop else None,
-            # Slurm stamps a start time even on a job cancelled while pending: only the
-            # batch script's own record says the job ever held its GPUs.
-            started_at=rec.started_at(),
-            ended_at=job.end_time,
-            message=words,
-        )
+        return outcome.ended_without_record(rec, job, raw)
 
     # -- inventory ----------------------------------------------------------------------------
     def inventory(self) -> list[SlurmNode]:

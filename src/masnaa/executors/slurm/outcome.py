@@ -1,0 +1,103 @@
+"""How a Slurm attempt ended, read from its records and from Slurm's picture.
+
+Pure readings, no Slurm call and no state of the executor's: the executor
+(``executor.SlurmExecutor``) asks Slurm, then asks these functions what the
+answers mean.
+
+- ``site_fault`` / ``node_fault``: whether the site, not the job, ended or
+  blocks an attempt (a lost state, or a pinned node drained, down or failing);
+- ``exited``: the batch script's ``exit`` record as an ``Observed``;
+- ``ended_without_record``: a job Slurm says ended but whose batch script was
+  killed before it could write that record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from masnaa.executors.base import Observed
+from masnaa.executors.slurm.parse import (
+    LOST_STATES,
+    SlurmJob,
+    SlurmNode,
+    decode_wait_status,
+    expand_hostlist,
+)
+from masnaa.executors.slurm.records import RunRecords
+
+REASONS = ("exited", "stopped", "time-limit", "launch-failed")
+"""The reasons an ``Observed`` of an exited run may give."""
+
+
+def site_fault(job: SlurmJob, nodes: Mapping[str, SlurmNode]) -> str | None:
+    """Why the site, not the job, ended or blocks this attempt; None when it did not."""
+    if job.state in LOST_STATES:
+        return f"Slurm ended it: {job.state} ({job.reason})"
+    # Pending: the nodes Masnaa pinned; running: the nodes it holds.
+    fault = node_fault(job.required if job.pending else job.nodes, nodes)
+    if fault is not None and job.pending:
+        return f"cannot start: {fault}"
+    return fault
+
+
+def node_fault(nodelist: str | None, nodes: Mapping[str, SlurmNode]) -> str | None:
+    """Why one of these nodes can take no work now; None when all can (or unknown)."""
+    for name in expand_hostlist((nodelist or "").strip()):
+        node = nodes.get(name)
+        if node is not None and not node.available:
+            why = f": {node.reason}" if node.reason else ""
+            return f"node {node.name} is {node.display_state}{why}"
+    return None
+
+
+def exited(rec: RunRecords, status: int, reason: str, ended_at: float | None) -> Observed:
+    """The attempt's own exit record (``status`` as the shell gives it) as an observation."""
+    stop = rec.stop()
+    code: int | None = status
+    sig: int | None = None
+    if 128 < status <= 128 + 64:  # the shell's way of saying "killed by signal n"
+        code, sig = None, status - 128
+    if reason == "exited" and sig is not None and stop is not None:
+        # Asked to stop and killed by a signal: Slurm's own signal reached the
+        # command before the batch script's trap could record the stop.
+        reason = "stopped"
+    return Observed(
+        "exited",
+        exit_code=code,
+        signal=sig,
+        reason=reason if reason in REASONS else "exited",  # type: ignore[arg-type]
+        stop_reason=stop.reason if stop else None,
+        started_at=rec.started_at(),
+        ended_at=ended_at,
+        message=rec.get("message") or "",
+    )
+
+
+def ended_without_record(rec: RunRecords, job: SlurmJob, raw_exit: int | None) -> Observed:
+    """Slurm says ``job`` ended (not in a lost state) and the batch script left no record.
+
+    ``raw_exit``: Slurm's raw wait status for it, when known.
+    """
+    code, sig = decode_wait_status(raw_exit)
+    stop = rec.stop()
+    if stop is not None or job.state == "CANCELLED":
+        reason, sig, code = "stopped", sig or 9, None
+    elif job.state == "TIMEOUT":
+        reason = "time-limit"
+    else:
+        reason = "exited"
+    words = f"Slurm job {job.slurm_id} ended {job.state} without an exit record"
+    if job.state == "CANCELLED" and stop is None:
+        words += " (cancelled in Slurm, not by Masnaa)"
+    return Observed(
+        "exited",
+        exit_code=code,
+        signal=sig,
+        reason=reason,  # type: ignore[arg-type]
+        stop_reason=stop.reason if stop else None,
+        # Slurm stamps a start time even on a job cancelled while pending: only the
+        # batch script's own record says the job ever held its GPUs.
+        started_at=rec.started_at(),
+        ended_at=job.end_time,
+        message=words,
+    )
