@@ -18,10 +18,10 @@ Contract (see ``masnaa.executors.base`` for the words):
   plus one ``sinfo --json`` for node states, then the attempt's own records.
   The batch script's ``exit`` record is the truth for the exit status;
   Slurm's state is used only when the script could not write one (what
-  records and states mean: ``outcome``). An
-  attempt Slurm still holds pending is reported ``running`` with
-  ``started_at=None`` and Slurm's reason in ``message`` (the base contract
-  has no queued state; usage must be charged from ``started_at``).
+  records and states mean: ``outcome``). An attempt Slurm still holds
+  pending is reported ``running`` with ``started_at=None`` and Slurm's
+  reason in ``message`` (the base contract has no queued state; usage must
+  be charged from ``started_at``).
 - **Lost**: the attempt's node is down, drained or failing (its Slurm job is
   cancelled at once, so a requeued attempt never runs beside it); Slurm ended
   it itself (``NODE_FAIL``, ``BOOT_FAIL``, ...); Slurm forgot it with no exit
