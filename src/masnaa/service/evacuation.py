@@ -1,9 +1,10 @@
 """Draining a node or a site, and moving its work off it (evacuation); why moved jobs wait.
 
 Owns the operators' drain, undrain and site-state changes as one transaction
-each (``drain_node``, ``undrain_node``, ``set_site_state``), and
-``DrainWaits``, the wording of a waiting job's reason when drains keep it
-from every site it may use.
+each (``drain_node``, ``undrain_node``, ``set_site_state``), the sites whose
+runs the control loop gives up (``unreachable_sites``), and ``DrainWaits``,
+the wording of a waiting job's reason when drains keep it from every site it
+may use.
 
 Terms: a **drain** takes a node (or every node of a site) out of the
 scheduler's hands: nothing new is placed there. **Evacuation** (the default,
@@ -46,6 +47,7 @@ from masnaa.audit.events import state_change_event
 from masnaa.scheduler.decision import Preemption, Wait, WaitCode
 from masnaa.service import apply, residency, tenancy
 from masnaa.service.audit import append_audit
+from masnaa.service.sites import HEALTH_KEY
 from masnaa.service.tenancy import Caller, ServiceError, not_found, require_operator
 from masnaa.store import models as m
 
@@ -181,10 +183,20 @@ def set_site_state(
             "leave it out (an unreachable site's runs are always requeued)",
             status=422, field="evacuate",
         )
+    try:
+        wanted = m.SiteState(state)
+    except ValueError:
+        raise ServiceError("invalid-state", f"state {state!r} is not one of up, drained, "
+                           "unreachable", status=422, field="state") from None
     site = _locked(session, select(m.Site).where(m.Site.name == name))
-    before = site.state if site is not None else None
-    before_reason = site.reason if site is not None else ""
-    site = residency.set_site_state(session, caller, name, state, reason)
+    if site is None:
+        raise not_found("site", name)
+    before, before_reason = site.state, site.reason
+    # Its nodes take no new work while it is not up (``LiveState.sync_nodes``); a job
+    # that reads data is placed only at its lawful sites, so it moves to another of
+    # them or waits with the scheduler's reason.
+    site.state = wanted.value
+    site.reason = reason or ("" if wanted is m.SiteState.UP else f"{wanted.value} by an operator")
     moved: tuple[str, ...] = ()
     evacuating = state == m.SiteState.DRAINED.value and evacuate_runs is not False
     if evacuating:
@@ -193,7 +205,7 @@ def set_site_state(
     if site.state != before or site.reason != before_reason or moved:
         append_audit(session, state_change_event(
             caller.user, kind="site", name=name, site=name, state=site.state,
-            before=before or "", reason=reason,
+            before=before, reason=reason,
             evacuate=evacuating if state == m.SiteState.DRAINED.value else None, jobs=moved), now)
     return site, Change(name, site.state, site.reason, moved)
 
@@ -319,3 +331,18 @@ class DrainWaits:
             same[key] = parts[(job_id, sites)] = text + (
                 f"; the rules refuse {', '.join(refused)}." if refused else ".")
         return parts
+
+
+def unreachable_sites(session: Session) -> set[str]:
+    """Sites an operator marked unreachable: the control loop gives up their runs and
+    requeues them.
+
+    A site the loop itself marked (its engine's controller does not answer,
+    ``service.sites``) is left out: its runs go on under the engine's daemons.
+    """
+    marked = set(session.scalars(select(m.Site.name)
+                                 .where(m.Site.state == m.SiteState.UNREACHABLE.value)))
+    if marked:
+        marked -= {k.removeprefix(HEALTH_KEY) for k in session.scalars(
+            select(m.ServiceState.key).where(m.ServiceState.key.startswith(HEALTH_KEY)))}
+    return marked

@@ -60,7 +60,7 @@ from masnaa.factory.apply import SITE_OPTIONS
 from masnaa.scheduler import SchedulerConfig, decide
 from masnaa.scheduler.decision import Decision, WaitCode
 from masnaa.service import apply, residency
-from masnaa.service.evacuation import DrainWaits
+from masnaa.service.evacuation import DrainWaits, unreachable_sites
 from masnaa.service.launch import EXECUTOR_FACTORIES, build_spec
 from masnaa.service.lease import LeaseHeld, LoopLease
 from masnaa.service.metering import Meter
@@ -282,7 +282,7 @@ class ControlLoop:
         assert self.live is not None
         with self.read() as s:
             rows = list(s.scalars(select(m.Job).where(m.Job.state.in_([a.value for a in ACTIVE]))))
-            cut_off = residency.unreachable_sites(s) if rows else set()
+            cut_off = unreachable_sites(s) if rows else set()
         cut_off -= self.health.down.keys()  # runs go on under the engine; nothing requeued
         began: dict[str, tuple[int, Observed]] = {}
         launched: dict[str, int] = {}

@@ -56,7 +56,7 @@ from masnaa.policy import (
 from masnaa.policy.loader import default_rules_path, load_rules
 from masnaa.policy.rules import RuleSet
 from masnaa.service.audit import append_audit, audit_head, audit_records, record_policy, to_time
-from masnaa.service.tenancy import Caller, ServiceError, forbidden, not_found, require_operator
+from masnaa.service.tenancy import Caller, ServiceError, forbidden, not_found
 from masnaa.store import models as m
 from masnaa.store.residency import DataKind, DatasetRow, JobDataset, TransferGroundRow
 
@@ -553,53 +553,6 @@ def refusal_of(decision: DownloadDecision) -> ResidencyError | None:
     except ResidencyRefused as refused:
         return ResidencyError(refused, status=403, field="destination")
     return None
-
-
-# --- sites --------------------------------------------------------------------------------
-
-def set_site_state(session: Session, caller: Caller, name: str, state: str, reason: str
-                   ) -> m.Site:
-    """Operators drain a site, mark it unreachable, or bring it back up.
-
-    Its nodes take no new work while it is not up (``LiveState.sync_nodes``);
-    jobs that read data are placed only at their lawful sites, so they move to
-    another lawful site or wait with the scheduler's reason. The control loop
-    requeues runs at an unreachable site (``unreachable_sites``). The API and
-    the portal call it through ``service.evacuation.set_site_state``, which also
-    moves a drained site's runs and audits the change.
-    """
-    require_operator(caller, "change a site's state")
-    try:
-        wanted = m.SiteState(state)
-    except ValueError:
-        raise ServiceError("invalid-state", f"state {state!r} is not one of up, drained, "
-                           "unreachable", status=422, field="state") from None
-    stmt = select(m.Site).where(m.Site.name == name)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    site = session.scalars(stmt).first()
-    if site is None:
-        raise not_found("site", name)
-    site.state = wanted.value
-    site.reason = reason or ("" if wanted is m.SiteState.UP
-                             else f"{wanted.value} by an operator")
-    return site
-
-
-def unreachable_sites(session: Session) -> set[str]:
-    """Sites an operator marked unreachable: their runs are given up and requeued.
-
-    A site the loop itself marked (its engine's controller does not answer,
-    ``service.sites``) is left out: its runs go on under the engine's daemons.
-    """
-    from masnaa.service.sites import HEALTH_KEY
-
-    marked = set(session.scalars(select(m.Site.name)
-                                 .where(m.Site.state == m.SiteState.UNREACHABLE.value)))
-    if marked:
-        marked -= {k.removeprefix(HEALTH_KEY) for k in session.scalars(
-            select(m.ServiceState.key).where(m.ServiceState.key.startswith(HEALTH_KEY)))}
-    return marked
 
 
 # --- the regulator's report ------------------------------------------------------------------
