@@ -16,12 +16,18 @@
 #   MASNAA_SLURM_PARTITION  the default partition           (default: masnaa)
 #   MASNAA_SLURM_KILL_WAIT  seconds between TERM and KILL on a hard cancel (default: 3)
 #   MASNAA_SLURM_TIMEOUT    seconds to wait for the node to be idle (default: 90)
+#   MASNAA_SLURM_ACCOUNTING 1: job accounting in slurmdbd on a local MariaDB, so that
+#                           `sacct` answers as on a site; 0: none   (default: 1)
+#   MASNAA_SLURM_ACCOUNTS   Slurm accounts created for root, comma-separated
+#                           (default: research,startup)
 #   MASNAA_SLURM_SKIP_INSTALL=1  never call apt-get
 #
-# Files: /etc/slurm/{slurm,gres}.conf, logs in /var/log/slurm, state in
+# Files: /etc/slurm/{slurm,gres,slurmdbd}.conf, logs in /var/log/slurm, state in
 # /var/spool/slurmctld and /var/spool/slurmd, fake GPU device nodes in
 # /run/masnaa-fakegpu (symlinks to /dev/null: a GRES without File= drains the
-# node in 22.05). Stop everything with scripts/slurm-down.sh.
+# node in 22.05), accounting in the MariaDB database slurm_acct_db (reached by
+# its socket only: MariaDB is started with --skip-networking). Stop everything
+# with scripts/slurm-down.sh.
 set -euo pipefail
 
 started=$(date +%s.%N)
@@ -33,6 +39,8 @@ MEMORY_MB=${MASNAA_SLURM_MEMORY_MB:-512000}
 PARTITION=${MASNAA_SLURM_PARTITION:-masnaa}
 KILL_WAIT=${MASNAA_SLURM_KILL_WAIT:-3}
 TIMEOUT=${MASNAA_SLURM_TIMEOUT:-90}
+ACCOUNTING=${MASNAA_SLURM_ACCOUNTING:-1}
+ACCOUNTS=${MASNAA_SLURM_ACCOUNTS:-research,startup}
 CONF_DIR=/etc/slurm
 LOG_DIR=/var/log/slurm
 FAKE_DEV=/run/masnaa-fakegpu
@@ -40,7 +48,8 @@ FAKE_DEV=/run/masnaa-fakegpu
 say() { printf 'slurm-up: %s\n' "$*"; }
 die() {
     printf 'slurm-up: ERROR: %s\n' "$*" >&2
-    for f in "$LOG_DIR/slurmctld.log" "$LOG_DIR/slurmd.log" /var/log/munge/munged.log; do
+    for f in "$LOG_DIR/slurmctld.log" "$LOG_DIR/slurmd.log" "$LOG_DIR/slurmdbd.log" \
+        "$LOG_DIR/mariadb.out" /var/log/munge/munged.log; do
         if [[ -f $f ]]; then
             printf '\n--- last lines of %s ---\n' "$f" >&2
             tail -n 30 "$f" >&2
@@ -54,16 +63,23 @@ usage() { printf 'slurm-up: ERROR: %s\n' "$*" >&2; exit 2; }
 [[ $GPUS =~ ^[1-9][0-9]*$ ]] || usage "MASNAA_SLURM_GPUS must be a positive integer, got '$GPUS'"
 [[ $CPUS =~ ^[1-9][0-9]*$ ]] || usage "MASNAA_SLURM_CPUS must be a positive integer, got '$CPUS'"
 [[ $GPU_TYPE =~ ^[A-Za-z0-9_]+$ ]] || usage "MASNAA_SLURM_GPU_TYPE must be letters, digits or _, got '$GPU_TYPE'"
+[[ $ACCOUNTING == 0 || $ACCOUNTING == 1 ]] || usage "MASNAA_SLURM_ACCOUNTING must be 0 or 1, got '$ACCOUNTING'"
+[[ $ACCOUNTS =~ ^[a-z0-9_-]+(,[a-z0-9_-]+)*$ ]] \
+    || usage "MASNAA_SLURM_ACCOUNTS must be comma-separated lower-case names, got '$ACCOUNTS'"
+mkdir -p "$LOG_DIR"
 
 # 1. Packages -----------------------------------------------------------------
-if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null \
-    || ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
-    [[ ${MASNAA_SLURM_SKIP_INSTALL:-0} == 1 ]] && die "Slurm or munge missing and MASNAA_SLURM_SKIP_INSTALL=1"
-    say "installing slurm-wlm and munge"
+packages=(slurm-wlm munge)
+[[ $ACCOUNTING == 1 ]] && packages+=(slurmdbd mariadb-server)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [[ ${#missing[@]} -gt 0 ]]; then
+    [[ ${MASNAA_SLURM_SKIP_INSTALL:-0} == 1 ]] && die "${missing[*]} missing and MASNAA_SLURM_SKIP_INSTALL=1"
+    say "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y -qq slurm-wlm munge >/tmp/masnaa-slurm-apt.log 2>&1; then
+    if ! apt-get install -y -qq "${missing[@]}" >/tmp/masnaa-slurm-apt.log 2>&1; then
         apt-get update -qq >>/tmp/masnaa-slurm-apt.log 2>&1
-        apt-get install -y -qq slurm-wlm munge >>/tmp/masnaa-slurm-apt.log 2>&1 \
+        apt-get install -y -qq "${missing[@]}" >>/tmp/masnaa-slurm-apt.log 2>&1 \
             || { tail -n 20 /tmp/masnaa-slurm-apt.log >&2; die "apt-get install failed"; }
     fi
 fi
@@ -87,8 +103,32 @@ if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
     munge -n 2>/dev/null | unmunge >/dev/null 2>&1 || die "munged does not answer"
 fi
 
+# 2b. MariaDB for slurmdbd -------------------------------------------------------
+# Started by hand (no systemd in containers), on its socket only: the password
+# below is for a throw-away local database that no other host can reach, and it
+# is written only to the root-only slurmdbd.conf.
+DB_PASS=masnaa-local-accounting
+if [[ $ACCOUNTING == 1 ]]; then
+    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
+    if ! mariadb -e 'SELECT 1' >/dev/null 2>&1; then
+        say "starting MariaDB"
+        setsid /usr/sbin/mariadbd --user=mysql --skip-networking \
+            </dev/null >>"$LOG_DIR/mariadb.out" 2>&1 &
+        for _ in $(seq 100); do
+            mariadb -e 'SELECT 1' >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+        mariadb -e 'SELECT 1' >/dev/null 2>&1 || die "MariaDB does not answer (see $LOG_DIR/mariadb.out)"
+    fi
+    mariadb -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db;
+        CREATE USER IF NOT EXISTS 'slurm'@'localhost';
+        ALTER USER 'slurm'@'localhost' IDENTIFIED BY '$DB_PASS';
+        GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';" \
+        || die "could not create the accounting database"
+fi
+
 # 3. Fake GPUs and configuration ------------------------------------------------
-mkdir -p "$FAKE_DEV" "$LOG_DIR" /var/spool/slurmctld /var/spool/slurmd "$CONF_DIR"
+mkdir -p "$FAKE_DEV" /var/spool/slurmctld /var/spool/slurmd "$CONF_DIR"
 for ((i = 0; i < GPUS; i++)); do
     ln -sfn /dev/null "$FAKE_DEV/nvidia$i"
 done
@@ -96,6 +136,15 @@ done
 last=$((GPUS - 1))
 gres_files="$FAKE_DEV/nvidia[0-$last]"
 [[ $GPUS -eq 1 ]] && gres_files="$FAKE_DEV/nvidia0"
+
+if [[ $ACCOUNTING == 1 ]]; then
+    # Typed and untyped GPUs both recorded, so sacct's AllocTRES says which type ran.
+    accounting_conf="AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=127.0.0.1
+AccountingStorageTRES=gres/gpu,gres/gpu:$GPU_TYPE"
+else
+    accounting_conf="AccountingStorageType=accounting_storage/none"
+fi
 
 new_conf=$(cat <<EOF
 # Written by Masnaa's scripts/slurm-up.sh: a one-node test cluster with fake GPUs.
@@ -122,7 +171,7 @@ Waittime=0
 MaxJobCount=100000
 JobCompType=jobcomp/filetxt
 JobCompLoc=$LOG_DIR/jobcomp.log
-AccountingStorageType=accounting_storage/none
+$accounting_conf
 JobAcctGatherType=jobacct_gather/none
 StateSaveLocation=/var/spool/slurmctld
 SlurmdSpoolDir=/var/spool/slurmd
@@ -138,7 +187,28 @@ EOF
 )
 new_gres="NodeName=$NODE Name=gpu Type=$GPU_TYPE File=$gres_files"
 
+new_dbd=$(cat <<EOF
+# Written by Masnaa's scripts/slurm-up.sh: accounting of the one-node test cluster.
+AuthType=auth/munge
+DbdHost=localhost
+DbdAddr=127.0.0.1
+SlurmUser=root
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageLoc=slurm_acct_db
+StorageUser=slurm
+StoragePass=$DB_PASS
+LogFile=$LOG_DIR/slurmdbd.log
+PidFile=/run/slurmdbd.pid
+EOF
+)
+
 changed=0
+if [[ $ACCOUNTING == 1 ]] \
+    && { [[ ! -f $CONF_DIR/slurmdbd.conf ]] || [[ $(cat "$CONF_DIR/slurmdbd.conf") != "$new_dbd" ]]; }; then
+    (umask 077 && printf '%s\n' "$new_dbd" >"$CONF_DIR/slurmdbd.conf")
+    changed=1
+fi
 if [[ ! -f $CONF_DIR/slurm.conf ]] || [[ $(cat "$CONF_DIR/slurm.conf") != "$new_conf" ]]; then
     printf '%s\n' "$new_conf" >"$CONF_DIR/slurm.conf"
     changed=1
@@ -161,6 +231,34 @@ if [[ $changed -eq 1 ]]; then
     say "configuration written to $CONF_DIR (node $NODE, $GPUS × gpu:$GPU_TYPE, $CPUS CPUs)"
     stop /run/slurmd.pid
     stop /run/slurmctld.pid
+    stop /run/slurmdbd.pid
+fi
+if [[ $ACCOUNTING == 1 ]]; then
+    if ! alive /run/slurmdbd.pid; then
+        say "starting slurmdbd"
+        setsid /usr/sbin/slurmdbd </dev/null >>"$LOG_DIR/slurmdbd.out" 2>&1 || die "slurmdbd failed to start"
+    fi
+    for _ in $(seq 100); do
+        sacctmgr -n show cluster >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    sacctmgr -n show cluster >/dev/null 2>&1 || die "slurmdbd does not answer (see $LOG_DIR/slurmdbd.log)"
+    # The cluster, then each account with root as a user of it: without that
+    # association Slurm charges a job to the user's default account instead.
+    if [[ -z $(sacctmgr -n -P show cluster masnaa format=cluster) ]]; then
+        sacctmgr -i add cluster masnaa >/dev/null || die "sacctmgr could not add the cluster"
+    fi
+    IFS=, read -ra wanted <<<"$ACCOUNTS"
+    for account in "${wanted[@]}"; do
+        if [[ -z $(sacctmgr -n -P show account "$account" format=account) ]]; then
+            sacctmgr -i add account "$account" cluster=masnaa >/dev/null \
+                || die "sacctmgr could not add account $account"
+        fi
+        if [[ -z $(sacctmgr -n -P show assoc user=root account="$account" format=account) ]]; then
+            sacctmgr -i add user root account="$account" cluster=masnaa >/dev/null \
+                || die "sacctmgr could not add root to account $account"
+        fi
+    done
 fi
 if ! alive /run/slurmctld.pid; then
     say "starting slurmctld"

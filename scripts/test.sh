@@ -11,7 +11,8 @@
 #
 # It installs Debian packages (as root, or with sudo), creates .venv, installs
 # Masnaa with its test extra, starts PostgreSQL on loopback (scripts/pg-up.sh)
-# and a one-node Slurm with fake GPUs (scripts/slurm-up.sh), then runs ruff,
+# and a one-node Slurm with fake GPUs and slurmdbd accounting (scripts/slurm-up.sh),
+# then runs ruff,
 # mypy and pytest. Set MASNAA_SKIP_SYSTEM=1 to skip the Debian/Slurm/PostgreSQL
 # part (those tests are then skipped, with the reason printed).
 set -euo pipefail
@@ -23,7 +24,7 @@ step() { printf '\n== %s (%ss)\n' "$1" "$SECONDS"; }
 
 if [ "${MASNAA_SKIP_SYSTEM:-0}" != 1 ]; then
     step "Debian packages"
-    APT_PKGS=(postgresql slurm-wlm munge chromium fonts-dejavu-core gcc python3-dev)
+    APT_PKGS=(postgresql slurm-wlm munge slurmdbd mariadb-server chromium fonts-dejavu-core gcc python3-dev)
     missing=()
     for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
     if [ ${#missing[@]} -gt 0 ]; then

@@ -100,21 +100,29 @@ SACCT = """JobID|Submit|Start|End|Elapsed|AllocTRES|Account|Timelimit|State
 103|2025-03-01T11:00:00|Unknown|Unknown|00:00:00|cpu=8,gres/gpu=1,node=1|lab-a|01:00:00|CANCELLED
 104|2025-03-01T11:30:00|2025-03-01T11:30:00|2025-03-01T11:40:00|00:10:00|cpu=8,mem=1G,node=1|lab-c|UNLIMITED|COMPLETED
 105_7|2025-03-01T11:45:00|2025-03-01T11:45:00|2025-03-02T11:45:00|1-00:00:00|cpu=8,gres/gpu:a100=2,node=1|lab-c|UNLIMITED|FAILED
-"""
+106|2025-03-01T12:00:00|2025-03-01T12:00:00|Unknown|00:30:00|cpu=8,gres/gpu=1,node=1|lab-a|02:00:00|RUNNING
+108|2025-03-01T12:15:00|Unknown|Unknown|00:00:00|cpu=8,gres/gpu=1,node=1|lab-a|01:00:00|PENDING
+""" + (
+    # Slurm writes who cancelled a job into its state.
+    "107|2025-03-01T12:10:00|2025-03-01T12:10:00|2025-03-01T12:20:00|00:10:00|"
+    "cpu=8,gres/gpu=4,node=1|lab-b|01:00:00|CANCELLED by 1000\n"
+)
 
 
 def test_sacct_sample(tmp_path: Path) -> None:
     t = load_trace("sacct", TraceSource(path=write(tmp_path, "h.txt", SACCT)))
-    assert t.ids == ["102", "101", "105_7"]
-    assert t.ignored == {"job-step": 1, "never-started": 1, "cpu-only": 1}
-    assert t.gpus.tolist() == [16, 8, 2]
-    assert t.tasks.tolist() == [2, 1, 1]
-    assert t.runtime.tolist() == [4 * 3600.0, 2 * 3600.0, 86400.0]
+    # 106 still runs and 108 waits: their Elapsed is no runtime. 107 was cancelled
+    # while it ran: it ended, and its ten minutes are replayed.
+    assert t.ids == ["102", "101", "105_7", "107"]
+    assert t.ignored == {"job-step": 1, "never-started": 1, "cpu-only": 1, "unfinished": 2}
+    assert t.gpus.tolist() == [16, 8, 2, 4]
+    assert t.tasks.tolist() == [2, 1, 1, 1]
+    assert t.runtime.tolist() == [4 * 3600.0, 2 * 3600.0, 86400.0, 600.0]
     assert t.time_limit[0] == 4 * 3600.0 and t.time_limit[1] == 86400.0
     assert np.isnan(t.time_limit[2])
-    assert t.submit.tolist() == [0.0, 3600.0, 2.75 * 3600]
+    assert t.submit.tolist() == [0.0, 3600.0, 2.75 * 3600, 3 * 3600 + 600]
     assert [t.gpu_types[g] if g >= 0 else None for g in t.gpu_type.tolist()] == [
-        None, "h100", "a100"]
+        None, "h100", "a100", None]
     assert t.origin is None
 
 
@@ -124,7 +132,7 @@ def test_sacct_malformed_and_lenient(tmp_path: Path) -> None:
     with pytest.raises(TraceError) as e:
         load_trace("sacct", TraceSource(path=p))
     assert e.value.line == 2 and "Elapsed" in e.value.message
-    assert len(load_trace("sacct", TraceSource(path=p, lenient=True))) == 2
+    assert len(load_trace("sacct", TraceSource(path=p, lenient=True))) == 3
 
 
 def test_parse_tres() -> None:

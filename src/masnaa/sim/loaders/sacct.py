@@ -15,6 +15,9 @@ What counts as a job to replay:
 - job steps (``123.batch``, ``123.0``, ``123.extern``) are parts of a job and
   are counted under ``ignored["job-step"]``;
 - jobs that never ran (no start, zero elapsed) go to ``ignored["never-started"]``;
+- jobs still running, pending, suspended or requeued when sacct ran (their
+  ``State``, or an ``End`` of ``Unknown``) go to ``ignored["unfinished"]``: their
+  ``Elapsed`` is the time so far, not a runtime, and replaying it would shorten them;
 - jobs without GPUs go to ``ignored["cpu-only"]``.
 GPUs come from the TRES string (``gres/gpu=8`` or ``gres/gpu:h100=8``; the
 typed entry also gives the GPU type); nodes from ``node=N`` or ``NNodes``.
@@ -31,6 +34,12 @@ DEFAULT_ORDER = (
     "JobID", "Submit", "Start", "End", "Elapsed", "AllocTRES", "Account", "Timelimit", "State",
 )
 _NOT_A_TIME = {"", "unknown", "none", "n/a"}
+_UNFINISHED = frozenset({
+    "RUNNING", "PENDING", "REQUEUED", "SUSPENDED", "RESIZING", "CONFIGURING",
+    "COMPLETING", "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "STOPPED",
+    "RESV_DEL_HOLD",
+})
+"""Slurm's job states of a job that has not ended (``CANCELLED by 0``: the first word)."""
 
 
 def parse_tres(value: str, line: int) -> tuple[int, str | None, int]:
@@ -126,6 +135,12 @@ def load(source: TraceSource) -> Trace:
             if not source.lenient:
                 raise
             b.skip(line, e.message)
+            continue
+        state = get("State").split(" ", 1)[0].upper()
+        started = get("Start").lower() not in _NOT_A_TIME if "Start" in col else True
+        ended = get("End").lower() not in _NOT_A_TIME if "End" in col else True
+        if state in _UNFINISHED or (started and not ended):
+            b.ignore("unfinished")
             continue
         if elapsed is None or elapsed <= 0:
             b.ignore("never-started")
