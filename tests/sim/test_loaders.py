@@ -87,6 +87,21 @@ def test_csv_malformed_lines(tmp_path: Path, row: str, line: int, fragment: str)
     assert len(lenient) == 1 and lenient.skipped[0].line == line
 
 
+def test_csv_start_time_is_the_recorded_start(tmp_path: Path) -> None:
+    head = "submit_time,runtime,gpus,tenant,start_time\n"
+    p = write(tmp_path, "s.csv", head + "100,60,1,a,160\n0,30,2,b,\n")
+    t = load_trace("csv", TraceSource(path=p))
+    # Sorted by submit: b (start unknown), then a, which waited a minute.
+    assert t.started is not None
+    assert np.isnan(t.started).tolist() == [True, False]
+    assert t.started[1] == 160.0
+    assert load_trace("csv", TraceSource(path=write(
+        tmp_path, "n.csv", "submit_time,runtime,gpus,tenant\n0,30,2,b\n"))).started is None
+    with pytest.raises(TraceError) as e:
+        load_trace("csv", TraceSource(path=write(tmp_path, "b.csv", head + "100,60,1,a,99\n")))
+    assert e.value.line == 2 and "before submit_time" in e.value.message
+
+
 def test_csv_bad_header(tmp_path: Path) -> None:
     with pytest.raises(TraceError) as e:
         load_trace("csv", TraceSource(path=write(tmp_path, "h.csv", "submit,runtime\n1,2\n")))
@@ -123,6 +138,9 @@ def test_sacct_sample(tmp_path: Path) -> None:
     assert t.submit.tolist() == [0.0, 3600.0, 2.75 * 3600, 3 * 3600 + 600]
     assert [t.gpu_types[g] if g >= 0 else None for g in t.gpu_type.tolist()] == [
         None, "h100", "a100", None]
+    # Recorded starts, in the same seconds as submit: 101 waited five minutes.
+    assert t.started is not None
+    assert (t.started - t.submit).tolist() == [0.0, 300.0, 0.0, 0.0]
     assert t.origin is None
 
 

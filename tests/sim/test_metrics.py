@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from rich.console import Console
 from twin_builders import run, trace
 
 from masnaa.sim.metrics import jain, summarize
+from masnaa.sim.recorded import recorded
+from masnaa.sim.report import table
 from masnaa.sim.timeline import Timeline, waterfill
+from masnaa.sim.trace import TraceBuilder
 
 
 @pytest.mark.parametrize(
@@ -81,3 +85,44 @@ def test_jain_counts_only_the_tenants_served_below_their_fair_split() -> None:
     assert s["fairness"]["jain"] == pytest.approx(jain([min(1.0, r) for r in ratios]))
     assert s["fairness"]["jain_uncapped"] == pytest.approx(jain(ratios))
     assert s["fairness"]["jain_uncapped"] < s["fairness"]["jain"] < 1
+
+
+def test_recorded_schedule_is_measured_like_a_replay() -> None:
+    b = TraceBuilder("history")
+    b.add(submit=0.0, runtime=100.0, gpus=2, tenant="a", started=10.0)
+    b.add(submit=5.0, runtime=50.0, gpus=1, tenant="b", started=5.0)
+    b.add(submit=20.0, runtime=30.0, gpus=1, tenant="b")  # start not recorded
+    doc = recorded(b.build(), gpus=4)
+    assert doc is not None
+    assert doc["jobs"] == {"total": 3, "finished": 2}
+    assert doc["jct"]["mean"] == pytest.approx((110 + 50) / 2)
+    assert doc["queueing_delay"]["mean"] == pytest.approx(5.0)
+    assert doc["queueing_delay"]["max"] == pytest.approx(10.0)
+    assert doc["makespan"] == pytest.approx(110.0)
+    assert doc["utilisation"] == pytest.approx((100 * 2 + 50) / (4 * 110))
+    # A trace that records no start has nothing to report.
+    b = TraceBuilder("plain")
+    b.add(submit=0.0, runtime=1.0, gpus=1, tenant="a")
+    assert recorded(b.build(), gpus=4) is None
+
+
+def test_table_sets_the_recorded_schedule_beside_the_replays() -> None:
+    r = run(trace((0, 100, 2, "a"), (5, 50, 1, "b")), policy="fifo")
+    history = {"label": "as recorded", "jobs": {"total": 2, "finished": 2},
+               "jct": {"mean": 3600.0, "median": 3600.0, "p99": 3600.0, "max": 3600.0},
+               "queueing_delay": {"mean": 60.0, "median": 60.0, "p99": 60.0, "max": 60.0},
+               "makespan": 7200.0, "utilisation": 0.5}
+    doc = {"trace": {"name": "h", "jobs": 2, "span_days": 0.0},
+           "cluster": {"gpus": 8, "nodes": 1, "load_factor": 0.1},
+           "policies": [summarize(r)], "recorded": history}
+    console = Console(width=200, record=True)
+    console.print(table(doc))
+    text = console.export_text()
+    lines = {line.split("│")[1].strip(): line for line in text.splitlines()
+             if line.count("│") >= 3}
+    assert "as recorded" in text
+    assert lines["JCT mean"].rstrip(" │").endswith("1.00 h")
+    assert lines["utilisation (work)"].rstrip(" │").endswith("50.0 %")
+    # Fairness and preemption are not in a history: shown as unknown, not as zero.
+    assert lines["Jain's index"].rstrip(" │").endswith("—")
+    assert lines["preemptions"].rstrip(" │").endswith("—")

@@ -5,7 +5,8 @@ MariaDB), so ``sacct`` answers here as on a site. Jobs of every kind the loader
 must tell apart run through it: typed and untyped GPU requests under two
 accounts, a job that fails, a CPU-only job, one cancelled before it started and
 one still running. Their history is then loaded and replayed under two
-policies, through the same command an operator would use.
+policies, through the same command an operator would use, and the report sets
+what this Slurm did with them beside the replays.
 """
 
 from __future__ import annotations
@@ -128,10 +129,19 @@ def test_real_sacct_history_loads_and_replays(
     res = CliRunner().invoke(app, [
         "sim", "--trace", "sacct", "--file", str(history), "--gpus", "8",
         "--policy", "masnaa,fifo-backfill", "--json", str(out), "--quiet",
-    ])
+    ], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     doc = json.loads(out.read_text())
     assert doc["trace"]["jobs"] == 3 and doc["trace"]["ignored"] == t.ignored
+    # Beside the replays, what this Slurm did with the same jobs: each started
+    # within seconds of its submission, and ran for its recorded Elapsed.
+    history = doc["recorded"]
+    assert history["jobs"] == {"total": 3, "finished": 3}
+    assert 0.0 <= history["queueing_delay"]["max"] < 30.0
+    assert history["jct"]["max"] >= float(t.runtime.max())
+    assert t.started is not None
+    assert history["makespan"] == pytest.approx(float(np.max(t.started + t.runtime)))
+    assert "as recorded" in res.output
     for p in doc["policies"]:
         assert p["jobs"]["finished"] == 3, p["policy"]
         assert p["bounds"]["hold"]

@@ -16,6 +16,7 @@ from masnaa.scheduler import POLICIES
 from masnaa.sim.engine import EngineConfig
 from masnaa.sim.errors import SimError
 from masnaa.sim.parallel import Run, Setup, replay, run_parallel
+from masnaa.sim.recorded import recorded
 from masnaa.sim.shape import Sizing
 from masnaa.sim.trace import Trace
 
@@ -124,6 +125,9 @@ def compare(
     }
     if spread is not None:
         doc["spread"] = spread
+    history = recorded(trace, cluster.total_gpus)
+    if history is not None:
+        doc["recorded"] = history
     return doc
 
 

@@ -56,7 +56,8 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b > 0 else None
 
 
-def _stats(x: npt.NDArray[np.float64]) -> dict[str, float]:
+def job_stats(x: npt.NDArray[np.float64]) -> dict[str, float]:
+    """Mean, median, p99 and max of a per-job figure (all 0 for no job)."""
     if x.size == 0:
         return {"mean": 0.0, "median": 0.0, "p99": 0.0, "max": 0.0}
     return {
@@ -130,8 +131,8 @@ def summarize(r: RunResult) -> dict[str, Any]:
             "killed_at_limit": r.killed_at_limit,
             "skipped_lines": r.skipped_lines,
         },
-        "jct": _stats(jct),
-        "queueing_delay": _stats(queueing),
+        "jct": job_stats(jct),
+        "queueing_delay": job_stats(queueing),
         "utilisation": offered / span_cap if span_cap > 0 else 0.0,
         "busy_utilisation": tl.busy_gpu_seconds / span_cap if span_cap > 0 else 0.0,
         "makespan": makespan,

@@ -5,6 +5,9 @@ with one ``metrics.summarize`` dict per policy, in the order asked for. Oracle
 policies carry ``"oracle": true`` and a label ending in ``(oracle)``. With
 ``--repeat`` it also has ``"spread"``: per policy label, each key metric's ``runs``
 (the plain replay first, then the jittered ones), ``mean``, ``min`` and ``max``.
+Where the trace records when its jobs started (a Slurm history), it also has
+``"recorded"`` (``sim.recorded``): the same job metrics for the schedule the
+trace's own cluster ran, shown in the table as a last column, "as recorded".
 """
 
 from __future__ import annotations
@@ -69,9 +72,23 @@ def table(doc: dict[str, Any]) -> Table:
     out.add_column("metric", style="bold")
     for s in doc["policies"]:
         out.add_column(s["label"], justify="right")
+    history = doc.get("recorded")
+    if history is not None:
+        out.add_column(history["label"], justify="right", style="dim")
     for name, fn in ROWS:
-        out.add_row(name, *(fn(s) for s in doc["policies"]))
+        cells = [fn(s) for s in doc["policies"]]
+        if history is not None:
+            cells.append(_recorded_cell(fn, history))
+        out.add_row(name, *cells)
     return out
+
+
+def _recorded_cell(fn: Any, history: dict[str, Any]) -> str:
+    """A row's value for the recorded schedule; "—" for what a history cannot tell."""
+    try:
+        return str(fn(history))
+    except KeyError:
+        return "—"
 
 
 SPREAD_ROWS: tuple[tuple[str, str, Any], ...] = (

@@ -16,7 +16,10 @@ Terms and invariants:
   ``gpu_type`` is -1 where the trace names no type (any type will do);
 - ``tasks`` is the number of nodes the user asked for, or 0 to let the twin
   shape the gang (``job_shape``);
-- ``ids`` are the trace's own job ids (for reports), in row order.
+- ``ids`` are the trace's own job ids (for reports), in row order;
+- ``started``, where the trace records it (a Slurm history does), is when each
+  job started on the cluster it came from, in the same seconds as ``submit``
+  (NaN where unknown): what that cluster's own scheduler did, to compare with.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ class Trace:
     """Well-formed rows that are not GPU jobs to replay, by reason (e.g. CPU-only)."""
     origin: str | None = None
     """Wall-clock time of ``submit == 0`` where the trace has one (ISO 8601)."""
+    started: FloatArray | None = None
+    """Recorded start per row (see the module docstring); ``None``: the trace records none."""
 
     def __len__(self) -> int:
         return int(self.submit.shape[0])
@@ -106,6 +111,7 @@ class Trace:
             skipped=list(self.skipped),
             ignored=dict(self.ignored),
             origin=self.origin,
+            started=None if self.started is None else self.started[rows] - base,
         )
 
     def jittered(self, seed: int, seconds: float) -> Trace:
@@ -161,6 +167,8 @@ class TraceBuilder:
         self._tasks: list[int] = []
         self._ids: list[str] = []
         self._sites: list[tuple[str, ...] | None] = []
+        self._started: list[float] = []
+        self._any_started = False
         self._any_sites = False
         self._tenant_index: dict[str, int] = {}
         self._type_index: dict[str, int] = {}
@@ -179,6 +187,7 @@ class TraceBuilder:
         tasks: int = 0,
         job_id: str | None = None,
         sites: Sequence[str] | None = None,
+        started: float | None = None,
     ) -> None:
         t = self._tenant_index.setdefault(tenant, len(self._tenant_index))
         g = -1 if not gpu_type else self._type_index.setdefault(gpu_type, len(self._type_index))
@@ -190,6 +199,8 @@ class TraceBuilder:
         self._type.append(g)
         self._tasks.append(tasks)
         self._ids.append(job_id if job_id is not None else str(len(self._ids)))
+        self._started.append(np.nan if started is None else started)
+        self._any_started = self._any_started or started is not None
         if sites:
             self._any_sites = True
             self._sites.append(tuple(sites))
@@ -225,6 +236,10 @@ class TraceBuilder:
             skipped=self.skipped,
             ignored=self.ignored,
             origin=origin,
+            started=(
+                np.asarray(self._started, dtype=np.float64)[order] - base
+                if self._any_started else None
+            ),
         )
 
 

@@ -13,7 +13,11 @@ Header row required; columns in any order, names exact:
 - ``gpu_type`` (optional): the GPU type it ran on or asked for;
 - ``nodes`` (optional): how many nodes (tasks) the gang spans;
 - ``job_id`` (optional): shown in reports;
-- ``sites`` (optional): ``;``-separated sites the job may run at.
+- ``sites`` (optional): ``;``-separated sites the job may run at;
+- ``start_time`` (optional): when the job started on the cluster the trace
+  comes from (seconds or ISO 8601, like ``submit_time``; not before it). Empty
+  means unknown. Where given, the report sets that recorded schedule beside the
+  replays (``sim.recorded``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from masnaa.sim.loaders.fields import count, instant, positive
 from masnaa.sim.trace import Trace, TraceBuilder
 
 REQUIRED = ("submit_time", "runtime", "gpus", "tenant")
-OPTIONAL = ("time_limit", "gpu_type", "nodes", "job_id", "sites")
+OPTIONAL = ("time_limit", "gpu_type", "nodes", "job_id", "sites", "start_time")
 
 
 def load(source: TraceSource) -> Trace:
@@ -69,6 +73,15 @@ def load(source: TraceSource) -> Trace:
                 raw_nodes = get(row, "nodes")
                 nodes = count("nodes", raw_nodes, line) if raw_nodes else 0
                 sites = [s.strip() for s in get(row, "sites").split(";") if s.strip()]
+                raw_start = get(row, "start_time")
+                started = instant("start_time", raw_start, line) if raw_start else None
+                if started is not None and started < submit:
+                    raise TraceError(
+                        "malformed-line",
+                        f"start_time {raw_start!r} is before submit_time "
+                        f"{get(row, 'submit_time')!r}; a job starts after it is submitted",
+                        line,
+                    )
             except TraceError as e:
                 if not source.lenient:
                     raise
@@ -87,6 +100,7 @@ def load(source: TraceSource) -> Trace:
                 tasks=nodes,
                 job_id=get(row, "job_id") or f"line-{line}",
                 sites=sites or None,
+                started=started,
             )
     return b.build()
 

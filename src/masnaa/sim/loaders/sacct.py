@@ -19,6 +19,8 @@ What counts as a job to replay:
   ``State``, or an ``End`` of ``Unknown``) go to ``ignored["unfinished"]``: their
   ``Elapsed`` is the time so far, not a runtime, and replaying it would shorten them;
 - jobs without GPUs go to ``ignored["cpu-only"]``.
+``Start`` is kept as the job's recorded start (``Trace.started``), so a report can
+set what the site's own Slurm did beside the replays.
 GPUs come from the TRES string (``gres/gpu=8`` or ``gres/gpu:h100=8``; the
 typed entry also gives the GPU type); nodes from ``node=N`` or ``NNodes``.
 """
@@ -115,8 +117,16 @@ def load(source: TraceSource) -> Trace:
                 continue
             submit = instant("Submit", get("Submit").replace("T", " "), line)
             elapsed = slurm_duration("Elapsed", get("Elapsed"), line) if "Elapsed" in col else None
-            if elapsed is None and get("Start").lower() not in _NOT_A_TIME:
+            start: float | None = None
+            if get("Start").lower() not in _NOT_A_TIME:
                 start = instant("Start", get("Start").replace("T", " "), line)
+            if start is not None and start < submit:
+                raise TraceError(
+                    "malformed-line",
+                    f"Start {get('Start')!r} is before Submit {get('Submit')!r}",
+                    line,
+                )
+            if elapsed is None and start is not None:
                 end_raw = get("End")
                 if end_raw.lower() not in _NOT_A_TIME:
                     elapsed = instant("End", end_raw.replace("T", " "), line) - start
@@ -157,6 +167,7 @@ def load(source: TraceSource) -> Trace:
             gpu_type=gpu_type,
             tasks=nodes,
             job_id=job_id,
+            started=start,
         )
     return b.build()
 
