@@ -103,6 +103,15 @@ def test_las_does_not_preempt_for_a_job_of_the_same_level() -> None:
     assert not s.decide("las", now=10_000).preemptions
 
 
+@pytest.mark.parametrize(("now", "stopped"), [(299.0, False), (300.0, True)])
+def test_las_stops_a_job_once_it_ran_the_minimum_run(now: float, stopped: bool) -> None:
+    # min_run_before_preemption is 300 s: a job that ran exactly that long may go.
+    s = Scene(nodes=1).running(job("r").gpus(8), "n0000", start=0, attained=1e6)
+    s.pending(job("fresh").gpus(8).submitted(0))
+    d = s.decide("las", now=now)
+    assert [p.job_id for p in d.preemptions] == (["r"] if stopped else [])
+
+
 def test_las_orders_by_level_then_arrival_and_promotes_the_starving() -> None:
     s = Scene(nodes=1)
     s.pending(job("served").gpus(8).submitted(0), attained=50_000.0)
@@ -462,6 +471,20 @@ def test_min_run_protects_fresh_jobs_from_fair_share_preemption() -> None:
     assert not s.decide("masnaa", now=100, **on).preemptions  # ran 100 s < 300 s
     assert [p.job_id for p in s.decide("masnaa", now=1000, **on).preemptions] == ["h"]
     assert not s.decide("masnaa", now=1000).preemptions  # off by default
+
+
+@pytest.mark.parametrize(("attained", "swapped"), [(30_000.0, True), (40_000.0, False)])
+def test_fair_share_preemption_needs_a_victim_at_a_higher_service_level(
+    attained: float, swapped: bool
+) -> None:
+    # The victim has had 2,000 GPU-hours: level 2. A waiting job that has had 8.3
+    # GPU-hours (level 1) may swap with it; one that has had 11.1 (level 2) may not.
+    s = Scene(nodes=1).tenant("hog").tenant("new")
+    s.usage.charge("hog", 1e7, now=0)
+    s.running(job("h").gpus(8).tenant("hog"), "n0000", start=0, attained=1e6)
+    s.pending(job("n").gpus(8).tenant("new").submitted(50), attained=attained)
+    d = s.decide("masnaa", now=1000, fair_share_preemption=True)
+    assert [p.job_id for p in d.preemptions] == (["h"] if swapped else [])
 
 
 def test_fair_share_preemption_never_swaps_back() -> None:

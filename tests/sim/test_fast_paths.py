@@ -76,6 +76,30 @@ def test_reusing_reservation_walks_gives_the_same_replay(policy: str) -> None:
     assert (memo.searches_skipped > 0) == (policy == "masnaa")
 
 
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        (("short_first_in_tenant", True),),
+        (("fair_share_preemption", True),),
+        (("short_first_in_tenant", True), ("spare_after_requeues", 0)),
+    ],
+    ids=["short-first", "fair-share-swaps", "short-first-never-spared"],
+)
+def test_masnaa_swaps_are_never_answered_from_the_memo(
+    knobs: tuple[tuple[str, object], ...]
+) -> None:
+    # Swaps read run times and attained service, which move with the clock: a search
+    # that failed on a state may succeed on the same state later, so such searches must
+    # not be remembered (``Policy.victim_key``).
+    t = _busy()
+    plain, _ = _result(_engine(t, "masnaa", 6, reuse_walks=False, knobs=knobs))
+    engine = _engine(t, "masnaa", 6, knobs=knobs)
+    fast, _ = _result(engine)
+    assert fast == plain
+    assert engine.memo is not None and engine.memo.searches_skipped == 0
+    assert plain["preemptions"] > 0
+
+
 class _Recording(Engine):
     """An engine that notes the virtual time of each rejection."""
 
