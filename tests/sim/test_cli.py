@@ -144,3 +144,21 @@ def test_workers_below_one_are_refused() -> None:
     res = runner.invoke(app, ["sim", "--policy", "fifo", "--days", "0.5", "--workers", "0",
                               "--quiet"])
     assert res.exit_code == 2 and "[bad-option]" in res.output and "--workers" in res.output
+
+
+def test_a_history_with_recorded_starts_is_reported_beside_the_replays(tmp_path: Path) -> None:
+    p = tmp_path / "h.csv"
+    p.write_text("submit_time,runtime,gpus,tenant,start_time\n"
+                 "0,600,8,a,0\n10,600,8,b,600\n20,60,4,a,1200\n30,60,4,b,1200\n")
+    out, plots = tmp_path / "r.json", tmp_path / "plots"
+    res = runner.invoke(app, ["sim", "--trace", "csv", "--file", str(p), "--gpus", "8",
+                              "--policy", "fifo-backfill,masnaa", "--json", str(out),
+                              "--plots", str(plots), "--quiet"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "as recorded" in res.output
+    history = json.loads(out.read_text())["recorded"]
+    # The cluster it came from ran the jobs one node-load at a time, as fifo-backfill would.
+    assert history["makespan"] == 1260.0
+    assert history["queueing_delay"]["max"] == 1180.0
+    assert history["utilisation"] == (2 * 600 * 8 + 2 * 60 * 4) / (8 * 1260.0)
+    assert (plots / "jct_cdf.png").stat().st_size > 0

@@ -100,6 +100,8 @@ def test_recorded_schedule_is_measured_like_a_replay() -> None:
     assert doc["queueing_delay"]["max"] == pytest.approx(10.0)
     assert doc["makespan"] == pytest.approx(110.0)
     assert doc["utilisation"] == pytest.approx((100 * 2 + 50) / (4 * 110))
+    cdf = doc["series"]["jct_quantiles"]
+    assert cdf[0] == pytest.approx(50.0) and cdf[-1] == pytest.approx(110.0)
     # A trace that records no start has nothing to report.
     b = TraceBuilder("plain")
     b.add(submit=0.0, runtime=1.0, gpus=1, tenant="a")

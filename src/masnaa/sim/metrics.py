@@ -68,6 +68,14 @@ def job_stats(x: npt.NDArray[np.float64]) -> dict[str, float]:
     }
 
 
+def jct_quantiles(jct: npt.NDArray[np.float64]) -> list[float]:
+    """``CDF_POINTS`` evenly spaced quantiles of the JCTs, for the CDF plot."""
+    if not jct.size:
+        return []
+    points: list[float] = np.quantile(np.sort(jct), np.linspace(0, 1, CDF_POINTS)).tolist()
+    return points
+
+
 def summarize(r: RunResult) -> dict[str, Any]:
     status = np.frombuffer(bytes(r.status), dtype=np.uint8)
     done = status == DONE
@@ -114,9 +122,6 @@ def summarize(r: RunResult) -> dict[str, Any]:
     stranded_frac = float(samples[:, 3].sum()) / free_total if free_total > 0 else 0.0
     partial = float(np.mean(samples[:, 2])) if samples.size else 0.0
 
-    jct_sorted = np.sort(jct)
-    q = np.linspace(0, 1, CDF_POINTS)
-    cdf = np.quantile(jct_sorted, q).tolist() if jct.size else []
     bw = tl.bin_width
     return {
         "policy": r.policy,
@@ -179,6 +184,6 @@ def summarize(r: RunResult) -> dict[str, Any]:
                 name: [round(float(v) / (cap * bw), 5) for v in tl.tenant_gpu_seconds[:, k]]
                 for k, name in enumerate(r.tenants)
             },
-            "jct_quantiles": cdf,
+            "jct_quantiles": jct_quantiles(jct),
         },
     }

@@ -1,6 +1,7 @@
 """PNG plots of a comparison (matplotlib, Agg backend: no display needed).
 
-- ``jct_cdf.png``: the JCT CDF of each policy (log time axis);
+- ``jct_cdf.png``: the JCT CDF of each policy (log time axis), and of the recorded
+  schedule where the trace has one (dashed);
 - ``utilisation.png``: busy GPUs ÷ GPUs per time bin, each policy;
 - ``share_<policy>.png``: per-tenant share of the factory over time, stacked.
 Oracle policies keep their ``(oracle)`` label in legends and titles.
@@ -29,6 +30,11 @@ def write_plots(doc: dict[str, Any], directory: Path) -> list[Path]:
         q = s["series"]["jct_quantiles"]
         if q:
             ax.plot(np.maximum(np.asarray(q), 1.0), np.linspace(0, 1, len(q)), label=s["label"])
+    history = doc.get("recorded")
+    if history is not None and history["series"]["jct_quantiles"]:
+        q = history["series"]["jct_quantiles"]
+        ax.plot(np.maximum(np.asarray(q), 1.0), np.linspace(0, 1, len(q)), label=history["label"],
+                color="black", linestyle="--")
     ax.set_xscale("log")
     ax.set_xlabel("job completion time (s)")
     ax.set_ylabel("fraction of jobs")

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from masnaa.sim.metrics import job_stats
+from masnaa.sim.metrics import jct_quantiles, job_stats
 from masnaa.sim.trace import Trace
 
 LABEL = "as recorded"
@@ -48,4 +48,5 @@ def recorded(trace: Trace, gpus: int) -> dict[str, Any] | None:
         "queueing_delay": job_stats(started - submit),
         "makespan": makespan,
         "utilisation": offered / (gpus * makespan) if makespan > 0 and gpus > 0 else 0.0,
+        "series": {"jct_quantiles": jct_quantiles(jct)},
     }
