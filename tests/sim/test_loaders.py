@@ -144,6 +144,18 @@ def test_sacct_sample(tmp_path: Path) -> None:
     assert t.origin is None
 
 
+def test_sacct_start_before_submit_is_replayed_with_an_unknown_start(tmp_path: Path) -> None:
+    text = (SACCT.splitlines()[0] + "\n"
+            "201|2025-03-01T10:00:00|2025-03-01T09:00:00|2025-03-01T11:00:00|02:00:00|"
+            "gres/gpu=1,node=1|lab-a|UNLIMITED|COMPLETED\n"
+            "202|2025-03-01T10:00:00|2025-03-01T10:30:00|2025-03-01T11:00:00|00:30:00|"
+            "gres/gpu=1,node=1|lab-a|UNLIMITED|COMPLETED\n")
+    t = load_trace("sacct", TraceSource(path=write(tmp_path, "h.txt", text)))
+    assert t.ids == ["201", "202"] and t.runtime.tolist() == [7200.0, 1800.0]
+    assert t.started is not None
+    assert np.isnan(t.started[0]) and t.started[1] == 1800.0
+
+
 def test_sacct_malformed_and_lenient(tmp_path: Path) -> None:
     text = SACCT.replace("|02:00:00|billing", "|2h|billing", 1)
     p = write(tmp_path, "h.txt", text)

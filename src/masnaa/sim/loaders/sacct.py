@@ -20,7 +20,8 @@ What counts as a job to replay:
   ``Elapsed`` is the time so far, not a runtime, and replaying it would shorten them;
 - jobs without GPUs go to ``ignored["cpu-only"]``.
 ``Start`` is kept as the job's recorded start (``Trace.started``), so a report can
-set what the site's own Slurm did beside the replays.
+set what the site's own Slurm did beside the replays; a ``Start`` before ``Submit``
+counts as unknown.
 GPUs come from the TRES string (``gres/gpu=8`` or ``gres/gpu:h100=8``; the
 typed entry also gives the GPU type); nodes from ``node=N`` or ``NNodes``.
 """
@@ -120,12 +121,6 @@ def load(source: TraceSource) -> Trace:
             start: float | None = None
             if get("Start").lower() not in _NOT_A_TIME:
                 start = instant("Start", get("Start").replace("T", " "), line)
-            if start is not None and start < submit:
-                raise TraceError(
-                    "malformed-line",
-                    f"Start {get('Start')!r} is before Submit {get('Submit')!r}",
-                    line,
-                )
             if elapsed is None and start is not None:
                 end_raw = get("End")
                 if end_raw.lower() not in _NOT_A_TIME:
@@ -147,9 +142,8 @@ def load(source: TraceSource) -> Trace:
             b.skip(line, e.message)
             continue
         state = get("State").split(" ", 1)[0].upper()
-        started = get("Start").lower() not in _NOT_A_TIME if "Start" in col else True
-        ended = get("End").lower() not in _NOT_A_TIME if "End" in col else True
-        if state in _UNFINISHED or (started and not ended):
+        has_end = get("End").lower() not in _NOT_A_TIME if "End" in col else True
+        if state in _UNFINISHED or (start is not None and not has_end):
             b.ignore("unfinished")
             continue
         if elapsed is None or elapsed <= 0:
@@ -167,7 +161,9 @@ def load(source: TraceSource) -> Trace:
             gpu_type=gpu_type,
             tasks=nodes,
             job_id=job_id,
-            started=start,
+            # A Start before Submit is no start of this submission: taken as unknown
+            # rather than trusted (the job is still replayed from its Elapsed).
+            started=start if start is not None and start >= submit else None,
         )
     return b.build()
 
