@@ -122,7 +122,7 @@ def test_real_sacct_history_loads_and_replays(
     for name, slept in (("typed", 2), ("failed", 3), ("half", 2)):
         # Slurm counts whole seconds from start to end; the batch shell adds a little.
         assert 1.0 <= float(t.runtime[job(name)]) <= slept + 10, name
-    assert float(t.submit.min()) == 0.0 and float(t.submit.max()) < 10.0
+    assert float(t.submit.min()) == 0.0 and float(t.submit.max()) < 30.0
     assert bool(np.all(t.tasks == 1))
 
     out = tmp_path / "report.json"
@@ -134,10 +134,10 @@ def test_real_sacct_history_loads_and_replays(
     doc = json.loads(out.read_text())
     assert doc["trace"]["jobs"] == 3 and doc["trace"]["ignored"] == t.ignored
     # Beside the replays, what this Slurm did with the same jobs: each started
-    # within seconds of its submission, and ran for its recorded Elapsed.
+    # within the minute waited above, and ran for its recorded Elapsed.
     history = doc["recorded"]
     assert history["jobs"] == {"total": 3, "finished": 3}
-    assert 0.0 <= history["queueing_delay"]["max"] < 30.0
+    assert 0.0 <= history["queueing_delay"]["max"] < 90.0
     assert history["jct"]["max"] >= float(t.runtime.max())
     assert t.started is not None
     assert history["makespan"] == pytest.approx(float(np.max(t.started + t.runtime)))
