@@ -114,7 +114,7 @@ if [[ $ACCOUNTING == 1 ]]; then
         say "starting MariaDB"
         setsid /usr/sbin/mariadbd --user=mysql --skip-networking \
             </dev/null >>"$LOG_DIR/mariadb.out" 2>&1 &
-        for _ in $(seq 100); do
+        for _ in $(seq 300); do  # up to 30 s: a first start initialises InnoDB
             mariadb -e 'SELECT 1' >/dev/null 2>&1 && break
             sleep 0.1
         done
@@ -238,7 +238,7 @@ if [[ $ACCOUNTING == 1 ]]; then
         say "starting slurmdbd"
         setsid /usr/sbin/slurmdbd </dev/null >>"$LOG_DIR/slurmdbd.out" 2>&1 || die "slurmdbd failed to start"
     fi
-    for _ in $(seq 100); do
+    for _ in $(seq 300); do  # slurmdbd retries its database every 5 s
         sacctmgr -n show cluster >/dev/null 2>&1 && break
         sleep 0.1
     done
