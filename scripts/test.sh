@@ -12,8 +12,7 @@
 # It installs Debian packages (as root, or with sudo), creates .venv, installs
 # Masnaa with its test extra, starts PostgreSQL on loopback (scripts/pg-up.sh)
 # and a one-node Slurm with fake GPUs and slurmdbd accounting (scripts/slurm-up.sh),
-# then runs ruff,
-# mypy and pytest. Set MASNAA_SKIP_SYSTEM=1 to skip the Debian/Slurm/PostgreSQL
+# then runs ruff, mypy and pytest. Set MASNAA_SKIP_SYSTEM=1 to skip the Debian/Slurm/PostgreSQL
 # part (those tests are then skipped, with the reason printed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
