@@ -157,7 +157,7 @@ def test_a_history_with_recorded_starts_is_reported_beside_the_replays(tmp_path:
     assert res.exit_code == 0, res.output
     assert "as recorded" in res.output
     history = json.loads(out.read_text())["recorded"]
-    # The cluster it came from ran the jobs one node-load at a time, as fifo-backfill would.
+    # As recorded: the two 8-GPU jobs ran one after the other, then both 4-GPU jobs.
     assert history["makespan"] == 1260.0
     assert history["queueing_delay"]["max"] == 1180.0
     assert history["utilisation"] == (2 * 600 * 8 + 2 * 60 * 4) / (8 * 1260.0)

@@ -26,15 +26,18 @@ def write_plots(doc: dict[str, Any], directory: Path) -> list[Path]:
     title = f"{doc['trace']['name']}, {c['gpus']} GPUs, load {c['load_factor']:.2f}"
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for s in doc["policies"]:
+    history = doc.get("recorded")
+    # (summary, colour, line style): policies in matplotlib's colours, the record dashed.
+    curves: list[tuple[dict[str, Any], str | None, str]] = [
+        (s, None, "-") for s in doc["policies"]
+    ]
+    if history is not None:
+        curves.append((history, "black", "--"))
+    for s, color, linestyle in curves:
         q = s["series"]["jct_quantiles"]
         if q:
-            ax.plot(np.maximum(np.asarray(q), 1.0), np.linspace(0, 1, len(q)), label=s["label"])
-    history = doc.get("recorded")
-    if history is not None and history["series"]["jct_quantiles"]:
-        q = history["series"]["jct_quantiles"]
-        ax.plot(np.maximum(np.asarray(q), 1.0), np.linspace(0, 1, len(q)), label=history["label"],
-                color="black", linestyle="--")
+            ax.plot(np.maximum(np.asarray(q), 1.0), np.linspace(0, 1, len(q)), label=s["label"],
+                    color=color, linestyle=linestyle)
     ax.set_xscale("log")
     ax.set_xlabel("job completion time (s)")
     ax.set_ylabel("fraction of jobs")
