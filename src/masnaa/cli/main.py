@@ -34,9 +34,9 @@ def version() -> None:
 def _register_verbs() -> None:
     # Imported here, not at the top, so that each verb module may import the
     # layers it needs without the root knowing about them.
-    from masnaa.cli import accounting, admin, audit, data, jobs, sim, up
+    from masnaa.cli import accounting, admin, audit, data, jobs, plan, sim, up
 
-    for module in (jobs, admin, accounting, data, audit, sim, up):
+    for module in (jobs, admin, accounting, data, audit, sim, plan, up):
         module.register(app)
 
 

@@ -12,11 +12,12 @@ Workers are started with ``spawn``, not ``fork``: the parent holds threads (the
 progress bar redraws from one), and a child forked from a threaded process may
 inherit a lock that no thread will release. Each worker receives the trace,
 cluster size and configuration once, when it starts, and builds the cluster and
-tenancy itself on its first run: the domain's frozen classes, once compiled by
+tenancy itself on its first run of each cluster size: the domain's frozen classes, once compiled by
 mypyc, cannot be unpickled, and ``build_cluster`` and ``tenancy`` are
 deterministic. The setup travels as bytes and is read inside a run, so that
 whatever fails there fails the run (a pool's initializer that raises would be
-restarted without end). A run is then only its policy, label and jitter seed.
+restarted without end). A run is then only its policy, label and jitter seed, and
+for a capacity plan (``sim.plan``) the size of its cluster.
 Progress comes back over a queue, as often as the engine reports it (every 2,048
 event batches). A run that raises stops the comparison: the other workers are
 terminated and the error is raised in the parent, as in one process.
@@ -45,11 +46,13 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """One replay of a comparison: ``seed`` 0 is the plain trace, n a jittered copy."""
+    """One replay of a comparison: ``seed`` 0 is the plain trace, n a jittered copy;
+    ``nodes``, where given, the cluster's size instead of the setup's (capacity plans)."""
 
     policy: str
     label: str
     seed: int = 0
+    nodes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +64,11 @@ class Setup:
     config: EngineConfig
     jitter: float
 
-    def world(self) -> World:
-        """The cluster of ``nodes`` nodes and the trace's tenants and quotas on it."""
-        cluster = build_cluster(self.trace, self.nodes, gpus_per_node=self.config.gpus_per_node)
+    def world(self, nodes: int | None = None) -> World:
+        """The cluster of ``nodes`` nodes (default: the setup's) and the trace's tenants
+        and quotas on it."""
+        size = self.nodes if nodes is None else nodes
+        cluster = build_cluster(self.trace, size, gpus_per_node=self.config.gpus_per_node)
         tenants, quotas = tenancy(self.trace, cluster)
         return World(cluster, tenants, quotas)
 
@@ -154,7 +159,7 @@ def _drain(
 # arguments to the tasks no other way; they live only in the worker processes.
 _setup_bytes = b""
 _updates: multiprocessing.Queue[tuple[str, int, int]] | None = None
-_made: tuple[Setup, World] | None = None
+_made: tuple[Setup, dict[int | None, World]] | None = None
 
 
 def _start_worker(setup: bytes, updates: multiprocessing.Queue[tuple[str, int, int]] | None
@@ -166,9 +171,11 @@ def _start_worker(setup: bytes, updates: multiprocessing.Queue[tuple[str, int, i
 def _run_in_worker(run: Run) -> dict[str, Any]:
     global _made
     if _made is None:
-        setup: Setup = pickle.loads(_setup_bytes)
-        _made = (setup, setup.world())
-    setup, world = _made
+        _made = (pickle.loads(_setup_bytes), {})
+    setup, worlds = _made
+    world = worlds.get(run.nodes)
+    if world is None:
+        world = worlds[run.nodes] = setup.world(run.nodes)
     updates = _updates
     report: Progress | None = None
     if updates is not None:

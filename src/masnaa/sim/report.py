@@ -19,7 +19,7 @@ from typing import Any
 from rich.table import Table
 
 
-def _h(seconds: float) -> str:
+def duration(seconds: float) -> str:
     if seconds >= 86400:
         return f"{seconds / 86400:.2f} d"
     if seconds >= 3600:
@@ -29,28 +29,28 @@ def _h(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def _pct(x: float | None) -> str:
+def percent(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f} %"
 
 
 ROWS: tuple[tuple[str, Any], ...] = (
-    ("JCT mean", lambda s: _h(s["jct"]["mean"])),
-    ("JCT median", lambda s: _h(s["jct"]["median"])),
-    ("JCT p99", lambda s: _h(s["jct"]["p99"])),
-    ("queueing mean", lambda s: _h(s["queueing_delay"]["mean"])),
-    ("queueing p99", lambda s: _h(s["queueing_delay"]["p99"])),
-    ("queueing max", lambda s: _h(s["queueing_delay"]["max"])),
-    ("utilisation (work)", lambda s: _pct(s["utilisation"])),
-    ("utilisation (busy)", lambda s: _pct(s["busy_utilisation"])),
-    ("makespan", lambda s: _h(s["makespan"])),
+    ("JCT mean", lambda s: duration(s["jct"]["mean"])),
+    ("JCT median", lambda s: duration(s["jct"]["median"])),
+    ("JCT p99", lambda s: duration(s["jct"]["p99"])),
+    ("queueing mean", lambda s: duration(s["queueing_delay"]["mean"])),
+    ("queueing p99", lambda s: duration(s["queueing_delay"]["p99"])),
+    ("queueing max", lambda s: duration(s["queueing_delay"]["max"])),
+    ("utilisation (work)", lambda s: percent(s["utilisation"])),
+    ("utilisation (busy)", lambda s: percent(s["busy_utilisation"])),
+    ("makespan", lambda s: duration(s["makespan"])),
     ("Jain's index", lambda s: f"{s['fairness']['jain']:.3f}"),
-    ("min fair ratio", lambda s: _pct(s["fairness"]["min_fair_ratio"])),
-    ("min saturated ratio", lambda s: _pct(s["fairness"]["min_saturated_ratio"])),
+    ("min fair ratio", lambda s: percent(s["fairness"]["min_fair_ratio"])),
+    ("min saturated ratio", lambda s: percent(s["fairness"]["min_saturated_ratio"])),
     ("preemptions", lambda s: f"{s['preemptions']:,}"),
     ("GPU-hours lost", lambda s: f"{s['gpu_hours_lost']:,.0f}"),
     ("jobs preempted (most times)",
      lambda s: f"{s['jobs_preempted']:,} ({s['most_preemptions_of_a_job']})"),
-    ("unusable free GPUs", lambda s: _pct(s["fragmentation"]["unusable_free_fraction"])),
+    ("unusable free GPUs", lambda s: percent(s["fragmentation"]["unusable_free_fraction"])),
     ("partial nodes (mean)", lambda s: f"{s['fragmentation']['partially_used_nodes']:.1f}"),
     ("finished / jobs", lambda s: f"{s['jobs']['finished']:,} / {s['jobs']['total']:,}"),
     ("rejected", lambda s: f"{sum(s['jobs']['rejected'].values()):,}"),
@@ -92,12 +92,12 @@ def _recorded_cell(fn: Any, history: dict[str, Any]) -> str:
 
 
 SPREAD_ROWS: tuple[tuple[str, str, Any], ...] = (
-    ("JCT mean", "jct_mean", _h),
-    ("queueing p99", "queueing_p99", _h),
-    ("queueing max", "queueing_max", _h),
-    ("utilisation (work)", "utilisation", _pct),
+    ("JCT mean", "jct_mean", duration),
+    ("queueing p99", "queueing_p99", duration),
+    ("queueing max", "queueing_max", duration),
+    ("utilisation (work)", "utilisation", percent),
     ("Jain's index", "jain", lambda x: f"{x:.4f}"),
-    ("min saturated ratio", "min_saturated_ratio", _pct),
+    ("min saturated ratio", "min_saturated_ratio", percent),
     ("preemptions", "preemptions", lambda x: f"{x:,.0f}"),
 )
 

@@ -1,0 +1,179 @@
+"""``masnaa plan``: the smallest cluster on which a policy meets delay targets.
+
+Owns the one verb ``plan``. It loads and slices a trace as ``masnaa sim`` does,
+then replays it under one policy on clusters of whole nodes between
+``--min-gpus`` and ``--max-gpus`` (by default the sizes of a mean load of 1 and
+of 0.3), searching for the smallest that meets every ``--target``
+(``sim.plan``). With several workers each round replays that many sizes side by
+side. It prints every size replayed and the answer. Exit codes: 0 an answer was
+found; 2 bad input; 3 an invariant of the scheduler was broken (a bug); 4 even
+the largest size searched misses a target.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from masnaa.cli.replay_options import (
+    CheckpointOpt,
+    DaysOpt,
+    FileOpt,
+    JobsOpt,
+    JsonOpt,
+    KnobOpt,
+    LenientOpt,
+    LimitOpt,
+    PassIntervalOpt,
+    QuietOpt,
+    RestartOpt,
+    SeedOpt,
+    StartOpt,
+    TenantsOpt,
+    TraceOpt,
+    engine_config,
+    input_errors,
+    load_sliced,
+    progress_bars,
+    warn_skipped,
+)
+
+NOT_MET = 4
+
+
+def plan(
+    target: Annotated[list[str], typer.Option(
+        "--target", "-t", help="A delay bound every replay must meet, as METRIC<=DURATION "
+        "(repeatable), e.g. 'queueing-p99<=24h'. Metrics: jct-mean, jct-median, jct-p99, "
+        "queueing-mean, queueing-p99, queueing-max; units s, min, h, d.")],
+    policy: Annotated[str, typer.Option(
+        "--policy", "-p", help="The policy to size the cluster for.")] = "masnaa",
+    min_gpus: Annotated[int | None, typer.Option(
+        help="Smallest cluster to consider, in GPUs (default: a mean load of 1, or the "
+        "largest job).")] = None,
+    max_gpus: Annotated[int | None, typer.Option(
+        help="Largest cluster to consider, in GPUs (default: a mean load of 0.3).")] = None,
+    trace: TraceOpt = "philly",
+    file: FileOpt = None,
+    limit: LimitOpt = None,
+    start: StartOpt = 0.0,
+    days: DaysOpt = None,
+    jobs: JobsOpt = 10_000,
+    seed: SeedOpt = 0,
+    tenants: TenantsOpt = 12,
+    lenient: LenientOpt = False,
+    checkpoint_interval: CheckpointOpt = 1800.0,
+    restart_overhead: RestartOpt = 60.0,
+    pass_interval: PassIntervalOpt = 0.0,
+    knob: KnobOpt = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Cluster sizes replayed at once in each round of the search, each in its own "
+        "process (default: one per CPU core).")] = None,
+    json_out: JsonOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Find the smallest cluster on which a policy meets delay targets, by replaying."""
+    from masnaa.sim.compare import check_policies, check_workers
+    from masnaa.sim.errors import InvariantViolation, SimError
+    from masnaa.sim.parallel import available_cpus
+    from masnaa.sim.plan import default_bounds, parse_target
+    from masnaa.sim.plan import plan as search
+    from masnaa.sim.report import write_json
+
+    console = Console()
+    err = Console(stderr=True)
+    with input_errors(err):
+        check_policies([policy])
+        targets = [parse_target(t) for t in target]
+        if workers is not None:
+            check_workers(workers)
+        for name, value in (("--min-gpus", min_gpus), ("--max-gpus", max_gpus)):
+            if value is not None and value <= 0:
+                raise SimError("bad-option", f"{name} must be a positive number of GPUs")
+        cfg = engine_config([policy], knob, checkpoint_interval, restart_overhead,
+                            pass_interval)
+        gpn = cfg.gpus_per_node
+        loaded = load_sliced(
+            trace, file, lenient=lenient, seed=seed, jobs=jobs, tenants=tenants,
+            capacity_gpus=max_gpus or min_gpus or 1024, target_load=0.8,
+            start=start, days=days, limit=limit,
+        )
+        if not len(loaded):
+            raise SimError("bad-option", "the trace (after --start/--days/--limit) has no jobs")
+        if min_gpus is None or max_gpus is None:
+            low, high = default_bounds(loaded, gpn)
+        if min_gpus is not None:
+            low = math.ceil(min_gpus / gpn)
+        if max_gpus is not None:
+            high = math.ceil(max_gpus / gpn)
+        if low > high:
+            raise SimError(
+                "bad-option",
+                f"the smallest cluster ({low * gpn} GPUs) is larger than the largest "
+                f"({high * gpn} GPUs); give --min-gpus below --max-gpus",
+            )
+
+    warn_skipped(err, loaded)
+    processes = workers or available_cpus()
+    try:
+        with progress_bars(err, len(loaded), quiet) as factory:
+            doc = search(loaded, policy, targets, cfg, low=low, high=high,
+                         workers=processes, progress=factory)
+    except InvariantViolation as e:
+        err.print(f"[red]invariant broken[/red] \\[{e.code}] {escape(e.message)}")
+        raise typer.Exit(3) from None
+
+    console.print(_table(doc))
+    if json_out is not None:
+        write_json(doc, json_out)
+        console.print(f"wrote {json_out}")
+    answer = doc["answer"]
+    wanted = " and ".join(t["text"] for t in doc["targets"])
+    if answer is None:
+        err.print(
+            f"[red]not met[/red]: under {policy}, even {high * gpn:,} GPUs miss {wanted}; "
+            "give a larger --max-gpus, or loosen the target"
+        )
+        raise typer.Exit(NOT_MET)
+    console.print(
+        f"[bold]{answer['gpus']:,} GPUs[/bold] ({answer['nodes']} nodes of {gpn}, load factor "
+        f"{answer['load_factor']:.2f}) is the smallest cluster on which {policy} meets {wanted}."
+    )
+    if answer["at_lower_bound"]:
+        console.print(
+            f"That is the smallest size searched: give a smaller --min-gpus to look below "
+            f"{low * gpn:,} GPUs."
+        )
+
+
+def _table(doc: dict[str, Any]) -> Table:
+    from masnaa.sim.report import duration, percent
+
+    trace = doc["trace"]
+    out = Table(title=f"{trace['name']}: {trace['jobs']:,} jobs under {doc['policy']}, "
+                f"each size replayed")
+    for name in ("GPUs", "nodes", "load factor"):
+        out.add_column(name, justify="right")
+    texts = [t["text"] for t in doc["targets"]]
+    for text in texts:
+        out.add_column(text, justify="right")
+    for name in ("meets", "rejected", "utilisation", "JCT mean", "preemptions"):
+        out.add_column(name, justify="right")
+    for p in doc["probes"]:
+        out.add_row(
+            f"{p['gpus']:,}", str(p["nodes"]), f"{p['load_factor']:.2f}",
+            *(duration(p["targets"][t]) for t in texts),
+            "[green]yes[/green]" if p["meets"] else "[red]no[/red]",
+            f"{p['rejected']:,}", percent(p["utilisation"]), duration(p["jct_mean"]),
+            f"{p['preemptions']:,}",
+        )
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan)
