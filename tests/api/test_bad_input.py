@@ -62,6 +62,16 @@ def test_bad_submission(world: World, body: Any, status: int, code: str, field: 
         assert s.scalar(select(func.count()).select_from(m.Job)) == 0
 
 
+def test_a_missing_project_is_refused_with_the_projects_one_may_name(world: World) -> None:
+    r = world["um6p-alice"].client.post("/api/v1/jobs", json={"command": ["x"]})
+    assert r.status_code == 400
+    assert r.json()["error"]["message"].endswith("you have several: um6p/llm, um6p/vision")
+    # An operator may charge any tenant's project: the first five are named.
+    r = world["ops"].client.post("/api/v1/jobs", json={"command": ["x"]})
+    assert r.status_code == 400
+    assert "um6p/llm, um6p/vision, uon/llm, uon/vision" in r.json()["error"]["message"]
+
+
 def test_invalid_json_is_invalid_request(world: World) -> None:
     r = world["um6p-alice"].client.post(
         "/api/v1/jobs", content=b"{not json", headers={"Content-Type": "application/json"}

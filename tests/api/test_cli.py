@@ -102,6 +102,18 @@ def test_logs_print_the_output(world: World, tmp_path: Path) -> None:
     assert code == 0 and out == "epoch 1 loss 2.3\nepoch 2 loss 1.9\n"
 
 
+def test_explain_of_a_failed_job_says_where_its_error_is(world: World, tmp_path: Path) -> None:
+    job_id = world.submit("um6p-alice", project="llm")["id"]
+    err_log = tmp_path / "stderr"
+    err_log.write_text("train.py: No such file or directory\n")
+    world.set_job(job_id, state="failed", stderr_path=str(err_log), exit_code=2,
+                  ended_at=time.time())
+    code, out, _ = run(world, "um6p-alice", "explain", job_id)
+    assert code == 0 and f"masnaa logs {job_id} --stderr" in out
+    code, out, _ = run(world, "um6p-alice", "logs", job_id, "--stderr")
+    assert code == 0 and out == "train.py: No such file or directory\n"
+
+
 def test_usage_table(world: World) -> None:
     job_id = world.submit("um6p-alice", project="llm", gpus_per_task=4)["id"]
     now = time.time()

@@ -53,7 +53,7 @@ def test_register_submit_explain_download_and_report_from_the_command_line(
     assert yes.exit_code == 0 and "allowed" in yes.output
 
     drained = run(app, ["site-state", "ke-1", "drained", "--reason", "maintenance"], env=ops)
-    assert drained.exit_code == 0 and "drained" in drained.output
+    assert drained.exit_code == 0 and "ke-1 (KE): drained (maintenance)" in drained.output
     assert run(app, ["site-state", "ke-1", "drained"], env=alice).exit_code == 1
 
     verified = run(app, ["data", "audit-verify"], env=ops)

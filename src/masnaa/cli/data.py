@@ -199,7 +199,8 @@ def site_state(
     if evacuate is not None:
         body["evacuate"] = evacuate
     s = _call("POST", f"/sites/{site}/state", json=body)
-    out.print(f"{s['name']} ({s['country']}): {s['state']} {s['reason']}", markup=False)
+    why = f" ({s['reason']})" if s["reason"] else ""
+    out.print(f"{s['name']} ({s['country']}): {s['state']}{why}", markup=False)
     if s.get("evacuated"):
         out.print(f"asked to move: {', '.join(s['evacuated'])}", markup=False)
 

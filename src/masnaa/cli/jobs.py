@@ -390,6 +390,10 @@ def explain(job_id: Annotated[str, typer.Argument(help="Job id.")]) -> None:
     if x.get("last_event"):
         e = x["last_event"]
         out.print(f"  last change:     {e['code']} {ago(e['at'])}: {e['reason']}")
+    if x["state"] == "failed":
+        # A command's own error is on stderr, which ``logs`` shows only when asked.
+        out.print(f"  its output:      masnaa logs {x['id']} --stderr (and without --stderr: "
+                  "stdout)", markup=False)
     if lawful["data"]:
         out.print(f"  reads:           {', '.join(lawful['data'])}; per site:", markup=False)
         for line in lawful["lines"]:

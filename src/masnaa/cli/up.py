@@ -45,6 +45,8 @@ class Prepared:
     gpus: str
     """What the factory runs on, in words (real or virtual, and how many)."""
     applied: str
+    project: str | None = None
+    """A project to name on ``submit`` ("tenant/name"), where there are several to charge."""
 
 
 def _fail(message: str, code: str) -> typer.Exit:
@@ -93,6 +95,7 @@ def prepare(
         boot = bootstrap(s)
         if factory is None:
             _default_quotas(s, boot.tenant)
+        project = _first_of_several_projects(s)
         token = boot.token.secret if boot.token is not None else None
         if token is None:
             try:
@@ -109,7 +112,23 @@ def prepare(
             token = issue_token(s, caller, None, now=_now(), label="masnaa up").secret
     write_credentials(url, token, home)
     os.chmod(credentials_path(home), 0o600)
-    return Prepared(url, db_url, home, token, what, report.summary())
+    return Prepared(url, db_url, home, token, what, report.summary(), project)
+
+
+def _first_of_several_projects(session: object) -> str | None:
+    """The first project by name where the operator must choose one to submit."""
+    from sqlalchemy.orm import Session
+
+    from masnaa.store import models as m
+
+    assert isinstance(session, Session)
+    rows = session.execute(
+        select(m.Tenant.name, m.Project.name)
+        .join(m.Tenant, m.Project.tenant_id == m.Tenant.id)
+        .order_by(m.Tenant.name, m.Project.name)
+        .limit(2)
+    ).all()
+    return f"{rows[0][0]}/{rows[0][1]}" if len(rows) > 1 else None
 
 
 def _now() -> float:
@@ -204,7 +223,12 @@ def up(
     out.print(f"  job logs     {home / 'jobs'}")
     out.print(f"  credentials  {home / 'credentials.toml'}")
     out.print(f"  token        {ready.token}")
-    out.print("Try: masnaa submit --gpus 2 -- sh -c 'echo $CUDA_VISIBLE_DEVICES'   (Ctrl-C stops)")
+    charge = f"-p {ready.project} " if ready.project else ""
+    out.print(
+        f"Try: masnaa submit {charge}--gpus 2 -- sh -c 'echo $CUDA_VISIBLE_DEVICES'   "
+        "(Ctrl-C stops)",
+        markup=False,
+    )
     out.file.flush()  # seen at once even when stdout is a file or a pipe
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     try:

@@ -276,6 +276,10 @@ def _validate(
     return gpu_types, spec.sites
 
 
+_NAMED = 5
+"""Projects a ``project-required`` error names, so that the caller can pick one."""
+
+
 @dataclass(frozen=True, slots=True)
 class ProjectRef:
     id: int
@@ -296,12 +300,20 @@ def _resolve_project(session: Session, caller: Caller, ref: str | None, prefix: 
     if not caller.is_operator:
         stmt = stmt.where(m.Project.tenant_id == caller.tenant_id)
     if ref is None:
-        candidates = session.execute(stmt.limit(2)).all()
+        candidates = session.execute(
+            stmt.order_by(m.Tenant.name, m.Project.name).limit(_NAMED + 1)
+        ).all()
         if len(candidates) != 1:
+            named = ", ".join(f"{c[3]}/{c[1]}" for c in candidates[:_NAMED])
+            more = ", …" if len(candidates) > _NAMED else ""
             raise ServiceError(
                 "project-required",
                 "name the project to charge ('project': 'name' or 'tenant/name'); "
-                + ("your tenant has no project yet" if not candidates else "you have several"),
+                + (
+                    "your tenant has no project yet"
+                    if not candidates
+                    else f"you have several: {named}{more}"
+                ),
                 field=_field(prefix, "project"),
             )
     else:
