@@ -20,28 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from masnaa.cli.replay_options import (
-    CheckpointOpt,
-    DaysOpt,
-    FileOpt,
-    JobsOpt,
-    JsonOpt,
-    KnobOpt,
-    LenientOpt,
-    LimitOpt,
-    PassIntervalOpt,
-    QuietOpt,
-    RestartOpt,
-    SeedOpt,
-    StartOpt,
-    TenantsOpt,
-    TraceOpt,
-    engine_config,
-    input_errors,
-    load_sliced,
-    progress_bars,
-    warn_skipped,
-)
+from masnaa.cli import replay_options as opts
 
 NOT_MET = 4
 
@@ -58,24 +37,24 @@ def plan(
         "largest job).")] = None,
     max_gpus: Annotated[int | None, typer.Option(
         help="Largest cluster to consider, in GPUs (default: a mean load of 0.3).")] = None,
-    trace: TraceOpt = "philly",
-    file: FileOpt = None,
-    limit: LimitOpt = None,
-    start: StartOpt = 0.0,
-    days: DaysOpt = None,
-    jobs: JobsOpt = 10_000,
-    seed: SeedOpt = 0,
-    tenants: TenantsOpt = 12,
-    lenient: LenientOpt = False,
-    checkpoint_interval: CheckpointOpt = 1800.0,
-    restart_overhead: RestartOpt = 60.0,
-    pass_interval: PassIntervalOpt = 0.0,
-    knob: KnobOpt = None,
+    trace: opts.TraceOpt = "philly",
+    file: opts.FileOpt = None,
+    limit: opts.LimitOpt = None,
+    start: opts.StartOpt = 0.0,
+    days: opts.DaysOpt = None,
+    jobs: opts.JobsOpt = 10_000,
+    seed: opts.SeedOpt = 0,
+    tenants: opts.TenantsOpt = 12,
+    lenient: opts.LenientOpt = False,
+    checkpoint_interval: opts.CheckpointOpt = 1800.0,
+    restart_overhead: opts.RestartOpt = 60.0,
+    pass_interval: opts.PassIntervalOpt = 0.0,
+    knob: opts.KnobOpt = None,
     workers: Annotated[int | None, typer.Option(
         help="Cluster sizes replayed at once in each round of the search, each in its own "
         "process (default: one per CPU core).")] = None,
-    json_out: JsonOpt = None,
-    quiet: QuietOpt = False,
+    json_out: opts.JsonOpt = None,
+    quiet: opts.QuietOpt = False,
 ) -> None:
     """Find the smallest cluster on which a policy meets delay targets, by replaying."""
     from masnaa.sim.compare import check_policies, check_workers
@@ -87,7 +66,7 @@ def plan(
 
     console = Console()
     err = Console(stderr=True)
-    with input_errors(err):
+    with opts.input_errors(err):
         check_policies([policy])
         targets = [parse_target(t) for t in target]
         if workers is not None:
@@ -95,10 +74,10 @@ def plan(
         for name, value in (("--min-gpus", min_gpus), ("--max-gpus", max_gpus)):
             if value is not None and value <= 0:
                 raise SimError("bad-option", f"{name} must be a positive number of GPUs")
-        cfg = engine_config([policy], knob, checkpoint_interval, restart_overhead,
+        cfg = opts.engine_config([policy], knob, checkpoint_interval, restart_overhead,
                             pass_interval)
         gpn = cfg.gpus_per_node
-        loaded = load_sliced(
+        loaded = opts.load_sliced(
             trace, file, lenient=lenient, seed=seed, jobs=jobs, tenants=tenants,
             capacity_gpus=max_gpus or min_gpus or 1024, target_load=0.8,
             start=start, days=days, limit=limit,
@@ -118,10 +97,10 @@ def plan(
                 f"({high * gpn} GPUs); give --min-gpus below --max-gpus",
             )
 
-    warn_skipped(err, loaded)
+    opts.warn_skipped(err, loaded)
     processes = workers or available_cpus()
     try:
-        with progress_bars(err, len(loaded), quiet) as factory:
+        with opts.progress_bars(err, len(loaded), quiet) as factory:
             doc = search(loaded, policy, targets, cfg, low=low, high=high,
                          workers=processes, progress=factory)
     except InvariantViolation as e:
