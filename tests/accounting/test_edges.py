@@ -1,0 +1,145 @@
+"""Each rule of grants and balances at its edge: the last value allowed, the first refused.
+
+A cap, a deadline or a due date is a promise to a PI or a funder, so its exact
+boundary is part of the rule: a grant of exactly the tier's cap is allowed, a
+report filed at the very instant a tranche was released counts, a due date that
+falls on the expiry is due once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from acct_builders import H100, NOV, T0, gateway, hours, policy, seg
+
+from masnaa.accounting import allocations as al
+from masnaa.accounting.allocation import Allocation, Amount, Role, Tier
+from masnaa.accounting.balance import BalanceBook, choose_allocation, pool_balances
+from masnaa.accounting.errors import AccountingError
+from masnaa.accounting.instants import DAY, HOUR, at
+from masnaa.accounting.metering import ChargePolicy, SegmentEnd
+
+MA_H100 = ("ma-1", H100)
+
+
+def _refused(code: str, action: object) -> None:
+    with pytest.raises(AccountingError) as err:
+        action()  # type: ignore[operator]
+    assert err.value.code == code
+
+
+def test_a_request_of_exactly_the_tiers_cap_and_longest_duration_is_allowed() -> None:
+    def ask(h: str, days: int) -> Allocation:
+        return al.request(policy(), id="g", project="p1", pi="pia", tier="gateway",
+                          amount=hours(MA_H100, h), start=NOV, duration_days=days,
+                          justification="why", at_=T0)  # fmt: skip
+
+    assert ask("10000", 92).awarded == {MA_H100: 10_000 * HOUR}
+    _refused("over-tier-limit", lambda: ask("10000.001", 92))
+    _refused("bad-duration", lambda: ask("10000", 93))
+
+
+def test_a_tier_with_a_tranche_of_nothing_is_refused() -> None:
+    _refused("bad-tier", lambda: Tier("t", tranches=(Decimal(0), Decimal(1))))
+    assert Tier("t", tranches=(Decimal("0.25"), Decimal("0.75"))).tranches[0] > 0
+
+
+def test_a_zero_credit_rate_is_no_rate() -> None:
+    free = replace(policy(), type_credit_rates={H100: Decimal(0)})
+    _refused("no-credit-rate", lambda: free.credits_per_hour(MA_H100))
+    assert policy().credits_per_hour(MA_H100) == Decimal(100)
+
+
+def _explore(credits: int = 1000) -> Allocation:
+    return al.request(policy(), id="ex", project="p1", pi="pia", tier="explore",
+                      amount=Amount(credits=Decimal(credits)), start=NOV, duration_days=365,
+                      justification="explore", at_=T0)  # fmt: skip
+
+
+def test_exchanging_every_credit_left_is_allowed_and_zero_credits_is_not() -> None:
+    a = al.exchange(_explore(1000), policy(), by="pia", credits=Decimal(1000), pool=MA_H100,
+                    at_=T0)  # fmt: skip
+    assert a.credits_available == 0 and a.released() == {MA_H100: 10 * HOUR}
+    _refused("negative-hours", lambda: al.exchange(_explore(), policy(), by="pia",
+                                                   credits=Decimal(0), pool=MA_H100, at_=T0))
+
+
+def _open_call() -> Allocation:
+    a = al.request(policy(), id="oc", project="p1", pi="pia", tier="open-call",
+                   amount=hours(MA_H100, 1000), start=NOV, duration_days=365,
+                   justification="why", at_=T0)  # fmt: skip
+    for step, who in (("admin-check", "rita"), ("technical", "tariq"), ("merit", "mona")):
+        a = al.review(a, policy(), step=step, reviewer=who, approve=True, comment="", at_=T0)
+    return al.award(a, policy(), by="olu", amount=hours(MA_H100, 1000), at_=T0)
+
+
+def test_a_report_filed_at_the_instant_of_the_last_release_unlocks_the_next() -> None:
+    a = al.report_progress(_open_call(), by="pia", text="started", at_=T0)
+    a = al.release_tranche(a, policy(), by="olu", at_=T0 + DAY)
+    assert a.released_tranches == 2
+
+
+def test_an_extension_must_move_the_expiry_later() -> None:
+    a = _open_call()
+    _refused("bad-extension",
+             lambda: al.extend(a, policy(), by="olu", new_expiry=a.expires, at_=T0))
+    later = al.extend(a, policy(), by="olu", new_expiry=a.expires + timedelta(days=1), at_=T0)
+    assert later.expires == a.expires + timedelta(days=1)
+
+
+def test_a_report_at_a_due_instant_counts_for_that_due_date_not_the_one_before() -> None:
+    a = _open_call()  # reports due at days 30, 91 and 274, and at expiry (day 365)
+    due = [NOV + timedelta(days=d) for d in (30, 91)]
+    on_time = al.report_progress(a, by="pia", text="month 1", at_=at(due[0]))
+    assert al.reports_due(on_time, policy(), at(due[1]) - 1) == []
+    # Filed the instant the second fell due: it answers the second, not the first.
+    late = al.report_progress(a, by="pia", text="month 3", at_=at(due[1]))
+    assert al.reports_due(late, policy(), at(due[1])) == [due[0]]
+
+
+def test_a_report_date_on_the_expiry_is_due_once() -> None:
+    tier = replace(policy().tiers["gateway"], report_after_days=(30, 60))
+    p = replace(policy(), tiers={**policy().tiers, "gateway": tier})
+    a = al.request(p, id="g", project="p1", pi="pia", tier="gateway",
+                   amount=hours(MA_H100, 10), start=NOV, duration_days=60,
+                   justification="why", at_=T0)  # fmt: skip
+    assert al.reports_due(a, p, a.expires_at) == [NOV + timedelta(days=30), a.expires]
+
+
+def test_a_renewal_by_a_co_pi_makes_them_its_one_pi_and_keeps_the_team() -> None:
+    a = al.add_member(_open_call(), by="pia", user="cole", role=Role.CO_PI, at_=T0)
+    a = al.add_member(a, by="pia", user="mo", role=Role.MEMBER, at_=T0)
+    new = al.renew(a, policy(), id="oc2", by="cole", amount=hours(MA_H100, 10),
+                   start=NOV + timedelta(days=365), duration_days=30, justification="more",
+                   at_=T0)  # fmt: skip
+    assert new.members == {"cole": Role.PI, "mo": Role.MEMBER}
+
+
+def test_the_balance_book_counts_a_grant_from_the_instant_it_starts() -> None:
+    book = BalanceBook(["p1"])
+    book.put(gateway(h=5), T0 - 10)
+    assert book.balances["p1"] == 0
+    book.advance(T0)
+    assert book.balances["p1"] == 5 * HOUR
+
+
+def test_balances_and_the_grant_charged_ignore_other_projects_and_dead_grants() -> None:
+    mine, theirs = gateway("a1", "p1", h=5), gateway("a2", "p2", h=7)
+    over = replace(gateway("a3", "p1", h=9), expires=NOV - timedelta(days=1))
+    grants = [mine, theirs, over]
+    now = T0 + HOUR
+    assert pool_balances(grants, {}, now, ["p1"]) == {("p1", *MA_H100): 5 * HOUR}
+    assert choose_allocation("p1", MA_H100, grants, {}, now) == mine
+    assert choose_allocation("p1", MA_H100, [theirs, over], {}, now) is None
+
+
+def test_a_segment_charged_to_no_grant_credits_nothing_back_when_it_ends() -> None:
+    book = BalanceBook(["p1"])
+    book.put(gateway(h=10), T0)
+    stopped = seg(end=T0 + 1500, ended=SegmentEnd.PREEMPTED, checkpoint=T0 + 900,
+                  allocation=None)  # fmt: skip
+    assert book.end_segment(stopped, ChargePolicy()) == 0
+    assert book.used() == {} and book.balances["p1"] == 10 * HOUR
