@@ -114,6 +114,15 @@ def test_explain_of_a_failed_job_says_where_its_error_is(world: World, tmp_path:
     assert code == 0 and out == "train.py: No such file or directory\n"
 
 
+def test_queue_says_what_the_asterisk_of_a_stopping_job_means(world: World) -> None:
+    job_id = world.submit("um6p-alice", project="llm")["id"]
+    code, out, _ = run(world, "um6p-alice", "queue")
+    assert code == 0 and "cancel requested" not in out
+    world.set_job(job_id, state="running", started_at=time.time(), cancel_requested=True)
+    code, out, _ = run(world, "um6p-alice", "queue")
+    assert code == 0 and "running*" in out and "* cancel requested" in out
+
+
 def test_usage_table(world: World) -> None:
     job_id = world.submit("um6p-alice", project="llm", gpus_per_task=4)["id"]
     now = time.time()

@@ -281,6 +281,8 @@ def queue(
         out.print("no jobs" + ("" if all_jobs else " in the queue (try --all)"))
     else:
         out.print(jobs_table(jobs))
+        if any(j.get("cancel_requested") for j in jobs):
+            out.print("* cancel requested: the job is stopping (SIGTERM, then its grace period)")
     for t in tenants:
         held = sum(t["gpus_in_use"].values())
         quota = sum(t["quota_nominal"].values())
