@@ -139,10 +139,6 @@ class Money:
         with localcontext(prec=PRECISION):
             return Money(self.amount.quantize(_quantum(self.currency), ROUNDING), self.currency)
 
-    @property
-    def is_rounded(self) -> bool:
-        return self.amount == self.rounded().amount
-
     def format(self, locale: str = "en") -> str:
         """The amount rounded and written the way ``locale`` writes money
         (``MAD1,234.50`` in en, ``1 234,50 MAD`` in fr, Arabic digits grouping
