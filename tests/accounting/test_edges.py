@@ -17,9 +17,9 @@ from acct_builders import H100, NOV, T0, gateway, hours, policy, seg
 
 from masnaa.accounting import allocations as al
 from masnaa.accounting.allocation import Allocation, Amount, Role, Tier
-from masnaa.accounting.balance import BalanceBook, choose_allocation, pool_balances
+from masnaa.accounting.balance import BalanceBook, choose_allocation, pool_balances, wait_reason
 from masnaa.accounting.errors import AccountingError
-from masnaa.accounting.instants import DAY, HOUR, at
+from masnaa.accounting.instants import DAY, HOUR, at, to_second
 from masnaa.accounting.metering import ChargePolicy, SegmentEnd
 
 MA_H100 = ("ma-1", H100)
@@ -143,3 +143,34 @@ def test_a_segment_charged_to_no_grant_credits_nothing_back_when_it_ends() -> No
                   allocation=None)  # fmt: skip
     assert book.end_segment(stopped, ChargePolicy()) == 0
     assert book.used() == {} and book.balances["p1"] == 10 * HOUR
+
+
+def test_a_grant_with_nothing_left_makes_jobs_wait_and_says_why() -> None:
+    a = gateway(h=1)
+    now = T0 + DAY
+    assert wait_reason("p1", [a], {"a1": {MA_H100: HOUR - 1}}, now) is None
+    spent = wait_reason("p1", [a], {"a1": {MA_H100: HOUR}}, now)
+    assert spent is not None and spent.message == "allocation a1 exhausted; request a supplement"
+
+
+def test_a_grant_is_expired_from_the_instant_of_its_expiry() -> None:
+    a = gateway()
+    assert wait_reason("p1", [a], {}, a.expires_at - 1) is None
+    ended = wait_reason("p1", [a], {}, a.expires_at)
+    assert ended is not None and ended.message.startswith("allocation a1 expired on")
+
+
+def test_a_closed_grant_past_its_dates_is_no_grant_rather_than_an_expired_one() -> None:
+    closed = al.close(gateway(), policy(), by="olu", reason="moved", at_=T0)
+    r = wait_reason("p1", [closed], {}, closed.expires_at + DAY)
+    assert r is not None and r.message == "project p1 has no allocation; request one"
+
+
+def test_fractions_of_a_second_are_cut_and_a_time_that_is_not_finite_is_refused() -> None:
+    assert to_second(1.7) == 1 and to_second(5) == 5
+    _refused("bad-instant", lambda: to_second(float("nan")))
+
+
+def test_a_charge_policy_may_forgive_no_time_but_not_less() -> None:
+    assert ChargePolicy(max_uncharged_seconds=0).max_uncharged_seconds == 0
+    _refused("bad-charge-policy", lambda: ChargePolicy(max_uncharged_seconds=-1))
