@@ -9,11 +9,11 @@ falls on the expiry is due once.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-from acct_builders import H100, NOV, T0, gateway, hours, policy, seg
+from acct_builders import H100, L40S, MONTH, NOV, T0, context, gateway, hours, policy, rec, seg
 
 from masnaa.accounting import allocations as al
 from masnaa.accounting.allocation import Allocation, Amount, Role, Tier
@@ -21,6 +21,17 @@ from masnaa.accounting.balance import BalanceBook, choose_allocation, pool_balan
 from masnaa.accounting.errors import AccountingError
 from masnaa.accounting.instants import DAY, HOUR, at, to_second
 from masnaa.accounting.metering import ChargePolicy, SegmentEnd
+from masnaa.accounting.money import Money
+from masnaa.accounting.prices import (
+    Discount,
+    DiscountTable,
+    ExchangeRate,
+    ExchangeRates,
+    Price,
+    PriceBook,
+)
+from masnaa.accounting.rating import rate, rate_records
+from masnaa.domain.tenancy import TenantKind
 
 MA_H100 = ("ma-1", H100)
 
@@ -174,3 +185,51 @@ def test_fractions_of_a_second_are_cut_and_a_time_that_is_not_finite_is_refused(
 def test_a_charge_policy_may_forgive_no_time_but_not_less() -> None:
     assert ChargePolicy(max_uncharged_seconds=0).max_uncharged_seconds == 0
     _refused("bad-charge-policy", lambda: ChargePolicy(max_uncharged_seconds=-1))
+
+
+def test_equal_amounts_are_neither_less_nor_more() -> None:
+    a, b = Money.of("12.50", "MAD"), Money.of("12.50", "MAD")
+    assert not a < b and a <= b and not a > b and a >= b
+    assert Money.of("12.49", "MAD") < a < Money.of("12.51", "MAD")
+
+
+def test_a_free_price_is_a_price_and_a_negative_one_is_refused() -> None:
+    free = PriceBook([Price("ma-1", H100, Money.of("0", "MAD"), date(2026, 1, 1))],
+                     {"ma-1": "MAD"})  # fmt: skip
+    assert free.boundaries("ma-1", H100)[1][0].per_gpu_hour.amount == 0
+    _refused("negative-price", lambda: PriceBook(
+        [Price("ma-1", H100, Money.of("-0.01", "MAD"), date(2026, 1, 1))], {"ma-1": "MAD"}))
+
+
+def test_the_same_exchange_rate_given_twice_for_a_day_is_one_rate() -> None:
+    day = date(2026, 11, 2)
+    twice = ExchangeRates([ExchangeRate(day, "MAD", Decimal("9.8")),
+                           ExchangeRate(day, "MAD", Decimal("9.80"))])  # fmt: skip
+    assert twice.per_usd("MAD", day) == Decimal("9.8")
+    _refused("duplicate-rate", lambda: ExchangeRates([ExchangeRate(day, "MAD", Decimal("9.8")),
+                                                      ExchangeRate(day, "MAD", Decimal("9.9"))]))
+
+
+def test_a_discount_for_every_tier_is_named_with_a_star() -> None:
+    with pytest.raises(AccountingError) as err:
+        DiscountTable([Discount(TenantKind.NGO, Decimal("0.5")),
+                       Discount(TenantKind.NGO, Decimal("0.4"))])  # fmt: skip
+    assert err.value.code == "duplicate-discount" and "ngo/*" in err.value.message
+    with pytest.raises(AccountingError) as err:
+        DiscountTable([Discount(TenantKind.STARTUP, Decimal(2), tier="seed")])
+    assert err.value.code == "bad-discount" and "startup/seed is 2" in err.value.message
+
+
+def test_without_a_day_for_exchange_rates_lines_have_no_dollar_figure() -> None:
+    ctx = replace(context(), fx_day=None)
+    lines = rate([rec()], MONTH, ctx, {})
+    assert lines and all(line.net_usd is None for line in lines)
+    assert rate([rec()], MONTH, context(), {})[0].net_usd is not None
+
+
+def test_a_job_moved_to_another_gpu_type_is_priced_per_type_on_the_fast_path() -> None:
+    first = rec(end=T0 + HOUR)
+    moved = rec(start=T0 + HOUR, end=T0 + 2 * HOUR, attempt=1, gpu_type=L40S)
+    fast = rate([first, moved], MONTH, context(), {})
+    assert fast == rate_records([first, moved], MONTH, context(), {})
+    assert sorted(line.gpu_type for line in fast) == [H100, L40S]
