@@ -31,6 +31,7 @@ from masnaa.accounting.prices import (
     PriceBook,
 )
 from masnaa.accounting.rating import rate, rate_records
+from masnaa.accounting.statements import build_statements, funders_report
 from masnaa.domain.tenancy import TenantKind
 
 MA_H100 = ("ma-1", H100)
@@ -233,3 +234,36 @@ def test_a_job_moved_to_another_gpu_type_is_priced_per_type_on_the_fast_path() -
     fast = rate([first, moved], MONTH, context(), {})
     assert fast == rate_records([first, moved], MONTH, context(), {})
     assert sorted(line.gpu_type for line in fast) == [H100, L40S]
+
+
+@pytest.mark.parametrize("moved", [
+    {"site": "za-1"},  # evacuated to another country's site
+    {"allocation": "a2"},  # its first grant ran out; the next attempt charges another
+])
+def test_a_job_whose_next_attempt_runs_elsewhere_is_priced_there(moved: dict[str, str]) -> None:
+    records = [rec(end=T0 + HOUR), rec(start=T0 + HOUR, end=T0 + 2 * HOUR, attempt=1, **moved)]
+    fast = rate(records, MONTH, context(), {})
+    assert fast == rate_records(records, MONTH, context(), {}) and len(fast) == 2
+
+
+def test_usage_outside_the_period_makes_no_line() -> None:
+    before = rec(start=T0 - HOUR, end=T0)  # ends the instant the month starts
+    assert rate([before], MONTH, context(), {}) == []
+
+
+def test_a_tax_rate_of_zero_is_a_rate_and_a_negative_one_is_not() -> None:
+    lines = rate([rec(tenant="corp", allocation=None)], MONTH, context(), {})
+    (mad,) = build_statements(lines, "corp", MONTH, {"MAD": Decimal(0)})
+    assert mad.tax == Money.of("0", "MAD") and mad.total == mad.subtotal
+    _refused("bad-tax-rate",
+             lambda: build_statements(lines, "corp", MONTH, {"MAD": Decimal("-0.01")}))
+
+
+def test_a_funders_report_counts_usage_begun_before_now_over_a_window_of_a_day_or_more() -> None:
+    a = gateway(h=100)
+    now = T0 + DAY
+    records = [rec(start=T0, end=T0 + HOUR), rec("j2", start=now, end=now + HOUR)]
+    (row,) = funders_report([a], policy(), "research", records, {}, now, burn_window_days=1)
+    assert row.used_gpu_seconds == 8 * HOUR
+    _refused("bad-window",
+             lambda: funders_report([a], policy(), "research", records, {}, now, 0))
