@@ -75,7 +75,7 @@ def plan(
             if value is not None and value <= 0:
                 raise SimError("bad-option", f"{name} must be a positive number of GPUs")
         cfg = opts.engine_config([policy], knob, checkpoint_interval, restart_overhead,
-                            pass_interval)
+                                 pass_interval)
         gpn = cfg.gpus_per_node
         loaded = opts.load_sliced(
             trace, file, lenient=lenient, seed=seed, jobs=jobs, tenants=tenants,

@@ -106,9 +106,10 @@ def smallest(
     """The smallest node count in ``[low, high]`` for which ``meets`` holds.
 
     ``meets`` is asked for ``width`` sizes at a time (the replays of one round run
-    side by side). ``high`` is asked in the first round: if it fails, nothing
-    smaller is searched. Each later round splits the interval between the largest
-    size known to fail and the smallest known to meet into ``width + 1`` parts.
+    side by side). ``high`` is asked in the first round: if it fails, the search
+    ends there, whatever else that round found. Each later round splits the
+    interval between the largest size known to fail and the smallest known to meet
+    into ``width + 1`` parts.
     """
     if not 1 <= low <= high:
         raise SimError("bad-option", f"the sizes to search must satisfy 1 <= low <= high, "
