@@ -16,20 +16,13 @@ import pytest
 from acct_builders import H100, L40S, MONTH, NOV, T0, context, gateway, hours, policy, rec, seg
 
 from masnaa.accounting import allocations as al
+from masnaa.accounting import prices as pr
 from masnaa.accounting.allocation import Allocation, Amount, Role, Tier
 from masnaa.accounting.balance import BalanceBook, choose_allocation, pool_balances, wait_reason
 from masnaa.accounting.errors import AccountingError
 from masnaa.accounting.instants import DAY, HOUR, at, to_second
 from masnaa.accounting.metering import ChargePolicy, SegmentEnd
 from masnaa.accounting.money import Money
-from masnaa.accounting.prices import (
-    Discount,
-    DiscountTable,
-    ExchangeRate,
-    ExchangeRates,
-    Price,
-    PriceBook,
-)
 from masnaa.accounting.rating import rate, rate_records
 from masnaa.accounting.statements import build_statements, funders_report
 from masnaa.domain.tenancy import TenantKind
@@ -195,29 +188,30 @@ def test_equal_amounts_are_neither_less_nor_more() -> None:
 
 
 def test_a_free_price_is_a_price_and_a_negative_one_is_refused() -> None:
-    free = PriceBook([Price("ma-1", H100, Money.of("0", "MAD"), date(2026, 1, 1))],
+    free = pr.PriceBook([pr.Price("ma-1", H100, Money.of("0", "MAD"), date(2026, 1, 1))],
                      {"ma-1": "MAD"})  # fmt: skip
     assert free.boundaries("ma-1", H100)[1][0].per_gpu_hour.amount == 0
-    _refused("negative-price", lambda: PriceBook(
-        [Price("ma-1", H100, Money.of("-0.01", "MAD"), date(2026, 1, 1))], {"ma-1": "MAD"}))
+    _refused("negative-price", lambda: pr.PriceBook(
+        [pr.Price("ma-1", H100, Money.of("-0.01", "MAD"), date(2026, 1, 1))], {"ma-1": "MAD"}))
 
 
 def test_the_same_exchange_rate_given_twice_for_a_day_is_one_rate() -> None:
     day = date(2026, 11, 2)
-    twice = ExchangeRates([ExchangeRate(day, "MAD", Decimal("9.8")),
-                           ExchangeRate(day, "MAD", Decimal("9.80"))])  # fmt: skip
+    twice = pr.ExchangeRates([pr.ExchangeRate(day, "MAD", Decimal("9.8")),
+                           pr.ExchangeRate(day, "MAD", Decimal("9.80"))])  # fmt: skip
     assert twice.per_usd("MAD", day) == Decimal("9.8")
-    _refused("duplicate-rate", lambda: ExchangeRates([ExchangeRate(day, "MAD", Decimal("9.8")),
-                                                      ExchangeRate(day, "MAD", Decimal("9.9"))]))
+    differ = [pr.ExchangeRate(day, "MAD", Decimal("9.8")),
+              pr.ExchangeRate(day, "MAD", Decimal("9.9"))]  # fmt: skip
+    _refused("duplicate-rate", lambda: pr.ExchangeRates(differ))
 
 
 def test_a_discount_for_every_tier_is_named_with_a_star() -> None:
     with pytest.raises(AccountingError) as err:
-        DiscountTable([Discount(TenantKind.NGO, Decimal("0.5")),
-                       Discount(TenantKind.NGO, Decimal("0.4"))])  # fmt: skip
+        pr.DiscountTable([pr.Discount(TenantKind.NGO, Decimal("0.5")),
+                       pr.Discount(TenantKind.NGO, Decimal("0.4"))])  # fmt: skip
     assert err.value.code == "duplicate-discount" and "ngo/*" in err.value.message
     with pytest.raises(AccountingError) as err:
-        DiscountTable([Discount(TenantKind.STARTUP, Decimal(2), tier="seed")])
+        pr.DiscountTable([pr.Discount(TenantKind.STARTUP, Decimal(2), tier="seed")])
     assert err.value.code == "bad-discount" and "startup/seed is 2" in err.value.message
 
 

@@ -35,13 +35,6 @@ def test_refresh_at_the_instant_of_expiry_recomputes() -> None:
     assert "za-1" not in changed[dataset_key([consent])].lawful_sites
 
 
-def test_the_cache_never_holds_more_than_its_bound() -> None:
-    cache = EligibilityCache(max_entries=3)
-    for i in range(10):
-        cache.get([ds(f"d{i}", "MA", "personal")], SITES, RULES, NOW)
-        assert len(cache) <= 3
-
-
 def test_the_next_change_is_the_first_expiry_after_now_not_at_it() -> None:
     ends_now = ground("MA", "express_consent", days=0)
     later = ground("MA", "express_consent", days=2)
