@@ -109,9 +109,9 @@ def test_plan_finds_the_smallest_cluster_and_sim_agrees_on_it(tmp_path: Path) ->
         "--max-gpus", "512", "--workers", "1", "--json", str(out),
     ], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
-    doc = json.loads(out.read_text())
+    (doc,) = json.loads(out.read_text())["policies"]
     answer = doc["answer"]
-    assert answer is not None and not answer["at_lower_bound"]
+    assert doc["policy"] == "masnaa" and answer is not None and not answer["at_lower_bound"]
     n = answer["nodes"]
     probes = {p["nodes"]: p for p in doc["probes"]}
     assert probes[n]["meets"] and probes[n]["targets"]["queueing-p99<=30min"] <= 1800
@@ -139,7 +139,7 @@ def test_plan_replays_sizes_side_by_side_with_the_same_figures(tmp_path: Path) -
             "--max-gpus", "256", "--workers", workers, "--json", str(out),
         ])
         assert res.exit_code == 0, res.output
-        docs.append(json.loads(out.read_text()))
+        docs.append(json.loads(out.read_text())["policies"][0])
     one, two = ({p["nodes"]: p for p in d["probes"]} for d in docs)
     common = set(one) & set(two)
     assert len(common) >= 2
@@ -147,6 +147,29 @@ def test_plan_replays_sizes_side_by_side_with_the_same_figures(tmp_path: Path) -
         for key in ("meets", "targets", "utilisation", "jct_mean", "preemptions"):
             assert one[n][key] == two[n][key]
     assert docs[0]["answer"] == docs[1]["answer"]
+
+
+def test_two_policies_are_planned_side_by_side_each_as_if_alone(tmp_path: Path) -> None:
+    both, alone = tmp_path / "both.json", tmp_path / "alone.json"
+    common = [*SLICE, "-t", "queueing-p99<=30min", "--min-gpus", "160", "--max-gpus", "256"]
+    res = runner.invoke(app, ["plan", *common, "-p", "masnaa,fifo-backfill", "--workers", "2",
+                              "--json", str(both)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "on which masnaa meets" in res.output and "on which fifo-backfill meets" in res.output
+    docs = {d["policy"]: d for d in json.loads(both.read_text())["policies"]}
+    assert list(docs) == ["masnaa", "fifo-backfill"]
+    res = runner.invoke(app, ["plan", *common, "-p", "fifo-backfill", "--workers", "1",
+                              "--json", str(alone)])
+    assert res.exit_code == 0, res.output
+    (single,) = json.loads(alone.read_text())["policies"]
+    # One worker each when two share two: the same bisection as fifo-backfill alone.
+    for d in (docs["fifo-backfill"], single):
+        for p in d["probes"]:
+            del p["wall_seconds"]
+    assert docs["fifo-backfill"] == single
+    for d in docs.values():
+        n = d["answer"]["nodes"]
+        assert {p["nodes"]: p["meets"] for p in d["probes"]}[n - 1] is False
 
 
 def test_a_target_missed_even_on_the_largest_size_exits_4(tmp_path: Path) -> None:
@@ -166,7 +189,7 @@ def test_a_cluster_too_small_for_a_job_never_meets_a_target(tmp_path: Path) -> N
         "--workers", "1", "--json", str(out),
     ])
     assert res.exit_code == 4, res.output
-    probe = json.loads(out.read_text())["probes"][0]
+    probe = json.loads(out.read_text())["policies"][0]["probes"][0]
     assert probe["rejected"] > 0 and not probe["meets"]
 
 

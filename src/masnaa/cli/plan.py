@@ -1,13 +1,14 @@
-"""``masnaa plan``: the smallest cluster on which a policy meets delay targets.
+"""``masnaa plan``: the smallest cluster on which each policy meets delay targets.
 
 Owns the one verb ``plan``. It loads and slices a trace as ``masnaa sim`` does,
-then replays it under one policy on clusters of whole nodes between
+then replays it under each policy on clusters of whole nodes between
 ``--min-gpus`` and ``--max-gpus`` (by default the sizes of a mean load of 1 and
 of 0.3), searching for the smallest that meets every ``--target``
-(``sim.plan``). With several workers each round replays that many sizes side by
-side. It prints every size replayed and the answer. Exit codes: 0 an answer was
-found; 2 bad input; 3 an invariant of the scheduler was broken (a bug); 4 even
-the largest size searched misses a target.
+(``sim.plan``). Each round of the searches replays as many sizes as there are
+workers, side by side. It prints every size replayed and each policy's answer.
+Exit codes: 0 every policy has an answer; 2 bad input; 3 an invariant of the
+scheduler was broken (a bug); 4 under some policy even the largest size searched
+misses a target.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def plan(
         "(repeatable), e.g. 'queueing-p99<=24h'. Metrics: jct-mean, jct-median, jct-p99, "
         "queueing-mean, queueing-p99, queueing-max; units s, min, h, d.")],
     policy: Annotated[str, typer.Option(
-        "--policy", "-p", help="The policy to size the cluster for.")] = "masnaa",
+        "--policy", "-p", help="Comma-separated policies to size the cluster for, each "
+        "searched on its own.")] = "masnaa",
     min_gpus: Annotated[int | None, typer.Option(
         help="Smallest cluster to consider, in GPUs (default: a mean load of 1, or the "
         "largest job).")] = None,
@@ -56,7 +58,7 @@ def plan(
     json_out: opts.JsonOpt = None,
     quiet: opts.QuietOpt = False,
 ) -> None:
-    """Find the smallest cluster on which a policy meets delay targets, by replaying."""
+    """Find the smallest cluster on which each policy meets delay targets, by replaying."""
     from masnaa.sim.compare import check_policies, check_workers
     from masnaa.sim.errors import InvariantViolation, SimError
     from masnaa.sim.parallel import available_cpus
@@ -66,15 +68,16 @@ def plan(
 
     console = Console()
     err = Console(stderr=True)
+    names = [p.strip() for p in policy.split(",") if p.strip()]
     with opts.input_errors(err):
-        check_policies([policy])
+        check_policies(names)
         targets = [parse_target(t) for t in target]
         if workers is not None:
             check_workers(workers)
         for name, value in (("--min-gpus", min_gpus), ("--max-gpus", max_gpus)):
             if value is not None and value <= 0:
                 raise SimError("bad-option", f"{name} must be a positive number of GPUs")
-        cfg = opts.engine_config([policy], knob, checkpoint_interval, restart_overhead,
+        cfg = opts.engine_config(names, knob, checkpoint_interval, restart_overhead,
                                  pass_interval)
         gpn = cfg.gpus_per_node
         loaded = opts.load_sliced(
@@ -101,40 +104,47 @@ def plan(
     processes = workers or available_cpus()
     try:
         with opts.progress_bars(err, len(loaded), quiet) as factory:
-            doc = search(loaded, policy, targets, cfg, low=low, high=high,
+            doc = search(loaded, names, targets, cfg, low=low, high=high,
                          workers=processes, progress=factory)
     except InvariantViolation as e:
         err.print(f"[red]invariant broken[/red] \\[{e.code}] {escape(e.message)}")
         raise typer.Exit(3) from None
 
-    console.print(_table(doc))
+    for one in doc["policies"]:
+        console.print(_table(doc, one))
     if json_out is not None:
         write_json(doc, json_out)
         console.print(f"wrote {json_out}")
-    answer = doc["answer"]
     wanted = " and ".join(t["text"] for t in doc["targets"])
-    if answer is None:
-        err.print(
-            f"[red]not met[/red]: under {policy}, even {high * gpn:,} GPUs miss {wanted}; "
-            "give a larger --max-gpus, or loosen the target"
-        )
-        raise typer.Exit(NOT_MET)
-    console.print(
-        f"[bold]{answer['gpus']:,} GPUs[/bold] ({answer['nodes']} nodes of {gpn}, load factor "
-        f"{answer['load_factor']:.2f}) is the smallest cluster on which {policy} meets {wanted}."
-    )
-    if answer["at_lower_bound"]:
+    missed = False
+    for one in doc["policies"]:
+        name, answer = one["policy"], one["answer"]
+        if answer is None:
+            missed = True
+            err.print(
+                f"[red]not met[/red]: under {name}, even {high * gpn:,} GPUs miss {wanted}; "
+                "give a larger --max-gpus, or loosen the target"
+            )
+            continue
         console.print(
-            f"That is the smallest size searched: give a smaller --min-gpus to look below "
-            f"{low * gpn:,} GPUs."
+            f"[bold]{answer['gpus']:,} GPUs[/bold] ({answer['nodes']} nodes of {gpn}, load "
+            f"factor {answer['load_factor']:.2f}) is the smallest cluster on which {name} "
+            f"meets {wanted}."
         )
+        if answer["at_lower_bound"]:
+            console.print(
+                f"That is the smallest size searched: give a smaller --min-gpus to look "
+                f"below {low * gpn:,} GPUs."
+            )
+    if missed:
+        raise typer.Exit(NOT_MET)
 
 
-def _table(doc: dict[str, Any]) -> Table:
+def _table(doc: dict[str, Any], one: dict[str, Any]) -> Table:
     from masnaa.sim.report import duration, percent
 
     trace = doc["trace"]
-    out = Table(title=f"{trace['name']}: {trace['jobs']:,} jobs under {doc['policy']}, "
+    out = Table(title=f"{trace['name']}: {trace['jobs']:,} jobs under {one['policy']}, "
                 f"each size replayed")
     for name in ("GPUs", "nodes", "load factor"):
         out.add_column(name, justify="right")
@@ -143,7 +153,7 @@ def _table(doc: dict[str, Any]) -> Table:
         out.add_column(text, justify="right")
     for name in ("meets", "rejected", "utilisation", "JCT mean", "preemptions"):
         out.add_column(name, justify="right")
-    for p in doc["probes"]:
+    for p in one["probes"]:
         out.add_row(
             f"{p['gpus']:,}", str(p["nodes"]), f"{p['load_factor']:.2f}",
             *(duration(p["targets"][t]) for t in texts),

@@ -2,11 +2,12 @@
 
 An operator asks "how many nodes do we need so that 99 % of jobs wait less than a
 day?". The answer comes from replays, not from a formula: the twin replays the
-trace under one policy on clusters of different sizes (whole nodes) and keeps the
-smallest on which every target holds.
+trace under each policy on clusters of different sizes (whole nodes) and keeps,
+per policy, the smallest on which every target holds.
 
 Owns: the targets (``parse_target``, ``Target``), the search over sizes
-(``smallest``), and the probes' replays (``plan``).
+(``Bisection``, ``smallest``), and the probes' replays (``plan``), where the
+policies' searches share rounds of replays run side by side.
 
 Targets bound the delays a user feels, each from above: JCT or queueing delay
 (mean, median, p99, max) at most some duration. They are the figures that only
@@ -17,8 +18,8 @@ size from the other side.
 The search assumes that a target met on *n* nodes is met on every larger cluster.
 On a bursty trace that holds only roughly (one job starting a moment earlier can
 move a whole busy period), so every size replayed is reported with its figures,
-and the answer is the smallest size that met the targets whose next smaller size
-was replayed and did not.
+and the answer is a size that met the targets whose next smaller size was
+replayed and did not.
 """
 
 from __future__ import annotations
@@ -100,38 +101,62 @@ class Search:
     at_lower_bound: bool
 
 
+class Bisection:
+    """The search for the smallest node count in ``[low, high]`` that meets, a round at
+    a time: ``sizes`` says what to replay next (``[]``: done), ``record`` takes the
+    answers, ``result`` gives what was found. Several searches can so share rounds.
+
+    Each round asks ``width`` sizes. ``high`` is asked in the first round: if it
+    fails, the search ends there, whatever else that round found. Each later round
+    splits the interval between the largest size known to fail and the smallest
+    known to meet into ``width + 1`` parts.
+    """
+
+    def __init__(self, low: int, high: int, width: int = 1) -> None:
+        if not 1 <= low <= high:
+            raise SimError("bad-option", f"the sizes to search must satisfy 1 <= low <= high, "
+                           f"not {low} and {high}")
+        self.low, self.high, self.width = low, high, max(1, width)
+        self.tried: dict[int, bool] = {}
+        self._fail = low - 1
+        self._ok: int | None = None
+        self._done = False
+
+    def sizes(self) -> list[int]:
+        fail, ok = self._fail, self._ok
+        if self._done or (ok is not None and ok - fail <= 1):
+            return []
+        if ok is None:
+            return [self.high, *_between(fail, self.high, self.width - 1)]
+        return _between(fail, ok, self.width)
+
+    def record(self, sizes: Sequence[int], met: Sequence[bool]) -> None:
+        for n, good in zip(sizes, met, strict=True):
+            self.tried[n] = bool(good)
+        if self._ok is None and not self.tried.get(self.high, True):
+            self._done = True  # the largest size misses: nothing to find below it
+            return
+        good_ones = [n for n in sizes if self.tried[n]]
+        if good_ones:
+            self._ok = min(good_ones if self._ok is None else [self._ok, *good_ones])
+        ok = self._ok
+        assert ok is not None
+        self._fail = max([self._fail, *(n for n in sizes if not self.tried[n] and n < ok)])
+
+    def result(self) -> Search:
+        ok = None if self._done else self._ok
+        return Search(ok, self.tried, at_lower_bound=ok == self.low)
+
+
 def smallest(
     low: int, high: int, meets: Callable[[Sequence[int]], Sequence[bool]], width: int = 1
 ) -> Search:
-    """The smallest node count in ``[low, high]`` for which ``meets`` holds.
-
-    ``meets`` is asked for ``width`` sizes at a time (the replays of one round run
-    side by side). ``high`` is asked in the first round: if it fails, the search
-    ends there, whatever else that round found. Each later round splits the
-    interval between the largest size known to fail and the smallest known to meet
-    into ``width + 1`` parts.
-    """
-    if not 1 <= low <= high:
-        raise SimError("bad-option", f"the sizes to search must satisfy 1 <= low <= high, "
-                       f"not {low} and {high}")
-    tried: dict[int, bool] = {}
-    fail, ok = low - 1, None
-    while True:
-        if ok is None:
-            points = [high, *_between(fail, high, width - 1)]
-        elif ok - fail <= 1:
-            return Search(ok, tried, at_lower_bound=ok == low)
-        else:
-            points = _between(fail, ok, width)
-        for n, good in zip(points, meets(points), strict=True):
-            tried[n] = bool(good)
-        if ok is None and not tried[high]:
-            return Search(None, tried, at_lower_bound=False)
-        met = [n for n in points if tried[n]]
-        if met:
-            ok = min(met) if ok is None else min(ok, *met)
-        assert ok is not None
-        fail = max([fail, *(n for n in points if not tried[n] and n < ok)])
+    """The smallest node count in ``[low, high]`` for which ``meets`` holds
+    (``Bisection``, asking ``meets`` for a round of sizes at a time)."""
+    search = Bisection(low, high, width)
+    while sizes := search.sizes():
+        search.record(sizes, meets(sizes))
+    return search.result()
 
 
 def _between(a: int, b: int, k: int) -> list[int]:
@@ -169,7 +194,7 @@ def _rejected(summary: dict[str, Any]) -> int:
 
 def plan(
     trace: Trace,
-    policy: str,
+    policies: Sequence[str],
     targets: Sequence[Target],
     config: EngineConfig,
     *,
@@ -178,16 +203,22 @@ def plan(
     workers: int = 1,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Replay ``trace`` under ``policy`` on clusters between ``low`` and ``high`` nodes;
-    the document holds every size replayed and the smallest that meets ``targets``."""
+    """Replay ``trace`` under each policy on clusters between ``low`` and ``high``
+    nodes; the document holds, per policy, every size replayed and the smallest that
+    meets ``targets``. The policies' searches share rounds, so that ``workers``
+    replays run side by side even when each search asks for fewer."""
     if not targets:
         raise SimError("bad-target", "give at least one --target, e.g. 'queueing-p99<=24h'")
     setup = Setup(trace, low, config, 60.0)
-    probes: dict[int, dict[str, Any]] = {}
-
-    def meets(sizes: Sequence[int]) -> list[bool]:
-        runs = [Run(policy, f"{policy} on {n * config.gpus_per_node:,} GPUs", 0, n)
-                for n in sizes]
+    gpn = config.gpus_per_node
+    width = max(1, workers // max(1, len(policies)))
+    searches = {p: Bisection(low, high, width) for p in policies}
+    probes: dict[str, dict[int, dict[str, Any]]] = {p: {} for p in policies}
+    while True:
+        asked = [(p, search.sizes()) for p, search in searches.items()]
+        runs = [Run(p, f"{p} on {n * gpn:,} GPUs", 0, n) for p, sizes in asked for n in sizes]
+        if not runs:
+            break
         if workers > 1 and len(runs) > 1:
             results = run_parallel(setup, runs, workers, progress)
         else:
@@ -195,14 +226,31 @@ def plan(
             for run in runs:
                 bar = progress(run.label) if progress else None
                 results.append(replay(setup, setup.world(run.nodes), run, progress=bar))
-        for n, summary in zip(sizes, results, strict=True):
-            probes[n] = summary
-        # A cluster too small for some job rejects it, and a rejected job has no delay
-        # to count: such a size never meets a target.
-        return [not _rejected(s) and all(t.met(s) for t in targets) for s in results]
+        got = iter(results)
+        for p, sizes in asked:
+            summaries = [next(got) for _ in sizes]
+            probes[p].update(zip(sizes, summaries, strict=True))
+            # A cluster too small for some job rejects it, and a rejected job has no
+            # delay to count: such a size never meets a target.
+            searches[p].record(
+                sizes, [not _rejected(s) and all(t.met(s) for t in targets) for s in summaries]
+            )
+    return {
+        "trace": {"name": trace.name, "jobs": len(trace), "span_days": trace.span / 86400},
+        "targets": [{"text": t.text, "metric": t.metric, "at_most_seconds": t.seconds}
+                    for t in targets],
+        "search": {"low_nodes": low, "high_nodes": high, "gpus_per_node": gpn},
+        "policies": [
+            _policy_doc(trace, p, searches[p].result(), probes[p], targets, gpn)
+            for p in policies
+        ],
+    }
 
-    found = smallest(low, high, meets, width=max(1, workers))
-    gpn = config.gpus_per_node
+
+def _policy_doc(
+    trace: Trace, policy: str, found: Search, probes: dict[int, dict[str, Any]],
+    targets: Sequence[Target], gpn: int,
+) -> dict[str, Any]:
     rows = []
     for n in sorted(probes):
         s = probes[n]
@@ -227,12 +275,4 @@ def plan(
             "load_factor": load_factor(trace, found.nodes * gpn),
             "at_lower_bound": found.at_lower_bound,
         }
-    return {
-        "trace": {"name": trace.name, "jobs": len(trace), "span_days": trace.span / 86400},
-        "policy": policy,
-        "targets": [{"text": t.text, "metric": t.metric, "at_most_seconds": t.seconds}
-                    for t in targets],
-        "search": {"low_nodes": low, "high_nodes": high, "gpus_per_node": gpn},
-        "probes": rows,
-        "answer": answer,
-    }
+    return {"policy": policy, "probes": rows, "answer": answer}
