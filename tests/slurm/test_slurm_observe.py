@@ -256,3 +256,19 @@ def test_a_run_killed_after_a_stop_request_was_stopped(
     assert seen.state == "exited"
     assert (seen.reason, seen.exit_code, seen.signal) == expected
     assert seen.stop_reason == ("cancelled" if stopped else None)
+
+
+def test_a_run_killed_by_a_node_that_came_straight_back_is_lost_not_exited(
+    ex: SlurmExecutor, slurm: ScriptedSlurm, clock: Clock
+) -> None:
+    # Seen running (the batch script has not recorded its start yet), then the node
+    # goes down and at once returns to service (ReturnToService=2): the command is
+    # killed and its exit record written after the cached view was taken.
+    ex.start(spec())
+    slurm.add("j1", 1, 101, "RUNNING")
+    assert ex.poll("j1", 1).state == "running"
+    ex.records("j1", 1).put("exit", f"143 exited {clock.now:.3f}")
+    slurm.jobs.clear()
+    slurm.add("j1", 1, 101, "NODE_FAIL")
+    seen = ex.poll("j1", 1)  # within view_ttl: the cached view still says RUNNING, node up
+    assert (seen.state, seen.message) == ("lost", "Slurm ended it: NODE_FAIL (None)")

@@ -394,6 +394,10 @@ class SlurmExecutor(Executor):
                 )
                 if site_fault is not None:
                     return self._lose(rec, site_fault, to_cancel, None)
+                if not trust and view.taken_at < (rec.mtime("exit") or 0.0):
+                    # The nodes were seen before the job ended: a node that went down
+                    # since, and killed it, would look up. Ask Slurm again.
+                    raise _StaleView
             return outcome.exited(rec, ended.status, ended.reason, ended.ended_at)
         if job is None:
             if not trust and view.taken_at < max(
