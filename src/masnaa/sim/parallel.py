@@ -12,9 +12,9 @@ Workers are started with ``spawn``, not ``fork``: the parent holds threads (the
 progress bar redraws from one), and a child forked from a threaded process may
 inherit a lock that no thread will release. Each worker receives the trace,
 cluster size and configuration once, when it starts, and builds the cluster and
-tenancy itself on its first run of each cluster size: the domain's frozen classes, once compiled by
-mypyc, cannot be unpickled, and ``build_cluster`` and ``tenancy`` are
-deterministic. The setup travels as bytes and is read inside a run, so that
+tenancy itself on its first run of each cluster size: the domain's frozen
+classes, once compiled by mypyc, cannot be unpickled, and ``build_cluster`` and
+``tenancy`` are deterministic. The setup travels as bytes and is read inside a run, so that
 whatever fails there fails the run (a pool's initializer that raises would be
 restarted without end). A run is then only its policy, label and jitter seed, and
 for a capacity plan (``sim.plan``) the size of its cluster.
