@@ -122,3 +122,27 @@ def test_a_missing_program_is_an_ordinary_exit_127(tmp_path: Path) -> None:
 def test_bad_environment_names_are_refused_with_a_reason(tmp_path: Path) -> None:
     with pytest.raises(LaunchRejected, match="not valid"):
         make(tmp_path, "true", env={"BAD-NAME": "x"})
+
+
+def test_a_timer_killed_from_outside_is_not_the_time_limit(tmp_path: Path) -> None:
+    # scancel signals every process of the job at once: the timers' sleeps may die
+    # before anything else. That is a stop from outside, not the time limit passing.
+    rec, proc = make(tmp_path, "sleep 120", time_limit=60)
+    wait_for(rec.dir / "started_at")
+    timers: list[str] = []
+    deadline = time.monotonic() + 10
+    while len(timers) < 2:  # the time-limit timer and the kill timer after it
+        assert time.monotonic() < deadline, timers
+        time.sleep(0.05)
+        timers = subprocess.run(["pgrep", "-s", str(proc.pid), "-x", "sleep"],
+                                capture_output=True, text=True).stdout.split()  # fmt: skip
+    for pid in timers:
+        os.kill(int(pid), signal.SIGTERM)
+    time.sleep(0.5)
+    assert not (rec.dir / "timed_out").exists()
+    command = subprocess.run(["pgrep", "-f", "-x", "sleep 120"], capture_output=True, text=True)
+    for pid in command.stdout.split():
+        os.kill(int(pid), signal.SIGTERM)
+    assert proc.wait(timeout=10) == 143
+    ended = rec.reread().exit()
+    assert ended is not None and (ended.status, ended.reason) == (143, "exited")

@@ -73,7 +73,9 @@ reason=exited
 _masnaa_later() {{  # after $1 seconds: optionally mark $3, then signal $2 to the command
     sleep "$1" & local s=$!
     trap 'kill "$s" 2>/dev/null; exit 0' TERM
-    wait "$s"
+    # A timer whose sleep was killed did not run out: scancel signals every process of
+    # the job, and the sleep may die before this shell's own trap runs.
+    wait "$s" || exit 0
     [ -e "$d/exit" ] && exit 0
     [ -n "${{3:-}}" ] && : > "$d/$3"
     kill "-$2" -- "-$child" 2>/dev/null
