@@ -22,9 +22,6 @@ Invariants:
 from __future__ import annotations
 
 import secrets
-import threading
-import time
-import weakref
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +32,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from masnaa.domain.tenancy import DEFAULT_PRIORITY_CLASSES
+from masnaa.service.caches import TtlCache
 from masnaa.service.tenancy import Caller, ServiceError, forbidden, not_found
 from masnaa.store import models as m
 from masnaa.store.events import transition
@@ -137,43 +135,8 @@ class Catalog:
         return max((sum(self.node_gpus.get((s, gpu_type), ())) for s in sites), default=0)
 
 
-CACHE_SECONDS = 2.0
-"""How long a process reuses what it read of the declared hardware and of
-projects when validating submissions. Declaring hardware is rare; reading it
-on every submission would cost several queries per job. A change is seen by
-submissions within this many seconds (at once after ``invalidate_caches``)."""
-
-
-class _TtlCache:
-    """Values per engine and key, each kept ``CACHE_SECONDS``."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._data: weakref.WeakKeyDictionary[Any, dict[Any, tuple[float, Any]]] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def get(self, engine: Any, key: Any) -> Any:
-        with self._lock:
-            entry = self._data.get(engine, {}).get(key)
-        if entry is None or time.monotonic() - entry[0] > CACHE_SECONDS:
-            return None
-        return entry[1]
-
-    def put(self, engine: Any, key: Any, value: Any) -> None:
-        with self._lock:
-            per_engine = self._data.setdefault(engine, {})
-            if len(per_engine) > 10_000:
-                per_engine.clear()
-            per_engine[key] = (time.monotonic(), value)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-
-
-_CATALOGS = _TtlCache()
-_PROJECTS = _TtlCache()
+_CATALOGS = TtlCache()
+_PROJECTS = TtlCache()
 
 
 def invalidate_caches() -> None:
