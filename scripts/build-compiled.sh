@@ -23,7 +23,7 @@ if ! command -v cc >/dev/null || [ ! -f "$include/Python.h" ]; then
     exit 2
 fi
 # mypyc ships with mypy; the build runs without isolation so that it uses these.
-.venv/bin/python -m pip install -q "setuptools>=69" wheel "mypy>=1.11,<3"
+.venv/bin/python -m pip install -q "setuptools>=77" wheel "mypy>=1.11,<3"
 rm -rf "$OUT"
 mkdir -p "$OUT/dist"
 # setuptools packs whatever build/lib.* holds into the wheel: start it empty, so that no
