@@ -441,7 +441,7 @@ class Masnaa(Policy):
         # Within one sub-queue only the size differs from job to job and the head has
         # waited longest: priority preemption and fair-share swaps are class- and
         # config-wide, and a reclaim is likeliest for the smallest gang (one GPU).
-        if v.config.fair_share_preemption or v.reclaim_test(head, gpus=1) is not None:
+        if v.config.fair_share_preemption or v.reclaim_from(head, gpus=1) is not None:
             return True
         if v.config.short_first_in_tenant and any(
             tenant == head.job.tenant for tenant, _ in v.running_groups()
