@@ -115,7 +115,3 @@ class Decision:
             or (self.spent.get(project) if project is not None else None)
             or self.default_wait
         )
-
-    @property
-    def empty(self) -> bool:
-        return not (self.starts or self.preemptions)

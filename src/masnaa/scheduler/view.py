@@ -45,13 +45,6 @@ class View:
     def available(self, i: int) -> bool:
         return self.state._avail[i]
 
-    def set_mask(self, i: int, new: int) -> None:
-        old = self.mask(i)
-        if old == new:
-            return
-        self.log.append((i, old))
-        self._apply(i, old, new)
-
     def _apply(self, i: int, old: int, new: int) -> None:
         self.masks[i] = new
         if not self.state._avail[i]:
@@ -75,7 +68,7 @@ class View:
             out.append((ord_[s.node], m))
         return tuple(out)
 
-    # ``take`` and ``give`` inline ``mask``/``set_mask``: release walks call them for
+    # ``take`` and ``give`` inline ``mask``: release walks call them for
     # every job that ends, which makes them the hottest lines of a replay.
     def take(self, held: Held) -> None:
         masks, base, log = self.masks, self.state._free_mask, self.log

@@ -1,0 +1,182 @@
+"""The scheduler's rules at their edges: limits reached exactly, budgets spent, ties.
+
+Each test pins one rule that the phase tests cross only in its middle: flipping a
+comparison or a boolean in the rule makes it fail.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from masnaa.scheduler import WaitCode
+
+from .builders import Scene, job, nodes_of, on, started
+
+HOUR = 3600.0
+
+
+# ------------------------------------------------------------------ starvation
+@pytest.mark.parametrize(("now", "first"), [(149.0, "fresh"), (150.0, "served")])
+def test_las_promotes_a_job_from_the_instant_it_waited_the_limit(now: float, first: str) -> None:
+    s = Scene(nodes=1)
+    s.pending(job("served").gpus(8).submitted(0), attained=50_000.0)
+    s.pending(job("fresh").gpus(8).submitted(100))
+    assert started(s.decide("las", now=now, starvation_limit=150.0)) == [first]
+
+
+def test_a_starvation_limit_of_zero_promotes_no_one() -> None:
+    s = Scene(nodes=1)
+    s.pending(job("served").gpus(8).submitted(0), attained=50_000.0)
+    s.pending(job("fresh").gpus(8).submitted(100))
+    assert started(s.decide("las", now=30 * 86400.0, starvation_limit=0.0)) == ["fresh"]
+
+
+@pytest.mark.parametrize(("now", "first"), [(2 * HOUR - 1, "first"), (2 * HOUR, "again")])
+def test_masnaa_promotes_within_the_tenant_from_the_instant_it_waited_the_limit(
+    now: float, first: str
+) -> None:
+    s = Scene(nodes=1)
+    s.pending(job("again").gpus(8).submitted(0), attained=50_000.0)
+    s.pending(job("first").gpus(8).submitted(5))
+    assert started(s.decide("masnaa", now=now, tenant_starvation_limit=2 * HOUR)) == [first]
+
+
+# ---------------------------------------------------------------------- quotas
+def test_a_job_within_its_nominal_is_not_held_back_by_another_tenants_lending_limit() -> None:
+    # c runs on one node; b never lends its 8 GPUs. a asks for exactly its nominal:
+    # that is its own, whatever b keeps back.
+    s = Scene(nodes=2).quota("a", 8).quota("b", 8, lending_limit=0).quota("c", 0)
+    s.running(job("c1").gpus(8).tenant("c"), "n0001", start=0)
+    s.pending(job("a1").gpus(8).tenant("a").submitted(1))
+    assert started(s.decide("masnaa", now=2)) == ["a1"]
+
+
+@pytest.mark.parametrize(("limit", "starts"), [(8, True), (7, False)])
+def test_borrowing_up_to_the_borrowing_limit_exactly_is_allowed(limit: int, starts: bool) -> None:
+    s = Scene(nodes=3).quota("a", 8, borrowing_limit=limit).quota("b", 16)
+    s.running(job("a1").gpus(8).tenant("a"), "n0000", start=0)
+    s.pending(job("a2").gpus(8).tenant("a").submitted(1))
+    d = s.decide("masnaa", now=2)
+    assert started(d) == (["a2"] if starts else [])
+    if not starts:
+        assert d.wait_for("a2").code is WaitCode.QUOTA
+
+
+def test_a_job_its_quota_holds_back_does_not_stop_the_scan() -> None:
+    # b has used far more than a, so a's job comes first in fair-share order.
+    s = Scene(nodes=3).quota("a", 8, borrowing_limit=0).quota("b", 16).tenant("a").tenant("b")
+    s.usage.charge("b", 1e7, now=0)
+    s.running(job("a1").gpus(8).tenant("a"), "n0000", start=0)
+    s.pending(job("a2").gpus(8).tenant("a").submitted(1))
+    s.pending(job("b1").gpus(8).tenant("b").submitted(2))
+    d = s.decide("masnaa", now=3)
+    assert started(d) == ["b1"]
+    assert d.wait_for("a2").code is WaitCode.QUOTA
+
+
+# --------------------------------------------------------------------- reclaim
+def reclaim_scene(victim_class: str) -> Scene:
+    """a borrows b's node with a job of ``victim_class``; b's low-class job waits."""
+    s = Scene(nodes=2).quota("a", 8).quota("b", 8).tenant("a").tenant("b")
+    s.running(job("a1").gpus(8).tenant("a").priority(victim_class), "n0000", start=0)
+    s.running(job("a2").gpus(8).tenant("a").priority(victim_class), "n0001", start=10)
+    s.pending(job("b1").gpus(8).tenant("b").priority("low").submitted(20))
+    return s
+
+
+@pytest.mark.parametrize(("victim_class", "reclaimed"), [("low", True), ("normal", False)])
+def test_a_reclaim_never_stops_a_job_of_a_higher_class(victim_class: str, reclaimed: bool) -> None:
+    d = reclaim_scene(victim_class).decide("masnaa", now=1000, reclaim_after=0.0)
+    assert bool(d.preemptions) is reclaimed
+
+
+@pytest.mark.parametrize(("now", "reclaimed"), [(119.0, False), (120.0, True)])
+def test_a_job_reclaims_from_the_instant_it_waited_reclaim_after(
+    now: float, reclaimed: bool
+) -> None:
+    d = reclaim_scene("low").decide("masnaa", now=now, reclaim_after=100.0)
+    assert bool(d.preemptions) is reclaimed
+
+
+# --------------------------------------------------------------------- budgets
+def crowded_node(gpus: int = 3) -> Scene:
+    """Eight 1-GPU jobs of the low class fill one node; a high-class job waits."""
+    s = Scene(nodes=1)
+    for g in range(8):
+        s.running(job(f"r{g}").gpus(1).priority("low"), on("n0000", g), start=0)
+    s.pending(job("urgent").gpus(gpus).priority("high").submitted(1))
+    return s
+
+
+@pytest.mark.parametrize(("victims", "stopped"), [(2, 0), (3, 3)])
+def test_a_job_never_stops_more_than_max_victims_per_job(victims: int, stopped: int) -> None:
+    d = crowded_node().decide("masnaa", now=10, max_victims_per_job=victims)
+    assert len(d.preemptions) == stopped
+
+
+@pytest.mark.parametrize(
+    ("gpus", "cap", "stopped"), [(1, 0, 0), (1, 1, 1), (3, 0, 0), (3, 2, 0), (3, 3, 3)]
+)
+def test_a_pass_never_stops_more_than_max_preemptions_per_pass(
+    gpus: int, cap: int, stopped: int
+) -> None:
+    d = crowded_node(gpus).decide("masnaa", now=10, max_preemptions_per_pass=cap)
+    assert len(d.preemptions) == stopped
+
+
+@pytest.mark.parametrize(("limit", "stopped"), [(0, 0), (1, 1)])
+def test_the_victim_scan_limit_counts_the_candidates_it_may_look_at(
+    limit: int, stopped: int
+) -> None:
+    s = Scene(nodes=1).running(job("low").gpus(8).priority("low"), "n0000", start=0)
+    s.pending(job("urgent").gpus(8).priority("high").submitted(1))
+    d = s.decide("masnaa", now=10, victim_scan_limit=limit)
+    assert len(d.preemptions) == stopped
+
+
+def test_the_oracle_never_stops_a_job_already_in_its_grace_period() -> None:
+    # Only the long job may be stopped for the short one, and it is being stopped
+    # already: the short job waits for its GPUs, nothing else is asked to stop.
+    s = Scene(nodes=1)
+    s.running(job("long").gpus(4), on("n0000", 0, 1, 2, 3), start=0)
+    s.running(job("mid").gpus(4), on("n0000", 4, 5, 6, 7), start=0)
+    s.oracle = {"long": 10_000.0, "mid": 500.0, "short": 100.0, "later": 200.0}
+    s.pending(job("short").gpus(4).submitted(1))
+    first = s.decide("srtf-oracle", now=1000)
+    assert [p.job_id for p in first.preemptions] == ["long"]
+    s.apply(first, now=1000)
+    s.pending(job("later").gpus(4).submitted(1001))
+    second = s.decide("srtf-oracle", now=1010)
+    assert [p.job_id for p in second.preemptions] == ["mid"]
+
+
+# ------------------------------------------------------------------- the scan
+def test_a_job_that_can_never_run_does_not_hold_a_fifo_line() -> None:
+    s = Scene(nodes=1).pending(job("huge").gpus(16), job("small").gpus(8).submitted(1))
+    d = s.decide("fifo")
+    assert d.rejected["huge"].code is WaitCode.TOO_LARGE
+    assert started(d) == ["small"]
+
+
+def test_las_merges_tenants_by_level_then_arrival_job_by_job() -> None:
+    # a's two jobs and b's one are all at level 0: arrival order is a1, b1, a2, and
+    # two of them fit. a's second job must wait for b's older one.
+    s = Scene(nodes=1)
+    s.pending(job("a1").gpus(4).tenant("a").submitted(0))
+    s.pending(job("a2").gpus(4).tenant("a").submitted(10))
+    s.pending(job("b1").gpus(4).tenant("b").submitted(5))
+    assert started(s.decide("las", now=20)) == ["a1", "b1"]
+
+
+def test_of_equally_good_leaves_a_gang_takes_the_first() -> None:
+    s = Scene(nodes=8, nodes_per_leaf=4).pending(job("g").gang(2, 8))
+    assert set(nodes_of(s.decide("fifo"), "g")) == {"n0000", "n0001"}
+
+
+def test_a_gang_fits_a_pool_whose_free_gpus_are_exactly_its_size() -> None:
+    # One node is busy until 500: the reservation of a 2-node gang starts then, when
+    # the two nodes' 16 GPUs are all free, not later.
+    s = Scene(nodes=2).running(job("r").gpus(8), "n0001", start=0, end=500)
+    s.pending(job("g").gang(2, 8).submitted(1))
+    d = s.decide("fifo-backfill", now=10)
+    assert d.reservations[0].job_id == "g" and d.reservations[0].start_time == 500
