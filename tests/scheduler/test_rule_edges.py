@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from masnaa.scheduler import WaitCode
+from masnaa.scheduler import (
+    DEFAULT_LAS_THRESHOLDS,
+    PendingQueue,
+    SchedulerConfig,
+    UsageLedger,
+    WaitCode,
+)
 
 from .builders import Scene, job, nodes_of, on, started
 
@@ -180,3 +186,93 @@ def test_a_gang_fits_a_pool_whose_free_gpus_are_exactly_its_size() -> None:
     s.pending(job("g").gang(2, 8).submitted(1))
     d = s.decide("fifo-backfill", now=10)
     assert d.reservations[0].job_id == "g" and d.reservations[0].start_time == 500
+
+
+# ------------------------------------------------------------------------- las
+@pytest.mark.parametrize(("earlier", "stopped"), [(0.0, False), (399.0, False), (400.0, True)])
+def test_las_stops_a_job_once_its_service_reaches_the_next_level(
+    earlier: float, stopped: bool
+) -> None:
+    # At now = 400 the running 8-GPU job holds ``earlier`` + 3,200 GPU-seconds: below
+    # the first level's end (1 GPU-hour), or exactly on it. A new job (level 0) may stop
+    # only a job above its own level.
+    assert DEFAULT_LAS_THRESHOLDS[0] == 3600.0
+    s = Scene(nodes=1).running(job("r").gpus(8), "n0000", start=0, attained=earlier)
+    s.pending(job("new").gpus(1).tenant("b").submitted(10))
+    d = s.decide("las", now=400)
+    assert bool(d.preemptions) is stopped
+    if stopped:
+        # las ranks by service alone: its reason says nothing of tenants.
+        reason = d.preemptions[0].reason
+        assert "less service" in reason and "tenant" not in reason
+
+
+# ------------------------------------------------------------------ validation
+@pytest.mark.parametrize(
+    ("knobs", "valid"),
+    [
+        ({"fair_share_horizon": 0.0}, True),
+        ({"las_thresholds": (0.0, 10.0)}, False),
+        ({"las_thresholds": (1.0, 10.0)}, True),
+    ],
+)
+def test_knobs_at_the_edge_of_their_range(knobs: dict[str, object], valid: bool) -> None:
+    if valid:
+        SchedulerConfig(**knobs)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(ValueError, match="positive"):
+            SchedulerConfig(**knobs)  # type: ignore[arg-type]
+
+
+def test_queue_thresholds_must_be_positive_and_usage_may_be_charged_nothing() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        PendingQueue(level_thresholds=(0.0, 10.0))
+    u = UsageLedger(half_life=86400.0)
+    u.charge("t", 0.0, now=0.0)
+    assert u.usage("t", now=0.0) == 0.0
+
+
+# ----------------------------------------------------------------------- swaps
+def long_job(start: float = 0.0) -> Scene:
+    """Tenant a's 8-GPU job, 20 GPU-hours served (level 2), checkpointing every 1,800 s
+    of a run begun at ``start``; a 1-GPU job of a waits."""
+    s = Scene(nodes=1).tenant("a")
+    s.running(
+        job("long").gpus(8).tenant("a"),
+        "n0000",
+        start=start,
+        attained=72_000.0,
+        checkpoint_every=1_800.0,
+    )
+    s.pending(job("new").gpus(1).tenant("a").submitted(start))
+    return s
+
+
+@pytest.mark.parametrize(("now", "stopped"), [(3_900.0, True), (3_901.0, False)])
+def test_short_first_stops_a_job_that_loses_exactly_the_most_it_may(
+    now: float, stopped: bool
+) -> None:
+    # 300 s after its checkpoint at 3,600 s it loses 300 s, the default victim_max_loss.
+    d = long_job().decide("masnaa", now=now, short_first_in_tenant=True)
+    assert bool(d.preemptions) is stopped
+
+
+@pytest.mark.parametrize(("now", "stopped"), [(3_799.0, False), (3_800.0, True)])
+def test_short_first_spares_a_run_younger_than_the_minimum_run(now: float, stopped: bool) -> None:
+    # The run began at 3,500 s: at 3,800 s it has run the minimum 300 s.
+    d = long_job(start=3_500.0).decide("masnaa", now=now, short_first_in_tenant=True)
+    assert bool(d.preemptions) is stopped
+
+
+def test_short_first_never_swaps_jobs_of_one_service_level() -> None:
+    s = long_job()
+    s.queue.remove("new")
+    s.pending(job("served").gpus(1).tenant("a"), attained=40_000.0)  # level 2 as well
+    assert not s.decide("masnaa", now=3_700.0, short_first_in_tenant=True).preemptions
+
+
+def test_fair_share_preemption_swaps_within_a_tenant_by_service_alone() -> None:
+    # One tenant: no ratio to compare, the job with less service goes first.
+    d = long_job().decide("masnaa", now=3_700.0, fair_share_preemption=True)
+    assert [p.job_id for p in d.preemptions] == ["long"]
+    assert "of the same tenant" in d.preemptions[0].reason
