@@ -15,8 +15,10 @@ from masnaa.scheduler import (
     UsageLedger,
     WaitCode,
 )
+from masnaa.scheduler.place import best_placement
+from masnaa.scheduler.view import View
 
-from .builders import Scene, job, nodes_of, on, started
+from .builders import Scene, job, nodes_of, on, started, with_sites
 
 HOUR = 3600.0
 
@@ -276,3 +278,25 @@ def test_fair_share_preemption_swaps_within_a_tenant_by_service_alone() -> None:
     d = long_job().decide("masnaa", now=3_700.0, fair_share_preemption=True)
     assert [p.job_id for p in d.preemptions] == ["long"]
     assert "of the same tenant" in d.preemptions[0].reason
+
+
+def test_without_a_site_rule_the_tightest_pool_wins_and_ties_go_to_the_first() -> None:
+    s = Scene(cluster=with_sites(("ma-1", 1), ("za-1", 1)))
+    view = View(s.state)
+    pools = list(s.state._pools)
+    one = job("one").gpus(4).build()
+    placed = best_placement(view, pools, one)
+    assert placed is not None and placed[1].site == "ma-1"
+    # Four GPUs taken at ma-1 make za-1 the looser fit for a 4-GPU job: ma-1 again.
+    view.take(((0, 0b1111),))
+    placed = best_placement(view, pools, one)
+    assert placed is not None and placed[1].site == "ma-1"
+    # Two more make ma-1 too small: za-1.
+    view.take(((0, 0b110000),))
+    placed = best_placement(view, pools, one)
+    assert placed is not None and placed[1].site == "za-1"
+    # ma-1 empty again and za-1 half full: za-1 is the tighter fit, though second.
+    view.give(((0, 0b111111),))
+    view.take(((1, 0b1111),))
+    placed = best_placement(view, pools, one)
+    assert placed is not None and placed[1].site == "za-1"
