@@ -15,6 +15,7 @@ from masnaa.scheduler import (
     UsageLedger,
     WaitCode,
 )
+from masnaa.scheduler.config import knob
 from masnaa.scheduler.place import best_placement
 from masnaa.scheduler.view import View
 
@@ -300,3 +301,51 @@ def test_without_a_site_rule_the_tightest_pool_wins_and_ties_go_to_the_first() -
     view.take(((1, 0b1111),))
     placed = best_placement(view, pools, one)
     assert placed is not None and placed[1].site == "za-1"
+
+
+# --------------------------------------------------- what a blocked job still gets
+def test_a_preemptive_policy_out_of_preemptions_still_reserves_for_the_blocked_job() -> None:
+    s = Scene(nodes=2).running(job("r").gpus(8).priority("high"), "n0001", start=0, end=500)
+    s.running(job("s").gpus(4).priority("high"), on("n0000", 0, 1, 2, 3), start=0, end=900)
+    s.pending(job("g").gang(2, 8).submitted(1))
+    d = s.decide("masnaa", now=10, max_preemptions_per_pass=0)
+    assert not d.starts and not d.preemptions
+    assert [(r.job_id, r.start_time) for r in d.reservations] == [("g", 900)]
+
+
+def test_a_job_with_no_right_to_the_gpus_being_freed_still_gets_its_estimate() -> None:
+    # x is being stopped (its grace ends at 300); a low-class gang may claim none of
+    # its GPUs and may stop no one, so it waits as any blocked job, with an estimate.
+    # (No reservation: GPUs being freed are left to whoever they were freed for.)
+    s = Scene(nodes=2).running(job("r").gpus(8).priority("high"), "n0001", start=0, end=500)
+    s.running(job("x").gpus(8).priority("low"), "n0000", start=0, end=10_000)
+    s.state.mark_preempting("x", 300.0)
+    s.pending(job("g").gang(2, 8).priority("low").submitted(1))
+    d = s.decide("masnaa", now=10, max_preemptions_per_pass=0)
+    assert not d.starts and not d.preemptions and not d.reservations
+    wait = d.wait_for("g")
+    assert wait.code is WaitCode.NO_CAPACITY and wait.estimated_start == 500
+
+
+def test_a_tenant_beyond_its_nominal_may_still_preempt_by_priority() -> None:
+    # a has no nominal quota here: it borrows; its high-class job still outranks b's
+    # low-class one, which the class rule may stop.
+    s = Scene(nodes=1).quota("a", 0).quota("b", 8)
+    s.running(job("b1").gpus(8).tenant("b").priority("low"), "n0000", start=0)
+    s.pending(job("a1").gpus(8).tenant("a").priority("high").submitted(1))
+    d = s.decide("masnaa", now=10)
+    assert [p.job_id for p in d.preemptions] == ["b1"]
+    assert "priority" in d.preemptions[0].reason
+
+
+def test_a_tenant_with_no_share_comes_after_every_other() -> None:
+    s = Scene(nodes=1).tenant("a", share=0.0).tenant("b")
+    s.pending(job("a1").gpus(8).tenant("a").submitted(0))
+    s.pending(job("b1").gpus(8).tenant("b").submitted(1))
+    assert started(s.decide("masnaa", now=2)) == ["b1"]
+
+
+@pytest.mark.parametrize("text", ["no_such_knob=1", "backfill_depth"])
+def test_a_knob_must_be_a_known_name_with_a_value(text: str) -> None:
+    with pytest.raises(ValueError, match="valid knobs"):
+        knob(text)
