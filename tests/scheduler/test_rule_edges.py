@@ -349,3 +349,13 @@ def test_a_tenant_with_no_share_comes_after_every_other() -> None:
 def test_a_knob_must_be_a_known_name_with_a_value(text: str) -> None:
     with pytest.raises(ValueError, match="valid knobs"):
         knob(text)
+
+
+@pytest.mark.parametrize("policy", ["fifo-backfill", "masnaa"])
+def test_the_scan_goes_on_while_the_largest_free_room_fits_the_smallest_task(policy: str) -> None:
+    # Two GPUs free; the head wants eight and is reserved for; a 2-GPU job that ends
+    # before the reservation fills the room exactly.
+    s = Scene(nodes=1).running(job("r").gpus(6), "n0000", start=0, end=100)
+    s.pending(job("head").gpus(8).submitted(0))
+    s.pending(job("pair").gpus(2).limit(50).submitted(1))
+    assert started(s.decide(policy, now=10)) == ["pair"]
