@@ -359,3 +359,32 @@ def test_the_scan_goes_on_while_the_largest_free_room_fits_the_smallest_task(pol
     s.pending(job("head").gpus(8).submitted(0))
     s.pending(job("pair").gpus(2).limit(50).submitted(1))
     assert started(s.decide(policy, now=10)) == ["pair"]
+
+
+# ---------------------------------------------------------- the oracle and swaps
+@pytest.mark.parametrize(
+    ("now", "left", "stopped"),
+    [(299.0, 10_000.0, False), (300.0, 10_000.0, True), (300.0, 100.0, False)],
+)
+def test_the_oracle_stops_a_longer_job_that_ran_the_minimum_run(
+    now: float, left: float, stopped: bool
+) -> None:
+    # Both jobs hold 8 GPUs; the waiting one has 100 s of work left, the running one
+    # ``left`` s, and may be stopped once it has run 300 s. Equal work is no reason.
+    s = Scene(nodes=1).running(job("r").gpus(8), "n0000", start=0)
+    s.pending(job("short").gpus(8).submitted(1))
+    s.oracle = {"r": left, "short": 100.0}
+    d = s.decide("srtf-oracle", now=now)
+    assert bool(d.preemptions) is stopped
+
+
+@pytest.mark.parametrize(("now", "stopped"), [(299.0, False), (300.0, True)])
+def test_fair_share_preemption_stops_a_run_from_the_minimum_run_on(
+    now: float, stopped: bool
+) -> None:
+    s = Scene(nodes=1).tenant("hog").tenant("new")
+    s.usage.charge("hog", 1e7, now=0)
+    s.running(job("h").gpus(8).tenant("hog"), "n0000", start=0, attained=1e6)
+    s.pending(job("n").gpus(8).tenant("new").submitted(0))
+    d = s.decide("masnaa", now=now, fair_share_preemption=True)
+    assert bool(d.preemptions) is stopped

@@ -2,8 +2,8 @@
 
 A policy is a small object that says, for one pass, how to **order** pending
 jobs (``job_key``, smaller first) and whom a waiting job may **preempt**
-(``victim_order``: candidates, cheapest first; ``may_preempt``: whether this
-job may stop that one), plus flags for the shape of the pass (backfill with an
+(``victim_order``: candidates, cheapest first; ``victim_test``: which of them
+this job may stop), plus flags for the shape of the pass (backfill with an
 EASY reservation, head-of-line blocking, preemption). The pass itself
 (``masnaa.scheduler.core``) is shared. Policies see domain types and the
 read-only ``PassView`` only.
@@ -145,7 +145,7 @@ class Policy:
 
     Preemption hooks: ``victim_order`` yields running jobs (not being
     preempted), cheapest victim first, without knowing who benefits;
-    ``may_preempt`` says whether one waiting job may stop one of them. A pass
+    ``victim_test`` says which of them one waiting job may stop. A pass
     walks victims in that order and stops as soon as the waiting job fits, or
     after ``victim_scan_limit`` candidates, so ``victim_order`` must be lazy: it
     walks the state's per (tenant, class) groups or its allocation order, never
@@ -197,10 +197,6 @@ class Policy:
         Lets a driver's ``PassMemo`` skip a preemption search that already failed.
         """
         return None
-
-    def may_preempt(self, entry: Entry, victim: RunningJob, v: PassView) -> bool:
-        test = self.victim_test(entry, v)
-        return test is not None and test(victim)
 
     def may_preempt_any(self, head: Entry, v: PassView) -> bool:
         """Whether some job of ``head``'s sub-queue (same tenant, class, level and
