@@ -144,8 +144,9 @@ def test_the_victim_scan_limit_counts_the_candidates_it_may_look_at(
 
 
 def test_the_oracle_never_stops_a_job_already_in_its_grace_period() -> None:
-    # Only the long job may be stopped for the short one, and it is being stopped
-    # already: the short job waits for its GPUs, nothing else is asked to stop.
+    # The oracle stops the job with the most work left (long) for the short one. In
+    # the next pass long is in its grace period, its GPUs claimed by the short job: the
+    # later job stops mid, and no one asks long to stop again.
     s = Scene(nodes=1)
     s.running(job("long").gpus(4), on("n0000", 0, 1, 2, 3), start=0)
     s.running(job("mid").gpus(4), on("n0000", 4, 5, 6, 7), start=0)
