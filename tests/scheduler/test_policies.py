@@ -469,6 +469,8 @@ def test_min_run_protects_fresh_jobs_from_fair_share_preemption() -> None:
     s.pending(job("n").gpus(8).tenant("new").submitted(50))
     on = {"fair_share_preemption": True}
     assert not s.decide("masnaa", now=100, **on).preemptions  # ran 100 s < 300 s
+    assert not s.decide("masnaa", now=299, **on).preemptions
+    assert [p.job_id for p in s.decide("masnaa", now=300, **on).preemptions] == ["h"]
     assert [p.job_id for p in s.decide("masnaa", now=1000, **on).preemptions] == ["h"]
     assert not s.decide("masnaa", now=1000).preemptions  # off by default
 

@@ -362,7 +362,7 @@ def test_the_scan_goes_on_while_the_largest_free_room_fits_the_smallest_task(pol
     assert started(s.decide(policy, now=10)) == ["pair"]
 
 
-# ---------------------------------------------------------- the oracle and swaps
+# ------------------------------------------------------------------ the oracle
 @pytest.mark.parametrize(
     ("now", "left", "stopped"),
     [(299.0, 10_000.0, False), (300.0, 10_000.0, True), (300.0, 100.0, False)],
@@ -376,16 +376,4 @@ def test_the_oracle_stops_a_longer_job_that_ran_the_minimum_run(
     s.pending(job("short").gpus(8).submitted(1))
     s.oracle = {"r": left, "short": 100.0}
     d = s.decide("srtf-oracle", now=now)
-    assert bool(d.preemptions) is stopped
-
-
-@pytest.mark.parametrize(("now", "stopped"), [(299.0, False), (300.0, True)])
-def test_fair_share_preemption_stops_a_run_from_the_minimum_run_on(
-    now: float, stopped: bool
-) -> None:
-    s = Scene(nodes=1).tenant("hog").tenant("new")
-    s.usage.charge("hog", 1e7, now=0)
-    s.running(job("h").gpus(8).tenant("hog"), "n0000", start=0, attained=1e6)
-    s.pending(job("n").gpus(8).tenant("new").submitted(0))
-    d = s.decide("masnaa", now=now, fair_share_preemption=True)
     assert bool(d.preemptions) is stopped
