@@ -75,6 +75,22 @@ def test_the_smallest_task_left_is_the_one_not_yet_started() -> None:
     assert "no free GPUs can hold a task" in d.default_wait.message
 
 
+def test_a_task_exactly_the_size_of_the_room_outside_the_reservation_still_starts() -> None:
+    # The head reserves n0001; n0000 keeps 2 free GPUs outside it. The 4-GPU job is
+    # blocked, and the 2-GPU job (too long to end before the reservation) fits the
+    # room outside exactly: the scan must not stop before it.
+    s = Scene(nodes=2)
+    s.running(job("r0").gpus(6).tenant("x"), on("n0000", 0, 1, 2, 3, 4, 5), end=1000)
+    s.running(job("r1").gpus(8).tenant("x"), "n0001", end=100)
+    s.pending(job("head").gpus(8).tenant("a").limit(LONG).submitted(1))
+    s.pending(job("four").gpus(4).tenant("b").limit(LONG).submitted(2))
+    s.pending(job("two").gpus(2).tenant("c").limit(LONG).submitted(3))
+    d = s.decide("fifo-backfill", now=10)
+    assert d.reservations[0].nodes == ("n0001",)
+    assert started(d) == ["two"]
+    assert {sl.node for sl in d.starts[0].placement.slices} == {"n0000"}
+
+
 def test_a_known_misfit_keeps_the_quota_reason_for_a_tenant_over_quota() -> None:
     # b's 8-GPU job fails to fit (capacity); a's job of the same shape is over a's quota:
     # a must still be told "quota", not "no capacity".
@@ -171,6 +187,26 @@ def test_a_job_ending_exactly_when_the_reservation_starts_still_backfills() -> N
     d = s.decide("fifo-backfill", now=10)
     assert d.reservations[0].start_time == 16.767
     assert started(d) == ["edge"]
+
+
+def test_a_failed_reclaim_off_the_reserved_node_leaves_a_job_ending_at_its_start() -> None:
+    # a (no quota) reserves n0001, where c's borrowed jobs end at t=1500. b's 4-GPU
+    # job must keep off n0001 and its reclaim fails; b's 8-GPU job ends exactly at
+    # 1500, so it may use n0001: that search was never made, and the job must be
+    # looked at, not passed over with its class's failure.
+    s = Scene(nodes=2).quota("a", 0).quota("b", 8).quota("c", 0).quota("x", 8)
+    s.running(job("x0").gpus(8).tenant("x"), "n0000", end=50_000)
+    for g in range(8):
+        s.running(job(f"c{g}").gpus(1).tenant("c"), on("n0001", g), end=1_500)
+    s.pending(job("head").gpus(8).tenant("a").limit(LONG).submitted(1))
+    s.pending(job("b-long").gpus(4).tenant("b").limit(LONG).submitted(2))
+    s.pending(job("b-edge").gpus(8).tenant("b").limit(500).submitted(3))
+    d = s.decide("masnaa", now=1_000, reclaim_after=0.0, estimate_depth=0)
+    assert d.reservations[0].job_id == "head"
+    assert d.reservations[0].start_time == 1_500
+    assert d.wait_for("b-long").code is WaitCode.NO_CAPACITY
+    assert {p.beneficiary for p in d.preemptions} == {"b-edge"}
+    assert len(d.preemptions) == 8
 
 
 @pytest.mark.parametrize("in_grace", [False, True])
