@@ -19,7 +19,7 @@ from masnaa.scheduler.config import knob
 from masnaa.scheduler.place import best_placement
 from masnaa.scheduler.view import View
 
-from .builders import Scene, job, nodes_of, on, started, with_sites
+from .builders import Scene, job, mixed_types, nodes_of, on, started, with_sites
 
 HOUR = 3600.0
 
@@ -141,6 +141,24 @@ def test_the_victim_scan_limit_counts_the_candidates_it_may_look_at(
     s.pending(job("urgent").gpus(8).priority("high").submitted(1))
     d = s.decide("masnaa", now=10, victim_scan_limit=limit)
     assert len(d.preemptions) == stopped
+
+
+@pytest.mark.parametrize("estimate_depth", [0, 20])
+def test_a_job_whose_pools_hold_no_victim_spends_no_preemption_attempt(
+    estimate_depth: int
+) -> None:
+    # The H100 node runs a job too young to stop: the H100 job ahead finds no one to
+    # stop there, and the one attempt of the pass stays for the L40S job behind it,
+    # whether or not the pass estimates starts (a pass that does not passes it over).
+    s = Scene(cluster=mixed_types(1, 1))
+    s.running(job("old").gpus(8).types("l40s"), "l0000", start=0, gpu_type="l40s")
+    s.running(job("young").gpus(8), "h0000", start=1_990)
+    s.pending(job("h").gpus(8).submitted(1))
+    s.pending(job("l").gpus(8).types("l40s").submitted(2))
+    d = s.decide(
+        "las", now=2_000, preemption_attempts_per_pass=1, estimate_depth=estimate_depth
+    )
+    assert [(p.job_id, p.beneficiary) for p in d.preemptions] == [("old", "l")]
 
 
 def test_the_oracle_never_stops_a_job_already_in_its_grace_period() -> None:

@@ -334,10 +334,16 @@ def preempt(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
     found = best_placement(view, flat, job, exclude) if chosen else None
     if found is None and chosen and claims_key is not None:
         p.memo_fail(claims_key, job)
-    if found is None and try_victims and p.policy.may_preempt_any(entry, p):
-        # A job that may stop no one spends no attempt: unestimated, its sub-queue is
-        # passed over (``bounds.passed_over``). One that may, where nothing can be
-        # freed, still spends one; the fast-path tests have not met that case.
+    if (
+        found is None
+        and try_victims
+        and p.policy.may_preempt_any(entry, p)
+        and _any_candidate(p, pool_ids)
+    ):
+        # A job that may stop no one, or whose pools hold no job anyone may stop, spends
+        # no attempt: unestimated, its sub-queue is passed over (``bounds.passed_over``),
+        # so a pass that estimates it must not spend one either, or estimates would
+        # change what a later job may preempt.
         p.attempts_left -= 1
         if p.attempts_left <= 0:
             p.capacity_changed()
@@ -397,6 +403,14 @@ def _walk_victims(
         if new >= budget:
             return None
     return None
+
+
+def _any_candidate(p: Pass, pool_ids: set[int]) -> bool:
+    """Whether the policy offers any unclaimed victim in ``pool_ids``, whoever asks."""
+    claimed, pool_of = p.claimed, p.pool_of
+    return any(
+        r.job.id not in claimed and pool_of(r) in pool_ids for r in p.policy.victim_order(p)
+    )
 
 
 def _search_key(
