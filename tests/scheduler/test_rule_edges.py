@@ -149,7 +149,7 @@ def test_a_job_whose_pools_hold_no_victim_spends_no_preemption_attempt(
 ) -> None:
     # The H100 node runs a job too young to stop: the H100 job ahead finds no one to
     # stop there, and the one attempt of the pass stays for the L40S job behind it,
-    # whether or not the pass estimates starts (a pass that does not passes it over).
+    # whether or not the pass estimates starts.
     s = Scene(cluster=mixed_types(1, 1))
     s.running(job("old").gpus(8).types("l40s"), "l0000", start=0, gpu_type="l40s")
     s.running(job("young").gpus(8), "h0000", start=1_990)
