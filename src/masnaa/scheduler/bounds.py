@@ -150,10 +150,7 @@ def _may_free(p: Pass, key: object, pools: set[int]) -> bool:
         return False
     found = p.candidates.get(key)
     if found is None:
-        claimed = p.claimed
-        found = p.candidates[key] = any(
-            r.job.id not in claimed and p.pool_of(r) in pools for r in p.policy.victim_order(p)
-        )
+        found = p.candidates[key] = p.offers_victim(pools)
     return found
 
 

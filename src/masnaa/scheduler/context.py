@@ -309,6 +309,13 @@ class Pass(PassView):
     def pool_of(self, r: RunningJob) -> int:
         return self.state._node_pool[self.state._ord[r.placement.slices[0].node]]
 
+    def offers_victim(self, pools: set[int]) -> bool:
+        """Whether the policy offers any unclaimed victim in ``pools``, whoever asks."""
+        claimed, pool_of = self.claimed, self.pool_of
+        return any(
+            r.job.id not in claimed and pool_of(r) in pools for r in self.policy.victim_order(self)
+        )
+
     def used(self, tenant: str, pool: int) -> int:
         base = self.state._tenant_pool_gpus.get((tenant, pool), 0)
         return base + self.pool_delta.get((tenant, pool), 0)

@@ -338,7 +338,7 @@ def preempt(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
         found is None
         and try_victims
         and p.policy.may_preempt_any(entry, p)
-        and _any_candidate(p, pool_ids)
+        and p.offers_victim(pool_ids)
     ):
         # A job that may stop no one, or whose pools hold no job anyone may stop, spends
         # no attempt: unestimated, its sub-queue is passed over (``bounds.passed_over``),
@@ -403,14 +403,6 @@ def _walk_victims(
         if new >= budget:
             return None
     return None
-
-
-def _any_candidate(p: Pass, pool_ids: set[int]) -> bool:
-    """Whether the policy offers any unclaimed victim in ``pool_ids``, whoever asks."""
-    claimed, pool_of = p.claimed, p.pool_of
-    return any(
-        r.job.id not in claimed and pool_of(r) in pool_ids for r in p.policy.victim_order(p)
-    )
 
 
 def _search_key(
