@@ -296,11 +296,12 @@ def test_explanations_never_change_what_a_pass_does(world: World, policy: str) -
     reserves and rejects exactly what it does with them; only a reservation that no
     later start had to respect may be left unworked (``core.settle``)."""
     snapshot, queue = world.build()
-    full = decide(snapshot, queue, world.now, SchedulerConfig(policy=policy))
+    full = decide(snapshot, queue, world.now, SchedulerConfig(policy=policy, review_times=True))
     quiet = decide(
         snapshot, queue, world.now,
-        SchedulerConfig(policy=policy, estimate_depth=0, explain_waits=False),
+        SchedulerConfig(policy=policy, estimate_depth=0, explain_waits=False, review_times=True),
     )
+    assert quiet.review_at == full.review_at  # when the twin looks again
     assert quiet.starts == full.starts
     assert quiet.preemptions == full.preemptions
     if quiet.reservations or any(s.backfilled for s in full.starts):

@@ -7,11 +7,12 @@ import math
 import pytest
 from twin_builders import jcts, replay, run, trace
 
-from masnaa.domain import Placement, PlacementSlice
-from masnaa.sim.engine import DONE, REJECTED
+from masnaa.domain import Cluster, Placement, PlacementSlice
+from masnaa.sim.engine import DONE, REJECTED, Engine, EngineConfig
 from masnaa.sim.errors import InvariantViolation
 from masnaa.sim.limits import LimitEstimator
 from masnaa.sim.metrics import summarize
+from masnaa.sim.shape import tenancy
 
 
 def test_two_whole_node_jobs_run_one_after_the_other_under_fifo() -> None:
@@ -175,3 +176,53 @@ def test_pass_interval_defers_starts_to_the_next_tick() -> None:
     r = run(trace((0, 100, 4, "a"), (10, 50, 4, "b")), policy="fifo", min_pass_interval=30.0)
     assert [r.end[0], r.end[1]] == [100.0, 80.0]
     assert r.passes == 2
+
+
+class _Passes(Engine):
+    """An engine that notes the virtual time of each pass."""
+
+    pass_times: list[float]
+
+    def _pass(self, t: float) -> None:
+        self.pass_times = getattr(self, "pass_times", [])
+        self.pass_times.append(t)
+        super()._pass(t)
+
+
+def test_las_preempts_when_the_long_job_climbs_a_level_though_nothing_happens_then() -> None:
+    # A (8 GPUs, asked for 200,000 s, so no estimate event) reaches the 1 GPU-hour level
+    # at 450 s; B (8 GPUs, 100 s) has waited since 100. The service, passing every
+    # half second, stops A at 450: A leaves at 450 + 120 s of grace, B runs 570 → 670.
+    # A restarts at 670 with no checkpoint saved, reloads for 60 s: it ends at 100,730.
+    r = run(trace((0, 100_000, 8, "a", 200_000), (100, 100, 8, "b", 200)), policy="las")
+    assert (r.end[1], r.end[0]) == (670.0, 100_730.0)
+    assert r.preemptions == 1
+
+
+def test_masnaa_reclaims_when_the_wait_reaches_reclaim_after_though_nothing_happens_then() -> None:
+    # a holds both halves of the node (4 GPUs borrowed from b) with requested limits;
+    # b's job arrives at 100 and may reclaim from 100 + 2 h: one of a's jobs stops with
+    # 120 s of grace and b's job runs 7,420 → 7,520. b's second job makes its entitled
+    # share half the node.
+    rows = ((0, 50_000, 4, "a", 60_000), (0, 50_000, 4, "a", 60_000),
+            (100, 100, 4, "b", 200), (300_000, 100_000, 4, "b", 200_000))
+    r = run(trace(*rows), policy="masnaa")
+    assert r.end[2] == 100 + 7_200 + 120 + 100
+    assert r.preemptions == 1
+
+
+def test_a_pass_follows_only_batches_where_something_happened() -> None:
+    # The las case above, and C (8 GPUs, 5,000 s) at 99,000, which stops A again: A's
+    # second run (670 → 99,120) saved 54 checkpoints, 97,200 s of its work. Passes: A
+    # and B arrive, A's review at 450, the grace end, B's end, C arrives, the second
+    # grace end, C's end at 104,120. A's two ENDs of runs already stopped (100,000 and
+    # 100,730) come due while A waits, and bring no pass: nothing happened then.
+    rows = ((0, 100_000, 8, "a", 200_000), (100, 100, 8, "b", 200),
+            (99_000, 5_000, 8, "c", 10_000))
+    t = trace(*rows)
+    cluster = Cluster.uniform(1)
+    tenants, quotas = tenancy(t, cluster)
+    e = _Passes(t, cluster, tenants, quotas, EngineConfig(policy="las"))
+    r = e.run()
+    assert e.pass_times == [0.0, 100.0, 450.0, 570.0, 670.0, 99_000.0, 99_120.0, 104_120.0]
+    assert r.end[0] == 104_120 + 60 + 2_800

@@ -143,7 +143,7 @@ def test_passes_without_explanations_start_the_same_jobs(policy: str) -> None:
     with_estimates = _engine(t, policy, 6, skip_full_passes=False)
     twin = with_estimates.sched_cfg
     assert twin.estimate_depth == 0 and not twin.explain_waits  # the twin's own settings
-    with_estimates.sched_cfg = SchedulerConfig(policy=policy)
+    with_estimates.sched_cfg = SchedulerConfig(policy=policy, review_times=True)
     assert with_estimates.sched_cfg.estimate_depth > 0 and with_estimates.sched_cfg.explain_waits
     plain, _ = _result(with_estimates)
     fast, _ = _result(_engine(t, policy, 6, skip_full_passes=False))

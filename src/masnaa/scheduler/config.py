@@ -139,6 +139,12 @@ class SchedulerConfig:
     only explain: they never change what starts, is preempted or is reserved. ``0``
     turns them off (the twin does, as it never reads them)."""
 
+    review_times: bool = False
+    """Fill ``Decision.review_at``: when a rule that reads the clock next lets a waiting
+    job do what it may not do now. A driver that runs passes only when something
+    happens needs it (the twin sets it); the service runs a pass every tick anyway. It
+    costs a look at each sub-queue's head per pass (preemptive policies only)."""
+
     explain_waits: bool = True
     """Give every blocked job a wait reason. ``False`` leaves jobs that merely lack
     free GPUs out of ``Decision.waiting`` (they get ``default_wait``) and leaves

@@ -108,6 +108,10 @@ class Pass(PassView):
         self._reserved_wait: Wait | None = None
         self.skipped: Wait | None = None
         """Why the first sub-queue the scan passed over waits (``order``)."""
+        self.review_at = math.inf
+        """The earliest ``revisit`` time noted so far (``Decision.review_at``)."""
+        self.noting = False
+        """Whether ``revisit`` notes now: only during ``core.review``."""
         self.sites = SiteChoice(snapshot.site_prices, snapshot.tenants)
         self._pools_cache: dict[tuple[tuple[str, ...], tuple[str, ...] | None], PoolsByType] = {}
         self._preempting: list[RunningJob] | None = None
@@ -194,12 +198,26 @@ class Pass(PassView):
         return bisect.bisect_right(self.config.las_thresholds, attained)
 
     def starving(self, entry: Entry) -> bool:
-        limit = self.config.starvation_limit
-        return limit > 0 and self.now - entry.since >= limit
+        return self._waited(entry, self.config.starvation_limit)
 
     def starving_in_tenant(self, entry: Entry) -> bool:
-        limit = self.config.tenant_starvation_limit
-        return limit > 0 and self.now - entry.since >= limit
+        return self._waited(entry, self.config.tenant_starvation_limit)
+
+    def _waited(self, entry: Entry, limit: float) -> bool:
+        if limit <= 0:
+            return False
+        if self.now - entry.since >= limit:
+            return True
+        self.revisit(entry.since + limit)
+        return False
+
+    def starts_now(self) -> bool:
+        return bool(self.decision.starts)
+
+    def revisit(self, at: float) -> None:
+        # Noted only in ``core.review``: the scan asks the same rules of other jobs.
+        if self.noting and self.now < at < self.review_at:
+            self.review_at = at
 
     def running_attained(self, victim: RunningJob) -> float:
         run = max(0.0, self.now - victim.start_time)
@@ -238,14 +256,17 @@ class Pass(PassView):
     def reclaim_from(
         self, entry: Entry, gpus: int | None = None
     ) -> dict[tuple[str, int], int] | None:
-        if self.now - entry.since < self.config.reclaim_after:
-            return None
         job = entry.job
         size = job.total_gpus if gpus is None else gpus
         key = (job.tenant, size)
         if key not in self._excess:
             self._excess[key] = self._borrowed(job.tenant, size)
-        return self._excess[key]
+        excess = self._excess[key]
+        if excess is not None and self.now - entry.since < self.config.reclaim_after:
+            # Others borrow its quota, but it has not waited long enough to take it back.
+            self.revisit(entry.since + self.config.reclaim_after)
+            return None
+        return excess
 
     def _borrowed(self, tenant: str, size: int) -> dict[tuple[str, int], int] | None:
         mine = set()

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import math
 from collections.abc import Iterator
 
 from masnaa.domain.job import Job, Placement, RunningJob
@@ -96,6 +97,8 @@ def decide(
         for entry in queue:
             if not note_full(p, entry):
                 break
+    if config.review_times and policy.preemptive:
+        review(p)
     explain(p)
     return p.decision
 
@@ -533,6 +536,33 @@ def settle(p: Pass) -> None:
         p.deferred = None
         found = reserve(p, *deferred)
         assert found, "every node of its pools is available: the walk finds a time"
+
+
+# ------------------------------------------------------------------ review
+def review(p: Pass) -> None:
+    """``Decision.review_at``: the earliest time at which a clock-driven rule would let a
+    job do what this pass did not let it do (``SchedulerConfig.review_times``).
+
+    It reads the state as the pass leaves it and the head of every sub-queue, never
+    what the scan happened to look at, so a pass that explains and one that does not
+    give the same time (the twin's replays must not depend on explanations). It may
+    be early (a head whose wait reaches ``reclaim_after`` may still find no victim);
+    a review in excess costs one pass that changes nothing.
+    """
+    pending = p.pending
+    started = {s.job_id for s in p.decision.starts}
+    heads = []
+    for q in pending.sub_queues().values():
+        for sk in q:
+            head = pending.entry_at(sk)
+            if head.job.id not in started:
+                heads.append(head)
+                break
+    p.noting = True
+    p.policy.review(heads, p)
+    p.noting = False
+    if p.review_at != math.inf:
+        p.decision.review_at = p.review_at
 
 
 # ----------------------------------------------------------------- explain

@@ -11,7 +11,9 @@ self-contained: applying it needs nothing but the driver's own state.
   scanning once nothing further can fit) share ``default_wait``;
 - ``spent``: projects with pending jobs whose allocation balance is spent, each
   with the reason their jobs wait (``WaitCode.ALLOCATION_EXHAUSTED``) unless
-  ``waiting`` gives one of its own.
+  ``waiting`` gives one of its own;
+- ``review_at``: when a rule that reads the clock and held this pass back would
+  read otherwise, for drivers that run passes only on events (see the field).
 
 Use ``wait_for(job_id, project)`` rather than indexing ``waiting``.
 """
@@ -105,6 +107,15 @@ class Decision:
     site_choices: dict[str, str] = field(default_factory=dict)
     """Job id → why its ``Start`` is at that site, for jobs that more than one
     eligible site could start now (``place.SiteChoice``)."""
+    review_at: float | None = None
+    """The earliest time after ``now`` at which a clock-driven rule that said "not
+    yet" in this pass says yes with no other change: a waiting job reaching
+    ``reclaim_after`` while others borrow its quota, or a starvation limit; a victim
+    candidate's run reaching ``min_run_before_preemption`` or the service level that
+    lets the waiting job stop it. ``None``: no such time. A driver that runs passes
+    only when something happens (the twin) runs one then too, as the service's
+    periodic loop does anyway. Fair-share usage drifts continuously and is not
+    counted: it is read again at the next pass."""
 
     def wait_for(self, job_id: str, project: str | None = None) -> Wait:
         """Why the job waits. Without its ``project``, an allocation wait reads as

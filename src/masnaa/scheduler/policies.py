@@ -139,6 +139,15 @@ class PassView:
         """True remaining runtime (oracle policies only; raises otherwise)."""
         raise NotImplementedError
 
+    def starts_now(self) -> bool:
+        """Whether this pass starts jobs (not in the state yet: their runs begin now)."""
+        raise NotImplementedError
+
+    def revisit(self, at: float) -> None:
+        """A rule that reads the clock says yes at ``at`` where it said no now: the pass
+        reports the earliest such time as ``Decision.review_at`` (``Policy.review``)."""
+        raise NotImplementedError
+
 
 class Policy:
     """Base policy: FIFO order, never preempts.
@@ -205,6 +214,15 @@ class Policy:
         it must be exact in that direction; ``True`` is always safe."""
         return self.preemptive
 
+    def review(self, heads: Sequence[Entry], v: PassView) -> None:
+        """Note (``PassView.revisit``) when a rule that reads the clock next lets a
+        waiting job do what it may not do now (``SchedulerConfig.review_times``).
+
+        ``heads``: the first job of every sub-queue not started in this pass, at its end.
+        A head waited longest in its sub-queue, so it reaches each wait limit first.
+        Called for preemptive policies only: for the others nothing waits on the clock.
+        """
+
     def preemption_class(self, entry: Entry, v: PassView) -> Hashable | None:
         """Jobs of one class may preempt exactly the same victims (``None``: no such class).
 
@@ -233,6 +251,30 @@ class FifoBackfill(Policy):
 
 def _my_level(entry: Entry, v: PassView) -> int:
     return -1 if v.starving(entry) else v.level(entry.attained)
+
+
+def _review_victims(v: PassView, level: int | None) -> None:
+    """Note when a running job not yet a candidate becomes one: its run reaching
+    ``min_run_before_preemption`` and, for a waiting job of service ``level`` (``None``:
+    levels do not matter; ``-1``: promoted, any level will do), its attained service
+    reaching the level above. One look at every running job, in the twin only."""
+    min_run, now = v.config.min_run_before_preemption, v.now
+    thresholds = v.config.las_thresholds
+    if level is not None and level >= len(thresholds):
+        return  # at the top level: nobody will ever be above it
+    bound = thresholds[level] if level is not None and level >= 0 else None
+    for r in v.running_oldest_first():
+        if r.preempt_deadline is not None:
+            continue
+        at = r.start_time + min_run
+        if bound is not None:
+            short = bound - v.running_attained(r)
+            if short > 0:
+                at = max(at, now + short / r.job.total_gpus)
+        if at > now:
+            v.revisit(at)
+    if v.starts_now():
+        v.revisit(now + min_run)  # at the earliest, for this pass's own starts
 
 
 def _masnaa_level(entry: Entry, v: PassView) -> int:
@@ -288,6 +330,17 @@ class Las(Policy):
     def preemption_class(self, entry: Entry, v: PassView) -> Hashable | None:
         return _my_level(entry, v)
 
+    def review(self, heads: Sequence[Entry], v: PassView) -> None:
+        # A waiting job of the lowest level may stop a job once it is old enough and
+        # above that level; a starving one (level -1), once it is old enough.
+        lowest: int | None = None
+        for head in heads:
+            level = _my_level(head, v)  # notes when the head starves
+            if lowest is None or level < lowest:
+                lowest = level
+        if lowest is not None:
+            _review_victims(v, lowest)
+
 
 class SrtfOracle(Policy):
     name = "srtf-oracle"
@@ -318,6 +371,10 @@ class SrtfOracle(Policy):
     def victim_test(self, entry: Entry, v: PassView) -> VictimTest | None:
         mine = v.remaining(entry.job.id) * entry.job.total_gpus
         return lambda victim: v.remaining(victim.job.id) * victim.job.total_gpus > mine
+
+    def review(self, heads: Sequence[Entry], v: PassView) -> None:
+        if heads:
+            _review_victims(v, None)  # remaining work only falls: the age is the clock
 
 
 class Masnaa(Policy):
@@ -476,6 +533,24 @@ class Masnaa(Policy):
 
     def preemption_class(self, entry: Entry, v: PassView) -> Hashable | None:
         return (v.priority(entry.job), entry.job.tenant, _masnaa_level(entry, v))
+
+    def review(self, heads: Sequence[Entry], v: PassView) -> None:
+        cfg = v.config
+        lowest: int | None = None
+        for head in heads:
+            level = _masnaa_level(head, v)  # notes when the head starves within its tenant
+            if cfg.promote_ahead_of_tenants:
+                v.starving(head)
+            v.reclaim_from(head, gpus=1)  # noted only if others borrow where it has room
+            if lowest is None or level < lowest:
+                lowest = level
+        # Reclaims and priority preemption do not read a victim's age or service; swaps
+        # do. (Work since the last checkpoint, which ``short_first_in_tenant`` reads,
+        # rises and falls with the run's rhythm: the next pass reads it again.)
+        if lowest is not None and (cfg.fair_share_preemption or cfg.short_first_in_tenant):
+            if cfg.short_first_in_tenant:
+                lowest = max(lowest, cfg.victim_min_level - 1)
+            _review_victims(v, lowest)
 
 
 POLICIES: Mapping[str, Policy] = MappingProxyType(

@@ -2,10 +2,13 @@
 
 It replays a ``Trace`` on a ``Cluster`` with a virtual clock. Arrivals are
 read from the sorted trace by a cursor; every other event sits in a heap:
-completions (END), the end of a preemption's grace period (GRACE) and a running
-job reaching its planning estimate (ESTIMATE). After each batch of events with
-the same time, the engine builds a ``Snapshot`` and calls ``decide()`` once
-(only when jobs are pending), then applies the ``Decision``. Passes run with
+completions (END), the end of a preemption's grace period (GRACE), a running
+job reaching its planning estimate (ESTIMATE) and the time the last pass asked to
+be looked at again (REVIEW, ``Decision.review_at``: a rule that reads the clock,
+such as ``reclaim_after``, says yes then). After each batch of events with the
+same time, the engine builds a ``Snapshot`` and calls ``decide()`` once (only
+when jobs are pending and something happened: events of runs already stopped are
+dropped lazily and bring none), then applies the ``Decision``. Passes run with
 ``estimate_depth=0`` and ``explain_waits=False``: start estimates and wait
 reasons only explain, never change what starts, and the twin does not read them.
 
@@ -73,7 +76,7 @@ from masnaa.sim.limits import LimitEstimator
 from masnaa.sim.timeline import Timeline, TimelineResult
 from masnaa.sim.trace import Trace, job_shape
 
-END, GRACE, ESTIMATE, TICK = 0, 1, 2, 3
+END, GRACE, ESTIMATE, TICK, REVIEW = 0, 1, 2, 3, 4
 FUTURE, PENDING, RUNNING, DONE, REJECTED, STRANDED = 0, 1, 2, 3, 4, 5
 INF = math.inf
 
@@ -198,7 +201,7 @@ class Engine:
         knobs: dict[str, Any] = dict(config.knobs)
         self.explain_cfg = SchedulerConfig(policy=config.policy, **knobs)
         self.sched_cfg = dataclasses.replace(
-            self.explain_cfg, estimate_depth=0, explain_waits=False
+            self.explain_cfg, estimate_depth=0, explain_waits=False, review_times=True
         )
         self.oracle_on = bool(getattr(POLICIES[config.policy], "oracle", False))
         thresholds = getattr(self.sched_cfg, "las_thresholds", None)
@@ -267,6 +270,9 @@ class Engine:
         self.now = 0.0
         self.last_pass = -INF
         self.tick_at = INF
+        self.review_at = INF
+        """When the scheduled REVIEW is due (``Decision.review_at`` of the last pass)."""
+        self.review_token = 0
         self.oracle = _Oracle(self)
         # The snapshot holds references to the live state objects (and the lazy oracle),
         # so one snapshot serves every pass.
@@ -327,23 +333,31 @@ class Engine:
                 break
             if t > self.now:
                 self._advance(t)
+            live = False
             while heap and heap[0][0] <= t:
                 _, kind, i, tok = heapq.heappop(heap)
                 if kind == TICK:
                     self.tick_at = INF
-                    continue
-                if status[i] != RUNNING or token[i] != tok:
+                elif kind == REVIEW:
+                    if tok != self.review_token:
+                        continue  # a later pass asked for another time
+                    self.review_at = INF
+                elif status[i] != RUNNING or token[i] != tok:
                     continue  # stale: the run it belonged to is over
-                if kind == END:
+                elif kind == END:
                     self._complete(i, t)
                 elif kind == GRACE:
                     self._requeue(i, t)
                 else:
                     self._extend(i, t)
+                live = True
             while ptr < n and submit[ptr] <= t:
                 self._arrive(ptr, t)
                 ptr += 1
-            if len(self.queue):
+                live = True
+            # Only stale events came due: nothing happened, so no pass (a pass here would
+            # read the clock at an instant no event chose; ``Decision.review_at`` does that).
+            if live and len(self.queue):
                 if t - self.last_pass >= self.cfg.min_pass_interval:
                     self._pass(t)
                     if len(self.queue) and not heap and ptr >= n:
@@ -463,6 +477,13 @@ class Engine:
         self.passes += 1
         self.last_pass = t
         self._apply(decision, t)
+        # One review at a time: the latest pass's (an earlier pass's is dropped).
+        review = INF if decision.review_at is None else decision.review_at
+        if review != self.review_at:
+            self.review_at = review
+            self.review_token += 1
+            if review != INF:
+                heapq.heappush(self.heap, (review, REVIEW, -1, self.review_token))
 
     def _apply(self, d: Decision, t: float) -> None:
         for job_id, wait in d.rejected.items():
