@@ -30,6 +30,20 @@ def test_a_lender_is_reviewed_when_its_wait_reaches_reclaim_after() -> None:
     assert len(s.decide("masnaa", now=d.review_at).preemptions) == 1
 
 
+def test_the_next_job_to_reach_reclaim_after_is_found_behind_a_head_that_did() -> None:
+    # b1 waited long enough and reclaims now; b2, of the same shape, reaches the limit at
+    # 5,000 + 2 h, and by then b may still have room (b1 takes the lent node, a2's).
+    s = Scene(nodes=3).quota("a", 8).quota("b", 16)
+    s.running(job("a1").gpus(8).tenant("a"), "n0000", start=0)
+    s.running(job("a2").gpus(8).tenant("a"), "n0001", start=10)
+    s.running(job("a3").gpus(8).tenant("a"), "n0002", start=20)
+    s.pending(job("b1").gpus(8).tenant("b").submitted(20),
+              job("b2").gpus(8).tenant("b").submitted(5_000))
+    d = s.decide("masnaa", now=7_300, review_times=True)
+    assert len(d.preemptions) == 1
+    assert d.review_at == 5_000 + 2 * HOUR
+
+
 def test_no_review_unless_the_driver_asks_for_one() -> None:
     assert _lent().decide("masnaa", now=30).review_at is None
 

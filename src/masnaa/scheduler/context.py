@@ -110,8 +110,6 @@ class Pass(PassView):
         """Why the first sub-queue the scan passed over waits (``order``)."""
         self.review_at = math.inf
         """The earliest ``revisit`` time noted so far (``Decision.review_at``)."""
-        self.noting = False
-        """Whether ``revisit`` notes now: only during ``core.review``."""
         self.sites = SiteChoice(snapshot.site_prices, snapshot.tenants)
         self._pools_cache: dict[tuple[tuple[str, ...], tuple[str, ...] | None], PoolsByType] = {}
         self._preempting: list[RunningJob] | None = None
@@ -198,25 +196,18 @@ class Pass(PassView):
         return bisect.bisect_right(self.config.las_thresholds, attained)
 
     def starving(self, entry: Entry) -> bool:
-        return self._waited(entry, self.config.starvation_limit)
+        limit = self.config.starvation_limit
+        return limit > 0 and self.now - entry.since >= limit
 
     def starving_in_tenant(self, entry: Entry) -> bool:
-        return self._waited(entry, self.config.tenant_starvation_limit)
-
-    def _waited(self, entry: Entry, limit: float) -> bool:
-        if limit <= 0:
-            return False
-        if self.now - entry.since >= limit:
-            return True
-        self.revisit(entry.since + limit)
-        return False
+        limit = self.config.tenant_starvation_limit
+        return limit > 0 and self.now - entry.since >= limit
 
     def starts_now(self) -> bool:
         return bool(self.decision.starts)
 
     def revisit(self, at: float) -> None:
-        # Noted only in ``core.review``: the scan asks the same rules of other jobs.
-        if self.noting and self.now < at < self.review_at:
+        if self.now < at < self.review_at:
             self.review_at = at
 
     def running_attained(self, victim: RunningJob) -> float:
@@ -256,17 +247,19 @@ class Pass(PassView):
     def reclaim_from(
         self, entry: Entry, gpus: int | None = None
     ) -> dict[tuple[str, int], int] | None:
-        job = entry.job
-        size = job.total_gpus if gpus is None else gpus
-        key = (job.tenant, size)
-        if key not in self._excess:
-            self._excess[key] = self._borrowed(job.tenant, size)
-        excess = self._excess[key]
-        if excess is not None and self.now - entry.since < self.config.reclaim_after:
-            # Others borrow its quota, but it has not waited long enough to take it back.
-            self.revisit(entry.since + self.config.reclaim_after)
+        if self.now - entry.since < self.config.reclaim_after:
             return None
-        return excess
+        job = entry.job
+        return self._excess_of(job.tenant, job.total_gpus if gpus is None else gpus)
+
+    def lends(self, tenant: str) -> bool:
+        return self._excess_of(tenant, 1) is not None
+
+    def _excess_of(self, tenant: str, size: int) -> dict[tuple[str, int], int] | None:
+        key = (tenant, size)
+        if key not in self._excess:
+            self._excess[key] = self._borrowed(tenant, size)
+        return self._excess[key]
 
     def _borrowed(self, tenant: str, size: int) -> dict[tuple[str, int], int] | None:
         mine = set()

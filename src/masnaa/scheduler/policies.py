@@ -139,6 +139,11 @@ class PassView:
         """True remaining runtime (oracle policies only; raises otherwise)."""
         raise NotImplementedError
 
+    def lends(self, tenant: str) -> bool:
+        """Whether others borrow GPUs where ``tenant`` has room for one more within its
+        nominal quota (a job of it that waited ``reclaim_after`` may take them back)."""
+        raise NotImplementedError
+
     def starts_now(self) -> bool:
         """Whether this pass starts jobs (not in the state yet: their runs begin now)."""
         raise NotImplementedError
@@ -214,9 +219,15 @@ class Policy:
         it must be exact in that direction; ``True`` is always safe."""
         return self.preemptive
 
+    def wait_limits(self, tenant: str, v: PassView) -> tuple[float, ...]:
+        """Waits in the queue after which a job of ``tenant`` is treated otherwise (a
+        right to reclaim, a promotion). ``core.review`` finds, in every sub-queue, the
+        next job to reach each (``SchedulerConfig.review_times``)."""
+        return ()
+
     def review(self, heads: Sequence[Entry], v: PassView) -> None:
-        """Note (``PassView.revisit``) when a rule that reads the clock next lets a
-        waiting job do what it may not do now (``SchedulerConfig.review_times``).
+        """Note (``PassView.revisit``) when a running job next becomes a victim it is
+        not now for a waiting job (``SchedulerConfig.review_times``).
 
         ``heads``: the first job of every sub-queue not started in this pass, at its end.
         A head waited longest in its sub-queue, so it reaches each wait limit first.
@@ -330,12 +341,16 @@ class Las(Policy):
     def preemption_class(self, entry: Entry, v: PassView) -> Hashable | None:
         return _my_level(entry, v)
 
+    def wait_limits(self, tenant: str, v: PassView) -> tuple[float, ...]:
+        limit = v.config.starvation_limit
+        return (limit,) if limit > 0 else ()
+
     def review(self, heads: Sequence[Entry], v: PassView) -> None:
         # A waiting job of the lowest level may stop a job once it is old enough and
         # above that level; a starving one (level -1), once it is old enough.
         lowest: int | None = None
         for head in heads:
-            level = _my_level(head, v)  # notes when the head starves
+            level = _my_level(head, v)
             if lowest is None or level < lowest:
                 lowest = level
         if lowest is not None:
@@ -534,20 +549,30 @@ class Masnaa(Policy):
     def preemption_class(self, entry: Entry, v: PassView) -> Hashable | None:
         return (v.priority(entry.job), entry.job.tenant, _masnaa_level(entry, v))
 
+    def wait_limits(self, tenant: str, v: PassView) -> tuple[float, ...]:
+        cfg = v.config
+        limits = []
+        if cfg.tenant_starvation_limit > 0:
+            limits.append(cfg.tenant_starvation_limit)
+        if cfg.promote_ahead_of_tenants and cfg.starvation_limit > 0:
+            limits.append(cfg.starvation_limit)
+        if v.lends(tenant):
+            limits.append(cfg.reclaim_after)
+        return tuple(limits)
+
     def review(self, heads: Sequence[Entry], v: PassView) -> None:
         cfg = v.config
-        lowest: int | None = None
-        for head in heads:
-            level = _masnaa_level(head, v)  # notes when the head starves within its tenant
-            if cfg.promote_ahead_of_tenants:
-                v.starving(head)
-            v.reclaim_from(head, gpus=1)  # noted only if others borrow where it has room
-            if lowest is None or level < lowest:
-                lowest = level
         # Reclaims and priority preemption do not read a victim's age or service; swaps
         # do. (Work since the last checkpoint, which ``short_first_in_tenant`` reads,
         # rises and falls with the run's rhythm: the next pass reads it again.)
-        if lowest is not None and (cfg.fair_share_preemption or cfg.short_first_in_tenant):
+        if not (cfg.fair_share_preemption or cfg.short_first_in_tenant):
+            return
+        lowest: int | None = None
+        for head in heads:
+            level = _masnaa_level(head, v)
+            if lowest is None or level < lowest:
+                lowest = level
+        if lowest is not None:
             if cfg.short_first_in_tenant:
                 lowest = max(lowest, cfg.victim_min_level - 1)
             _review_victims(v, lowest)
