@@ -288,6 +288,18 @@ def _review_victims(v: PassView, level: int | None) -> None:
         v.revisit(now + min_run)  # at the earliest, for this pass's own starts
 
 
+def _lowest(
+    heads: Sequence[Entry], level: Callable[[Entry, PassView], int], v: PassView
+) -> int | None:
+    """The lowest service level among ``heads`` (``None``: no head)."""
+    lowest: int | None = None
+    for head in heads:
+        mine = level(head, v)
+        if lowest is None or mine < lowest:
+            lowest = mine
+    return lowest
+
+
 def _masnaa_level(entry: Entry, v: PassView) -> int:
     """masnaa's service level of a waiting job; ``-1`` when it is promoted."""
     if v.starving_in_tenant(entry):
@@ -348,11 +360,7 @@ class Las(Policy):
     def review(self, heads: Sequence[Entry], v: PassView) -> None:
         # A waiting job of the lowest level may stop a job once it is old enough and
         # above that level; a starving one (level -1), once it is old enough.
-        lowest: int | None = None
-        for head in heads:
-            level = _my_level(head, v)
-            if lowest is None or level < lowest:
-                lowest = level
+        lowest = _lowest(heads, _my_level, v)
         if lowest is not None:
             _review_victims(v, lowest)
 
@@ -567,11 +575,7 @@ class Masnaa(Policy):
         # rises and falls with the run's rhythm: the next pass reads it again.)
         if not (cfg.fair_share_preemption or cfg.short_first_in_tenant):
             return
-        lowest: int | None = None
-        for head in heads:
-            level = _masnaa_level(head, v)
-            if lowest is None or level < lowest:
-                lowest = level
+        lowest = _lowest(heads, _masnaa_level, v)
         if lowest is not None:
             if cfg.short_first_in_tenant:
                 lowest = max(lowest, cfg.victim_min_level - 1)
