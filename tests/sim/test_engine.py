@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import heapq
 import math
 
 import pytest
 from twin_builders import jcts, replay, run, trace
 
 from masnaa.domain import Cluster, Placement, PlacementSlice
-from masnaa.sim.engine import DONE, REJECTED, Engine, EngineConfig
+from masnaa.sim.engine import DONE, END, REJECTED, STRANDED, Engine, EngineConfig
 from masnaa.sim.errors import InvariantViolation
 from masnaa.sim.limits import LimitEstimator
 from masnaa.sim.metrics import summarize
@@ -226,3 +228,29 @@ def test_a_pass_follows_only_batches_where_something_happened() -> None:
     r = e.run()
     assert e.pass_times == [0.0, 100.0, 450.0, 570.0, 670.0, 99_000.0, 99_120.0, 104_120.0]
     assert r.end[0] == 104_120 + 60 + 2_800
+
+
+class _StaleTail(Engine):
+    """An engine whose every start also leaves an event of no run, due long after."""
+
+    def _start(self, job_id: str, placement: object, gpu_type: str, site: str, t: float) -> None:
+        super()._start(job_id, placement, gpu_type, site, t)
+        heapq.heappush(self.heap, (t + 1e6, END, int(job_id), -1))
+
+
+def test_jobs_still_waiting_when_only_stale_events_remain_are_stranded() -> None:
+    # x may hold no GPU at all (nominal 0, no borrowing): its job can never start. The
+    # last event is stale, so no pass follows it; the job is stranded all the same.
+    # (No starvation limit: its review would bring one more pass, and hide the case.)
+    t = trace((0, 100, 8, "a"), (0, 100, 1, "x"))
+    cluster = Cluster.uniform(1)
+    tenants, quotas = tenancy(t, cluster)
+    quotas = tuple(
+        dataclasses.replace(q, nominal=0, borrowing_limit=0) if q.tenant == "x" else q
+        for q in quotas
+    )
+    cfg = EngineConfig(policy="masnaa", knobs=(("tenant_starvation_limit", 0.0),))
+    e = _StaleTail(t, cluster, tenants, quotas, cfg)
+    r = e.run()
+    assert r.status[0] == DONE and r.status[1] == STRANDED
+    assert sum(r.stranded.values()) == 1

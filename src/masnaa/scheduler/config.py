@@ -143,7 +143,8 @@ class SchedulerConfig:
     """Fill ``Decision.review_at``: when a rule that reads the clock next lets a waiting
     job do what it may not do now. A driver that runs passes only when something
     happens needs it (the twin sets it); the service runs a pass every tick anyway. It
-    costs a look at each sub-queue's head per pass (preemptive policies only)."""
+    costs, per pass of a preemptive policy, a bisection per sub-queue and wait limit
+    and, under las, a look at every running job."""
 
     explain_waits: bool = True
     """Give every blocked job a wait reason. ``False`` leaves jobs that merely lack

@@ -229,9 +229,9 @@ class Policy:
         """Note (``PassView.revisit``) when a running job next becomes a victim it is
         not now for a waiting job (``SchedulerConfig.review_times``).
 
-        ``heads``: the first job of every sub-queue not started in this pass, at its end.
-        A head waited longest in its sub-queue, so it reaches each wait limit first.
-        Called for preemptive policies only: for the others nothing waits on the clock.
+        ``heads``: the first job of every sub-queue not started in this pass, at its end
+        (one per tenant, class, level and shape). Called for preemptive policies only:
+        for the others nothing waits on the clock.
         """
 
     def preemption_class(self, entry: Entry, v: PassView) -> Hashable | None:

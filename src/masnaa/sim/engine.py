@@ -330,6 +330,8 @@ class Engine:
             te = heap[0][0] if heap else INF
             t = ta if ta < te else te
             if t == INF:
+                if len(self.queue):  # the last events were stale: no pass stranded them
+                    self._strand(self.now)
                 break
             if t > self.now:
                 self._advance(t)
