@@ -39,10 +39,8 @@ time. Other waiting jobs are not counted, so an estimate is a lower bound.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import heapq
-import math
 from collections.abc import Iterator
 
 from masnaa.domain.job import Job, Placement, RunningJob
@@ -56,6 +54,7 @@ from masnaa.scheduler.place import best_placement, place_in_pool
 from masnaa.scheduler.policies import POLICIES, Key
 from masnaa.scheduler.queue import Entry, PendingQueue, SubQueueKey
 from masnaa.scheduler.release import earliest_fit, reservation_fit
+from masnaa.scheduler.review import review
 from masnaa.scheduler.snapshot import Snapshot
 from masnaa.scheduler.state import Pool
 from masnaa.scheduler.view import Held
@@ -537,49 +536,6 @@ def settle(p: Pass) -> None:
         p.deferred = None
         found = reserve(p, *deferred)
         assert found, "every node of its pools is available: the walk finds a time"
-
-
-# ------------------------------------------------------------------ review
-def review(p: Pass) -> None:
-    """``Decision.review_at``: the earliest time at which a clock-driven rule would let a
-    job do what this pass did not let it do (``SchedulerConfig.review_times``).
-
-    It reads the state as the pass leaves it and the sub-queues, never what the scan
-    happened to look at, so a pass that explains and one that does not give the same
-    time (the twin's replays must not depend on explanations). Waits: in each
-    sub-queue (by arrival), the first job yet to reach each of its tenant's
-    ``Policy.wait_limits``, found by bisection. Victims: ``Policy.review``, given each
-    sub-queue's head. It may be early (a job whose wait reaches ``reclaim_after`` may
-    still find no victim); a review in excess costs one pass that changes nothing.
-    """
-    pending, policy, now = p.pending, p.policy, p.now
-    started = {s.job_id for s in p.decision.starts}
-    limits: dict[str, tuple[float, ...]] = {}
-    heads = []
-    for key, q in pending.sub_queues().items():
-        i = _not_started(p, q, 0, started)
-        if i == len(q):
-            continue
-        heads.append(pending.entry_at(q[i]))
-        tenant = key[0]
-        if tenant not in limits:
-            limits[tenant] = policy.wait_limits(tenant, p)
-        for limit in limits[tenant]:
-            # The first job of the sub-queue (in arrival order) not yet at the limit.
-            j = _not_started(p, q, bisect.bisect_right(q, (now - limit, math.inf)), started)
-            if j < len(q):
-                p.revisit(q[j][0] + limit)
-    policy.review(heads, p)
-    if p.review_at != math.inf:
-        p.decision.review_at = p.review_at
-
-
-def _not_started(p: Pass, q: list[tuple[float, int]], i: int, started: set[str]) -> int:
-    """The first position from ``i`` on whose job this pass did not start."""
-    if started:
-        while i < len(q) and p.pending.entry_at(q[i]).job.id in started:
-            i += 1
-    return i
 
 
 # ----------------------------------------------------------------- explain

@@ -221,7 +221,7 @@ class Policy:
 
     def wait_limits(self, tenant: str, v: PassView) -> tuple[float, ...]:
         """Waits in the queue after which a job of ``tenant`` is treated otherwise (a
-        right to reclaim, a promotion). ``core.review`` finds, in every sub-queue, the
+        right to reclaim, a promotion). ``review.review`` finds, in every sub-queue, the
         next job to reach each (``SchedulerConfig.review_times``)."""
         return ()
 
