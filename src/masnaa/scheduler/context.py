@@ -74,8 +74,10 @@ class Pass(PassView):
         self.usage_cache: dict[str, float] = {}
         self._excess: dict[tuple[str, int], dict[tuple[str, int], int] | None] = {}
         """``reclaim_from`` by (tenant, gang size), until the pass next starts or claims."""
-        self._by_share: list[tuple[int, float, str, str]] | None = None
-        """``groups_by_share``, until the pass next starts or claims."""
+        self._by_share: list[tuple[str, str]] | None = None
+        """``victim_groups``, until the pass next starts or claims."""
+        self._lent: list[int] | None = None
+        """``_lent_pools``, until the pass next starts or claims."""
         self._floor: tuple[int | None] | None = None
         """``preemptible_floor``, once asked (running jobs are the state's: fixed)."""
         self.started: list[_Started] = []
@@ -158,12 +160,15 @@ class Pass(PassView):
             self._floor = (min(values, default=None),)
         return self._floor[0]
 
-    def groups_by_share(self) -> list[tuple[int, float, str, str]]:
+    def victim_groups(self) -> list[tuple[str, str]]:
         if self._by_share is None:
-            self._by_share = sorted(
-                (self.class_of(pclass)[0], -self.tenant_ratio(tenant), tenant, pclass)
-                for tenant, pclass in self.state._groups
-            )
+            keyed = []
+            for tenant, pclass in self.state._groups:
+                value, preemptible, _ = self.class_of(pclass)
+                if preemptible:
+                    keyed.append((value, -self.tenant_ratio(tenant), tenant, pclass))
+            keyed.sort()
+            self._by_share = [(tenant, pclass) for _, _, tenant, pclass in keyed]
         return self._by_share
 
     def running_oldest_first(self) -> Iterable[RunningJob]:
@@ -253,7 +258,27 @@ class Pass(PassView):
         return self._excess_of(job.tenant, job.total_gpus if gpus is None else gpus)
 
     def lends(self, tenant: str) -> bool:
-        return self._excess_of(tenant, 1) is not None
+        # ``_excess_of(tenant, 1) is not None``, without building the excess: the review
+        # asks it of every tenant with waiting jobs at the end of every pass.
+        for pool in self._lent_pools():
+            q = self.quotas.get((tenant, pool))
+            if q is not None and self.used(tenant, pool) + 1 <= q.nominal:
+                return True
+        return False
+
+    def _lent_pools(self) -> list[int]:
+        """Pools under quota where some tenant holds more than its nominal quota."""
+        if self._lent is None:
+            lent: list[int] = []
+            for key in self._holders(set(self.quota_pools)):
+                holder, pool = key
+                if pool in lent:
+                    continue
+                q = self.quotas.get(key)
+                if self.used(holder, pool) > (0 if q is None else q.nominal):
+                    lent.append(pool)
+            self._lent = lent
+        return self._lent
 
     def _excess_of(self, tenant: str, size: int) -> dict[tuple[str, int], int] | None:
         key = (tenant, size)
@@ -523,6 +548,7 @@ class Pass(PassView):
     def _count(self, tenant: str, pool: int, gpus: int) -> None:
         self._excess.clear()
         self._by_share = None
+        self._lent = None
         self.tenant_delta[tenant] = self.tenant_delta.get(tenant, 0) + gpus
         self.pool_delta[(tenant, pool)] = self.pool_delta.get((tenant, pool), 0) + gpus
 

@@ -76,9 +76,9 @@ class PassView:
         """Running job ids per (tenant, priority class), in allocation order."""
         raise NotImplementedError
 
-    def groups_by_share(self) -> Sequence[tuple[int, float, str, str]]:
-        """``(class value, −tenant_ratio, tenant, class)`` of every running group, sorted:
-        lowest class first, then the tenant most over its share."""
+    def victim_groups(self) -> Sequence[tuple[str, str]]:
+        """``(tenant, class)`` of every running group whose class is preemptible, in
+        victim order: lowest class value first, then the tenant most over its share."""
         raise NotImplementedError
 
     def running_oldest_first(self) -> Iterable[RunningJob]:
@@ -225,13 +225,13 @@ class Policy:
         next job to reach each (``SchedulerConfig.review_times``)."""
         return ()
 
-    def review(self, heads: Sequence[Entry], v: PassView) -> None:
+    def review(self, heads: Callable[[], Sequence[Entry]], v: PassView) -> None:
         """Note (``PassView.revisit``) when a running job next becomes a victim it is
         not now for a waiting job (``SchedulerConfig.review_times``).
 
-        ``heads``: the first job of every sub-queue not started in this pass, at its end
-        (one per tenant, class, level and shape). Called for preemptive policies only:
-        for the others nothing waits on the clock.
+        ``heads()``: the first job of every sub-queue not started in this pass, at its
+        end (one per tenant, class, level and shape), worked out when asked. Called for
+        preemptive policies only: for the others nothing waits on the clock.
         """
 
     def preemption_class(self, entry: Entry, v: PassView) -> Hashable | None:
@@ -357,10 +357,10 @@ class Las(Policy):
         limit = v.config.starvation_limit
         return (limit,) if limit > 0 else ()
 
-    def review(self, heads: Sequence[Entry], v: PassView) -> None:
+    def review(self, heads: Callable[[], Sequence[Entry]], v: PassView) -> None:
         # A waiting job of the lowest level may stop a job once it is old enough and
         # above that level; a starving one (level -1), once it is old enough.
-        lowest = _lowest(heads, _my_level, v)
+        lowest = _lowest(heads(), _my_level, v)
         if lowest is not None:
             _review_victims(v, lowest)
 
@@ -395,8 +395,8 @@ class SrtfOracle(Policy):
         mine = v.remaining(entry.job.id) * entry.job.total_gpus
         return lambda victim: v.remaining(victim.job.id) * victim.job.total_gpus > mine
 
-    def review(self, heads: Sequence[Entry], v: PassView) -> None:
-        if heads:
+    def review(self, heads: Callable[[], Sequence[Entry]], v: PassView) -> None:
+        if heads():
             _review_victims(v, None)  # remaining work only falls: the age is the clock
 
 
@@ -449,14 +449,12 @@ class Masnaa(Policy):
             yield from again
 
     @staticmethod
-    def _groups(v: PassView, tenants: Container[str] | None) -> list[tuple[str, str]]:
+    def _groups(v: PassView, tenants: Container[str] | None) -> Sequence[tuple[str, str]]:
         """Running (tenant, class) groups in victim order."""
-        class_of = v.class_of
-        return [
-            (tenant, pclass)
-            for _, _, tenant, pclass in v.groups_by_share()
-            if class_of(pclass)[1] and (tenants is None or tenant in tenants)
-        ]
+        groups = v.victim_groups()  # replaced, never changed, when the pass moves on
+        if tenants is None:
+            return groups
+        return [group for group in groups if group[0] in tenants]
 
     def victim_test(self, entry: Entry, v: PassView) -> VictimTest | None:
         job = entry.job
@@ -568,14 +566,14 @@ class Masnaa(Policy):
             limits.append(cfg.reclaim_after)
         return tuple(limits)
 
-    def review(self, heads: Sequence[Entry], v: PassView) -> None:
+    def review(self, heads: Callable[[], Sequence[Entry]], v: PassView) -> None:
         cfg = v.config
         # Reclaims and priority preemption do not read a victim's age or service; swaps
         # do. (Work since the last checkpoint, which ``short_first_in_tenant`` reads,
         # rises and falls with the run's rhythm: the next pass reads it again.)
         if not (cfg.fair_share_preemption or cfg.short_first_in_tenant):
             return
-        lowest = _lowest(heads, _masnaa_level, v)
+        lowest = _lowest(heads(), _masnaa_level, v)
         if lowest is not None:
             if cfg.short_first_in_tenant:
                 lowest = max(lowest, cfg.victim_min_level - 1)

@@ -12,6 +12,7 @@ import bisect
 import math
 
 from masnaa.scheduler.context import Pass
+from masnaa.scheduler.queue import Entry
 
 
 def review(p: Pass) -> None:
@@ -27,30 +28,39 @@ def review(p: Pass) -> None:
     still find no victim); a review in excess costs one pass that changes nothing.
     """
     pending, policy, now = p.pending, p.policy, p.now
-    started = {s.job_id for s in p.decision.starts}
+    # By sort key: a sub-queue holds sort keys, so no entry need be looked up.
+    started = {pending.entry(s.job_id).sort_key for s in p.decision.starts}
     limits: dict[str, tuple[float, ...]] = {}
-    heads = []
+    soonest = math.inf  # ``p.revisit`` once, with the earliest
     for key, q in pending.sub_queues().items():
-        i = _not_started(p, q, 0, started)
-        if i == len(q):
-            continue
-        heads.append(pending.entry_at(q[i]))
         tenant = key[0]
-        if tenant not in limits:
-            limits[tenant] = policy.wait_limits(tenant, p)
-        for limit in limits[tenant]:
+        mine = limits.get(tenant)
+        if mine is None:
+            mine = limits[tenant] = policy.wait_limits(tenant, p)
+        for limit in mine:
             # The first job of the sub-queue (in arrival order) not yet at the limit.
-            j = _not_started(p, q, bisect.bisect_right(q, (now - limit, math.inf)), started)
+            j = _not_started(q, bisect.bisect_right(q, (now - limit, math.inf)), started)
             if j < len(q):
-                p.revisit(q[j][0] + limit)
+                at = q[j][0] + limit
+                if now < at < soonest:
+                    soonest = at
+    p.revisit(soonest)
+
+    def heads() -> list[Entry]:
+        out = []
+        for q in pending.sub_queues().values():
+            i = _not_started(q, 0, started)
+            if i < len(q):
+                out.append(pending.entry_at(q[i]))
+        return out
+
     policy.review(heads, p)
     if p.review_at != math.inf:
         p.decision.review_at = p.review_at
 
 
-def _not_started(p: Pass, q: list[tuple[float, int]], i: int, started: set[str]) -> int:
+def _not_started(q: list[tuple[float, int]], i: int, started: set[tuple[float, int]]) -> int:
     """The first position from ``i`` on whose job this pass did not start."""
-    if started:
-        while i < len(q) and p.pending.entry_at(q[i]).job.id in started:
-            i += 1
+    while i < len(q) and q[i] in started:
+        i += 1
     return i
