@@ -72,6 +72,8 @@ class Pass(PassView):
         self.tenant_delta: dict[str, int] = {}
         self.pool_delta: dict[tuple[str, int], int] = {}
         self.usage_cache: dict[str, float] = {}
+        self._ratios: dict[str, float] = {}
+        """``tenant_ratio`` with no extra GPUs, until the tenant next starts or claims."""
         self._excess: dict[tuple[str, int], dict[tuple[str, int], int] | None] = {}
         """``reclaim_from`` by (tenant, gang size), until the pass next starts or claims."""
         self._by_share: list[tuple[str, str]] | None = None
@@ -186,6 +188,10 @@ class Pass(PassView):
         return False if pc is None else pc.can_preempt
 
     def tenant_ratio(self, tenant: str, extra_gpus: int = 0) -> float:
+        if not extra_gpus:
+            known = self._ratios.get(tenant)
+            if known is not None:
+                return known  # every masnaa key reads it: once per tenant until it starts
         usage = self.usage_cache.get(tenant)
         if usage is None:
             usage = self.usage_cache[tenant] = self.snapshot.usage.usage(tenant, self.now)
@@ -193,9 +199,10 @@ class Pass(PassView):
         t = self.snapshot.tenants.get(tenant)
         share = 1.0 if t is None else t.share
         value = usage + held * self.config.fair_share_horizon
-        if share <= 0:
-            return math.inf
-        return value / share
+        ratio = math.inf if share <= 0 else value / share
+        if not extra_gpus:
+            self._ratios[tenant] = ratio
+        return ratio
 
     def level(self, attained: float) -> int:
         return bisect.bisect_right(self.config.las_thresholds, attained)
@@ -549,6 +556,7 @@ class Pass(PassView):
         self._excess.clear()
         self._by_share = None
         self._lent = None
+        self._ratios.pop(tenant, None)
         self.tenant_delta[tenant] = self.tenant_delta.get(tenant, 0) + gpus
         self.pool_delta[(tenant, pool)] = self.pool_delta.get((tenant, pool), 0) + gpus
 
