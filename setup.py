@@ -22,10 +22,11 @@ from pathlib import Path
 from setuptools import setup
 
 COMPILED = ("src/masnaa/domain", "src/masnaa/scheduler")
+TWIN = ("src/masnaa/sim/engine.py", "src/masnaa/sim/holdings.py", "src/masnaa/sim/limits.py")
 
 
 def _core_modules() -> list[str]:
-    return sorted(str(p) for d in COMPILED for p in Path(d).glob("*.py"))
+    return sorted([str(p) for d in COMPILED for p in Path(d).glob("*.py")] + list(TWIN))
 
 
 ext_modules = []

@@ -25,9 +25,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from masnaa.sim.engine import Engine, EngineConfig
+from masnaa.sim.engine import Engine
 from masnaa.sim.loaders import TraceSource, load_trace
 from masnaa.sim.metrics import summarize
+from masnaa.sim.records import EngineConfig
 from masnaa.sim.shape import build_cluster, size_for, tenancy
 from masnaa.sim.trace import Trace
 

@@ -10,10 +10,11 @@ import pytest
 from twin_builders import jcts, replay, run, trace
 
 from masnaa.domain import Cluster, Placement, PlacementSlice
-from masnaa.sim.engine import DONE, END, REJECTED, STRANDED, Engine, EngineConfig
+from masnaa.sim.engine import DONE, END, REJECTED, STRANDED, Engine
 from masnaa.sim.errors import InvariantViolation
 from masnaa.sim.limits import LimitEstimator
 from masnaa.sim.metrics import summarize
+from masnaa.sim.records import EngineConfig
 from masnaa.sim.shape import tenancy
 
 
@@ -99,7 +100,8 @@ def test_only_oracle_policies_get_the_oracle() -> None:
 
 def test_oracle_reports_true_remaining_time() -> None:
     from masnaa.domain import Cluster
-    from masnaa.sim.engine import PENDING, RUNNING, Engine, EngineConfig
+    from masnaa.sim.engine import PENDING, RUNNING, Engine
+    from masnaa.sim.records import EngineConfig
     from masnaa.sim.shape import tenancy
 
     t = trace((0, 100, 8, "a"), (10, 50, 8, "b"))

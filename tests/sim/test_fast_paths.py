@@ -17,9 +17,10 @@ from twin_builders import trace
 
 from masnaa.domain import Cluster
 from masnaa.scheduler import POLICIES, SchedulerConfig, bounds
-from masnaa.sim.engine import Engine, EngineConfig
+from masnaa.sim.engine import Engine
 from masnaa.sim.loaders import TraceSource, load_trace
 from masnaa.sim.metrics import summarize
+from masnaa.sim.records import EngineConfig
 from masnaa.sim.shape import tenancy
 from masnaa.sim.trace import Trace
 

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 
 from masnaa.sim.compare import compare
-from masnaa.sim.engine import EngineConfig
 from masnaa.sim.errors import SimError
 from masnaa.sim.loaders import TraceSource, load_trace
 from masnaa.sim.parallel import Run, Setup, run_parallel
+from masnaa.sim.records import EngineConfig
 from masnaa.sim.shape import size_for
 from masnaa.sim.trace import Trace
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from twin_builders import trace
 
-from masnaa.sim.engine import DONE, Engine, EngineConfig
+from masnaa.sim.engine import DONE, Engine
 from masnaa.sim.errors import SimError
 from masnaa.sim.loaders import TraceSource, load_trace
+from masnaa.sim.records import EngineConfig
 from masnaa.sim.shape import build_cluster, entitlement, load_factor, size_for, tenancy
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from masnaa.domain import Cluster
-from masnaa.sim.engine import Engine, EngineConfig, RunResult
+from masnaa.sim.engine import Engine
+from masnaa.sim.records import EngineConfig, RunResult
 from masnaa.sim.shape import tenancy
 from masnaa.sim.trace import Trace, TraceBuilder
 

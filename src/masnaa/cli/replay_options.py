@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 if TYPE_CHECKING:
-    from masnaa.sim.engine import EngineConfig
+    from masnaa.sim.records import EngineConfig
     from masnaa.sim.trace import Trace
 
 TraceOpt = Annotated[str, typer.Option(
@@ -90,8 +90,8 @@ def engine_config(
     """The twin's settings, with every ``--knob`` checked for each policy before a replay."""
     from masnaa.scheduler import SchedulerConfig
     from masnaa.scheduler.config import knob as parse_knob
-    from masnaa.sim.engine import EngineConfig
     from masnaa.sim.errors import SimError
+    from masnaa.sim.records import EngineConfig
 
     try:
         parsed = tuple(parse_knob(k) for k in knobs or ())

@@ -41,8 +41,8 @@ class TwinForm:
 
 def run_twin(form: TwinForm) -> dict[str, Any]:
     from masnaa.sim.compare import compare
-    from masnaa.sim.engine import EngineConfig
     from masnaa.sim.loaders import TraceSource, load_trace
+    from masnaa.sim.records import EngineConfig
     from masnaa.sim.shape import size_for
 
     source = TraceSource(seed=form.seed, jobs=form.jobs, capacity_gpus=256,

@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from masnaa.scheduler import POLICIES
-from masnaa.sim.engine import EngineConfig
 from masnaa.sim.errors import SimError
 from masnaa.sim.parallel import Run, Setup, replay, run_parallel
 from masnaa.sim.recorded import recorded
+from masnaa.sim.records import EngineConfig
 from masnaa.sim.shape import Sizing
 from masnaa.sim.trace import Trace
 

@@ -53,8 +53,9 @@ import math
 import time
 from array import array
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+from mypy_extensions import mypyc_attr
 
 from masnaa.domain import Cluster, Job, PriorityClass, Quota, RunningJob, Tenant
 from masnaa.domain.tenancy import DEFAULT_PRIORITY_CLASSES
@@ -73,72 +74,13 @@ from masnaa.sim.build import core_build
 from masnaa.sim.errors import InvariantViolation, SimError
 from masnaa.sim.holdings import Holdings
 from masnaa.sim.limits import LimitEstimator
-from masnaa.sim.timeline import Timeline, TimelineResult
+from masnaa.sim.records import EngineConfig, RunResult
+from masnaa.sim.timeline import Timeline
 from masnaa.sim.trace import Trace, job_shape
 
 END, GRACE, ESTIMATE, TICK, REVIEW = 0, 1, 2, 3, 4
 FUTURE, PENDING, RUNNING, DONE, REJECTED, STRANDED = 0, 1, 2, 3, 4, 5
 INF = math.inf
-
-
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
-    policy: str = "masnaa"
-    checkpoint_interval: float | None = 1800.0
-    """Seconds of work between checkpoints; ``None``: a preempted job restarts from zero."""
-    restart_overhead: float = 60.0
-    """Seconds a restarted job spends reloading its checkpoint before doing work."""
-    limit_percentile: float = 0.9
-    default_limit: float = 4 * 3600.0
-    half_life: float = 7 * 86400.0
-    min_pass_interval: float = 0.0
-    """0: a pass after every batch of events. Otherwise at most one pass per this many
-    virtual seconds, as a periodic control loop would (documented in docs/twin.md)."""
-    series_bins: int = 400
-    gpus_per_node: int = 8
-    knobs: tuple[tuple[str, float | int | bool], ...] = ()
-    """``SchedulerConfig`` knobs set for this replay (``scheduler.config.knob``)."""
-    skip_full_passes: bool = True
-    """Skip a pass that cannot change anything (see ``Engine._futile``); the result is
-    the same either way, only faster. ``False`` runs every pass (tests compare both)."""
-    reuse_walks: bool = True
-    """Hand reservation walks from pass to pass while the cluster is unchanged
-    (``scheduler.PassMemo``); the decisions are the same either way (tests compare)."""
-
-
-@dataclass(slots=True)
-class RunResult:
-    policy: str
-    oracle: bool
-    capacity: int
-    jobs: int
-    submit: array[float]
-    work: array[float]
-    end: array[float]
-    gpus: array[int]
-    tenant: array[int]
-    tenants: tuple[str, ...]
-    shares: tuple[float, ...]
-    status: bytearray
-    killed_at_limit: int
-    rejected: dict[str, int]
-    stranded: dict[str, int]
-    preemptions: int
-    requeues: array[int]
-    """Per job: the times it was preempted and sent back to the queue."""
-    lost_gpu_seconds: float
-    useful_gpu_seconds: float
-    estimate_extensions: int
-    passes: int
-    decide_seconds: float
-    wall_seconds: float
-    core: str
-    """``core_build()``: the time fields depend on it."""
-    invariant_checks: int
-    timeline: TimelineResult
-    skipped_lines: int = 0
-    config: dict[str, Any] = field(default_factory=dict)
-    passes_skipped: int = 0
 
 
 class _Oracle(Mapping[str, float]):
@@ -165,12 +107,17 @@ class _Oracle(Mapping[str, float]):
 
     def __iter__(self) -> Iterator[str]:
         e = self._e
-        return (str(i) for i in range(e.n) if e.status[i] in (PENDING, RUNNING))
+        for i in range(e.n):
+            if e.status[i] in (PENDING, RUNNING):
+                yield str(i)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
 
+# Compiled with the core (``setup.py``): drivers such as ``residency_scenario``
+# subclass it to watch a replay, which mypyc allows only when asked.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Engine:
     """One replay of one trace under one policy. Build, ``run()`` once."""
 
@@ -223,8 +170,10 @@ class Engine:
         self.work = array("d", trace.work().tolist())
         self.limit_col = trace.time_limit.tolist()
         self.killed = bytearray(
-            1 if (not math.isnan(lim) and rt > lim) else 0
-            for rt, lim in zip(trace.runtime.tolist(), self.limit_col, strict=True)
+            [
+                1 if (not math.isnan(lim) and rt > lim) else 0
+                for rt, lim in zip(trace.runtime.tolist(), self.limit_col, strict=True)
+            ]
         )
         self.gpus_col = array("q", trace.gpus.tolist())
         self.tenant_col = array("q", trace.tenant.tolist())

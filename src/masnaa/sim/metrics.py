@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from masnaa.sim.engine import DONE, RunResult
+from masnaa.sim.engine import DONE
+from masnaa.sim.records import RunResult
 
 CDF_POINTS = 200
 EPS = 1e-6

@@ -36,8 +36,9 @@ from multiprocessing.pool import AsyncResult
 from typing import Any
 
 from masnaa.domain import Cluster, Quota, Tenant
-from masnaa.sim.engine import Engine, EngineConfig
+from masnaa.sim.engine import Engine
 from masnaa.sim.metrics import summarize
+from masnaa.sim.records import EngineConfig
 from masnaa.sim.shape import build_cluster, tenancy
 from masnaa.sim.trace import Trace
 

@@ -30,9 +30,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from masnaa.sim.engine import EngineConfig
 from masnaa.sim.errors import SimError
 from masnaa.sim.parallel import Run, Setup, replay, run_parallel
+from masnaa.sim.records import EngineConfig
 from masnaa.sim.shape import load_factor
 from masnaa.sim.trace import Trace
 

@@ -49,8 +49,9 @@ from masnaa.policy import (
 )
 from masnaa.policy.loader import load_rules
 from masnaa.policy.rules import RuleSet
-from masnaa.sim.engine import Engine, EngineConfig
+from masnaa.sim.engine import Engine
 from masnaa.sim.metrics import summarize
+from masnaa.sim.records import EngineConfig
 from masnaa.sim.trace import Trace, TraceBuilder
 
 SITES: tuple[tuple[str, str, int], ...] = (
