@@ -2,8 +2,9 @@
 
 ``pip install .`` (and ``-e .``) installs Masnaa as plain Python. With
 ``MASNAA_USE_MYPYC=1`` the pure core (``masnaa.domain`` and ``masnaa.scheduler``,
-which mypy already checks strictly) is compiled to C extensions with mypyc, the
-way mypy and black ship themselves; every other module stays Python. The build
+which mypy already checks strictly) and the twin's event loop that drives it
+(``TWIN``) are compiled to C extensions with mypyc, the way mypy and black ship
+themselves; every other module stays Python. The build
 then needs mypy, a C compiler and the Python headers, so run it without build
 isolation (``scripts/build-compiled.sh`` does)::
 
