@@ -1,10 +1,11 @@
 """``Pass``: the working state of one scheduling pass (``decide`` in ``core``).
 
 Owns what a pass learns and tentatively changes while it scans the queue: the
-``View`` overlay of free GPUs, the decision being built, per-tenant and
-per-pool GPU deltas, the EASY reservation and its nodes, memos of gangs that
-failed to fit or to find victims, and the scan's stop and skip state. It
-implements ``PassView`` for the policies. Nothing here writes the snapshot,
+``View`` overlay of free GPUs, the decision being built, per-tenant GPU deltas,
+the EASY reservation and its nodes, memos of gangs that failed to fit or to find
+victims, and the scan's stop and skip state. It implements ``PassView`` for the
+policies; the quota reads (quotas per pool, per-pool GPU deltas, reclaims) come
+from its base, ``quota_view.QuotaView``. Nothing here writes the snapshot,
 its state, the ledger or the pending queue.
 
 The rules that read the stop and skip state, and may stop the scan or pass over
@@ -19,13 +20,14 @@ from collections.abc import Iterable, Iterator, Mapping, Reversible
 from dataclasses import dataclass
 
 from masnaa.domain.job import Job, Placement, RunningJob
-from masnaa.domain.tenancy import PriorityClass, Quota
+from masnaa.domain.tenancy import PriorityClass
 from masnaa.scheduler.config import SchedulerConfig
 from masnaa.scheduler.decision import Decision, Preemption, Reservation, Start, Wait, WaitCode
 from masnaa.scheduler.memo import PassMemo
 from masnaa.scheduler.place import SiteChoice
-from masnaa.scheduler.policies import PassView, Policy, VictimTest
+from masnaa.scheduler.policies import Policy
 from masnaa.scheduler.queue import Entry, PendingQueue, SubQueueKey
+from masnaa.scheduler.quota_view import QuotaView
 from masnaa.scheduler.snapshot import Snapshot
 from masnaa.scheduler.state import Pool, effective_end
 from masnaa.scheduler.view import Held, View
@@ -43,7 +45,7 @@ class _Started:
     held: Held
 
 
-class Pass(PassView):
+class Pass(QuotaView):
     """The working state of one pass; implements ``PassView`` for policies."""
 
     def __init__(
@@ -55,13 +57,11 @@ class Pass(PassView):
         policy: Policy,
         memo: PassMemo | None = None,
     ) -> None:
+        super().__init__(snapshot, now, config, policy.uses_quotas)
         self.snapshot = snapshot
         self.memo = memo
         self.pending = pending
-        self.now = now
-        self.config = config
         self.policy = policy
-        self.state = snapshot.state
         self.view = View(snapshot.state)
         self.decision = Decision()
         self.classes: Mapping[str, PriorityClass] = snapshot.priority_classes
@@ -70,16 +70,11 @@ class Pass(PassView):
         """Projects whose balance ``admit`` checked since their last commit: the reason
         their jobs wait if the allocation is spent, else None."""
         self.tenant_delta: dict[str, int] = {}
-        self.pool_delta: dict[tuple[str, int], int] = {}
         self.usage_cache: dict[str, float] = {}
         self._ratios: dict[str, float] = {}
         """``tenant_ratio`` with no extra GPUs, until the tenant next starts or claims."""
-        self._excess: dict[tuple[str, int], dict[tuple[str, int], int] | None] = {}
-        """``reclaim_from`` by (tenant, gang size), until the pass next starts or claims."""
         self._by_share: list[tuple[str, str]] | None = None
         """``victim_groups``, until the pass next starts or claims."""
-        self._lent: list[int] | None = None
-        """``_lent_pools``, until the pass next starts or claims."""
         self._floor: tuple[int | None] | None = None
         """``preemptible_floor``, once asked (running jobs are the state's: fixed)."""
         self.started: list[_Started] = []
@@ -125,20 +120,7 @@ class Pass(PassView):
         self.min_gpt = pending.min_gpus_per_task() or 0
         self._gpt_left = dict(pending.tasks_by_size())
         """Jobs per task size not yet started in this pass: the smallest task still waiting."""
-        self.quotas: dict[tuple[str, int], Quota] = {}
-        self.quota_pools: dict[int, list[Quota]] = {}
-        self.guarded: dict[int, list[tuple[str, int]]] = {}
         self.preempt_misfits: dict[tuple[object, ...], list[tuple[int, int]]] = {}
-        if policy.uses_quotas:
-            for q in snapshot.quotas:
-                for pool in self.state._pools_by_type.get(q.gpu_type, ()):
-                    if pool.site == q.site:
-                        self.quotas[(q.tenant, pool.index)] = q
-                        self.quota_pools.setdefault(pool.index, []).append(q)
-                        if q.lending_limit is not None and q.lending_limit < q.nominal:
-                            # The part of the nominal quota never lent stays free for its owner.
-                            keep = q.nominal - q.lending_limit
-                            self.guarded.setdefault(pool.index, []).append((q.tenant, keep))
 
     # ---- PassView
     def priority(self, job: Job) -> int:
@@ -240,87 +222,6 @@ class Pass(PassView):
     def run_time(self, victim: RunningJob) -> float:
         return self.now - victim.start_time
 
-    def reclaims(self, entry: Entry, victim: RunningJob) -> bool:
-        test = self.reclaim_test(entry)
-        return test is not None and test(victim)
-
-    def reclaim_test(self, entry: Entry, gpus: int | None = None) -> VictimTest | None:
-        borrowed = self.reclaim_from(entry, gpus)
-        if borrowed is None:
-            return None
-        pool_of = self.pool_of
-
-        def test(victim: RunningJob) -> bool:
-            over = borrowed.get((victim.job.tenant, pool_of(victim)))
-            return over is not None and over >= victim.job.total_gpus
-
-        return test
-
-    def reclaim_from(
-        self, entry: Entry, gpus: int | None = None
-    ) -> dict[tuple[str, int], int] | None:
-        if self.now - entry.since < self.config.reclaim_after:
-            return None
-        job = entry.job
-        return self._excess_of(job.tenant, job.total_gpus if gpus is None else gpus)
-
-    def lends(self, tenant: str) -> bool:
-        # ``_excess_of(tenant, 1) is not None``, without building the excess: the review
-        # asks it of every tenant with waiting jobs at the end of every pass.
-        for pool in self._lent_pools():
-            q = self.quotas.get((tenant, pool))
-            if q is not None and self.used(tenant, pool) + 1 <= q.nominal:
-                return True
-        return False
-
-    def _lent_pools(self) -> list[int]:
-        """Pools under quota where some tenant holds more than its nominal quota."""
-        if self._lent is None:
-            lent: list[int] = []
-            for key in self._holders(set(self.quota_pools)):
-                holder, pool = key
-                if pool in lent:
-                    continue
-                q = self.quotas.get(key)
-                if self.used(holder, pool) > (0 if q is None else q.nominal):
-                    lent.append(pool)
-            self._lent = lent
-        return self._lent
-
-    def _excess_of(self, tenant: str, size: int) -> dict[tuple[str, int], int] | None:
-        key = (tenant, size)
-        if key not in self._excess:
-            self._excess[key] = self._borrowed(tenant, size)
-        return self._excess[key]
-
-    def _borrowed(self, tenant: str, size: int) -> dict[tuple[str, int], int] | None:
-        mine = set()
-        for pool in self.quota_pools:
-            q = self.quotas.get((tenant, pool))
-            if q is not None and self.used(tenant, pool) + size <= q.nominal:
-                mine.add(pool)
-        if not mine:
-            return None
-        # GPUs each tenant holds beyond its nominal quota per pool: no single victim is
-        # larger, so that taking one job never drops its tenant below its nominal. The
-        # bound is per victim: a gang that needs several victims of one tenant may take
-        # that tenant below its nominal. Spending the excess victim by victim was
-        # measured on whole Philly and not kept (docs/performance.md): the walk spent it
-        # on victims a gang could not use and missed reclaims it should have made.
-        borrowed: dict[tuple[str, int], int] = {}
-        for holder, pool in self._holders(mine):
-            q = self.quotas.get((holder, pool))
-            over = self.used(holder, pool) - (0 if q is None else q.nominal)
-            if over > 0:
-                borrowed[(holder, pool)] = over
-        return borrowed or None
-
-    def _holders(self, pools: set[int]) -> set[tuple[str, int]]:
-        """(tenant, pool) pairs that hold GPUs of ``pools`` now, this pass included."""
-        out = {key for key in self.state._tenant_pool_gpus if key[1] in pools}
-        out.update(key for key in self.pool_delta if key[1] in pools)
-        return out
-
     def remaining(self, job_id: str) -> float:
         oracle = self.snapshot.oracle
         if oracle is None:
@@ -352,53 +253,12 @@ class Pass(PassView):
             cached = self._pools_cache[key] = tuple(groups)
         return cached
 
-    def pool_of(self, r: RunningJob) -> int:
-        return self.state._node_pool[self.state._ord[r.placement.slices[0].node]]
-
     def offers_victim(self, pools: set[int]) -> bool:
         """Whether the policy offers any unclaimed victim in ``pools``, whoever asks."""
         claimed, pool_of = self.claimed, self.pool_of
         return any(
             r.job.id not in claimed and pool_of(r) in pools for r in self.policy.victim_order(self)
         )
-
-    def used(self, tenant: str, pool: int) -> int:
-        base = self.state._tenant_pool_gpus.get((tenant, pool), 0)
-        return base + self.pool_delta.get((tenant, pool), 0)
-
-    def quota_allows(self, job: Job, pool: Pool, *, reclaim: bool = False) -> bool:
-        """Whether ``job`` may use ``pool`` under quotas (``reclaim``: within nominal only)."""
-        quotas = self.quota_pools.get(pool.index)
-        if quotas is None:
-            return True
-        q = self.quotas.get((job.tenant, pool.index))
-        nominal = 0 if q is None else q.nominal
-        used = self.used(job.tenant, pool.index)
-        after = used + job.total_gpus
-        if after <= nominal:
-            return True
-        limit = None if q is None else q.borrowing_limit
-        if limit is not None and after - nominal > limit:
-            return False
-        if reclaim:
-            # Beyond nominal, a job may only take what others leave idle: no preemption
-            # for fair share of a borrowed slice, except by the policy's own rules.
-            return True
-        protected = 0
-        for tenant, keep in self.guarded.get(pool.index, ()):
-            if tenant != job.tenant:
-                protected += max(0, keep - self.used(tenant, pool.index))
-        free = self.view.free[pool.index]
-        # Too few free GPUs at all is a matter of capacity (placement says so), not quota.
-        return free < job.total_gpus or free - protected >= job.total_gpus
-
-    def borrowed(self, job: Job, pool: Pool) -> int:
-        q = self.quotas.get((job.tenant, pool.index))
-        if pool.index not in self.quota_pools:
-            return 0
-        nominal = 0 if q is None else q.nominal
-        used = self.used(job.tenant, pool.index)
-        return max(0, used + job.total_gpus - nominal) - max(0, used - nominal)
 
     # ---- applying choices to the overlay
     def start(self, entry: Entry, placement: Placement, pool: Pool, *, backfilled: bool) -> None:
