@@ -24,8 +24,9 @@ def review(p: Pass) -> None:
     time (the twin's replays must not depend on explanations). Waits: in each
     sub-queue (by arrival), the first job yet to reach each of its tenant's
     ``Policy.wait_limits``, found by bisection. Victims: ``Policy.review``, which may
-    ask for the head of each sub-queue. It may be early (a job whose wait reaches ``reclaim_after`` may
-    still find no victim); a review in excess costs one pass that changes nothing.
+    ask for the head of each sub-queue. It may be early (a job whose wait reaches
+    ``reclaim_after`` may still find no victim); a review in excess costs one pass
+    that changes nothing.
     """
     pending, policy, now = p.pending, p.policy, p.now
     # By sort key: a sub-queue holds sort keys, so no entry need be looked up.
