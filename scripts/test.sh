@@ -14,6 +14,10 @@
 # and a one-node Slurm with fake GPUs and slurmdbd accounting (scripts/slurm-up.sh),
 # then runs ruff, mypy and pytest. Set MASNAA_SKIP_SYSTEM=1 to skip the Debian/Slurm/PostgreSQL
 # part (those tests are then skipped, with the reason printed).
+#
+# pytest runs on as many workers as the machine has cores, up to 4 (pytest-xdist, a
+# test file per worker at a time; tests of the one local Slurm take turns, see
+# tests/slurm/conftest.py). MASNAA_TEST_WORKERS=N sets the count; 0 runs in one process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -53,14 +57,19 @@ step "mypy (pure core)"
 .venv/bin/mypy
 step "pytest"
 mkdir -p "$ROOT/test-artifacts"
+cores=$(nproc 2>/dev/null || echo 1)
+WORKERS=${MASNAA_TEST_WORKERS:-$(( cores < 4 ? cores : 4 ))}
+PARALLEL=(-n "$WORKERS" --dist loadfile)
+[ "$WORKERS" -gt 1 ] || PARALLEL=(-n 0)
 set +e
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+.venv/bin/python -m pytest -q -p no:cacheprovider "${PARALLEL[@]}" "$@"
 rc=$?
 if [ $# -eq 0 ] && [ "${MASNAA_SKIP_COMPILED:-0}" != 1 ]; then
     step "compiled core (mypyc)"
     bash scripts/build-compiled.sh build/compiled || rc=1
     MASNAA_EXPECT_COMPILED=1 PYTHONPATH="$ROOT/build/compiled/site" \
-        .venv/bin/python -m pytest -q -p no:cacheprovider tests/scheduler tests/sim tests/service || rc=1
+        .venv/bin/python -m pytest -q -p no:cacheprovider "${PARALLEL[@]}" \
+        tests/scheduler tests/sim tests/service || rc=1
 fi
 set -e
 step "done"

@@ -2,13 +2,17 @@
 
 Tests marked ``slurm`` are skipped, with the reason, when no Slurm controller
 answers here. Each test gets its own state directory and job-id prefix, so
-tests never read each other's attempts.
+tests never read each other's attempts. They take turns on the one Slurm
+(``_one_at_a_time``): the suite runs in parallel (pytest-xdist), and some of
+them drain its node or stop its controller.
 """
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +37,23 @@ def _slurm_node() -> tuple[str | None, str]:
         why = (out.stderr or out.stdout).strip()
         return None, f"no Slurm controller answers ({why}); run: sudo bash scripts/slurm-up.sh"
     return out.stdout.split()[0], ""
+
+
+TURNS = Path(tempfile.gettempdir()) / "masnaa-slurm-tests.lock"
+"""Held by the Slurm test that runs now, whichever pytest-xdist worker runs it."""
+
+
+@pytest.fixture(autouse=True)
+def _one_at_a_time(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test marked ``slurm`` holds ``TURNS`` from before its first fixture until
+    after its last one's teardown (which cancels what it left in Slurm): one test's
+    drained node or stopped controller is never another's surprise."""
+    if request.node.get_closest_marker("slurm") is None:
+        yield
+        return
+    with TURNS.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(scope="session")
