@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -40,25 +41,35 @@ def _slurm_node() -> tuple[str | None, str]:
 
 
 TURNS = Path(tempfile.gettempdir()) / "masnaa-slurm-tests.lock"
-"""Held by the Slurm test that runs now, whichever pytest-xdist worker runs it."""
+"""Held by whoever uses the one Slurm now, whichever pytest-xdist worker runs it."""
 
 
-@pytest.fixture(autouse=True)
-def _one_at_a_time(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A test marked ``slurm`` holds ``TURNS`` from before its first fixture until
-    after its last one's teardown (which cancels what it left in Slurm): one test's
-    drained node or stopped controller is never another's surprise."""
-    if request.node.get_closest_marker("slurm") is None:
-        yield
-        return
+@contextmanager
+def _turn() -> Iterator[None]:
     with TURNS.open("a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
 
 
+@pytest.fixture(autouse=True)
+def _one_at_a_time(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test marked ``slurm`` holds ``TURNS`` from before its own fixtures are made
+    until after their teardown (which cancels what it left in Slurm): one test's
+    drained node or stopped controller is never another's surprise. The session's
+    fixtures, made before it, take their turn to ask Slurm (``slurm_node``)."""
+    if request.node.get_closest_marker("slurm") is None:
+        yield
+        return
+    with _turn():
+        yield
+
+
 @pytest.fixture(scope="session")
 def slurm_node() -> str:
-    node, why = _slurm_node()
+    # Another worker's test may have stopped the controller a moment ago: ask in turn,
+    # or this worker would skip every Slurm test for the session.
+    with _turn():
+        node, why = _slurm_node()
     if node is None:
         pytest.skip(why)
     return node
