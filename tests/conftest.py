@@ -14,13 +14,13 @@ import os
 
 import pytest
 
+from masnaa.sim.build import core_build
+
 # Rich reads COLUMNS when a console is made, and the CLI makes its consoles when it is
 # imported, before ``CliRunner(env=...)`` sets anything: fix the width for the whole
 # session, so that a table's columns never depend on which test imported the CLI first
 # or on the terminal pytest runs in.
 os.environ["COLUMNS"] = "200"
-
-from masnaa.sim.build import core_build
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
