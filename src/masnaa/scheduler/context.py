@@ -413,12 +413,10 @@ class Pass(QuotaView):
         return 0
 
     def _count(self, tenant: str, pool: int, gpus: int) -> None:
-        self._excess.clear()
+        self._held_in_pool(tenant, pool, gpus)
         self._by_share = None
-        self._lent = None
         self._ratios.pop(tenant, None)
         self.tenant_delta[tenant] = self.tenant_delta.get(tenant, 0) + gpus
-        self.pool_delta[(tenant, pool)] = self.pool_delta.get((tenant, pool), 0) + gpus
 
     def wait(
         self, job: Job, code: WaitCode, message: str, estimated_start: float | None = None

@@ -5,8 +5,8 @@ nominal quota never lent) and the reads built on it: the GPUs each tenant holds
 per pool, this pass's starts and claims included (``pool_delta``); whether a job
 may use a pool; and what a job that waited ``reclaim_after`` may take back from
 tenants over their nominal quota. ``context.Pass`` extends it with the rest of a
-pass's working state and keeps ``pool_delta`` and the caches here current as it
-starts and claims.
+pass's working state and reports each start and claim (``_held_in_pool``), which
+keeps ``pool_delta`` and the caches here current.
 """
 
 from __future__ import annotations
@@ -52,6 +52,13 @@ class QuotaView(PassView):
                             # The part of the nominal quota never lent stays free for its owner.
                             keep = q.nominal - q.lending_limit
                             self.guarded.setdefault(pool.index, []).append((q.tenant, keep))
+
+    def _held_in_pool(self, tenant: str, pool: int, gpus: int) -> None:
+        """This pass started or claimed for ``tenant`` in ``pool`` (``gpus`` < 0: gave
+        up): count it, and drop what was worked out from the holdings before."""
+        self.pool_delta[(tenant, pool)] = self.pool_delta.get((tenant, pool), 0) + gpus
+        self._excess.clear()
+        self._lent = None
 
     def pool_of(self, r: RunningJob) -> int:
         return self.state._node_pool[self.state._ord[r.placement.slices[0].node]]
