@@ -98,13 +98,12 @@ class SchedulerConfig:
     ``victim_min_level`` and a higher level than the waiting job, and would lose at
     most ``victim_max_loss`` seconds of work (it checkpointed a moment ago): least
     attained service first inside a tenant's share, as las does across all of them.
-    Off by default. On whole Philly at load 0.9 (docs/performance.md; measured before
-    the backfill boundary fix of 2026-11-26, which moved the default's figures) it cut mean JCT
-    from 49.6 h to 29.0 h and p99 queueing delay from 423.9 h to 277.3 h, for ~90,000
-    preemptions and 4.5 points of utilisation (97,000 GPU-hours lost); those figures
-    predate ``spare_after_requeues``, which also bounds these swaps: with its default
-    of 2 the rule keeps utilisation but gains less (36.3 h mean JCT) and raises p99
-    queueing delay (530.9 h); ``spare_after_requeues=0`` gives the full effect. Needs
+    Off by default. On whole Philly at load 0.9 with the other defaults of 2026-11-27
+    (docs/performance.md, "Where the mean-JCT gap to las lies, by tenant") it changes
+    mean JCT within the replays' noise (22.57 h against 22.36 h) and costs 3.4 points
+    of utilisation; with ``spare_after_requeues=0`` and ``victim_max_loss=1800`` it
+    reaches 20.72 h, but stopping the trace's longest job ten times costs 8 points.
+    ``spare_after_requeues`` also bounds these swaps. Needs
     drivers that say when runs checkpoint (``RunningJob.checkpoint_every``): the twin does;
     elsewhere a victim is taken to lose all its run, and the rule rarely fires."""
 
