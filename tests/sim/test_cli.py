@@ -18,6 +18,7 @@ def test_sim_on_a_philly_slice_reports_sane_numbers(tmp_path: Path) -> None:
     res = runner.invoke(app, [
         "sim", "--policy", "masnaa,las,fifo-backfill,srtf-oracle", "--start", "45",
         "--days", "0.5", "--load", "0.9", "--json", str(out), "--plots", str(plots), "--quiet",
+        "--by-tenant",
     ], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     doc = json.loads(out.read_text())
@@ -38,6 +39,8 @@ def test_sim_on_a_philly_slice_reports_sane_numbers(tmp_path: Path) -> None:
         assert 0 < p["fairness"]["jain"] <= 1.0
         assert p["engine"]["invariant_checks"] >= p["jobs"]["finished"]
         assert len(p["fairness"]["tenants"]) == doc["trace"]["tenants"]
+        assert sum(t["jobs"] for t in p["fairness"]["tenants"]) == p["jobs"]["finished"]
+    assert "per tenant: mean JCT" in res.output
     # The oracle's mean JCT is a lower reference for the non-preemptive baseline here.
     names = {p["policy"]: p for p in doc["policies"]}
     assert names["srtf-oracle"]["jct"]["mean"] <= names["fifo-backfill"]["jct"]["mean"] * 1.05

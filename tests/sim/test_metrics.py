@@ -9,7 +9,7 @@ from twin_builders import run, trace
 
 from masnaa.sim.metrics import jain, summarize
 from masnaa.sim.recorded import recorded
-from masnaa.sim.report import table
+from masnaa.sim.report import table, tenant_table
 from masnaa.sim.timeline import Timeline, waterfill
 from masnaa.sim.trace import TraceBuilder
 
@@ -70,6 +70,43 @@ def test_summary_on_a_small_replay_is_consistent() -> None:
     assert s["utilisation"] == pytest.approx((100 * 8 + 50 * 8) / (8 * 150))
     assert s["bounds"]["hold"] and s["bounds"]["makespan_lower"] == pytest.approx(150.0)
     assert s["label"] == "fifo" and not s["oracle"]
+
+
+def test_each_tenant_has_its_own_job_figures() -> None:
+    # FIFO on 8 GPUs: a's 8-GPU job runs at once, b's waits 90 s behind it, and a's
+    # 16-GPU job is rejected, so it counts in no one's figures.
+    s = summarize(run(trace((0, 100, 8, "a"), (10, 50, 8, "b"), (20, 10, 16, "a")),
+                      policy="fifo"))
+    by = {t["tenant"]: t for t in s["fairness"]["tenants"]}
+    assert by["a"]["jobs"] == 1 and by["b"]["jobs"] == 1
+    assert by["a"]["jct"]["mean"] == pytest.approx(100.0)
+    assert by["a"]["queueing_delay"]["max"] == pytest.approx(0.0)
+    assert by["b"]["jct"]["mean"] == pytest.approx(140.0)
+    assert by["b"]["queueing_delay"]["mean"] == pytest.approx(90.0)
+    # The policy's mean is the tenants' means weighted by their jobs.
+    total = sum(t["jct"]["mean"] * t["jobs"] for t in by.values())
+    assert total / s["jobs"]["finished"] == pytest.approx(s["jct"]["mean"])
+
+
+def test_tenant_table_shows_where_a_mean_comes_from() -> None:
+    t = trace((0, 100, 8, "a"), (10, 50, 8, "b"), (20, 30, 8, "b"))
+    fifo = summarize(run(t, policy="fifo"))
+    doc = {"policies": [fifo, summarize(run(t, policy="srtf-oracle"))]}
+    console = Console(width=200, record=True)
+    console.print(tenant_table(doc))
+    text = console.export_text()
+    header = next([c.strip() for c in line.split("┃")[1:-1]] for line in text.splitlines()
+                  if line.count("┃") >= 4)
+    body = [[c.strip() for c in line.split("│")[1:-1]] for line in text.splitlines()
+            if line.count("│") >= 4]
+    assert header == ["tenant", "jobs", "fifo", "srtf-oracle (oracle)"]
+    assert [r[0] for r in body] == ["b", "a", "all"]  # most jobs first, then the whole
+    by = {x["tenant"]: x for x in fifo["fairness"]["tenants"]}
+    # b's two jobs under fifo: 140 s and 160 s (behind a's, then behind b's own).
+    assert by["b"]["jct"]["mean"] == pytest.approx(150.0)
+    assert body[0][1] == "2" and body[0][2].startswith("2.5 min (")
+    assert body[0][2].endswith(f"({100 * by['b']['fair_ratio']:.1f} %)")
+    assert body[2][2] == "2.2 min"  # (100 + 140 + 160) / 3 s
 
 
 def test_oracle_is_labelled() -> None:

@@ -3,11 +3,11 @@
 Owns the one verb ``sim``. It loads a trace (``--trace`` names a loader),
 slices it, sizes the cluster (``--load`` or ``--gpus``), replays it once per
 policy (``--repeat N``: N times, on jittered copies after the first), as many
-replays at once as there are CPU cores (``--workers``), and prints
-a side-by-side table; ``--json`` and ``--plots`` write the full report. Exit
-codes: 0 done; 2 bad input (unknown policy or trace, a malformed trace line, a
-bad option), with the valid choices named; 3 an invariant of the scheduler was
-broken during the replay (a bug).
+replays at once as there are CPU cores (``--workers``), and prints a
+side-by-side table (``--by-tenant``: and one per tenant); ``--json`` and
+``--plots`` write the full report. Exit codes: 0 done; 2 bad input (unknown
+policy or trace, a malformed trace line, a bad option), with the valid choices
+named; 3 an invariant of the scheduler was broken during the replay (a bug).
 """
 
 from __future__ import annotations
@@ -75,13 +75,16 @@ def sim(
     workers: Annotated[int | None, typer.Option(
         help="Replays run at once, each in its own process (default: one per CPU core, up to "
         "the number of replays; 1: one after another in this process).")] = None,
+    by_tenant: Annotated[bool, typer.Option(
+        "--by-tenant", help="Also print each tenant's mean JCT and fair ratio per policy: "
+        "which tenants a difference between policies comes from.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Replay a trace under each policy and compare them side by side."""
     from masnaa.sim.compare import check_policies, check_repeats, check_workers, compare
     from masnaa.sim.errors import InvariantViolation, SimError
     from masnaa.sim.parallel import available_cpus
-    from masnaa.sim.report import spread_table, table, write_json
+    from masnaa.sim.report import spread_table, table, tenant_table, write_json
     from masnaa.sim.shape import size_for
 
     console = Console()
@@ -115,6 +118,8 @@ def sim(
         raise typer.Exit(3) from None
 
     console.print(table(doc))
+    if by_tenant:
+        console.print(tenant_table(doc))
     spread = spread_table(doc)
     if spread is not None:
         console.print(spread)

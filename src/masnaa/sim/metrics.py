@@ -22,6 +22,9 @@ Definitions (times in seconds; only jobs that finished count in job metrics):
   ÷ entitled while it had enough demand (``saturated_ratio``); **Jain's index**
   over the tenants' ``fair_ratio`` capped at 1 (``jain``), and uncapped
   (``jain_uncapped``, reported for comparison);
+- **per tenant**, beside its fair-share figures: its finished ``jobs`` and their
+  ``jct`` and ``queueing_delay`` (as above), which say which tenant a policy's
+  means come from;
 - **bounds**: every JCT ≥ its runtime; makespan ≥ max(Σ GPU·s ÷ GPUs,
   max(submit + runtime)). ``bounds.hold`` says whether they did.
 """
@@ -84,6 +87,7 @@ def summarize(r: RunResult) -> dict[str, Any]:
     work = np.asarray(r.work)[done]
     end = np.asarray(r.end)[done]
     gpus = np.asarray(r.gpus)[done].astype(np.float64)
+    tenant_of = np.asarray(r.tenant)[done]
     requeues = np.asarray(r.requeues)
     jct = end - submit
     queueing = jct - work
@@ -101,8 +105,12 @@ def summarize(r: RunResult) -> dict[str, Any]:
         fr = _ratio(float(tl.received[k]), fair)
         if fr is not None:
             fair_ratios.append(fr)
+        mine = tenant_of == k
         tenants.append({
             "tenant": name,
+            "jobs": int(np.count_nonzero(mine)),
+            "jct": job_stats(jct[mine]),
+            "queueing_delay": job_stats(queueing[mine]),
             "entitled_share": r.shares[k],
             "demand_hours": float(tl.demand_seconds[k]) / 3600,
             "received_gpu_hours": float(tl.received[k]) / 3600,

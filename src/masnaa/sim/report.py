@@ -91,6 +91,43 @@ def _recorded_cell(fn: Any, history: dict[str, Any]) -> str:
         return "—"
 
 
+def tenant_table(doc: dict[str, Any]) -> Table:
+    """Each tenant's mean JCT and fair ratio under each policy (``masnaa sim --by-tenant``).
+
+    A policy's mean JCT is a mean over jobs, so a tenant that submits many jobs weighs
+    on it most; this table shows which tenants a difference between policies comes
+    from, and whether a tenant served faster was also served more than its fair share.
+    Rows: tenants with finished jobs, most jobs first (the first policy's counts).
+    """
+    policies = doc["policies"]
+    title = "per tenant: mean JCT (fair ratio: GPU-hours received ÷ fair share)"
+    if "spread" in doc:
+        title += ", plain replay"
+    out = Table(title=title)
+    out.add_column("tenant", style="bold")
+    out.add_column("jobs", justify="right")
+    for s in policies:
+        out.add_column(s["label"], justify="right")
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for s in policies:
+        for t in s["fairness"]["tenants"]:
+            rows.setdefault(t["tenant"], []).append(t)
+    ordered = sorted(rows.items(), key=lambda kv: (-kv[1][0]["jobs"], kv[0]))
+    for name, per_policy in ordered:
+        if not any(t["jobs"] for t in per_policy):
+            continue
+        cells = [
+            "—" if not t["jobs"] else f"{duration(t['jct']['mean'])} ({percent(t['fair_ratio'])})"
+            for t in per_policy
+        ]
+        out.add_row(name, f"{per_policy[0]['jobs']:,}", *cells)
+    out.add_row(
+        "all", f"{policies[0]['jobs']['finished']:,}",
+        *(duration(s["jct"]["mean"]) for s in policies), style="dim",
+    )
+    return out
+
+
 SPREAD_ROWS: tuple[tuple[str, str, Any], ...] = (
     ("JCT mean", "jct_mean", duration),
     ("queueing p99", "queueing_p99", duration),
