@@ -150,10 +150,14 @@ def test_operator_compares_policies_in_the_twin(
     page.check("input[name=policy][value=fifo]")
     page.locator("form[action='/ops/twin'] button[type=submit]").click()
     page.wait_for_url(re.compile(r"/ops/twin\?run=1"))
-    rows = page.locator("#h-result ~ table tbody tr")
+    rows = page.locator("#t-policies tbody tr")
     assert sorted(rows.nth(i).locator("th").inner_text() for i in range(rows.count())) == [
         "fifo", "fifo-backfill", "las", "masnaa"
     ]
+    # Beside it, one row per tenant: its jobs, then a cell per policy.
+    tenants = page.locator("#t-tenants tbody tr")
+    assert tenants.count() >= 2
+    assert all(tenants.nth(i).locator("td").count() == 5 for i in range(tenants.count()))
     assert page.locator("svg.chart polyline").count() == 8  # 2 charts × 4 policies
     page.screenshot(path=str(artifacts / f"{lang}-8-twin.png"), full_page=True)
 

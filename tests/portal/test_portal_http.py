@@ -247,6 +247,35 @@ def test_twin_checks_its_numbers(factory: Factory) -> None:
         assert c.get("/ops/twin?run=1").status_code == 404
 
 
+def test_twin_shows_each_tenant_under_each_policy(factory: Factory) -> None:
+    from masnaa.portal.i18n import Lang
+    from masnaa.portal.routes_twin import TwinForm, run_twin
+
+    with signed_in(factory, "ops") as c:
+        r = c.get("/ops/twin?run=1&jobs=300&tenants=3&load=0.9&seed=4"
+                  "&policy=fifo&policy=masnaa")
+        assert r.status_code == 200
+    # The same comparison, run here: the page's table must hold its per-tenant figures.
+    doc = run_twin(TwinForm(300, 4, 3, 0.9, ("fifo", "masnaa")))
+    html = r.text[r.text.index("Per tenant: mean JCT"):]
+    rows = re.findall(r'<tr><th scope="row">([^<]+)</th>(.*?)</tr>', html, re.S)
+    cells = {name: re.findall(r'<td class="num">([^<]*)</td>', rest) for name, rest in rows}
+    en = Lang("en")
+    by_policy = [{t["tenant"]: t for t in p["fairness"]["tenants"]} for p in doc["policies"]]
+    served = [name for name, t in by_policy[0].items() if t["jobs"]]
+    assert sorted(cells) == sorted(served) and len(served) == 3
+    for name in served:
+        fifo, masnaa = by_policy[0][name], by_policy[1][name]
+        assert cells[name][0] == en.number(fifo["jobs"])
+        assert cells[name][1] == (
+            f"{en.number(fifo['jct']['mean'] / 3600, 2)} ({en.percent(fifo['fair_ratio'])})"
+        )
+        assert cells[name][2].startswith(en.number(masnaa["jct"]["mean"] / 3600, 2) + " (")
+    # Most jobs first.
+    jobs = [by_policy[0][name]["jobs"] for name, _ in rows]
+    assert jobs == sorted(jobs, reverse=True)
+
+
 def test_cookies_are_secure_behind_an_https_proxy(factory: Factory) -> None:
     # uvicorn trusts X-Forwarded-Proto from loopback: what a TLS proxy in front sends.
     with httpx.Client(base_url=factory.url, headers={"X-Forwarded-Proto": "https"}) as c:

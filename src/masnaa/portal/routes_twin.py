@@ -9,7 +9,8 @@ belong to ``masnaa sim`` on the command line.
 
 Charts are inline SVG drawn on the server (``portal.charts``): utilisation
 over virtual time and the distribution of job completion times; the table
-below them holds the same numbers.
+below them holds the same numbers, and a second one each tenant's mean JCT and
+fair ratio under each policy (``masnaa sim --by-tenant``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from masnaa.portal.charts import Series, line_chart
 from masnaa.portal.i18n import Lang
 from masnaa.portal.web import PageDep, PortalRoute
 from masnaa.scheduler import POLICIES
+from masnaa.sim.report import tenant_rows
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 MAX_JOBS = 5000
@@ -134,4 +136,5 @@ async def twin(
         oracle={name: bool(getattr(cls, "oracle", False)) for name, cls in POLICIES.items()},
         doc=doc,
         charts=charts(doc, page.lang) if doc else [],
+        tenants=tenant_rows(doc) if doc else [],
     )

@@ -91,6 +91,17 @@ def _recorded_cell(fn: Any, history: dict[str, Any]) -> str:
         return "—"
 
 
+def tenant_rows(doc: dict[str, Any]) -> list[tuple[str, int, list[dict[str, Any]]]]:
+    """Per tenant with finished jobs, most jobs first: its name, its finished jobs (under
+    the first policy) and its ``fairness.tenants`` entry under each policy, in order."""
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for s in doc["policies"]:
+        for t in s["fairness"]["tenants"]:
+            rows.setdefault(t["tenant"], []).append(t)
+    ordered = sorted(rows.items(), key=lambda kv: (-kv[1][0]["jobs"], kv[0]))
+    return [(name, per[0]["jobs"], per) for name, per in ordered if any(t["jobs"] for t in per)]
+
+
 def tenant_table(doc: dict[str, Any]) -> Table:
     """Each tenant's mean JCT and fair ratio under each policy (``masnaa sim --by-tenant``).
 
@@ -108,19 +119,12 @@ def tenant_table(doc: dict[str, Any]) -> Table:
     out.add_column("jobs", justify="right")
     for s in policies:
         out.add_column(s["label"], justify="right")
-    rows: dict[str, list[dict[str, Any]]] = {}
-    for s in policies:
-        for t in s["fairness"]["tenants"]:
-            rows.setdefault(t["tenant"], []).append(t)
-    ordered = sorted(rows.items(), key=lambda kv: (-kv[1][0]["jobs"], kv[0]))
-    for name, per_policy in ordered:
-        if not any(t["jobs"] for t in per_policy):
-            continue
+    for name, jobs, per_policy in tenant_rows(doc):
         cells = [
             "—" if not t["jobs"] else f"{duration(t['jct']['mean'])} ({percent(t['fair_ratio'])})"
             for t in per_policy
         ]
-        out.add_row(name, f"{per_policy[0]['jobs']:,}", *cells)
+        out.add_row(name, f"{jobs:,}", *cells)
     out.add_row(
         "all", f"{policies[0]['jobs']['finished']:,}",
         *(duration(s["jct"]["mean"]) for s in policies), style="dim",
