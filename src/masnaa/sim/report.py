@@ -1,4 +1,5 @@
-"""Reports of a comparison: the Rich table and the JSON document.
+"""Reports of a comparison: the Rich tables (side by side, per tenant, the spread of
+repeated replays) and the JSON document.
 
 The JSON document is ``{"trace": {...}, "cluster": {...}, "policies": [summary, ...]}``
 with one ``metrics.summarize`` dict per policy, in the order asked for. Oracle
