@@ -156,7 +156,8 @@ def test_a_history_with_recorded_starts_is_reported_beside_the_replays(tmp_path:
     out, plots = tmp_path / "r.json", tmp_path / "plots"
     res = runner.invoke(app, ["sim", "--trace", "csv", "--file", str(p), "--gpus", "8",
                               "--policy", "fifo-backfill,masnaa", "--json", str(out),
-                              "--plots", str(plots), "--quiet"], env={"COLUMNS": "200"})
+                              "--plots", str(plots), "--quiet", "--by-tenant"],
+                        env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     assert "as recorded" in res.output
     history = json.loads(out.read_text())["recorded"]
@@ -165,3 +166,10 @@ def test_a_history_with_recorded_starts_is_reported_beside_the_replays(tmp_path:
     assert history["queueing_delay"]["max"] == 1180.0
     assert history["utilisation"] == (2 * 600 * 8 + 2 * 60 * 4) / (8 * 1260.0)
     assert (plots / "jct_cdf.png").stat().st_size > 0
+    # Per tenant, as recorded: a's jobs took 600 s and 1,240 s; b's 1,190 s and 1,230 s.
+    by = {t["tenant"]: t for t in history["tenants"]}
+    assert by["a"]["jct"]["mean"] == 920.0 and by["b"]["jct"]["mean"] == 1210.0
+    assert by["b"]["queueing_delay"]["mean"] == (590.0 + 1170.0) / 2
+    per_tenant = res.output[res.output.index("per tenant"):]
+    row_b = next(line for line in per_tenant.splitlines() if line.startswith("│ b "))
+    assert row_b.rstrip(" │").endswith("20.2 min")  # the last column: as recorded

@@ -135,6 +135,10 @@ def test_recorded_schedule_is_measured_like_a_replay() -> None:
     assert doc["jct"]["mean"] == pytest.approx((110 + 50) / 2)
     assert doc["queueing_delay"]["mean"] == pytest.approx(5.0)
     assert doc["queueing_delay"]["max"] == pytest.approx(10.0)
+    # Per tenant, only jobs whose start is known: b's second job counts for no one.
+    assert [(t["tenant"], t["jobs"], t["jct"]["mean"]) for t in doc["tenants"]] == [
+        ("a", 1, pytest.approx(110.0)), ("b", 1, pytest.approx(50.0))
+    ]
     assert doc["makespan"] == pytest.approx(110.0)
     assert doc["utilisation"] == pytest.approx((100 * 2 + 50) / (4 * 110))
     cdf = doc["series"]["jct_quantiles"]

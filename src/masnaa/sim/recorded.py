@@ -6,7 +6,8 @@ the site's own scheduler at work, a reference beside the replays: an operator
 sees whether the twin's ``fifo-backfill`` comes close to what Slurm did (the
 twin is then a fair judge of the other policies), and what the site would gain.
 
-Only jobs whose start is recorded count. JCT = recorded start + runtime − submit;
+Only jobs whose start is recorded count, in the whole and per tenant (``tenants``).
+JCT = recorded start + runtime − submit;
 queueing delay = recorded start − submit (a job requeued by Slurm is recorded once,
 with its last start); makespan = last recorded end − first submission. Utilisation
 divides by the GPUs of the replayed cluster, so it means something only when
@@ -39,14 +40,27 @@ def recorded(trace: Trace, gpus: int) -> dict[str, Any] | None:
     work = trace.work()[known]
     end = started + work
     jct = end - submit
+    queueing = started - submit
     makespan = float(end.max())
     offered = float(np.sum(work * trace.gpus[known]))
+    tenant_of = trace.tenant[known]
+    tenants = []
+    for k, name in enumerate(trace.tenants):
+        mine = tenant_of == k
+        if mine.any():
+            tenants.append({
+                "tenant": name,
+                "jobs": int(np.count_nonzero(mine)),
+                "jct": job_stats(jct[mine]),
+                "queueing_delay": job_stats(queueing[mine]),
+            })
     return {
         "label": LABEL,
         "jobs": {"total": len(trace), "finished": int(known.sum())},
         "jct": job_stats(jct),
-        "queueing_delay": job_stats(started - submit),
+        "queueing_delay": job_stats(queueing),
         "makespan": makespan,
         "utilisation": offered / (gpus * makespan) if makespan > 0 and gpus > 0 else 0.0,
+        "tenants": tenants,
         "series": {"jct_quantiles": jct_quantiles(jct)},
     }

@@ -8,7 +8,8 @@ policies carry ``"oracle": true`` and a label ending in ``(oracle)``. With
 (the plain replay first, then the jittered ones), ``mean``, ``min`` and ``max``.
 Where the trace records when its jobs started (a Slurm history), it also has
 ``"recorded"`` (``sim.recorded``): the same job metrics for the schedule the
-trace's own cluster ran, shown in the table as a last column, "as recorded".
+trace's own cluster ran, shown in the tables as a last column, "as recorded"
+(per tenant: its mean JCT only; a history does not tell shares over time).
 """
 
 from __future__ import annotations
@@ -120,16 +121,24 @@ def tenant_table(doc: dict[str, Any]) -> Table:
     out.add_column("jobs", justify="right")
     for s in policies:
         out.add_column(s["label"], justify="right")
+    history = doc.get("recorded")
+    seen: dict[str, Any] = {}
+    if history is not None:
+        # A history tells each tenant's waits, not its share over time.
+        out.add_column(history["label"], justify="right", style="dim")
+        seen = {t["tenant"]: t for t in history.get("tenants", ())}
     for name, jobs, per_policy in tenant_rows(doc):
         cells = [
             "—" if not t["jobs"] else f"{duration(t['jct']['mean'])} ({percent(t['fair_ratio'])})"
             for t in per_policy
         ]
+        if history is not None:
+            cells.append(duration(seen[name]["jct"]["mean"]) if name in seen else "—")
         out.add_row(name, f"{jobs:,}", *cells)
-    out.add_row(
-        "all", f"{policies[0]['jobs']['finished']:,}",
-        *(duration(s["jct"]["mean"]) for s in policies), style="dim",
-    )
+    totals = [duration(s["jct"]["mean"]) for s in policies]
+    if history is not None:
+        totals.append(duration(history["jct"]["mean"]))
+    out.add_row("all", f"{policies[0]['jobs']['finished']:,}", *totals, style="dim")
     return out
 
 
