@@ -72,6 +72,18 @@ def job_stats(x: npt.NDArray[np.float64]) -> dict[str, float]:
     }
 
 
+def tenant_jobs(
+    mine: npt.NDArray[np.bool_], jct: npt.NDArray[np.float64], queueing: npt.NDArray[np.float64]
+) -> dict[str, Any]:
+    """One tenant's finished ``jobs`` (``mine``: which of the jobs are its) and their
+    ``jct`` and ``queueing_delay`` (``job_stats``)."""
+    return {
+        "jobs": int(np.count_nonzero(mine)),
+        "jct": job_stats(jct[mine]),
+        "queueing_delay": job_stats(queueing[mine]),
+    }
+
+
 def jct_quantiles(jct: npt.NDArray[np.float64]) -> list[float]:
     """``CDF_POINTS`` evenly spaced quantiles of the JCTs, for the CDF plot."""
     if not jct.size:
@@ -105,12 +117,9 @@ def summarize(r: RunResult) -> dict[str, Any]:
         fr = _ratio(float(tl.received[k]), fair)
         if fr is not None:
             fair_ratios.append(fr)
-        mine = tenant_of == k
         tenants.append({
             "tenant": name,
-            "jobs": int(np.count_nonzero(mine)),
-            "jct": job_stats(jct[mine]),
-            "queueing_delay": job_stats(queueing[mine]),
+            **tenant_jobs(tenant_of == k, jct, queueing),
             "entitled_share": r.shares[k],
             "demand_hours": float(tl.demand_seconds[k]) / 3600,
             "received_gpu_hours": float(tl.received[k]) / 3600,

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from masnaa.sim.metrics import jct_quantiles, job_stats
+from masnaa.sim.metrics import jct_quantiles, job_stats, tenant_jobs
 from masnaa.sim.trace import Trace
 
 LABEL = "as recorded"
@@ -48,12 +48,7 @@ def recorded(trace: Trace, gpus: int) -> dict[str, Any] | None:
     for k, name in enumerate(trace.tenants):
         mine = tenant_of == k
         if mine.any():
-            tenants.append({
-                "tenant": name,
-                "jobs": int(np.count_nonzero(mine)),
-                "jct": job_stats(jct[mine]),
-                "queueing_delay": job_stats(queueing[mine]),
-            })
+            tenants.append({"tenant": name, **tenant_jobs(mine, jct, queueing)})
     return {
         "label": LABEL,
         "jobs": {"total": len(trace), "finished": int(known.sum())},
