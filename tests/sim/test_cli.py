@@ -8,6 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from masnaa.cli.main import app
+from masnaa.sim.report import duration, percent
 
 runner = CliRunner()
 
@@ -114,7 +115,8 @@ def test_repeated_replays_report_how_far_a_moment_moves_each_metric(tmp_path: Pa
     res = runner.invoke(app, [
         "sim", "--policy", "fifo-backfill,masnaa", "--start", "45", "--days", "1",
         "--gpus", "64", "--repeat", "3", "--jitter", "30", "--json", str(out), "--quiet",
-    ], env={"COLUMNS": "200"})
+        "--by-tenant",
+    ], env={"COLUMNS": "250"})
     assert res.exit_code == 0, res.output
     assert "over 3 replays, submit times jittered by up to 30 s" in res.output
     doc = json.loads(out.read_text())
@@ -128,6 +130,31 @@ def test_repeated_replays_report_how_far_a_moment_moves_each_metric(tmp_path: Pa
         for m in metrics.values():
             assert m["min"] <= m["mean"] <= m["max"]
         assert len(set(jct["runs"])) == 3  # every jittered copy replays differently
+        # Per tenant: the first run is the plain replay's figure, and the tenants'
+        # ranges move too.
+        tenants = spread["tenants"][plain["label"]]
+        assert set(tenants) == {t["tenant"] for t in plain["fairness"]["tenants"]}
+        moved = 0
+        for t in plain["fairness"]["tenants"]:
+            mine = tenants[t["tenant"]]
+            assert len(mine["jct_mean"]["runs"]) == 3
+            assert mine["fair_ratio"]["runs"][0] == t["fair_ratio"]
+            if t["jobs"]:
+                assert mine["jct_mean"]["runs"][0] == t["jct"]["mean"]
+                lo, mean, hi = (mine["jct_mean"][k] for k in ("min", "mean", "max"))
+                assert lo <= mean <= hi
+                moved += lo < hi
+        assert moved > 0
+    # The per-tenant table gives each cell's mean, range and mean fair ratio.
+    per_tenant = res.output[res.output.index("per tenant over 3 replays"):]
+    busiest = max(doc["policies"][0]["fairness"]["tenants"], key=lambda t: (t["jobs"], t["tenant"]))
+    row = next(line for line in per_tenant.splitlines() if f"│ {busiest['tenant']} " in line)
+    first = spread["tenants"][doc["policies"][0]["label"]][busiest["tenant"]]
+    jct_cell = (
+        f"{duration(first['jct_mean']['mean'])} ({duration(first['jct_mean']['min'])} – "
+        f"{duration(first['jct_mean']['max'])}), {percent(first['fair_ratio']['mean'])}"
+    )
+    assert jct_cell in row
 
 
 def test_a_repeat_below_one_or_a_jitter_of_zero_is_refused() -> None:

@@ -9,7 +9,7 @@ spread of a metric over such replays is the noise any difference must exceed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from masnaa.scheduler import POLICIES
@@ -66,7 +66,8 @@ def compare(
     """``repeats`` > 1 replays each policy again on ``repeats − 1`` copies of the trace
     whose submit times are jittered by up to ``jitter`` seconds (seeds 1, 2, …), on
     the same cluster, and adds ``"spread"``: the key metrics of every run, the first
-    being the plain one. ``workers`` > 1 runs the replays in that many processes
+    being the plain one, and each tenant's mean JCT and fair ratio in every run
+    (``spread["tenants"][label][tenant]``). ``workers`` > 1 runs the replays in that many processes
     (``parallel``); the document is the same either way."""
     check_policies(policies)
     check_repeats(repeats, jitter)
@@ -98,6 +99,10 @@ def compare(
             "jitter_seconds": jitter,
             "policies": {
                 s["label"]: _ranges([key_metrics(r) for r in results[i :: len(policies)]])
+                for i, s in enumerate(summaries)
+            },
+            "tenants": {
+                s["label"]: _tenant_ranges(results[i :: len(policies)])
                 for i, s in enumerate(summaries)
             },
         }
@@ -145,7 +150,27 @@ def key_metrics(summary: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def _ranges(runs: list[dict[str, float]]) -> dict[str, dict[str, Any]]:
+def tenant_metrics(summary: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Each tenant's mean JCT (``None`` when none of its jobs finished) and fair ratio,
+    from one summary."""
+    return {
+        t["tenant"]: {
+            "jct_mean": t["jct"]["mean"] if t["jobs"] else None,
+            "fair_ratio": t["fair_ratio"],
+        }
+        for t in summary["fairness"]["tenants"]
+    }
+
+
+def _tenant_ranges(summaries: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``_ranges`` of ``tenant_metrics`` per tenant, over one policy's runs. Every copy
+    of a trace has the same tenants; a tenant missing from a run counts as ``None``."""
+    runs = [tenant_metrics(s) for s in summaries]
+    empty: dict[str, float | None] = {"jct_mean": None, "fair_ratio": None}
+    return {name: _ranges([r.get(name, empty) for r in runs]) for name in runs[0]}
+
+
+def _ranges(runs: Sequence[Mapping[str, float | None]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name in runs[0]:
         values = [r[name] for r in runs]

@@ -111,11 +111,19 @@ def tenant_table(doc: dict[str, Any]) -> Table:
     on it most; this table shows which tenants a difference between policies comes
     from, and whether a tenant served faster was also served more than its fair share.
     Rows: tenants with finished jobs, most jobs first (the first policy's counts).
+    With repeated replays each cell gives the tenant's mean JCT over them, its range,
+    and its mean fair ratio: a tenant's figures move more than the policy's mean does.
     """
     policies = doc["policies"]
-    title = "per tenant: mean JCT (fair ratio: GPU-hours received ÷ fair share)"
-    if "spread" in doc:
-        title += ", plain replay"
+    spread: dict[str, Any] = doc.get("spread") or {}
+    over = spread.get("tenants")
+    if over is None:
+        title = "per tenant: mean JCT (fair ratio: GPU-hours received ÷ fair share)"
+    else:
+        title = (
+            f"per tenant over {spread['repeats']} replays: mean JCT, mean (min – max), and "
+            "mean fair ratio (GPU-hours received ÷ fair share)"
+        )
     out = Table(title=title)
     out.add_column("tenant", style="bold")
     out.add_column("jobs", justify="right")
@@ -128,18 +136,38 @@ def tenant_table(doc: dict[str, Any]) -> Table:
         out.add_column(history["label"], justify="right", style="dim")
         seen = {t["tenant"]: t for t in history.get("tenants", ())}
     for name, jobs, per_policy in tenant_rows(doc):
-        cells = [
-            "—" if not t["jobs"] else f"{duration(t['jct']['mean'])} ({percent(t['fair_ratio'])})"
-            for t in per_policy
-        ]
+        if over is None:
+            cells = [
+                "—" if not t["jobs"]
+                else f"{duration(t['jct']['mean'])} ({percent(t['fair_ratio'])})"
+                for t in per_policy
+            ]
+        else:
+            cells = [_tenant_spread_cell(over[s["label"]].get(name)) for s in policies]
         if history is not None:
             cells.append(duration(seen[name]["jct"]["mean"]) if name in seen else "—")
         out.add_row(name, f"{jobs:,}", *cells)
-    totals = [duration(s["jct"]["mean"]) for s in policies]
+    if over is None:
+        totals = [duration(s["jct"]["mean"]) for s in policies]
+    else:
+        totals = [_range_cell(spread["policies"][s["label"]]["jct_mean"]) for s in policies]
     if history is not None:
         totals.append(duration(history["jct"]["mean"]))
     out.add_row("all", f"{policies[0]['jobs']['finished']:,}", *totals, style="dim")
     return out
+
+
+def _range_cell(m: dict[str, Any], fmt: Any = duration) -> str:
+    """``mean (min – max)`` of one ``compare._ranges`` entry (``—``: no value in any run)."""
+    if m["mean"] is None:
+        return "—"
+    return f"{fmt(m['mean'])} ({fmt(m['min'])} – {fmt(m['max'])})"
+
+
+def _tenant_spread_cell(t: dict[str, Any] | None) -> str:
+    if t is None or t["jct_mean"]["mean"] is None:
+        return "—"
+    return f"{_range_cell(t['jct_mean'])}, {percent(t['fair_ratio']['mean'])}"
 
 
 SPREAD_ROWS: tuple[tuple[str, str, Any], ...] = (
@@ -167,14 +195,7 @@ def spread_table(doc: dict[str, Any]) -> Table | None:
     for label in labels:
         out.add_column(label, justify="right")
     for name, key, fmt in SPREAD_ROWS:
-        cells = []
-        for label in labels:
-            m = spread["policies"][label][key]
-            cells.append(
-                "—" if m["mean"] is None
-                else f"{fmt(m['mean'])} ({fmt(m['min'])} – {fmt(m['max'])})"
-            )
-        out.add_row(name, *cells)
+        out.add_row(name, *(_range_cell(spread["policies"][label][key], fmt) for label in labels))
     return out
 
 
