@@ -75,6 +75,17 @@ def test_api_errors_print_the_sentence_and_exit_1(world: World) -> None:
     assert code == 1 and "job-not-found" in err
 
 
+@pytest.mark.parametrize("option", ["--gpus", "--tasks"])
+def test_a_gang_of_zero_is_refused_by_its_option_name(option: str) -> None:
+    # Refused before the server is asked: the sentence names the option the user typed,
+    # not the API's field.
+    result = CliRunner().invoke(app, ["submit", option, "0", "--", "true"],
+                                env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}'" in result.output
+    assert "greater than or equal to 1" in result.output
+
+
 def test_script_and_batch_submission(world: World, tmp_path: Path) -> None:
     script = tmp_path / "train.sh"
     script.write_text("#!/bin/sh\necho training\n")

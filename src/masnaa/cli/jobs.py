@@ -176,8 +176,10 @@ def submit(
     command: Annotated[
         list[str] | None, typer.Argument(help="The program and its arguments, after '--'.")
     ] = None,
-    gpus: Annotated[int, typer.Option("--gpus", "-g", help="GPUs per task.")] = 1,
-    tasks: Annotated[int, typer.Option("--tasks", "-n", help="Tasks (one node each at most).")] = 1,
+    gpus: Annotated[int, typer.Option("--gpus", "-g", min=1, help="GPUs per task.")] = 1,
+    tasks: Annotated[
+        int, typer.Option("--tasks", "-n", min=1, help="Tasks (one node each at most).")
+    ] = 1,
     gpu_type: Annotated[
         list[str], typer.Option("--gpu-type", "-t", help="Acceptable GPU type(s), preferred first.")
     ] = [],  # noqa: B006 — typer reads the default, never mutates it
