@@ -7,8 +7,8 @@ version of what it read, and is dropped as soon as that version moves.
 
 What it keeps: the EASY reservation's release walk (``release.reservation_fit``),
 per gang shape. The walk depends only on the free GPUs and the release profile
-(both fixed by ``ClusterState.version``) and on ``now``, through running jobs past their
-expected end, which count as ending now. A walk answered at ``t`` for an earlier
+(both fixed by ``ClusterState.version``) and on ``now``, through running jobs past
+their expected end, which count as ending now. A walk answered at ``t`` for an earlier
 ``now`` answers ``max(t, now)`` later: clamping the overdue ends to a later
 ``now`` moves their times but keeps their order, so the same release is the
 first after which the gang fits.

@@ -67,8 +67,8 @@ def compare(
     whose submit times are jittered by up to ``jitter`` seconds (seeds 1, 2, …), on
     the same cluster, and adds ``"spread"``: the key metrics of every run, the first
     being the plain one, and each tenant's mean JCT and fair ratio in every run
-    (``spread["tenants"][label][tenant]``). ``workers`` > 1 runs the replays in that many processes
-    (``parallel``); the document is the same either way."""
+    (``spread["tenants"][label][tenant]``). ``workers`` > 1 runs the replays in that
+    many processes (``parallel``); the document is the same either way."""
     check_policies(policies)
     check_repeats(repeats, jitter)
     check_workers(workers)
