@@ -147,6 +147,7 @@ def test_operator_compares_policies_in_the_twin(
     sign_in(page, factory, "ops", lang)
     page.goto(f"{factory.url}/ops/twin")
     page.fill("#t-jobs", "300")
+    page.fill("#t-replays", "2")
     page.check("input[name=policy][value=fifo]")
     page.locator("form[action='/ops/twin'] button[type=submit]").click()
     page.wait_for_url(re.compile(r"/ops/twin\?run=1"))
@@ -158,6 +159,10 @@ def test_operator_compares_policies_in_the_twin(
     tenants = page.locator("#t-tenants tbody tr")
     assert tenants.count() >= 2
     assert all(tenants.nth(i).locator("td").count() == 5 for i in range(tenants.count()))
+    # Two replays: each policy's key figures as a range, a cell per figure.
+    spread = page.locator("#t-spread tbody tr")
+    assert spread.count() == 4
+    assert all(spread.nth(i).locator("td").count() == 4 for i in range(4))
     assert page.locator("svg.chart polyline").count() == 8  # 2 charts × 4 policies
     page.screenshot(path=str(artifacts / f"{lang}-8-twin.png"), full_page=True)
 

@@ -236,10 +236,11 @@ def test_a_project_of_another_tenant_is_refused_on_submit(factory: Factory) -> N
 
 def test_twin_checks_its_numbers(factory: Factory) -> None:
     with signed_in(factory, "ops") as c:
-        r = c.get("/ops/twin?run=1&jobs=lots&load=7")
+        r = c.get("/ops/twin?run=1&jobs=lots&load=7&replays=9")
         assert r.status_code == 422
         assert "Enter a number from 100 to 5,000." in r.text
         assert "Enter a number from 0.1 to 2.0." in r.text
+        assert "Enter a number from 1 to 3." in r.text
         # A policy repeated by hand in the URL is compared once, not refused with a 500.
         r = c.get("/ops/twin?run=1&jobs=100&policy=fifo&policy=fifo")
         assert r.status_code == 200
@@ -274,6 +275,37 @@ def test_twin_shows_each_tenant_under_each_policy(factory: Factory) -> None:
     # Most jobs first.
     jobs = [by_policy[0][name]["jobs"] for name, _ in rows]
     assert jobs == sorted(jobs, reverse=True)
+
+
+def test_twin_replays_give_each_policy_a_range(factory: Factory) -> None:
+    from masnaa.portal.i18n import Lang
+    from masnaa.portal.routes_twin import TwinForm, run_twin
+
+    query = "/ops/twin?run=1&jobs=300&tenants=3&load=0.9&seed=4&policy=fifo&policy=masnaa"
+    with signed_in(factory, "ops") as c:
+        one = c.get(query)
+        two = c.get(query + "&replays=2")
+    assert one.status_code == two.status_code == 200
+    assert 'id="t-spread"' not in one.text  # one replay: no range to show
+    doc = run_twin(TwinForm(300, 4, 3, 0.9, ("fifo", "masnaa"), 2))
+    html = two.text[two.text.index('id="t-spread"'):]
+    assert "Over 2 replays" in html
+    rows = dict(re.findall(r'<tr><th scope="row">([^<]+)</th>(.*?)</tr>', html, re.S))
+    en = Lang("en")
+    hours = lambda v: en.number(v / 3600, 2)  # noqa: E731
+    for label, figures in doc["spread"]["policies"].items():
+        cells = [c.strip() for c in re.findall(r'<td class="num">([^<]*)</td>', rows[label])]
+        jct, wait, util = figures["jct_mean"], figures["queueing_p99"], figures["utilisation"]
+        assert cells[0] == f"{hours(jct['mean'])} ({hours(jct['min'])} – {hours(jct['max'])})"
+        assert cells[1] == f"{hours(wait['mean'])} ({hours(wait['min'])} – {hours(wait['max'])})"
+        assert cells[2] == (
+            f"{en.percent(util['mean'])} ({en.percent(util['min'])} – {en.percent(util['max'])})"
+        )
+        assert jct["runs"][0] == next(p for p in doc["policies"] if p["label"] == label)[
+            "jct"]["mean"]
+    # The jittered copy replays differently: the range is not a point.
+    assert any(f["jct_mean"]["min"] < f["jct_mean"]["max"]
+               for f in doc["spread"]["policies"].values())
 
 
 def test_cookies_are_secure_behind_an_https_proxy(factory: Factory) -> None:

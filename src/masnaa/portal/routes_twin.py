@@ -3,9 +3,14 @@
 The page drives ``masnaa.sim.compare`` — the same code as ``masnaa sim`` —
 on a seeded synthetic workload. Same parameters, same result: the form is a
 plain GET, so a comparison is a link an operator can share. Nothing is
-stored. The run is bounded (``MAX_JOBS`` jobs, the non-oracle policies plus
-``srtf-oracle`` as a bound) so a page answers in seconds; larger studies
-belong to ``masnaa sim`` on the command line.
+stored. The run is bounded (``MAX_JOBS`` jobs, ``MAX_REPLAYS`` replays, the
+non-oracle policies plus ``srtf-oracle`` as a bound) so a page answers in
+seconds; larger studies belong to ``masnaa sim`` on the command line.
+
+With more than one replay (``masnaa sim --repeat``), the workload is replayed
+again with submissions moved by up to a minute, and a third table gives each
+policy's key figures as a mean and a range: a difference between policies smaller
+than that range is noise. The charts and the other tables show the first replay.
 
 Charts are inline SVG drawn on the server (``portal.charts``): utilisation
 over virtual time and the distribution of job completion times; the table
@@ -29,6 +34,7 @@ from masnaa.sim.report import tenant_rows
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 MAX_JOBS = 5000
+MAX_REPLAYS = 3
 DEFAULT_POLICIES = ("masnaa", "fifo-backfill", "las")
 
 
@@ -39,6 +45,7 @@ class TwinForm:
     tenants: int
     load: float
     policies: tuple[str, ...]
+    replays: int = 1
 
 
 def run_twin(form: TwinForm) -> dict[str, Any]:
@@ -51,7 +58,7 @@ def run_twin(form: TwinForm) -> dict[str, Any]:
                          target_load=form.load, tenants=form.tenants)
     trace = load_trace("synthetic", source)
     sizing = size_for(trace, load=form.load, gpus=None)
-    return compare(trace, list(form.policies), sizing, EngineConfig())
+    return compare(trace, list(form.policies), sizing, EngineConfig(), repeats=form.replays)
 
 
 def charts(doc: dict[str, Any], lang: Lang) -> list[Any]:
@@ -99,18 +106,20 @@ async def twin(
     seed: Annotated[str, Query(max_length=16)] = "0",
     tenants: Annotated[str, Query(max_length=16)] = "6",
     load: Annotated[str, Query(max_length=16)] = "0.9",
+    replays: Annotated[str, Query(max_length=16)] = "1",
     policy: Annotated[list[str] | None, Query(max_length=len(POLICIES))] = None,
     run: bool = False,
 ) -> Response:
     page.operator()
-    values = {"jobs": jobs, "seed": seed, "tenants": tenants, "load": load}
-    parsed = {
-        "jobs": _read(jobs, int, 100, MAX_JOBS),
-        "seed": _read(seed, int, 0, 2**31),
-        "tenants": _read(tenants, int, 1, 50),
-        "load": _read(load, float, 0.1, 2.0),
+    values = {"jobs": jobs, "seed": seed, "tenants": tenants, "load": load, "replays": replays}
+    bounds: dict[str, tuple[int | float, int | float]] = {
+        "jobs": (100, MAX_JOBS), "seed": (0, 2**31), "tenants": (1, 50), "load": (0.1, 2.0),
+        "replays": (1, MAX_REPLAYS),
     }
-    bounds = {"jobs": (100, MAX_JOBS), "seed": (0, 2**31), "tenants": (1, 50), "load": (0.1, 2.0)}
+    parsed = {
+        name: _read(values[name], float if name == "load" else int, lo, hi)
+        for name, (lo, hi) in bounds.items()
+    }
     errors = {
         name: page._("Enter a number from %(lo)s to %(hi)s.", lo=page.lang.number(lo, 1 if
                      name == "load" else 0), hi=page.lang.number(hi, 1 if name == "load" else 0))
@@ -124,7 +133,8 @@ async def twin(
     )
     doc = None
     if run and not errors:
-        form = TwinForm(parsed["jobs"], parsed["seed"], parsed["tenants"], parsed["load"], chosen)
+        form = TwinForm(parsed["jobs"], parsed["seed"], parsed["tenants"], parsed["load"], chosen,
+                        parsed["replays"])
         doc = await run_in_threadpool(run_twin, form)
     return page.render(
         "ops_twin.html",
@@ -137,4 +147,21 @@ async def twin(
         doc=doc,
         charts=charts(doc, page.lang) if doc else [],
         tenants=tenant_rows(doc) if doc else [],
+        spread=spread_rows(doc) if doc else [],
+        max_replays=MAX_REPLAYS,
     )
+
+
+SPREAD_COLUMNS = ("jct_mean", "queueing_p99", "utilisation", "jain")
+"""The key figures (``compare.key_metrics``) the replays table shows, in order."""
+
+
+def spread_rows(doc: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Per policy, its ``SPREAD_COLUMNS`` ranges over the replays (none for one replay)."""
+    spread = doc.get("spread")
+    if spread is None:
+        return []
+    return [
+        (label, [figures[name] for name in SPREAD_COLUMNS])
+        for label, figures in spread["policies"].items()
+    ]
