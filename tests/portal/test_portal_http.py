@@ -241,6 +241,11 @@ def test_twin_checks_its_numbers(factory: Factory) -> None:
         assert "Enter a number from 100 to 5,000." in r.text
         assert "Enter a number from 0.1 to 2.0." in r.text
         assert "Enter a number from 1 to 3." in r.text
+        # Each replay costs a whole comparison again: jobs × replays is bounded.
+        r = c.get("/ops/twin?run=1&jobs=4000&replays=3")
+        assert r.status_code == 422
+        assert "With 4,000 jobs, at most 2 replays: fewer jobs allow more." in r.text
+        assert 'id="t-policies"' not in r.text  # nothing was run
         # A policy repeated by hand in the URL is compared once, not refused with a 500.
         r = c.get("/ops/twin?run=1&jobs=100&policy=fifo&policy=fifo")
         assert r.status_code == 200

@@ -35,6 +35,9 @@ from masnaa.sim.report import tenant_rows
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 MAX_JOBS = 5000
 MAX_REPLAYS = 3
+MAX_JOB_REPLAYS = 2 * MAX_JOBS
+"""Jobs × replays a page may ask for: a comparison of all four policies replays 5,000
+jobs in about 18 s on a 2-vCPU machine, and each replay costs as much again."""
 DEFAULT_POLICIES = ("masnaa", "fifo-backfill", "las")
 
 
@@ -126,6 +129,12 @@ async def twin(
         for name, (lo, hi) in bounds.items()
         if parsed[name] is None
     }
+    if not errors and parsed["jobs"] * parsed["replays"] > MAX_JOB_REPLAYS:
+        most = MAX_JOB_REPLAYS // parsed["jobs"]
+        errors["replays"] = page._(
+            "With %(jobs)s jobs, at most %(n)s replays: fewer jobs allow more.",
+            jobs=page.lang.number(parsed["jobs"]), n=page.lang.number(most),
+        )
     # Checkboxes name each policy once; a hand-made URL may repeat one.
     chosen = (
         tuple(dict.fromkeys(p for p in (policy or DEFAULT_POLICIES) if p in POLICIES))
