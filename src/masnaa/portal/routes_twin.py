@@ -4,8 +4,9 @@ The page drives ``masnaa.sim.compare`` — the same code as ``masnaa sim`` —
 on a seeded synthetic workload. Same parameters, same result: the form is a
 plain GET, so a comparison is a link an operator can share. Nothing is
 stored. The run is bounded (``MAX_JOBS`` jobs, ``MAX_REPLAYS`` replays, the
-non-oracle policies plus ``srtf-oracle`` as a bound) so a page answers in
-seconds; larger studies belong to ``masnaa sim`` on the command line.
+non-oracle policies plus ``srtf-oracle`` as a bound, ``MAX_JOB_REPLAYS``) so a
+page answers in well under a minute (``docs/portal.md`` gives measured times);
+larger studies belong to ``masnaa sim`` on the command line.
 
 With more than one replay (``masnaa sim --repeat``), the workload is replayed
 again with submissions moved by up to a minute, and a third table gives each
