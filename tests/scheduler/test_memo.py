@@ -92,34 +92,3 @@ def test_a_failed_preemption_search_is_not_redone_while_the_state_is_unchanged()
     assert again == _masnaa(s, 300, None)
     assert memo.searches_skipped == 1
     assert [p.job_id for p in again[0]] == ["c0"]
-
-
-def test_a_failed_search_outlives_a_new_expected_end_but_not_a_preemption_mark() -> None:
-    s = _futile_reclaim()
-    memo = PassMemo()
-    _masnaa(s, 100, memo)
-    # The twin moves the end of a job that outran its estimate: the search reads no
-    # expected end, so its failure is still known.
-    s.state.update_expected_end("x0", 5_000)
-    assert _masnaa(s, 200, memo) == _masnaa(s, 200, None)
-    assert memo.searches_skipped == 1
-    # A job marked for preemption changes what a search may give back first.
-    s.state.mark_preempting("c1", 400)
-    assert _masnaa(s, 300, memo) == _masnaa(s, 300, None)
-    assert memo.searches_skipped == 1
-
-
-def test_the_placement_version_moves_with_every_write_but_a_new_expected_end() -> None:
-    s = _futile_reclaim()
-    state = s.state
-    seen = (state.version, state.placement_version)
-    state.update_expected_end("x0", 5_000)
-    assert state.version > seen[0] and state.placement_version == seen[1]
-    for write in (
-        lambda: state.mark_preempting("c1", 400),
-        lambda: state.release("c1"),
-        lambda: state.set_node_available("n0001", False),
-    ):
-        before = state.placement_version
-        write()
-        assert state.placement_version > before

@@ -3,12 +3,12 @@
 A driver that runs many passes over one ``ClusterState`` (the twin) may keep a
 ``PassMemo`` and give it to every ``decide(..., memo=memo)``. It never changes a
 decision, only how fast it is reached: each entry belongs to one state at one
-version of what it read, and is dropped as soon as that version moves.
+``ClusterState.version``, and is dropped as soon as the version moves.
 
 What it keeps: the EASY reservation's release walk (``release.reservation_fit``),
 per gang shape. The walk depends only on the free GPUs and the release profile
-(both fixed by ``ClusterState.version``) and on ``now``, through running jobs past
-their expected end, which count as ending now. A walk answered at ``t`` for an earlier
+(both fixed by the version) and on ``now``, through running jobs past their
+expected end, which count as ending now. A walk answered at ``t`` for an earlier
 ``now`` answers ``max(t, now)`` later: clamping the overdue ends to a later
 ``now`` moves their times but keeps their order, so the same release is the
 first after which the gang fits.
@@ -19,9 +19,6 @@ victim budget, and the policy's ``victim_key`` (whom the job may stop, exactly,
 and in which order the candidates come; policies whose test moves with the clock
 give none). On whole Philly under masnaa, heads failed the same search at pass
 after pass while only jobs arrived: 340,000 of 777,000 searches are answered here.
-A search reads no expected end, so these are kept while
-``ClusterState.placement_version`` is unchanged: through the twin's extensions of
-jobs that outrun their estimates, which move only ``version``.
 
 A pass uses the memo only while it has started and claimed nothing, so that its
 view of free GPUs is the state's own.
@@ -44,41 +41,23 @@ Fit = tuple[float, Placement] | None
 
 @dataclass(slots=True)
 class PassMemo:
-    """Reservation walks (valid for one state at one ``version``) and failed preemption
-    searches (at one ``placement_version``)."""
+    """Reservation walks and failed preemption searches, valid for one state at one version."""
 
     _state: ClusterState | None = None
     _version: int = -1
     _now: float = float("-inf")
     _fits: dict[Shape, Fit] = field(default_factory=dict)
-    _failed_state: ClusterState | None = None
-    _placement_version: int = -1
-    _failed_now: float = float("-inf")
     _failed: set[Hashable] = field(default_factory=set)
     hits: int = 0
     misses: int = 0
     searches_skipped: int = 0
 
     def _current(self, state: ClusterState, now: float) -> bool:
-        """Whether the walks kept belong to ``state`` as it is now; if not, forget them."""
+        """Whether what is kept belongs to ``state`` as it is now; if not, forget it."""
         if state is self._state and state.version == self._version and now >= self._now:
             return True
         self._state, self._version, self._now = state, state.version, now
         self._fits.clear()
-        return False
-
-    def _placed(self, state: ClusterState, now: float) -> bool:
-        """Whether the failures kept belong to ``state``'s placements as they are now; if
-        not, forget them. ``now`` may only grow: a search that failed at an earlier time
-        may succeed at a later one only through what its key holds."""
-        if (
-            state is self._failed_state
-            and state.placement_version == self._placement_version
-            and now >= self._failed_now
-        ):
-            return True
-        self._failed_state, self._placement_version = state, state.placement_version
-        self._failed_now = now
         self._failed.clear()
         return False
 
@@ -97,13 +76,13 @@ class PassMemo:
             self._fits[shape] = fit
 
     def search_failed(self, state: ClusterState, now: float, key: Hashable) -> bool:
-        """Whether a preemption search with ``key`` already failed on these placements."""
-        if self._placed(state, now) and key in self._failed:
+        """Whether a preemption search with ``key`` already failed on this state."""
+        if self._current(state, now) and key in self._failed:
             self.searches_skipped += 1
             return True
         return False
 
     def keep_failure(self, state: ClusterState, now: float, key: Hashable) -> None:
-        """Remember that the search with ``key`` failed on these placements."""
-        self._placed(state, now)
+        """Remember that the search with ``key`` failed on this state."""
+        self._current(state, now)
         self._failed.add(key)

@@ -93,7 +93,6 @@ class ClusterState:
         "_node_gpus",
         "_node_pool",
         "_ord",
-        "_placement_version",
         "_pool_avail_cap",
         "_pool_buckets",
         "_pool_free",
@@ -195,7 +194,6 @@ class ClusterState:
         self._tenant_gpus: dict[str, int] = {}
         self._tenant_pool_gpus: dict[tuple[str, int], int] = {}
         self._version = 0
-        self._placement_version = 0
 
     # ----------------------------------------------------------------- reading
     @property
@@ -208,16 +206,6 @@ class ClusterState:
         mark, a new expected end, a node's availability): equal versions of one state
         mean the same free GPUs, running jobs and release profile."""
         return self._version
-
-    @property
-    def placement_version(self) -> int:
-        """Like ``version``, but a new expected end leaves it as it is: equal placement
-        versions of one state mean the same free GPUs, running jobs and preemption
-        marks, which is all a preemption search reads (``PassMemo``). The twin moves
-        the expected ends of jobs that outrun their estimates (on whole Philly at load
-        0.9, 33,831 passes follow such a move alone), and the searches that failed
-        before such a move fail after it."""
-        return self._placement_version
 
     @property
     def running(self) -> Mapping[str, RunningJob]:
@@ -329,7 +317,6 @@ class ClusterState:
                 raise ValueError(f"job {job.id!r}: GPUs {held} of {s.node!r} are already held")
             planned.append((i, want))
         self._version += 1
-        self._placement_version += 1
         for i, want in planned:
             self._set_free(i, self._free_mask[i] & ~want)
         self._held[job.id] = tuple(planned)
@@ -346,7 +333,6 @@ class ClusterState:
         if running is None:
             raise KeyError(f"job {job_id!r} is not running")
         self._version += 1
-        self._placement_version += 1
         for i, mask in self._held.pop(job_id):
             self._set_free(i, self._free_mask[i] | mask)
         group_key = (running.job.tenant, running.job.priority_class)
@@ -367,7 +353,6 @@ class ClusterState:
         """
         running = self._get(job_id)
         self._replace(running, dataclasses.replace(running, preempt_deadline=deadline))
-        self._placement_version += 1
         self._preempting[job_id] = None
 
     def update_expected_end(self, job_id: str, t: float) -> None:
@@ -385,7 +370,6 @@ class ClusterState:
         if self._avail[i] == available:
             return
         self._version += 1
-        self._placement_version += 1
         mask = self._free_mask[i]
         p = self._node_pool[i]
         if available:
