@@ -151,16 +151,16 @@ def test_operator_compares_policies_in_the_twin(
     page.check("input[name=policy][value=fifo]")
     page.locator("form[action='/ops/twin'] button[type=submit]").click()
     page.wait_for_url(re.compile(r"/ops/twin\?run=1"))
-    rows = page.locator("#t-policies tbody tr")
+    rows = page.locator("#twin-policies tbody tr")
     assert sorted(rows.nth(i).locator("th").inner_text() for i in range(rows.count())) == [
         "fifo", "fifo-backfill", "las", "masnaa"
     ]
     # Beside it, one row per tenant: its jobs, then a cell per policy.
-    tenants = page.locator("#t-tenants tbody tr")
+    tenants = page.locator("#twin-tenants tbody tr")
     assert tenants.count() >= 2
     assert all(tenants.nth(i).locator("td").count() == 5 for i in range(tenants.count()))
     # Two replays: each policy's key figures as a range, a cell per figure.
-    spread = page.locator("#t-spread tbody tr")
+    spread = page.locator("#twin-spread tbody tr")
     assert spread.count() == 4
     assert all(spread.nth(i).locator("td").count() == 4 for i in range(4))
     assert page.locator("svg.chart polyline").count() == 8  # 2 charts × 4 policies

@@ -245,7 +245,7 @@ def test_twin_checks_its_numbers(factory: Factory) -> None:
         r = c.get("/ops/twin?run=1&jobs=4000&replays=3")
         assert r.status_code == 422
         assert "With 4,000 jobs, at most 2 replays: fewer jobs allow more." in r.text
-        assert 'id="t-policies"' not in r.text  # nothing was run
+        assert 'id="twin-policies"' not in r.text  # nothing was run
         # A policy repeated by hand in the URL is compared once, not refused with a 500.
         r = c.get("/ops/twin?run=1&jobs=100&policy=fifo&policy=fifo")
         assert r.status_code == 200
@@ -291,9 +291,12 @@ def test_twin_replays_give_each_policy_a_range(factory: Factory) -> None:
         one = c.get(query)
         two = c.get(query + "&replays=2")
     assert one.status_code == two.status_code == 200
-    assert 'id="t-spread"' not in one.text  # one replay: no range to show
+    assert 'id="twin-spread"' not in one.text  # one replay: no range to show
+    # The form's fields and the result's tables share the page: no id twice.
+    ids = re.findall(r'\sid="([^"]+)"', two.text)
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
     doc = run_twin(TwinForm(300, 4, 3, 0.9, ("fifo", "masnaa"), 2))
-    html = two.text[two.text.index('id="t-spread"'):]
+    html = two.text[two.text.index('id="twin-spread"'):]
     assert "Over 2 replays" in html
     rows = dict(re.findall(r'<tr><th scope="row">([^<]+)</th>(.*?)</tr>', html, re.S))
     en = Lang("en")
@@ -311,6 +314,20 @@ def test_twin_replays_give_each_policy_a_range(factory: Factory) -> None:
     # The jittered copy replays differently: the range is not a point.
     assert any(f["jct_mean"]["min"] < f["jct_mean"]["max"]
                for f in doc["spread"]["policies"].values())
+    # Per tenant, too: each cell is its mean JCT over the replays, their range, and its
+    # mean fair ratio.
+    tenants_html = two.text[two.text.index('id="twin-tenants"'):two.text.index('id="twin-spread"')]
+    assert "Per tenant over 2 replays" in tenants_html
+    tenant_rows = dict(re.findall(r'<tr><th scope="row">([^<]+)</th>(.*?)</tr>', tenants_html,
+                                  re.S))
+    assert tenant_rows
+    for name, rest in tenant_rows.items():
+        cells = [c.strip() for c in re.findall(r'<td class="num">([^<]*)</td>', rest)][1:]
+        for p, cell in zip(doc["policies"], cells, strict=True):
+            r = doc["spread"]["tenants"][p["label"]][name]
+            jct = r["jct_mean"]
+            assert cell == (f"{hours(jct['mean'])} ({hours(jct['min'])} – {hours(jct['max'])}), "
+                            f"{en.percent(r['fair_ratio']['mean'])}")
 
 
 def test_cookies_are_secure_behind_an_https_proxy(factory: Factory) -> None:

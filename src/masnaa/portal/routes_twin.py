@@ -11,7 +11,9 @@ larger studies belong to ``masnaa sim`` on the command line.
 With more than one replay (``masnaa sim --repeat``), the workload is replayed
 again with submissions moved by up to a minute, and a third table gives each
 policy's key figures as a mean and a range: a difference between policies smaller
-than that range is noise. The charts and the other tables show the first replay.
+than that range is noise. The per-tenant table then gives each tenant's ranges too
+(``spread.tenants``); the charts and the per-policy table show the first replay.
+The result's tables have ids of their own (``twin-*``): the form's fields use ``t-*``.
 
 Charts are inline SVG drawn on the server (``portal.charts``): utilisation
 over virtual time and the distribution of job completion times; the table
