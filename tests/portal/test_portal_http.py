@@ -353,3 +353,26 @@ def test_the_whole_map_links_each_site(factory: Factory) -> None:
         assert '<a href="/ops/map?site=ma-1">ma-1</a>' in html
         assert 'href="/ops/map">' not in html  # no "all sites" link on the whole map
         assert "nvl1 · h100-sxm-80gb" in html  # the node's NVLink domain under its leaf
+
+
+HTML_PAGES = ("/", "/jobs", "/jobs/new", "/usage", "/allocations", "/allocations/new", "/data",
+              "/data/new", "/review", "/statements", "/ops/map", "/ops/queue", "/ops/nodes",
+              "/ops/sites", "/ops/util", "/ops/audit", "/ops/report",
+              "/ops/twin?run=1&jobs=100&replays=2")
+
+
+@pytest.mark.parametrize("who", ["ops", "amina"])
+def test_no_page_gives_one_id_twice(factory: Factory, who: str) -> None:
+    # A label, an aria-describedby or a test finds the first element with an id: a
+    # second one is unreachable.
+    job_id = factory.submit(who, name="ids", **({"project": "um6p/llm"} if who == "ops" else {}))
+    seen = 0
+    with signed_in(factory, who) as c:
+        for path in (*HTML_PAGES, f"/jobs/{job_id}"):
+            r = c.get(path)
+            if r.status_code != 200 or "text/html" not in r.headers["content-type"]:
+                continue  # an operators' page for a researcher: 404, as a missing page
+            seen += 1
+            ids = re.findall(r'\sid="([^"]+)"', r.text)
+            assert len(ids) == len(set(ids)), (path, sorted({i for i in ids if ids.count(i) > 1}))
+    assert seen >= (18 if who == "ops" else 8)
