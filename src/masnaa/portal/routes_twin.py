@@ -23,6 +23,7 @@ fair ratio under each policy (``masnaa sim --by-tenant``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -33,7 +34,7 @@ from masnaa.portal.charts import Series, line_chart
 from masnaa.portal.i18n import Lang
 from masnaa.portal.web import PageDep, PortalRoute
 from masnaa.scheduler import POLICIES
-from masnaa.sim.report import tenant_rows
+from masnaa.sim.report import range_cell, tenant_rows
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 MAX_JOBS = 5000
@@ -159,21 +160,45 @@ async def twin(
         doc=doc,
         charts=charts(doc, page.lang) if doc else [],
         tenants=tenant_rows(doc) if doc else [],
-        spread=spread_rows(doc) if doc else [],
+        spread=spread_rows(doc, page.lang) if doc else [],
+        tenant_spread=tenant_spread_cells(doc, page.lang) if doc else {},
         max_replays=MAX_REPLAYS,
     )
 
 
-SPREAD_COLUMNS = ("jct_mean", "queueing_p99", "utilisation", "jain")
-"""The key figures (``compare.key_metrics``) the replays table shows, in order."""
-
-
-def spread_rows(doc: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """Per policy, its ``SPREAD_COLUMNS`` ranges over the replays (none for one replay)."""
+def spread_rows(doc: dict[str, Any], lang: Lang) -> list[tuple[str, list[str]]]:
+    """Per policy, the cells of the replays table: its mean JCT, p99 wait, utilisation
+    and Jain's index over the replays, each ``mean (min – max)`` (none for one replay)."""
     spread = doc.get("spread")
     if spread is None:
         return []
+    hours, jain = _hours(lang), lambda v: lang.number(v, 3)
+    columns = (("jct_mean", hours), ("queueing_p99", hours), ("utilisation", lang.percent),
+               ("jain", jain))
     return [
-        (label, [figures[name] for name in SPREAD_COLUMNS])
+        (label, [range_cell(figures[name], fmt) for name, fmt in columns])
         for label, figures in spread["policies"].items()
     ]
+
+
+def tenant_spread_cells(doc: dict[str, Any], lang: Lang) -> dict[str, list[str]]:
+    """Per tenant, a cell per policy: its mean JCT over the replays, their range, and
+    its mean fair ratio (none for one replay)."""
+    spread = doc.get("spread")
+    if spread is None:
+        return {}
+    hours = _hours(lang)
+    out: dict[str, list[str]] = {}
+    for p in doc["policies"]:
+        for name, r in spread["tenants"][p["label"]].items():
+            ratio = r["fair_ratio"]["mean"]
+            share = "—" if ratio is None else lang.percent(ratio)
+            jct = r["jct_mean"]
+            cell = "—" if jct["mean"] is None else f"{range_cell(jct, hours)}, {share}"
+            out.setdefault(name, []).append(cell)
+    return out
+
+
+def _hours(lang: Lang) -> Callable[[float], str]:
+    """Seconds written as hours with two decimals, as the page's tables give them."""
+    return lambda v: lang.number(v / 3600, 2)

@@ -163,11 +163,10 @@ def tenant_metrics(summary: dict[str, Any]) -> dict[str, dict[str, float | None]
 
 
 def _tenant_ranges(summaries: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """``_ranges`` of ``tenant_metrics`` per tenant, over one policy's runs. Every copy
-    of a trace has the same tenants; a tenant missing from a run counts as ``None``."""
+    """``_ranges`` of ``tenant_metrics`` per tenant, over one policy's runs (every copy
+    of a trace has the same tenants, and every summary lists them all)."""
     runs = [tenant_metrics(s) for s in summaries]
-    empty: dict[str, float | None] = {"jct_mean": None, "fair_ratio": None}
-    return {name: _ranges([r.get(name, empty) for r in runs]) for name in runs[0]}
+    return {name: _ranges([r[name] for r in runs]) for name in runs[0]}
 
 
 def _ranges(runs: Sequence[Mapping[str, float | None]]) -> dict[str, dict[str, Any]]:

@@ -150,15 +150,16 @@ def tenant_table(doc: dict[str, Any]) -> Table:
     if over is None:
         totals = [duration(s["jct"]["mean"]) for s in policies]
     else:
-        totals = [_range_cell(spread["policies"][s["label"]]["jct_mean"]) for s in policies]
+        totals = [range_cell(spread["policies"][s["label"]]["jct_mean"]) for s in policies]
     if history is not None:
         totals.append(duration(history["jct"]["mean"]))
     out.add_row("all", f"{policies[0]['jobs']['finished']:,}", *totals, style="dim")
     return out
 
 
-def _range_cell(m: dict[str, Any], fmt: Any = duration) -> str:
-    """``mean (min – max)`` of one ``compare._ranges`` entry (``—``: no value in any run)."""
+def range_cell(m: dict[str, Any], fmt: Any = duration) -> str:
+    """``mean (min – max)`` of one range in ``spread`` (``compare``), each figure
+    written by ``fmt`` (``—``: no value in any run)."""
     if m["mean"] is None:
         return "—"
     return f"{fmt(m['mean'])} ({fmt(m['min'])} – {fmt(m['max'])})"
@@ -167,7 +168,7 @@ def _range_cell(m: dict[str, Any], fmt: Any = duration) -> str:
 def _tenant_spread_cell(t: dict[str, Any] | None) -> str:
     if t is None or t["jct_mean"]["mean"] is None:
         return "—"
-    return f"{_range_cell(t['jct_mean'])}, {percent(t['fair_ratio']['mean'])}"
+    return f"{range_cell(t['jct_mean'])}, {percent(t['fair_ratio']['mean'])}"
 
 
 SPREAD_ROWS: tuple[tuple[str, str, Any], ...] = (
@@ -195,7 +196,7 @@ def spread_table(doc: dict[str, Any]) -> Table | None:
     for label in labels:
         out.add_column(label, justify="right")
     for name, key, fmt in SPREAD_ROWS:
-        out.add_row(name, *(_range_cell(spread["policies"][label][key], fmt) for label in labels))
+        out.add_row(name, *(range_cell(spread["policies"][label][key], fmt) for label in labels))
     return out
 
 
