@@ -85,6 +85,9 @@ def test_csv_malformed_lines(tmp_path: Path, row: str, line: int, fragment: str)
     assert fragment in e.value.message
     lenient = load_trace("csv", TraceSource(path=p, lenient=True))
     assert len(lenient) == 1 and lenient.skipped[0].line == line
+    # The reason is the sentence alone: the line number sits beside it, not in it twice.
+    assert fragment in lenient.skipped[0].reason
+    assert not lenient.skipped[0].reason.startswith("line ")
 
 
 def test_csv_start_time_is_the_recorded_start(tmp_path: Path) -> None:

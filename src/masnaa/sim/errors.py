@@ -39,6 +39,8 @@ class TraceError(SimError):
     def __init__(self, code: str, message: str, line: int | None = None) -> None:
         super().__init__(code, f"line {line}: {message}" if line is not None else message)
         self.line = line
+        self.detail = message
+        """The sentence without its line number (a skipped line's reason, kept beside it)."""
 
 
 class InvariantViolation(SimError):

@@ -85,7 +85,7 @@ def load(source: TraceSource) -> Trace:
             except TraceError as e:
                 if not source.lenient:
                     raise
-                b.skip(line, e.message)
+                b.skip(line, e.detail)
                 continue
             if gpus == 0:
                 b.ignore("cpu-only")

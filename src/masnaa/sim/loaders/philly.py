@@ -74,7 +74,7 @@ def load(source: TraceSource) -> Trace:
             except TraceError as e:
                 if not source.lenient:
                     raise
-                b.skip(line, e.message)
+                b.skip(line, e.detail)
                 continue
             b.add(submit=ts, runtime=runtime, gpus=gpus, tenant=tenant, job_id=f"philly-{line}")
     trace = b.build()

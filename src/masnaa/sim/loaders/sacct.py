@@ -139,7 +139,7 @@ def load(source: TraceSource) -> Trace:
         except TraceError as e:
             if not source.lenient:
                 raise
-            b.skip(line, e.message)
+            b.skip(line, e.detail)
             continue
         state = get("State").split(" ", 1)[0].upper()
         has_end = get("End").lower() not in _NOT_A_TIME if "End" in col else True
