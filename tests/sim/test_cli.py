@@ -75,6 +75,37 @@ def test_malformed_line_is_named_and_lenient_skips_it(tmp_path: Path) -> None:
     assert doc["policies"][0]["jobs"]["finished"] == 2
 
 
+def test_the_table_names_why_jobs_were_rejected(tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    p.write_text("submit_time,runtime,gpus,tenant\n0,10,1,a\n5,ten,1,b\n9,20,64,b\n")
+    res = runner.invoke(app, ["sim", "--trace", "csv", "--file", str(p), "--gpus", "16",
+                              "--policy", "fifo", "--lenient"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    rejected = next(line for line in res.output.splitlines() if "rejected" in line)
+    assert "1 (too-large)" in rejected
+    # The skipped line is named once, with its reason.
+    assert "first: line 3: runtime 'ten'" in res.output
+
+
+def test_a_cluster_that_holds_every_job_on_arrival_is_called_so(tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    # Three short jobs and one that runs for a week: sized for load 0.9 over the 200 s
+    # span, the cluster is far larger than the 9 GPUs ever asked for at once.
+    p.write_text("submit_time,runtime,gpus,tenant\n0,604800,8,a\n100,60,1,b\n200,60,1,b\n")
+    out = tmp_path / "r.json"
+    res = runner.invoke(app, ["sim", "--trace", "csv", "--file", str(p), "--load", "0.9",
+                              "--policy", "fifo", "--json", str(out), "--quiet"],
+                        env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert doc["trace"]["peak_demand_gpus"] == 9 and doc["cluster"]["gpus"] > 9
+    assert "at most 9 GPUs would be busy at once" in res.output
+    res = runner.invoke(app, ["sim", "--trace", "csv", "--file", str(p), "--gpus", "8",
+                              "--policy", "fifo", "--quiet"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "would be busy at once" not in res.output
+
+
 def test_same_seed_same_report(tmp_path: Path) -> None:
     docs = []
     for k in range(2):

@@ -28,6 +28,18 @@ def test_load_factor_and_sizing() -> None:
         size_for(t, load=0)
 
 
+def test_peak_demand_counts_jobs_running_at_once_from_their_submission() -> None:
+    # a: [0, 1000) 8 GPUs; b: [500, 1000) 8; c: [1000, 2000) 4, starting as a and b end;
+    # d: [600, 700) 2, cut at its limit of 100 s.
+    t = trace((0, 1000, 8, "a"), (500, 500, 8, "b"), (1000, 1000, 4, "a"),
+              (600, 5000, 2, "b", 100))
+    assert t.peak_demand() == 18
+    # A slice whose work runs on long after its last submission: sized for a load over
+    # its span, the cluster is larger than the trace ever asks for at once.
+    tail = trace((0, 100_000, 8, "a"), (100, 60, 1, "b"), (200, 60, 1, "b"))
+    assert tail.peak_demand() == 9 and size_for(tail, load=0.9).gpus > 9
+
+
 def test_entitlement_is_proportional_to_offered_work() -> None:
     t = trace((0, 1000, 8, "a"), (500, 500, 8, "b"), (1000, 1000, 4, "a"))
     shares = entitlement(t)

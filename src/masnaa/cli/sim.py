@@ -84,7 +84,7 @@ def sim(
     from masnaa.sim.compare import check_policies, check_repeats, check_workers, compare
     from masnaa.sim.errors import InvariantViolation, SimError
     from masnaa.sim.parallel import available_cpus
-    from masnaa.sim.report import spread_table, table, tenant_table, write_json
+    from masnaa.sim.report import roomy_note, spread_table, table, tenant_table, write_json
     from masnaa.sim.shape import size_for
 
     console = Console()
@@ -118,6 +118,9 @@ def sim(
         raise typer.Exit(3) from None
 
     console.print(table(doc))
+    note = roomy_note(doc)
+    if note is not None:
+        err.print(f"[yellow]note[/yellow]: {note}")
     if by_tenant:
         console.print(tenant_table(doc))
     spread = spread_table(doc)

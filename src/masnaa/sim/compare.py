@@ -112,6 +112,7 @@ def compare(
             "jobs": len(trace),
             "span_days": trace.span / 86400,
             "offered_gpu_hours": trace.offered_gpu_seconds() / 3600,
+            "peak_demand_gpus": trace.peak_demand(),
             "tenants": len(trace.tenants),
             "skipped_lines": [{"line": s.line, "reason": s.reason} for s in trace.skipped[:100]],
             "skipped_count": len(trace.skipped),

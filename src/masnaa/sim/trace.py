@@ -84,6 +84,21 @@ class Trace:
     def offered_gpu_seconds(self) -> float:
         return float(np.sum(self.work() * self.gpus))
 
+    def peak_demand(self) -> int:
+        """The most GPUs busy at once if every job started when submitted and ran its
+        work: a cluster at least this large never makes a job wait for GPUs (placement
+        aside), whatever the load factor says. On a short slice of a heavy-tailed trace
+        most of the offered GPU-time lies after the last submission, so sizing for a
+        load over the span can give a cluster larger than this."""
+        if not len(self):
+            return 0
+        gpus = self.gpus.astype(np.int64)
+        times = np.concatenate([self.submit, self.submit + self.work()])
+        deltas = np.concatenate([gpus, -gpus])
+        # At one instant ends come first: a job that ends frees its GPUs for one that starts.
+        order = np.lexsort((deltas, times))
+        return int(np.max(np.cumsum(deltas[order])))
+
     def tenant_gpu_seconds(self) -> FloatArray:
         """Offered GPU-seconds per tenant (index = tenant index)."""
         return np.bincount(
