@@ -5,6 +5,8 @@ start estimates of the next ones (``core``). It walks the release profile (the
 expected ends of running jobs, jobs started in this pass, and the reserved
 job's own start and end) on the pass's ``View``, undoing every change before
 it returns. Estimates are lower bounds: other waiting jobs are not counted.
+A job whose tasks each fill a whole node of its one pool (most big gangs) is
+walked a shorter way that gives the same answer (``_whole_nodes_fit``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def earliest_fit(
     *,
     take_reservation: bool,
     spare_preempted: bool = False,
+    whole_nodes: bool = True,
 ) -> dict[str, tuple[float, Placement]]:
     """When each target would first fit as running jobs end (see the module docstring).
 
@@ -58,8 +61,15 @@ def earliest_fit(
     ``take_reservation``: the reserved job takes its GPUs at its start time and
     gives them back after its time limit. ``spare_preempted``: GPUs of jobs being
     preempted never come back in the walk (they are left to whoever they were
-    freed for).
+    freed for). ``whole_nodes=False`` always walks the general way (tests compare
+    the two; see ``_whole_nodes_fit``).
     """
+    if whole_nodes and not take_reservation and len(targets) == 1:
+        job, pools = targets[0]
+        flat = [pool for group in pools for pool in group]
+        if len(flat) == 1 and _of_whole_nodes(flat[0], job):
+            when = _whole_nodes_fit(p, job, flat[0], _release_events(p, spare_preempted))
+            return {} if when is None else {job.id: when}
     view = p.view
     saved = view.save()
     groups: dict[tuple[object, ...], tuple[Job, list[Pool], list[str]]] = {}
@@ -113,6 +123,61 @@ def earliest_fit(
             break
     view.restore(saved)
     return found
+
+def _of_whole_nodes(pool: Pool, job: Job) -> bool:
+    """Whether each task of ``job`` takes a whole node of ``pool``, every node of which
+    has exactly ``gpus_per_task`` GPUs."""
+    g = job.gpus_per_task
+    return pool.max_node_gpus == g and pool.capacity == g * len(pool.members)
+
+
+def _whole_nodes_fit(
+    p: Pass, job: Job, pool: Pool, releases: Iterator[tuple[float, Held]]
+) -> tuple[float, Placement] | None:
+    """``earliest_fit`` for one job whose tasks each fill a whole node of its one pool.
+
+    Such a job's placement reads only which available nodes of the pool are wholly
+    free (``place_in_pool`` reads no bucket below ``gpus_per_task``), so the walk
+    follows just the nodes of that pool, counts those a release leaves wholly free,
+    and places the job, on their mask, after the release that brings the count to
+    its tasks, as the general walk would place it after that same release. It leaves
+    the view as it found it, with nothing to save or give back. On 10,000 GPUs the
+    reservations of 64- to 1,024-GPU gangs walk fifty-odd releases each; walked this
+    way, a million synthetic jobs replay 7 % faster under masnaa and 10 % under
+    fifo-backfill, to the same report (docs/performance.md).
+    """
+    view = p.view
+    index, g, tasks = pool.index, job.gpus_per_task, job.tasks
+    pool_of, avail = view.pool_of, p.state._avail
+    full = (1 << g) - 1
+    bucket = view.buckets[index]
+    whole = bucket[g]
+    count = whole.bit_count()
+    masks: dict[int, int] = {}
+    for t, held in releases:
+        grew = False
+        for i, m in held:
+            if pool_of[i] != index or not avail[i]:
+                continue
+            old = masks.get(i)
+            if old is None:
+                old = view.mask(i)
+            new = old | m
+            masks[i] = new
+            if new == full:
+                whole |= 1 << i
+                count += 1
+                grew = True
+        if grew and count >= tasks:
+            # The general walk's view at this release, as far as this job can tell.
+            before = bucket[g]
+            bucket[g] = whole
+            placed = place_in_pool(view, pool, job)
+            bucket[g] = before
+            if placed is not None:
+                return t, placed[0]
+    return None
+
 
 def _fits(p: Pass, job: Job, pools: list[Pool], touched: Held | None) -> Placement | None:
     """A placement for ``job`` if it fits now. ``touched``: the only nodes that gained GPUs
