@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import math
+import signal
 
 import pytest
 from twin_builders import jcts, replay, run, trace
@@ -180,6 +181,43 @@ def test_pass_interval_defers_starts_to_the_next_tick() -> None:
     r = run(trace((0, 100, 4, "a"), (10, 50, 4, "b")), policy="fifo", min_pass_interval=30.0)
     assert [r.end[0], r.end[1]] == [100.0, 80.0]
     assert r.passes == 2
+
+
+def test_a_tick_is_kept_when_the_clock_rounds_short_of_the_interval() -> None:
+    # A pass at 2024.14200743677 sets the next tick at that + 60 = 2084.1420074367697,
+    # from which 2024.14200743677 is 59.99999999999977 away: pacing by the difference
+    # found the tick too early and set it again at the same instant, for ever.
+    a = 2024.14200743677
+    assert (a + 60.0) - a < 60.0
+    signal.signal(signal.SIGALRM, _hung)
+    signal.alarm(30)
+    try:
+        r = run(trace((0, 10_000, 8, "a"), (a, 60, 8, "a"), (2030.0, 60, 8, "a")),
+                policy="fifo", min_pass_interval=60.0)
+    finally:
+        signal.alarm(0)
+    assert list(r.end) == [10_000.0, 10_060.0, 10_120.0]
+
+
+def test_las_without_checkpoints_still_finishes_every_job() -> None:
+    # Three 10-hour jobs on one node, no checkpoints, a 6-hour starvation limit: each
+    # promoted job stopped the one running, which lost its whole run, and they took
+    # turns for ever. A job stopped once now keeps each run until it checkpoints.
+    signal.signal(signal.SIGALRM, _hung)
+    signal.alarm(30)
+    try:
+        r = run(trace((0, 36_000, 8, "a"), (60, 36_000, 8, "b"), (120, 36_000, 8, "c")),
+                policy="las", checkpoint_interval=None)
+    finally:
+        signal.alarm(0)
+    # Every job ends, after four stops in all (by jobs of a lower service level, or
+    # promoted ones), its last run a whole 10 hours.
+    assert list(r.end) == [117_990.0, 45_870.0, 81_930.0]
+    assert list(r.requeues) == [2, 1, 1]
+
+
+def _hung(*_: object) -> None:
+    raise AssertionError("the replay did not end")
 
 
 class _Passes(Engine):

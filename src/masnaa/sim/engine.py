@@ -309,7 +309,10 @@ class Engine:
             # Only stale events came due: nothing happened, so no pass (a pass here would
             # read the clock at an instant no event chose; ``Decision.review_at`` does that).
             if live and len(self.queue):
-                if t - self.last_pass >= self.cfg.min_pass_interval:
+                # The same sum as ``tick_at``: ``t - last_pass`` may round below the
+                # interval at the very tick that was set for it, and the tick would then
+                # be set again at the same instant, for ever.
+                if t >= self.last_pass + self.cfg.min_pass_interval:
                     self._pass(t)
                     if len(self.queue) and not heap and ptr >= n:
                         self._strand(t)
