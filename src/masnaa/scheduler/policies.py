@@ -263,11 +263,11 @@ def _my_level(entry: Entry, v: PassView) -> int:
     return -1 if v.starving(entry) else v.level(entry.attained)
 
 
-def _review_victims(v: PassView, level: int | None, *, spare_unsaved: bool = False) -> None:
+def _review_victims(v: PassView, level: int | None, *, spare_requeued: bool = False) -> None:
     """Note when a running job not yet a candidate becomes one: its run reaching
     ``min_run_before_preemption`` and, for a waiting job of service ``level`` (``None``:
     levels do not matter; ``-1``: promoted, any level will do), its attained service
-    reaching the level above. ``spare_unsaved``: a job stopped before that cannot
+    reaching the level above. ``spare_requeued``: a job stopped before that cannot
     checkpoint never becomes one (las's promoted jobs). One look at every running job,
     in the twin only."""
     min_run, now = v.config.min_run_before_preemption, v.now
@@ -279,7 +279,7 @@ def _review_victims(v: PassView, level: int | None, *, spare_unsaved: bool = Fal
         if r.preempt_deadline is not None:
             continue
         at = r.start_time + min_run
-        if spare_unsaved and r.requeues and not r.checkpoint_every:
+        if spare_requeued and r.requeues and not r.checkpoint_every:
             continue  # never, in this run
         if bound is not None:
             short = bound - v.running_attained(r)
@@ -378,7 +378,7 @@ class Las(Policy):
         # was stopped before and cannot checkpoint.
         lowest = _lowest(heads(), _my_level, v)
         if lowest is not None:
-            _review_victims(v, lowest, spare_unsaved=lowest < 0)
+            _review_victims(v, lowest, spare_requeued=lowest < 0)
 
 
 class SrtfOracle(Policy):

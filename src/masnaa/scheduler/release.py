@@ -124,6 +124,7 @@ def earliest_fit(
     view.restore(saved)
     return found
 
+
 def _of_whole_nodes(pool: Pool, job: Job) -> bool:
     """Whether each task of ``job`` takes a whole node of ``pool``, every node of which
     has exactly ``gpus_per_task`` GPUs."""
@@ -204,6 +205,7 @@ def _fits(p: Pass, job: Job, pools: list[Pool], touched: Held | None) -> Placeme
                         return placed[0]
                     break
     return None
+
 
 def _release_events(p: Pass, spare_preempted: bool) -> Iterator[tuple[float, Held]]:
     held = p.state._held
