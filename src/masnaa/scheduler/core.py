@@ -50,8 +50,9 @@ from masnaa.scheduler.config import SchedulerConfig
 from masnaa.scheduler.context import Pass, PoolsByType
 from masnaa.scheduler.decision import Decision, Reservation, Wait, WaitCode
 from masnaa.scheduler.memo import PassMemo
+from masnaa.scheduler.pass_view import Key
 from masnaa.scheduler.place import best_placement, place_in_pool
-from masnaa.scheduler.policies import POLICIES, Key
+from masnaa.scheduler.policies import POLICIES
 from masnaa.scheduler.queue import Entry, PendingQueue, SubQueueKey
 from masnaa.scheduler.release import earliest_fit, reservation_fit
 from masnaa.scheduler.review import review

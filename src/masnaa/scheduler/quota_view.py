@@ -14,7 +14,7 @@ from __future__ import annotations
 from masnaa.domain.job import Job, RunningJob
 from masnaa.domain.tenancy import Quota
 from masnaa.scheduler.config import SchedulerConfig
-from masnaa.scheduler.policies import PassView, VictimTest
+from masnaa.scheduler.pass_view import PassView, VictimTest
 from masnaa.scheduler.queue import Entry
 from masnaa.scheduler.snapshot import Snapshot
 from masnaa.scheduler.state import ClusterState, Pool
