@@ -134,6 +134,26 @@ def test_queue_says_what_the_asterisk_of_a_stopping_job_means(world: World) -> N
     assert code == 0 and "running*" in out and "* cancel requested" in out
 
 
+def test_queue_keeps_one_line_per_job_in_a_narrow_terminal(world: World) -> None:
+    ids = [world.submit("um6p-alice", project="llm", name=f"a-rather-long-run-name-{k}")["id"]
+           for k in range(3)]
+    world.set_job(ids[0], wait_code="no-capacity", wait_message="busy")
+    # A process of its own: the console takes its width from COLUMNS when it is made.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MASNAA_")}
+    env.update(MASNAA_URL=world.server.url, MASNAA_TOKEN=world["um6p-alice"].token,
+               COLUMNS="80", NO_COLOR="1")
+    done = subprocess.run([str(Path(sys.executable).parent / "masnaa"), "queue"], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert all(len(line.rstrip()) <= 80 for line in lines), "\n".join(lines)
+    rows = [line for line in lines if line.startswith("j-")]
+    # Ids, states and wait codes stay whole; the names are cut short, not folded.
+    assert [row.split()[0] for row in rows] == ids
+    assert "no-capacity" in rows[0] and all("pending" in row for row in rows)
+    assert any("…" in row for row in rows)
+
+
 def test_usage_table(world: World) -> None:
     job_id = world.submit("um6p-alice", project="llm", gpus_per_task=4)["id"]
     now = time.time()

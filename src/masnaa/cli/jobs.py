@@ -23,6 +23,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from masnaa.client import MasnaaClient, MasnaaError
 from masnaa.client.config import CredentialsMissing
@@ -136,15 +137,13 @@ def _gpus(job: dict[str, Any]) -> str:
 
 
 def jobs_table(jobs: list[dict[str, Any]], *, title: str | None = None) -> Table:
-    table = Table(title=title, box=None, header_style="bold", pad_edge=False)
-    for col in ("JOB", "NAME", "PROJECT", "USER", "STATE", "GPUS", "POS", "REASON", "START"):
-        # Ids, states and times stay whole; free text folds when the terminal is narrow.
-        keep = col in {"JOB", "STATE", "POS", "START"}
-        table.add_column(col, overflow="fold", no_wrap=keep, min_width=12 if col == "JOB" else None)
+    table = Table(title=title, box=None, header_style="bold", pad_edge=False,
+                  collapse_padding=True)
     now = time.time()
+    rows = []
     for j in jobs:
         start = j.get("started_at") or j.get("estimated_start")
-        table.add_row(
+        rows.append((
             j["id"],
             j.get("name") or "-",
             f"{j['tenant']}/{j['project']}",
@@ -154,8 +153,36 @@ def jobs_table(jobs: list[dict[str, Any]], *, title: str | None = None) -> Table
             str(j["position"]) if j.get("position") else "-",
             _reason(j),
             ago(start, now),
-        )
+        ))
+    cols = ("JOB", "NAME", "PROJECT", "USER", "STATE", "GPUS", "POS", "REASON", "START")
+    # One line per job, as squeue keeps it: ids, states, codes and times stay whole,
+    # and where the terminal is narrow the free text is cut short with an ellipsis
+    # (`masnaa show` and `--json` give it whole). Rich would shrink every column alike.
+    natural = [max([len(c), *(Text.from_markup(r[k]).cell_len for r in rows)])
+               for k, c in enumerate(cols)]
+    free = {1, 2, 3, 5}
+    room = out.width - (len(cols) - 1) - sum(w for k, w in enumerate(natural) if k not in free)
+    caps = _water_fill([natural[k] for k in sorted(free)], room)
+    cap = dict(zip(sorted(free), caps, strict=True))
+    for k, col in enumerate(cols):
+        table.add_column(col, overflow="ellipsis", no_wrap=True, max_width=cap.get(k),
+                         min_width=natural[k] if k not in free else None)
+    for row in rows:
+        table.add_row(*row)
     return table
+
+
+def _water_fill(widths: list[int], room: int, least: int = 4) -> list[int]:
+    """Widths that share ``room``: each column is given what it needs, up to an equal
+    share of what the narrower ones leave, and never less than ``least``."""
+    out = list(widths)
+    order = sorted(range(len(widths)), key=widths.__getitem__)
+    left = room
+    for n, k in enumerate(order):
+        share = max(least, left // (len(order) - n))
+        out[k] = min(widths[k], share)
+        left -= out[k]
+    return out
 
 
 def _env_pairs(values: list[str]) -> dict[str, str]:
