@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from typer.testing import CliRunner
@@ -256,3 +256,17 @@ def test_logs_follow_prints_new_output_until_the_job_ends(world: World, tmp_path
     assert not follower.is_alive()
     code, out, _ = result["run"]
     assert code == 0 and out == "step 1\nstep 2\n"
+
+
+def test_every_command_and_option_says_what_it_does() -> None:
+    import typer.main
+
+    def walk(cmd: Any, path: str) -> list[str]:
+        missing = [] if (cmd.help or cmd.short_help) else [path]
+        missing += [f"{path} --{p.name}" for p in cmd.params
+                    if p.param_type_name == "option" and not p.help]
+        for name, sub in getattr(cmd, "commands", {}).items():
+            missing += walk(sub, f"{path} {name}")
+        return missing
+
+    assert walk(typer.main.get_command(app), "masnaa") == []

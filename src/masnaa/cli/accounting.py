@@ -134,8 +134,8 @@ def show(alloc_id: str) -> None:
 def review(
     alloc_id: str,
     step: Annotated[str, typer.Option(help="admin-check, technical or merit.")],
-    approve: Annotated[bool, typer.Option("--approve/--reject")] = True,
-    comment: Annotated[str, typer.Option()] = "",
+    approve: Annotated[bool, typer.Option("--approve/--reject", help="The verdict.")] = True,
+    comment: Annotated[str, typer.Option(help="What the applicant reads with it.")] = "",
 ) -> None:
     """Review the current step of a request (reviewers)."""
     with api() as client:
@@ -228,7 +228,10 @@ def extend(
 
 
 @alloc.command("close")
-def close(alloc_id: str, reason: Annotated[str, typer.Option()] = "closed") -> None:
+def close(
+    alloc_id: str,
+    reason: Annotated[str, typer.Option(help="Why, for its history.")] = "closed",
+) -> None:
     """Close an allocation (PI or operator)."""
     with api() as client:
         _print_allocation(
@@ -252,7 +255,7 @@ def exchange(
 @alloc.command("member")
 def member(
     alloc_id: str,
-    user: Annotated[str, typer.Option()],
+    user: Annotated[str, typer.Option(help="Who joins it.")],
     role: Annotated[str, typer.Option(help="co-pi, allocation-manager or member.")] = "member",
 ) -> None:
     """Add a co-PI, allocation manager or member."""

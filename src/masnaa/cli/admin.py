@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from masnaa.cli.jobs import ago, api, out, parse_duration
+from masnaa.cli.jobs import JsonFlag, ago, api, out, parse_duration
 
 admin = typer.Typer(help="Administer tenants, projects, users, tokens, nodes and quotas.",
                     no_args_is_help=True)
@@ -30,7 +30,8 @@ for _name, _sub in (
 ):
     admin.add_typer(_sub, name=_name)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+TenantFilter = Annotated[str | None, typer.Option(help="Only this tenant's.")]
+ReasonOption = Annotated[str, typer.Option(help="Why, for the node's history and the audit log.")]
 
 
 def _print(rows: list[dict[str, Any]], columns: list[str], as_json: bool) -> None:
@@ -65,6 +66,7 @@ def _print(rows: list[dict[str, Any]], columns: list[str], as_json: bool) -> Non
 
 @tenants.command("list")
 def tenants_list(as_json: JsonFlag = False) -> None:
+    """Tenants: their kind, home country and fair-share weight."""
     with api() as c:
         _print(c.tenants(), ["name", "kind", "country", "share", "created_at"], as_json)
 
@@ -78,6 +80,7 @@ def tenants_create(
     country: Annotated[str, typer.Option(help="ISO 3166 alpha-2 home country.")] = "MA",
     share: Annotated[float, typer.Option(help="Fair-share weight.")] = 1.0,
 ) -> None:
+    """Create a tenant (a university, institute or start-up that holds quotas)."""
     with api() as c:
         t = c.create_tenant(name, kind=kind, country=country.upper(), share=share)
     out.print(f"tenant {t['name']} created ({t['kind']}, {t['country']}, share {t['share']})")
@@ -88,8 +91,9 @@ def tenants_create(
 
 @projects.command("list")
 def projects_list(
-    tenant: Annotated[str | None, typer.Option()] = None, as_json: JsonFlag = False
+    tenant: TenantFilter = None, as_json: JsonFlag = False
 ) -> None:
+    """Projects, the unit jobs are charged to, per tenant."""
     with api() as c:
         _print(c.projects(tenant=tenant), ["tenant", "name", "created_at"], as_json)
 
@@ -99,6 +103,7 @@ def projects_create(
     name: str,
     tenant: Annotated[str | None, typer.Option(help="Operators must name it.")] = None,
 ) -> None:
+    """Create a project in a tenant (tenant admins: in their own)."""
     with api() as c:
         p = c.create_project(name, tenant=tenant)
     out.print(f"project {p['tenant']}/{p['name']} created")
@@ -109,8 +114,9 @@ def projects_create(
 
 @users.command("list")
 def users_list(
-    tenant: Annotated[str | None, typer.Option()] = None, as_json: JsonFlag = False
+    tenant: TenantFilter = None, as_json: JsonFlag = False
 ) -> None:
+    """Users with their role and tenant."""
     with api() as c:
         _print(c.users(tenant=tenant), ["name", "role", "tenant", "email", "created_at"], as_json)
 
@@ -119,12 +125,14 @@ def users_list(
 def users_create(
     name: str,
     role: Annotated[str, typer.Option(help="member, tenant-admin or operator.")] = "member",
-    tenant: Annotated[str | None, typer.Option()] = None,
-    email: Annotated[str | None, typer.Option()] = None,
+    tenant: Annotated[str | None, typer.Option(
+        help="The tenant it belongs to; none for an operator.")] = None,
+    email: Annotated[str | None, typer.Option(help="Where notices about it go.")] = None,
     with_token: Annotated[
         bool, typer.Option("--token", help="Also issue a token and print it.")
     ] = False,
 ) -> None:
+    """Create a user; --token also issues a token for them."""
     with api() as c:
         u = c.create_user(name, role=role, tenant=tenant, email=email)
         out.print(f"user {u['name']} created ({u['role']} of {u['tenant'] or 'the factory'})")
@@ -138,8 +146,10 @@ def users_create(
 
 @tokens.command("list")
 def tokens_list(
-    user: Annotated[str | None, typer.Option()] = None, as_json: JsonFlag = False
+    user: Annotated[str | None, typer.Option(help="Only this user's.")] = None,
+    as_json: JsonFlag = False
 ) -> None:
+    """API tokens (their prefix only), with expiry, revocation and last use."""
     with api() as c:
         _print(
             c.tokens(user=user),
@@ -153,8 +163,9 @@ def tokens_list(
 def tokens_issue(
     user: Annotated[str | None, typer.Option(help="Default: yourself.")] = None,
     ttl: Annotated[str | None, typer.Option(help="Lifetime, e.g. 30d; default: none.")] = None,
-    label: Annotated[str, typer.Option()] = "",
+    label: Annotated[str, typer.Option(help="What the token is for, e.g. a laptop.")] = "",
 ) -> None:
+    """Issue an API token and print it once."""
     with api() as c:
         t = c.issue_token(
             user=user, ttl_seconds=parse_duration(ttl) if ttl else None, label=label
@@ -167,6 +178,7 @@ def tokens_issue(
 
 @tokens.command("revoke")
 def tokens_revoke(token_id: int) -> None:
+    """Revoke a token by its id (see tokens list); it stops working at once."""
     with api() as c:
         t = c.revoke_token(token_id)
     out.print(f"token {t['id']} of {t['user']} revoked")
@@ -177,8 +189,10 @@ def tokens_revoke(token_id: int) -> None:
 
 @nodes.command("list")
 def nodes_list(
-    site: Annotated[str | None, typer.Option()] = None, as_json: JsonFlag = False
+    site: Annotated[str | None, typer.Option(help="Only this site's.")] = None,
+    as_json: JsonFlag = False
 ) -> None:
+    """Nodes with their site, GPUs and state (up, drained, down)."""
     with api() as c:
         _print(
             c.nodes(site=site),
@@ -200,7 +214,7 @@ EvacuateFlag = Annotated[
 
 @nodes.command("drain")
 def nodes_drain(
-    node: str, reason: Annotated[str, typer.Option()] = "", evacuate: EvacuateFlag = True
+    node: str, reason: ReasonOption = "", evacuate: EvacuateFlag = True
 ) -> None:
     """No new job starts on NODE; its running jobs move elsewhere unless --let-finish."""
     with api() as c:
@@ -212,7 +226,8 @@ def nodes_drain(
 
 
 @nodes.command("undrain")
-def nodes_undrain(node: str, reason: Annotated[str, typer.Option()] = "") -> None:
+def nodes_undrain(node: str, reason: ReasonOption = "") -> None:
+    """Let jobs start on NODE again."""
     with api() as c:
         n = c.undrain(node, reason)
     out.print(f"node {n['name']}: {n['state']}")
@@ -223,8 +238,9 @@ def nodes_undrain(node: str, reason: Annotated[str, typer.Option()] = "") -> Non
 
 @quotas.command("list")
 def quotas_list(
-    tenant: Annotated[str | None, typer.Option()] = None, as_json: JsonFlag = False
+    tenant: TenantFilter = None, as_json: JsonFlag = False
 ) -> None:
+    """Quotas per tenant × site × GPU type: nominal, borrowing and lending limits."""
     with api() as c:
         _print(
             c.quotas(tenant=tenant),
@@ -238,10 +254,13 @@ def quotas_set(
     tenant: str,
     site: str,
     gpu_type: str,
-    nominal: int,
-    borrowing_limit: Annotated[int | None, typer.Option()] = None,
-    lending_limit: Annotated[int | None, typer.Option()] = None,
+    nominal: Annotated[int, typer.Argument(help="GPUs the tenant is always entitled to.")],
+    borrowing_limit: Annotated[int | None, typer.Option(
+        help="Most GPUs it may borrow beyond nominal from idle ones; default: no limit.")] = None,
+    lending_limit: Annotated[int | None, typer.Option(
+        help="Most of its idle nominal GPUs others may borrow; default: all of them.")] = None,
 ) -> None:
+    """Set a tenant's quota of one GPU type at one site (GPUs)."""
     with api() as c:
         q = c.set_quota(
             tenant=tenant, site=site, gpu_type=gpu_type, nominal=nominal,

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from masnaa.cli.jobs import api, fail, out
+from masnaa.cli.jobs import JsonFlag, api, fail, out
 
 data_app = typer.Typer(name="data", help="Register datasets and their transfer grounds.",
                        no_args_is_help=True)
@@ -59,12 +59,13 @@ def register_data(
     data_class: Annotated[str, typer.Option("--class", help="personal, health, public, ...")],
     jurisdiction: Annotated[str | None, typer.Option(
         "--jurisdiction", help="Country whose law governs it (default: the site's).")] = None,
-    owner: Annotated[str | None, typer.Option("--owner")] = None,
+    owner: Annotated[str | None, typer.Option(
+        "--owner", help="Who answers for it (default: yourself).")] = None,
     tenant: Annotated[str | None, typer.Option("--tenant", help="Operators: its tenant.")] = None,
     serving_copy: Annotated[list[str], typer.Option(
         "--serving-copy", help="Country where a serving copy stays (repeatable).")] = [],  # noqa: B006
     uri: Annotated[str, typer.Option("--uri", help="Where the bytes are.")] = "",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Register a dataset: masnaa data register clinic --site ke-1 --class health_care"""
     body: dict[str, Any] = {"name": name, "home_site": home_site, "data_class": data_class,
@@ -76,7 +77,7 @@ def register_data(
 
 
 @data_app.command("list")
-def list_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def list_cmd(as_json: JsonFlag = False) -> None:
     """Datasets you can see."""
     rows = _call("GET", "/datasets")
     if as_json:
@@ -89,7 +90,7 @@ def list_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
 
 @data_app.command("show")
-def show(data_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def show(data_id: str, as_json: JsonFlag = False) -> None:
     """One dataset or artifact, with its grounds."""
     _print_data(_call("GET", f"/datasets/{data_id}"), as_json)
 
@@ -100,11 +101,12 @@ def grant(
     country: Annotated[str, typer.Option("--country", help="Jurisdiction it moves data out of.")],
     condition: Annotated[str, typer.Option("--condition", help="e.g. express_consent")],
     kind: Annotated[str, typer.Option("--kind", help="consent, authorisation, contract, ...")],
-    reference: Annotated[str | None, typer.Option("--reference")] = None,
+    reference: Annotated[str | None, typer.Option(
+        "--reference", help="The document's number or link, for the auditor.")] = None,
     expires: Annotated[str | None, typer.Option(
         "--expires", help="ISO time with zone, e.g. 2027-03-31T00:00:00Z")] = None,
     to: Annotated[list[str], typer.Option("--to", help="Destination country (repeatable).")] = [],  # noqa: B006
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Record a transfer ground (consent, a regulator's authorisation, a contract)."""
     body: dict[str, Any] = {"country": country, "condition": condition, "kind": kind,
@@ -150,7 +152,7 @@ def artifact_register(
     job_id: str,
     name: Annotated[str, typer.Argument(help="A name for the output.")],
     uri: Annotated[str, typer.Option("--uri", help="Where the output lies.")] = "",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Register an output of JOB: it keeps every class and jurisdiction of the job's data."""
     _print_data(_call("POST", f"/jobs/{job_id}/artifacts", json={"name": name, "uri": uri}),
@@ -158,7 +160,7 @@ def artifact_register(
 
 
 @artifact_app.command("list")
-def artifact_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def artifact_list(as_json: JsonFlag = False) -> None:
     """Artifacts you can see."""
     rows = _call("GET", "/artifacts")
     if as_json:
@@ -189,7 +191,8 @@ def artifact_download(
 def site_state(
     site: str,
     state: Annotated[str, typer.Argument(help="up, drained or unreachable")],
-    reason: Annotated[str, typer.Option("--reason")] = "",
+    reason: Annotated[str, typer.Option(
+        "--reason", help="Why, for the site's history and the audit log.")] = "",
     evacuate: Annotated[bool | None, typer.Option(
         "--evacuate/--no-evacuate", " /--let-finish",
         help="With 'drained': move the running jobs (the default) or let them finish.")] = None,
@@ -238,10 +241,10 @@ def sim_residency(
     jobs: Annotated[int, typer.Option("--jobs", help="Jobs in the workload.")] = 1000,
     share: Annotated[float, typer.Option(
         "--share", help="Share of jobs that read country-bound data.")] = 0.6,
-    seed: Annotated[int, typer.Option("--seed")] = 7,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the workload.")] = 7,
     load: Annotated[float, typer.Option("--load", help="Offered load of the factory.")] = 0.85,
     policy: Annotated[str, typer.Option("--policy", help="Scheduling policy.")] = "masnaa",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonFlag = False,
     prices: Annotated[bool, typer.Option(
         "--prices", help="Add a run that chooses among lawful sites by price.")] = False,
 ) -> None:

@@ -31,6 +31,8 @@ from masnaa.client.config import CredentialsMissing
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$")
 _UNITS = {None: 60.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -291,9 +293,11 @@ def queue(
         bool, typer.Option("--all", "-a", help="Also finished jobs (newest first).")
     ] = False,
     state: Annotated[list[str], typer.Option("--state", "-s", help="Only these states.")] = [],  # noqa: B006
-    project: Annotated[str | None, typer.Option("--project", "-p")] = None,
-    limit: Annotated[int, typer.Option("--limit")] = 200,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    project: Annotated[
+        str | None, typer.Option("--project", "-p", help="Only this project's.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many jobs.")] = 200,
+    as_json: JsonFlag = False,
 ) -> None:
     """List jobs with their state, why they wait and when they should start."""
     with api() as client:
