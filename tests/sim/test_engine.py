@@ -11,7 +11,7 @@ import pytest
 from twin_builders import jcts, replay, run, trace
 
 from masnaa.domain import Cluster, Placement, PlacementSlice
-from masnaa.sim.engine import DONE, END, REJECTED, STRANDED, Engine
+from masnaa.sim.engine import DONE, END, REJECTED, RUNS_LOST_LIMIT, STRANDED, Engine
 from masnaa.sim.errors import InvariantViolation
 from masnaa.sim.limits import LimitEstimator
 from masnaa.sim.metrics import summarize
@@ -214,6 +214,25 @@ def test_las_without_checkpoints_still_finishes_every_job() -> None:
     # promoted ones), its last run a whole 10 hours.
     assert list(r.end) == [117_990.0, 45_870.0, 81_930.0]
     assert list(r.requeues) == [2, 1, 1]
+
+
+def test_a_job_that_loses_every_run_is_given_up_and_counted() -> None:
+    # Two 40-hour jobs on one node, checkpoints every 25,000 s, a 6-hour starvation
+    # limit: each waits 6 hours, is promoted and stops the other before it saves a
+    # checkpoint, and neither saves anything, ever. After RUNS_LOST_LIMIT runs in a row
+    # that saved nothing the engine gives a up (stranded, lost-every-run); b then runs
+    # to its end.
+    signal.signal(signal.SIGALRM, _hung)
+    signal.alarm(30)
+    try:
+        r = run(trace((0, 144_000, 8, "a"), (60, 144_000, 8, "b")),
+                policy="las", checkpoint_interval=25_000.0)
+    finally:
+        signal.alarm(0)
+    assert list(r.status) == [STRANDED, DONE]
+    assert r.stranded == {"lost-every-run": 1}
+    assert list(r.requeues) == [RUNS_LOST_LIMIT, RUNS_LOST_LIMIT - 1]
+    assert r.end[1] == 43_524_090.0
 
 
 def _hung(*_: object) -> None:
