@@ -10,7 +10,7 @@ hypothesis draws the trace, the cluster and the options, and every replay must:
 - give the same report with the twin's fast paths on and off.
 
 ``MASNAA_RANDOM_REPLAYS=N`` draws N replays instead of 60: a soak to run by hand after
-a change to the engine or a policy (3,000 take about three minutes).
+a change to the engine or a policy (3,000 take a few minutes).
 """
 
 from __future__ import annotations
