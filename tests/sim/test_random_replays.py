@@ -1,7 +1,8 @@
 """Small random replays, end to end, under every policy and the twin's options.
 
-Fixed traces exercise the options that reported figures use. Two hangs were once
-found only in options they do not use (a pass interval, no checkpoints), so here
+Fixed traces exercise the options that reported figures use. Three replays that
+never ended were found only in options they do not use (a pass interval; las without
+checkpoints, or with checkpoints rarer than its promoted jobs' turns), so here
 hypothesis draws the trace, the cluster and the options, and every replay must:
 - end (an alarm fails it otherwise);
 - account for every job: done (perhaps killed at its limit), rejected or stranded,
