@@ -177,14 +177,14 @@ def jobs_table(jobs: list[dict[str, Any]], *, title: str | None = None) -> Table
 def _water_fill(widths: list[int], room: int, least: int = 4) -> list[int]:
     """Widths that share ``room``: each column is given what it needs, up to an equal
     share of what the narrower ones leave, and never less than ``least``."""
-    out = list(widths)
+    given = list(widths)
     order = sorted(range(len(widths)), key=widths.__getitem__)
     left = room
     for n, k in enumerate(order):
         share = max(least, left // (len(order) - n))
-        out[k] = min(widths[k], share)
-        left -= out[k]
-    return out
+        given[k] = min(widths[k], share)
+        left -= given[k]
+    return given
 
 
 def _env_pairs(values: list[str]) -> dict[str, str]:
