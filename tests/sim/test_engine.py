@@ -5,10 +5,9 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import math
-import signal
 
 import pytest
-from twin_builders import jcts, replay, run, trace
+from twin_builders import deadline, jcts, replay, run, trace
 
 from masnaa.domain import Cluster, Placement, PlacementSlice
 from masnaa.sim.engine import DONE, END, REJECTED, RUNS_LOST_LIMIT, STRANDED, Engine
@@ -189,27 +188,20 @@ def test_a_tick_is_kept_when_the_clock_rounds_short_of_the_interval() -> None:
     # found the tick too early and set it again at the same instant, for ever.
     a = 2024.14200743677
     assert (a + 60.0) - a < 60.0
-    signal.signal(signal.SIGALRM, _hung)
-    signal.alarm(30)
-    try:
+    with deadline(30):
         r = run(trace((0, 10_000, 8, "a"), (a, 60, 8, "a"), (2030.0, 60, 8, "a")),
                 policy="fifo", min_pass_interval=60.0)
-    finally:
-        signal.alarm(0)
     assert list(r.end) == [10_000.0, 10_060.0, 10_120.0]
 
 
 def test_las_without_checkpoints_still_finishes_every_job() -> None:
     # Three 10-hour jobs on one node, no checkpoints, a 6-hour starvation limit: each
     # promoted job stopped the one running, which lost its whole run, and they took
-    # turns for ever. A job stopped once now keeps each run until it checkpoints.
-    signal.signal(signal.SIGALRM, _hung)
-    signal.alarm(30)
-    try:
+    # turns for ever. Promoted jobs now spare a job stopped before that cannot
+    # checkpoint.
+    with deadline(30):
         r = run(trace((0, 36_000, 8, "a"), (60, 36_000, 8, "b"), (120, 36_000, 8, "c")),
                 policy="las", checkpoint_interval=None)
-    finally:
-        signal.alarm(0)
     # Every job ends, after four stops in all (by jobs of a lower service level, or
     # promoted ones), its last run a whole 10 hours.
     assert list(r.end) == [117_990.0, 45_870.0, 81_930.0]
@@ -220,23 +212,15 @@ def test_a_job_that_loses_every_run_is_given_up_and_counted() -> None:
     # Two 40-hour jobs on one node, checkpoints every 25,000 s, a 6-hour starvation
     # limit: each waits 6 hours, is promoted and stops the other before it saves a
     # checkpoint, and neither saves anything, ever. After RUNS_LOST_LIMIT runs in a row
-    # that saved nothing the engine gives a up (stranded, lost-every-run); b then runs
-    # to its end.
-    signal.signal(signal.SIGALRM, _hung)
-    signal.alarm(30)
-    try:
+    # that saved nothing the engine gives job a up (stranded, lost-every-run); b then
+    # runs to its end.
+    with deadline(30):
         r = run(trace((0, 144_000, 8, "a"), (60, 144_000, 8, "b")),
                 policy="las", checkpoint_interval=25_000.0)
-    finally:
-        signal.alarm(0)
     assert list(r.status) == [STRANDED, DONE]
     assert r.stranded == {"lost-every-run": 1}
     assert list(r.requeues) == [RUNS_LOST_LIMIT, RUNS_LOST_LIMIT - 1]
     assert r.end[1] == 43_524_090.0
-
-
-def _hung(*_: object) -> None:
-    raise AssertionError("the replay did not end")
 
 
 class _Passes(Engine):

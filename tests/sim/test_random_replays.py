@@ -17,14 +17,11 @@ a change to the engine or a policy (3,000 take a few minutes).
 from __future__ import annotations
 
 import os
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twin_builders import trace
+from twin_builders import deadline, trace
 
 from masnaa.domain import Cluster
 from masnaa.scheduler import POLICIES
@@ -67,24 +64,10 @@ def rows(draw: st.DrawFn) -> list[tuple[Any, ...]]:
     return out
 
 
-@contextmanager
-def _deadline(seconds: int) -> Iterator[None]:
-    def hung(*_: object) -> None:
-        raise AssertionError(f"the replay did not end within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def _replay(t: Trace, nodes: int, cfg: EngineConfig) -> tuple[RunResult, dict[str, Any]]:
     cluster = Cluster.uniform(nodes)
     tenants, quotas = tenancy(t, cluster)
-    with _deadline(60):
+    with deadline(60):
         result = Engine(t, cluster, tenants, quotas, cfg).run()
     doc = summarize(result)
     for k in SPEED_ONLY:

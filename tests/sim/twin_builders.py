@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from masnaa.domain import Cluster
@@ -38,3 +41,18 @@ def run(t: Trace, **kw: Any) -> RunResult:
 
 def jcts(r: RunResult) -> list[float]:
     return [r.end[i] - r.submit[i] for i in range(r.jobs)]
+
+
+@contextmanager
+def deadline(seconds: int) -> Iterator[None]:
+    """Fail the test if the block (a replay) has not ended within ``seconds``."""
+    def hung(*_: object) -> None:
+        raise AssertionError(f"the replay did not end within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

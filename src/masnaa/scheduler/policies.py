@@ -150,6 +150,11 @@ def _my_level(entry: Entry, v: PassView) -> int:
     return -1 if v.starving(entry) else v.level(entry.attained)
 
 
+def _spared_by_promoted(r: RunningJob) -> bool:
+    """Whether las's promoted jobs spare ``r``: stopped before, it cannot checkpoint."""
+    return bool(r.requeues) and not r.checkpoint_every
+
+
 def _review_victims(v: PassView, level: int | None, *, spare_requeued: bool = False) -> None:
     """Note when a running job not yet a candidate becomes one: its run reaching
     ``min_run_before_preemption`` and, for a waiting job of service ``level`` (``None``:
@@ -166,7 +171,7 @@ def _review_victims(v: PassView, level: int | None, *, spare_requeued: bool = Fa
         if r.preempt_deadline is not None:
             continue
         at = r.start_time + min_run
-        if spare_requeued and r.requeues and not r.checkpoint_every:
+        if spare_requeued and _spared_by_promoted(r):
             continue  # never, in this run
         if bound is not None:
             short = bound - v.running_attained(r)
@@ -239,7 +244,7 @@ class Las(Policy):
             # it changed what las does where jobs checkpoint (mean JCT 20.2 h → 27.0 h
             # at load 0.9): the rule stays to where the turns cannot end otherwise.
             def promoted(victim: RunningJob) -> bool:
-                return not victim.requeues or bool(victim.checkpoint_every)
+                return not _spared_by_promoted(victim)
 
             return promoted
         bound = thresholds[mine]

@@ -403,9 +403,7 @@ class Engine:
         else:
             self.runs_lost[i] += 1
             if self.runs_lost[i] >= RUNS_LOST_LIMIT:
-                self.status[i] = STRANDED
-                self.demand_t[self.tenant_col[i]] -= running.job.total_gpus
-                self.stranded[LOST_EVERY_RUN] = self.stranded.get(LOST_EVERY_RUN, 0) + 1
+                self._give_up(i, running.job.total_gpus, LOST_EVERY_RUN)
                 return
         self.status[i] = PENDING
         self.queue.add(running.job, self.attained[i], since=t)
@@ -536,10 +534,13 @@ class Engine:
         for job in list(self.queue):
             code = decision.wait_for(job.id, job.project).code.value
             self.queue.remove(job.id)
-            i = int(job.id)
-            self.status[i] = STRANDED
-            self.demand_t[self.tenant_col[i]] -= job.total_gpus
-            self.stranded[code] = self.stranded.get(code, 0) + 1
+            self._give_up(int(job.id), job.total_gpus, code)
+
+    def _give_up(self, i: int, gpus: int, code: str) -> None:
+        """Count job ``i`` (out of the queue, holding nothing) as stranded for ``code``."""
+        self.status[i] = STRANDED
+        self.demand_t[self.tenant_col[i]] -= gpus
+        self.stranded[code] = self.stranded.get(code, 0) + 1
 
     def _sample(self, t: float) -> None:
         if not len(self.queue):
