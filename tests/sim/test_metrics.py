@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 from rich.console import Console
@@ -58,6 +60,26 @@ def test_timeline_coarsens_when_the_run_outgrows_its_bins() -> None:
     r = tl.finish()
     assert r.bin_width >= 125 and r.busy.shape[0] <= 9
     assert r.busy.sum() == pytest.approx(8000)
+
+
+def test_a_full_factory_fills_every_bin_exactly() -> None:
+    # A width that is no round number (a trace's span over the bin count), events at
+    # random instants, and four doublings of the width on the way: an interval cut at
+    # a bin edge must land in the bin after it, or the series shows 95 % and 105 %
+    # busy by turns for a factory that is full all along.
+    rng = random.Random(1)
+    tl = Timeline([1.0, 2.0], capacity=10, bin_width=861.34, max_bins=64)
+    t = 0.0
+    while t < 500_000:
+        dt = rng.expovariate(1 / 300)
+        tl.advance(t, t + dt, [4, 6], [8, 8])
+        t += dt
+    r = tl.finish()
+    full = int(t // r.bin_width)
+    assert full >= 30
+    assert r.busy[:full] == pytest.approx(np.full(full, 10 * r.bin_width), rel=1e-12)
+    assert r.tenant_gpu_seconds[:full, 1] == pytest.approx(np.full(full, 6 * r.bin_width))
+    assert r.busy.sum() == pytest.approx(10 * t)
 
 
 def test_summary_on_a_small_replay_is_consistent() -> None:

@@ -93,7 +93,9 @@ class Timeline:
         self.capacity = capacity
         self.bin_width = max(bin_width, 1.0)
         self.max_bins = max_bins
-        self._t0: list[float] = []
+        self._bin: list[int] = []
+        """Each buffered row's bin, at the current width: counted as the interval is cut,
+        never recomputed from its start (``3 * 861.34 // 861.34`` is 2.0)."""
         self._dt: list[float] = []
         self._run: list[int] = []
         self._dem: list[int] = []
@@ -113,19 +115,21 @@ class Timeline:
         while t1 >= self.bin_width * self.max_bins:
             self._coarsen()
         bw = self.bin_width
-        edge = (int(t0 // bw) + 1) * bw
+        k = int(t0 // bw)
+        edge = (k + 1) * bw
         while edge < t1:
-            self._row(t0, edge - t0, running, demand)
+            self._row(k, max(0.0, edge - t0), running, demand)
             t0 = edge
-            edge += bw
-        self._row(t0, t1 - t0, running, demand)
+            k += 1
+            edge = (k + 1) * bw
+        self._row(k, t1 - t0, running, demand)
 
-    def _row(self, t0: float, dt: float, running: list[int], demand: list[int]) -> None:
-        self._t0.append(t0)
+    def _row(self, k: int, dt: float, running: list[int], demand: list[int]) -> None:
+        self._bin.append(k)
         self._dt.append(dt)
         self._run.extend(running)
         self._dem.extend(demand)
-        if len(self._t0) >= FLUSH_ROWS:
+        if len(self._bin) >= FLUSH_ROWS:
             self._flush()
 
     def _coarsen(self) -> None:
@@ -143,13 +147,13 @@ class Timeline:
         self.samples.append((t, free, partial, stranded, pending))
 
     def _flush(self) -> None:
-        if not self._t0:
+        if not self._bin:
             return
-        t0 = np.asarray(self._t0)
+        bins = np.asarray(self._bin, dtype=np.int64)
         dt = np.asarray(self._dt)[:, None]
         run = np.asarray(self._run, dtype=np.float64).reshape(-1, self.tenants)
         dem = np.asarray(self._dem, dtype=np.float64).reshape(-1, self.tenants)
-        self._t0.clear()
+        self._bin.clear()
         self._dt.clear()
         self._run.clear()
         self._dem.clear()
@@ -167,7 +171,6 @@ class Timeline:
         self._recv_sat += (held * sat).sum(axis=0)
         self._ent_sat += (ent * sat * dt).sum(axis=0)
 
-        bins = (t0 // self.bin_width).astype(np.int64)
         need = int(bins.max()) + 1
         if need > self._busy.shape[0]:
             grow = need - self._busy.shape[0]
