@@ -191,3 +191,13 @@ def test_table_sets_the_recorded_schedule_beside_the_replays() -> None:
     # Fairness and preemption are not in a history: shown as unknown, not as zero.
     assert lines["Jain's index"].rstrip(" │").endswith("—")
     assert lines["preemptions"].rstrip(" │").endswith("—")
+
+
+def test_the_series_end_with_the_last_job() -> None:
+    # b's 1-GPU job waits behind a's 8-GPU job, within b's quota while a borrows: the
+    # pass asks to be looked at again when b may reclaim (2 h on). Both jobs are over
+    # long before then, and the replay must not follow that stale review with idle bins.
+    s = summarize(run(trace((0, 1000, 8, "a"), (10, 100, 1, "b")), policy="masnaa"))
+    assert s["makespan"] == 1100.0
+    bins = len(s["series"]["utilisation"])
+    assert bins * s["series"]["bin_seconds"] < s["makespan"] + s["series"]["bin_seconds"]

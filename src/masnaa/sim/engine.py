@@ -284,6 +284,11 @@ class Engine:
         ptr = 0
         batches = 0
         while True:
+            if ptr >= n and not self.holdings.held and not len(self.queue):
+                # Every job is over. What the heap still holds is stale (an estimate
+                # past a job's end, a review): following it would stretch the time
+                # series past the makespan with idle bins.
+                break
             ta = submit[ptr] if ptr < n else INF
             te = heap[0][0] if heap else INF
             t = ta if ta < te else te
