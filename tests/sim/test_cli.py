@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from masnaa.cli.main import app
-from masnaa.sim.report import duration, percent
+from masnaa.sim.report import percent, range_cell
 
 runner = CliRunner()
 
@@ -181,10 +181,7 @@ def test_repeated_replays_report_how_far_a_moment_moves_each_metric(tmp_path: Pa
     busiest = max(doc["policies"][0]["fairness"]["tenants"], key=lambda t: (t["jobs"], t["tenant"]))
     row = next(line for line in per_tenant.splitlines() if f"│ {busiest['tenant']} " in line)
     first = spread["tenants"][doc["policies"][0]["label"]][busiest["tenant"]]
-    jct_cell = (
-        f"{duration(first['jct_mean']['mean'])} ({duration(first['jct_mean']['min'])} – "
-        f"{duration(first['jct_mean']['max'])}), {percent(first['fair_ratio']['mean'])}"
-    )
+    jct_cell = f"{range_cell(first['jct_mean'])}, {percent(first['fair_ratio']['mean'])}"
     assert jct_cell in row
 
 

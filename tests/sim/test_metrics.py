@@ -11,7 +11,7 @@ from twin_builders import run, trace
 
 from masnaa.sim.metrics import jain, summarize
 from masnaa.sim.recorded import recorded
-from masnaa.sim.report import table, tenant_table
+from masnaa.sim.report import percent, range_cell, table, tenant_table
 from masnaa.sim.timeline import Timeline, waterfill
 from masnaa.sim.trace import TraceBuilder
 
@@ -80,6 +80,23 @@ def test_a_full_factory_fills_every_bin_exactly() -> None:
     assert r.busy[:full] == pytest.approx(np.full(full, 10 * r.bin_width), rel=1e-12)
     assert r.tenant_gpu_seconds[:full, 1] == pytest.approx(np.full(full, 6 * r.bin_width))
     assert r.busy.sum() == pytest.approx(10 * t)
+
+
+@pytest.mark.parametrize(
+    ("lo", "mean", "hi", "fmt", "cell"),
+    [
+        (27_828.0, 28_764.0, 30_060.0, None, "7.99 h (7.73 – 8.35 h)"),  # the unit once
+        (3_000.0, 4_000.0, 7_200.0, None, "1.11 h (50.0 min – 2.00 h)"),  # units differ
+        (0.78, 0.79, 0.8, percent, "79.0 % (78.0 – 80.0 %)"),
+        (83.0, 102.0, 123.0, lambda x: f"{x:,.0f}", "102 (83 – 123)"),  # no unit
+    ],
+)
+def test_a_range_cell_names_its_unit_once_where_both_ends_share_it(
+    lo: float, mean: float, hi: float, fmt: object, cell: str
+) -> None:
+    m = {"min": lo, "mean": mean, "max": hi}
+    assert (range_cell(m) if fmt is None else range_cell(m, fmt)) == cell
+    assert range_cell({"min": None, "mean": None, "max": None}) == "—"
 
 
 def test_summary_on_a_small_replay_is_consistent() -> None:
