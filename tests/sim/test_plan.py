@@ -203,3 +203,21 @@ def test_bad_plan_input_is_refused_before_any_replay() -> None:
     assert res.exit_code == 2 and "fifo-backfill" in res.output
     res = runner.invoke(app, ["plan", *SLICE])
     assert res.exit_code == 2 and "--target" in res.output
+
+
+def test_the_plan_table_fits_80_columns_with_two_targets(tmp_path: Path) -> None:
+    out = tmp_path / "plan.json"
+    res = runner.invoke(app, [
+        "plan", *SLICE, "-t", "queueing-p99<=30min", "-t", "jct-mean<=1d", "--min-gpus", "64",
+        "--max-gpus", "512", "--workers", "1", "--json", str(out),
+    ], env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    table = res.output[: res.output.index("load: the load factor")]
+    assert "…" not in table  # no header or figure cut short
+    assert max(len(line) for line in table.splitlines()) <= 80
+    (doc,) = json.loads(out.read_text())["policies"]
+    rows = [line for line in table.splitlines() if line.startswith("│")]
+    assert len(rows) == len(doc["probes"])  # one line per size: no figure wrapped
+    for p, row in zip(doc["probes"], rows, strict=True):
+        cells = [c.strip() for c in row.strip("│").split("│")]
+        assert cells[0] == f"{p['gpus']:,}" and cells[1] == f"{p['load_factor']:.2f}"

@@ -141,26 +141,36 @@ def plan(
 
 
 def _table(doc: dict[str, Any], one: dict[str, Any]) -> Table:
+    """One policy's probes, a row per size. Made to fit 80 columns with two targets:
+    no node count (the answer's sentence gives it), rejections only where some size
+    rejected a job, and headers of words that wrap rather than get cut short."""
     from masnaa.sim.report import duration, percent
 
     trace = doc["trace"]
     out = Table(title=f"{trace['name']}: {trace['jobs']:,} jobs under {one['policy']}, "
                 f"each size replayed")
-    for name in ("GPUs", "nodes", "load factor"):
-        out.add_column(name, justify="right")
+    out.add_column("GPUs", justify="right")
+    out.add_column("load", justify="right")
     texts = [t["text"] for t in doc["targets"]]
-    for text in texts:
-        out.add_column(text, justify="right")
-    for name in ("meets", "rejected", "utilisation", "JCT mean", "preemptions"):
+    for t in doc["targets"]:
+        bound = duration(t["at_most_seconds"])
+        metric = t["metric"].replace("-", " ").replace("jct", "JCT")
+        out.add_column(f"{metric} ≤ {bound}", justify="right")
+    rejections = any(p["rejected"] for p in one["probes"])
+    out.add_column("meets", justify="right")
+    if rejections:
+        out.add_column("rejected", justify="right")
+    for name in ("util.", "JCT mean", "stops"):
         out.add_column(name, justify="right")
     for p in one["probes"]:
         out.add_row(
-            f"{p['gpus']:,}", str(p["nodes"]), f"{p['load_factor']:.2f}",
+            f"{p['gpus']:,}", f"{p['load_factor']:.2f}",
             *(duration(p["targets"][t]) for t in texts),
             "[green]yes[/green]" if p["meets"] else "[red]no[/red]",
-            f"{p['rejected']:,}", percent(p["utilisation"]), duration(p["jct_mean"]),
-            f"{p['preemptions']:,}",
+            *((f"{p['rejected']:,}",) if rejections else ()),
+            percent(p["utilisation"]), duration(p["jct_mean"]), f"{p['preemptions']:,}",
         )
+    out.caption = "load: the load factor; util.: utilisation (work); stops: preemptions"
     return out
 
 
