@@ -8,11 +8,19 @@ from pathlib import Path
 import pytest
 from twin_builders import trace
 
+from masnaa.sim.compare import compare
 from masnaa.sim.engine import DONE, Engine
 from masnaa.sim.errors import SimError
 from masnaa.sim.loaders import TraceSource, load_trace
 from masnaa.sim.records import EngineConfig
-from masnaa.sim.shape import build_cluster, entitlement, load_factor, size_for, tenancy
+from masnaa.sim.shape import (
+    apportion,
+    build_cluster,
+    entitlement,
+    load_factor,
+    size_for,
+    tenancy,
+)
 
 
 def test_load_factor_and_sizing() -> None:
@@ -71,3 +79,39 @@ def test_replay_respects_sites_and_gpu_types(tmp_path: Path) -> None:
     assert all(r.status[i] == DONE for i in range(len(t)))
     # The engine checked every placement against the job's sites and GPU type.
     assert r.invariant_checks == len(t)
+
+
+@pytest.mark.parametrize(
+    ("nodes", "weights", "parts"),
+    [
+        (4, [0.94, 0.06], [3, 1]),  # the small type keeps its one node, the total holds
+        (10, [0.55, 0.45], [5, 5]),  # 1 + 1 each, then 8 split 4.4 / 3.6: the .6 wins
+        (10, [0.5, 0.3, 0.2], [5, 3, 2]),
+        (7, [1.0], [7]),
+        (1, [0.5, 0.5], [1, 1]),  # fewer nodes than types: one each, larger than asked
+    ],
+)
+def test_nodes_are_apportioned_over_gpu_types(
+    nodes: int, weights: list[float], parts: list[int]
+) -> None:
+    assert apportion(nodes, weights) == parts
+
+
+def test_a_cluster_of_several_gpu_types_has_the_size_asked(tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    p.write_text(
+        "submit_time,runtime,gpus,tenant,gpu_type\n"
+        "0,7200,8,a,h100\n"
+        "60,3600,8,b,h100\n"
+        "120,1800,1,b,l40s\n"
+    )
+    t = load_trace("csv", TraceSource(path=p))
+    for nodes in (2, 3, 4, 9):
+        cluster = build_cluster(t, nodes)
+        assert len(cluster.nodes) == nodes
+        assert {n.gpu_type for n in cluster.nodes} == {"h100", "l40s"}
+    # Asked for one node, it gets one per type; the report's size and load factor are
+    # those of the cluster replayed.
+    doc = compare(t, ["fifo"], size_for(t, gpus=8), EngineConfig())
+    assert doc["cluster"]["gpus"] == 16
+    assert doc["cluster"]["load_factor"] == pytest.approx(load_factor(t, 16))

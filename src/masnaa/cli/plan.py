@@ -127,7 +127,7 @@ def plan(
             )
             continue
         console.print(
-            f"[bold]{answer['gpus']:,} GPUs[/bold] ({answer['nodes']} nodes of {gpn}, load "
+            f"[bold]{answer['gpus']:,} GPUs[/bold] ({answer['gpus'] // gpn} nodes of {gpn}, load "
             f"factor {answer['load_factor']:.2f}) is the smallest cluster on which {name} "
             f"meets {wanted}."
         )

@@ -118,6 +118,12 @@ def sim(
         raise typer.Exit(3) from None
 
     console.print(table(doc))
+    built = doc["cluster"]["gpus"]
+    if built > sizing.gpus:
+        err.print(
+            f"[yellow]note[/yellow]: {sizing.gpus:,} GPUs asked, {built:,} replayed: each of "
+            f"the trace's {len(doc['cluster']['gpu_types'])} GPU types needs a node of its own"
+        )
     note = roomy_note(doc)
     if note is not None:
         err.print(f"[yellow]note[/yellow]: {note}")

@@ -17,7 +17,7 @@ from masnaa.sim.errors import SimError
 from masnaa.sim.parallel import Run, Setup, replay, run_parallel
 from masnaa.sim.recorded import recorded
 from masnaa.sim.records import EngineConfig
-from masnaa.sim.shape import Sizing
+from masnaa.sim.shape import Sizing, load_factor
 from masnaa.sim.trace import Trace
 
 ProgressFactory = Callable[[str], Callable[[int, int], None]]
@@ -125,7 +125,9 @@ def compare(
             "gpus_per_node": config.gpus_per_node,
             "sites": [s.name for s in cluster.sites],
             "gpu_types": [t.name for t in cluster.gpu_types],
-            "load_factor": sizing.load_factor,
+            # The cluster built, which may be larger than asked (one node per GPU type
+            # at least: ``shape.apportion``).
+            "load_factor": load_factor(trace, cluster.total_gpus),
         },
         "policies": summaries,
     }

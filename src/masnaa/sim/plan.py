@@ -256,8 +256,8 @@ def _policy_doc(
         s = probes[n]
         rows.append({
             "nodes": n,
-            "gpus": n * gpn,
-            "load_factor": load_factor(trace, n * gpn),
+            "gpus": s["gpus"],  # the cluster built (``shape.apportion``)
+            "load_factor": load_factor(trace, s["gpus"]),
             "meets": found.tried[n],
             "rejected": _rejected(s),
             "targets": {t.text: t.value(s) for t in targets},
@@ -271,8 +271,8 @@ def _policy_doc(
     if found.nodes is not None:
         answer = {
             "nodes": found.nodes,
-            "gpus": found.nodes * gpn,
-            "load_factor": load_factor(trace, found.nodes * gpn),
+            "gpus": probes[found.nodes]["gpus"],
+            "load_factor": load_factor(trace, probes[found.nodes]["gpus"]),
             "at_lower_bound": found.at_lower_bound,
         }
     return {"policy": policy, "probes": rows, "answer": answer}

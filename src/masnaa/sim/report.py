@@ -80,7 +80,8 @@ def table(doc: dict[str, Any]) -> Table:
     c = doc["cluster"]
     t = doc["trace"]
     title = (
-        f"{t['name']}: {t['jobs']:,} jobs over {t['span_days']:.1f} d on {c['gpus']:,} GPUs "
+        f"{t['name']}: {t['jobs']:,} jobs over {duration(t['span_days'] * 86400)} on "
+        f"{c['gpus']:,} GPUs "
         f"({c['nodes']} nodes) — load factor {c['load_factor']:.2f}"
     )
     out = Table(title=title)

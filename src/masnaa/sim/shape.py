@@ -13,8 +13,10 @@ Terms:
 
 The cluster is whole nodes of ``gpus_per_node`` GPUs (``Cluster.uniform``:
 NVLink domain = one node, 32 nodes per leaf switch). A trace naming GPU types
-gets one pool per type, sized by that type's share of the offered work; a
-trace naming sites gets its nodes split evenly over those sites.
+gets one pool per type, sized by that type's share of the offered work (every
+type at least one node, so a cluster asked smaller than its types are many is
+larger than asked; reports give the size built); a trace naming sites gets its
+nodes split evenly over those sites.
 """
 
 from __future__ import annotations
@@ -74,8 +76,7 @@ def build_cluster(trace: Trace, nodes: int, *, gpus_per_node: int = 8) -> Cluste
     typed = np.bincount(trace.gpu_type[trace.gpu_type >= 0],
                         weights=work[trace.gpu_type >= 0], minlength=len(types))
     weights = typed / typed.sum() if len(types) > 1 and typed.sum() > 0 else np.ones(len(types))
-    weights = weights / weights.sum()
-    per_type = [max(1, round(nodes * float(w))) for w in weights]
+    per_type = apportion(nodes, [float(w) for w in weights / weights.sum()])
     parts = []
     for ti, gpu_type in enumerate(types):
         for si, site in enumerate(sites):
@@ -91,6 +92,22 @@ def build_cluster(trace: Trace, nodes: int, *, gpus_per_node: int = 8) -> Cluste
     unique_sites = {s.name: s for s in merged.sites}
     return Cluster(sites=tuple(unique_sites.values()), gpu_types=merged.gpu_types,
                    nodes=merged.nodes)
+
+
+def apportion(nodes: int, weights: list[float]) -> list[int]:
+    """``nodes`` split over pools in proportion to ``weights`` (largest remainders), at
+    least one each: a job that asks for a GPU type needs a node of it. The parts sum to
+    ``nodes`` whenever there are at least as many nodes as pools; with fewer, every
+    pool still gets its one node, and the cluster is larger than asked."""
+    if nodes <= len(weights):
+        return [1] * len(weights)
+    rest = nodes - len(weights)
+    exact = [rest * w for w in weights]
+    parts = [math.floor(x) for x in exact]
+    by_remainder = sorted(range(len(weights)), key=lambda i: (parts[i] - exact[i], i))
+    for i in by_remainder[: rest - sum(parts)]:
+        parts[i] += 1
+    return [1 + p for p in parts]
 
 
 def entitlement(trace: Trace) -> dict[str, float]:
