@@ -228,3 +228,31 @@ def test_a_history_with_recorded_starts_is_reported_beside_the_replays(tmp_path:
     per_tenant = res.output[res.output.index("per tenant"):]
     row_b = next(line for line in per_tenant.splitlines() if line.startswith("│ b "))
     assert row_b.rstrip(" │").endswith("20.2 min")  # the last column: as recorded
+
+
+def test_what_a_history_leaves_out_is_said(tmp_path: Path) -> None:
+    # A job with its step, a running job, a CPU-only job and two GPU jobs: the note
+    # counts what the loader left out by rule, with the reason in words.
+    p = tmp_path / "h.txt"
+    p.write_text(
+        "JobID|Submit|Start|End|Elapsed|AllocTRES|Account|Timelimit|State\n"
+        "1|2026-01-01T00:00:00|2026-01-01T00:00:00|2026-01-01T01:00:00|01:00:00|"
+        "gres/gpu=8,node=1|a|02:00:00|COMPLETED\n"
+        "1.batch|2026-01-01T00:00:00|2026-01-01T00:00:00|2026-01-01T01:00:00|01:00:00|"
+        "gres/gpu=8,node=1|a||COMPLETED\n"
+        "2|2026-01-01T00:10:00|2026-01-01T00:10:00|Unknown|00:30:00|gres/gpu=1,node=1|b|"
+        "01:00:00|RUNNING\n"
+        "3|2026-01-01T00:20:00|2026-01-01T00:20:00|2026-01-01T00:30:00|00:10:00|cpu=4,node=1|b|"
+        "01:00:00|COMPLETED\n"
+        "4|2026-01-01T00:30:00|2026-01-01T00:30:00|2026-01-01T00:40:00|00:10:00|"
+        "gres/gpu=2,node=1|b|01:00:00|COMPLETED\n"
+    )
+    res = runner.invoke(app, ["sim", "--trace", "sacct", "--file", str(p), "--gpus", "8",
+                              "--policy", "fifo", "--quiet"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    note = next(line for line in res.output.splitlines() if "not replayed" in line)
+    assert note.endswith(
+        "not replayed: 1 job steps (parts of a job), 1 unfinished when the history was "
+        "taken, 1 without GPUs"
+    )
+    assert "2 / 2" in next(line for line in res.output.splitlines() if "finished / jobs" in line)

@@ -108,10 +108,28 @@ def engine_config(
     )
 
 
+IGNORED_WHY = {
+    "job-step": "job steps (parts of a job)",
+    "unfinished": "unfinished when the history was taken",
+    "never-started": "never started",
+    "cpu-only": "without GPUs",
+}
+"""How ``warn_skipped`` names each ``Trace.ignored`` reason (the loaders' docstrings
+define them)."""
+
+
 def warn_skipped(err: Console, loaded: Trace) -> None:
+    """Say what of the file is not replayed: malformed lines (``--lenient``) and the
+    lines a loader leaves out by rule, so that a history replayed is known whole."""
     if loaded.skipped:
         err.print(f"[yellow]skipped {len(loaded.skipped)} malformed line(s)[/yellow], first: "
                   f"line {loaded.skipped[0].line}: {loaded.skipped[0].reason}")
+    if loaded.ignored:
+        parts = ", ".join(
+            f"{n:,} {IGNORED_WHY.get(reason, reason)}"
+            for reason, n in sorted(loaded.ignored.items(), key=lambda kv: -kv[1])
+        )
+        err.print(f"[yellow]note[/yellow]: not replayed: {parts}")
 
 
 @contextmanager
