@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from masnaa.cli.main import app
@@ -256,3 +257,20 @@ def test_what_a_history_leaves_out_is_said(tmp_path: Path) -> None:
         "taken, 1 without GPUs"
     )
     assert "2 / 2" in next(line for line in res.output.splitlines() if "finished / jobs" in line)
+
+
+def test_a_synthetic_trace_is_replayed_on_the_cluster_it_was_made_for(tmp_path: Path) -> None:
+    # Its gangs go up to 1,024 GPUs: a cluster sized afresh for the load (920 GPUs at
+    # 0.9 for seed 0) rejected the largest. --load sets the arrival rate, not the size.
+    loads = []
+    for load in ("0.9", "0.5"):
+        out = tmp_path / f"{load}.json"
+        res = runner.invoke(app, ["sim", "--trace", "synthetic", "--jobs", "4000", "--load", load,
+                                  "--policy", "fifo", "--json", str(out), "--quiet"])
+        assert res.exit_code == 0, res.output
+        doc = json.loads(out.read_text())
+        assert doc["cluster"]["gpus"] == 1024
+        assert doc["policies"][0]["jobs"]["rejected"] == {}
+        assert doc["policies"][0]["jobs"]["finished"] == 4000
+        loads.append(doc["cluster"]["load_factor"])
+    assert loads[0] == pytest.approx(0.9, abs=0.15) and loads[1] == pytest.approx(0.5, abs=0.1)

@@ -51,8 +51,10 @@ def sim(
     trace: TraceOpt = "philly",
     file: FileOpt = None,
     load: Annotated[float | None, typer.Option(
-        help="Size the cluster (whole nodes) for this mean load factor. Default 0.9.")] = None,
-    gpus: Annotated[int | None, typer.Option(help="Fix the cluster size in GPUs instead.")] = None,
+        help="Size the cluster (whole nodes) for this mean load factor. Default 0.9. "
+        "synthetic: the load the generator aims at on --gpus.")] = None,
+    gpus: Annotated[int | None, typer.Option(
+        help="Fix the cluster size in GPUs instead (synthetic: default 1,024).")] = None,
     limit: LimitOpt = None,
     start: StartOpt = 0.0,
     days: DaysOpt = None,
@@ -83,6 +85,7 @@ def sim(
     """Replay a trace under each policy and compare them side by side."""
     from masnaa.sim.compare import check_policies, check_repeats, check_workers, compare
     from masnaa.sim.errors import InvariantViolation, SimError
+    from masnaa.sim.loaders import SYNTHETIC_GPUS
     from masnaa.sim.parallel import available_cpus
     from masnaa.sim.report import roomy_note, spread_table, table, tenant_table, write_json
     from masnaa.sim.shape import size_for
@@ -100,10 +103,15 @@ def sim(
         processes = workers or min(available_cpus(), len(names) * repeat)
         loaded = load_sliced(
             trace, file, lenient=lenient, seed=seed, jobs=jobs, tenants=tenants,
-            capacity_gpus=gpus or 1024, target_load=load or 0.8,
+            capacity_gpus=gpus or SYNTHETIC_GPUS, target_load=load or 0.9,
             start=start, days=days, limit=limit,
         )
-        sizing = size_for(loaded, load=None if gpus else (load or 0.9), gpus=gpus)
+        if trace == "synthetic":
+            # Replayed on the cluster it was generated for: its gangs go up to that
+            # size, and a cluster sized afresh for the load could be a node short.
+            sizing = size_for(loaded, gpus=gpus or SYNTHETIC_GPUS)
+        else:
+            sizing = size_for(loaded, load=None if gpus else (load or 0.9), gpus=gpus)
         cfg = engine_config(names, knob, checkpoint_interval, restart_overhead, pass_interval)
 
     warn_skipped(err, loaded)

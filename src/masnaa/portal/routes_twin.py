@@ -43,6 +43,8 @@ MAX_JOB_REPLAYS = 2 * MAX_JOBS
 """Jobs × replays a page may ask for: a comparison of all four policies replays 5,000
 jobs in about 18 s on a 2-vCPU machine, and each replay costs as much again."""
 DEFAULT_POLICIES = ("masnaa", "fifo-backfill", "las")
+PORTAL_TWIN_GPUS = 256
+"""The factory a page replays on: the workload is generated for it, at the form's load."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +63,12 @@ def run_twin(form: TwinForm) -> dict[str, Any]:
     from masnaa.sim.records import EngineConfig
     from masnaa.sim.shape import size_for
 
-    source = TraceSource(seed=form.seed, jobs=form.jobs, capacity_gpus=256,
+    source = TraceSource(seed=form.seed, jobs=form.jobs, capacity_gpus=PORTAL_TWIN_GPUS,
                          target_load=form.load, tenants=form.tenants)
     trace = load_trace("synthetic", source)
-    sizing = size_for(trace, load=form.load, gpus=None)
+    # The cluster the trace was made for: its gangs go up to that size, and one sized
+    # afresh for the load could be a node short of the largest.
+    sizing = size_for(trace, gpus=PORTAL_TWIN_GPUS)
     return compare(trace, list(form.policies), sizing, EngineConfig(), repeats=form.replays)
 
 
@@ -163,6 +167,7 @@ async def twin(
         spread=spread_rows(doc, page.lang) if doc else [],
         tenant_spread=tenant_spread_cells(doc, page.lang) if doc else {},
         max_replays=MAX_REPLAYS,
+        twin_gpus=PORTAL_TWIN_GPUS,
     )
 
 

@@ -20,6 +20,9 @@ from pathlib import Path
 from masnaa.sim.errors import TraceError
 from masnaa.sim.trace import Trace
 
+SYNTHETIC_GPUS = 1024
+"""The cluster a synthetic trace is made for, and replayed on, unless told otherwise."""
+
 
 @dataclass(frozen=True, slots=True)
 class TraceSource:
@@ -29,8 +32,8 @@ class TraceSource:
     lenient: bool = False
     seed: int = 0
     jobs: int = 10_000
-    capacity_gpus: int = 1024
-    """Synthetic: the cluster size the arrival rate is tuned for."""
+    capacity_gpus: int = SYNTHETIC_GPUS
+    """Synthetic: the cluster size the arrival rate is tuned for, and the largest gang."""
     target_load: float = 0.8
     """Synthetic: offered load on ``capacity_gpus`` the arrival rate aims at."""
     tenants: int = 12
