@@ -274,3 +274,17 @@ def test_a_synthetic_trace_is_replayed_on_the_cluster_it_was_made_for(tmp_path: 
         assert doc["policies"][0]["jobs"]["finished"] == 4000
         loads.append(doc["cluster"]["load_factor"])
     assert loads[0] == pytest.approx(0.9, abs=0.15) and loads[1] == pytest.approx(0.5, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--gpus", "0"], "--gpus must be a positive number of GPUs, got 0"),
+        (["--load", "0"], "--load must be > 0, got 0.0"),  # not taken for the default
+        (["--load", "0.5", "--gpus", "64"], "give either --load or --gpus"),
+    ],
+)
+def test_a_cluster_size_that_cannot_be_is_refused(extra: list[str], words: str) -> None:
+    res = runner.invoke(app, ["sim", "--policy", "fifo", "--days", "0.5", "--quiet", *extra],
+                        env={"COLUMNS": "200"})
+    assert res.exit_code == 2 and "[bad-option]" in res.output and words in res.output

@@ -95,23 +95,32 @@ def sim(
     names = [p.strip() for p in policy.split(",") if p.strip()]
     with input_errors(err):
         check_policies(names)
-        if load is not None and gpus is not None:
-            raise SimError("bad-option", "give either --load or --gpus, not both")
+        if gpus is not None and gpus <= 0:
+            raise SimError("bad-option", f"--gpus must be a positive number of GPUs, got {gpus}")
+        if load is not None and not load > 0:
+            raise SimError("bad-option", f"--load must be > 0, got {load}")
+        if load is not None and gpus is not None and trace != "synthetic":
+            raise SimError(
+                "bad-option",
+                "give either --load or --gpus, not both (both only for --trace synthetic: "
+                "the load its arrivals offer on that many GPUs)",
+            )
         check_repeats(repeat, jitter)  # before the trace loads
         if workers is not None:
             check_workers(workers)
         processes = workers or min(available_cpus(), len(names) * repeat)
+        capacity = gpus if gpus is not None else SYNTHETIC_GPUS
+        target = load if load is not None else 0.9
         loaded = load_sliced(
             trace, file, lenient=lenient, seed=seed, jobs=jobs, tenants=tenants,
-            capacity_gpus=gpus or SYNTHETIC_GPUS, target_load=load or 0.9,
-            start=start, days=days, limit=limit,
+            capacity_gpus=capacity, target_load=target, start=start, days=days, limit=limit,
         )
         if trace == "synthetic":
             # Replayed on the cluster it was generated for: its gangs go up to that
             # size, and a cluster sized afresh for the load could be a node short.
-            sizing = size_for(loaded, gpus=gpus or SYNTHETIC_GPUS)
+            sizing = size_for(loaded, gpus=capacity)
         else:
-            sizing = size_for(loaded, load=None if gpus else (load or 0.9), gpus=gpus)
+            sizing = size_for(loaded, load=None if gpus is not None else target, gpus=gpus)
         cfg = engine_config(names, knob, checkpoint_interval, restart_overhead, pass_interval)
 
     warn_skipped(err, loaded)
