@@ -61,6 +61,7 @@ def plan(
     """Find the smallest cluster on which each policy meets delay targets, by replaying."""
     from masnaa.sim.compare import check_policies, check_workers
     from masnaa.sim.errors import InvariantViolation, SimError
+    from masnaa.sim.loaders import SYNTHETIC_GPUS
     from masnaa.sim.parallel import available_cpus
     from masnaa.sim.plan import default_bounds, parse_target
     from masnaa.sim.plan import plan as search
@@ -82,7 +83,7 @@ def plan(
         gpn = cfg.gpus_per_node
         loaded = opts.load_sliced(
             trace, file, lenient=lenient, seed=seed, jobs=jobs, tenants=tenants,
-            capacity_gpus=max_gpus or min_gpus or 1024, target_load=0.8,
+            capacity_gpus=max_gpus or min_gpus or SYNTHETIC_GPUS, target_load=0.8,
             start=start, days=days, limit=limit,
         )
         if not len(loaded):
