@@ -79,10 +79,11 @@ ROWS: tuple[tuple[str, Any], ...] = (
 def table(doc: dict[str, Any]) -> Table:
     c = doc["cluster"]
     t = doc["trace"]
+    jobs = f"{t['jobs']:,} job{'' if t['jobs'] == 1 else 's'}"
+    nodes = f"{c['nodes']:,} node{'' if c['nodes'] == 1 else 's'}"
     title = (
-        f"{t['name']}: {t['jobs']:,} jobs over {duration(t['span_days'] * 86400)} on "
-        f"{c['gpus']:,} GPUs "
-        f"({c['nodes']} nodes) — load factor {c['load_factor']:.2f}"
+        f"{t['name']}: {jobs} over {duration(t['span_days'] * 86400)} on {c['gpus']:,} GPUs "
+        f"({nodes}) — load factor {c['load_factor']:.2f}"
     )
     out = Table(title=title)
     out.add_column("metric", style="bold")
