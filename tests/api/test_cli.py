@@ -134,6 +134,20 @@ def test_queue_says_what_the_asterisk_of_a_stopping_job_means(world: World) -> N
     assert code == 0 and "running*" in out and "* cancel requested" in out
 
 
+def test_queue_says_where_a_job_runs_and_why_one_waits(world: World) -> None:
+    gang, single, waiting = (world.submit("um6p-alice", project="llm")["id"] for _ in range(3))
+    now = time.time()
+    world.set_job(gang, state="running", started_at=now, site="ma-1",
+                  placement=[{"node": "ma-n0", "gpus": [0, 1]}, {"node": "ma-n1", "gpus": [0, 1]}])
+    world.set_job(single, state="running", started_at=now, site="ma-1",
+                  placement=[{"node": "ma-n1", "gpus": [2]}])
+    world.set_job(waiting, wait_code="no-capacity", wait_message="busy")
+    code, out, _ = run(world, "um6p-alice", "queue")
+    assert code == 0 and "NODES/REASON" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("j-")}
+    assert "ma-n0+1" in rows[gang] and "ma-n1" in rows[single] and "no-capacity" in rows[waiting]
+
+
 def test_queue_keeps_one_line_per_job_in_a_narrow_terminal(world: World) -> None:
     ids = [world.submit("um6p-alice", project="llm", name=f"a-rather-long-run-name-{k}")["id"]
            for k in range(3)]

@@ -124,10 +124,16 @@ def _state(job: dict[str, Any]) -> str:
 
 
 def _reason(job: dict[str, Any]) -> str:
+    """squeue's NODELIST(REASON): where a job runs, or why it waits or ended. A gang's
+    nodes are its first and how many more (``n017+15``): a line per job holds no list
+    of sixteen."""
     if job["state"] == "pending":
         return job.get("wait_code") or "-"
     if job["state"] in {"admitted", "running"}:
-        return job.get("site") or "-"
+        nodes = [part["node"] for part in job.get("placement") or ()]
+        if not nodes:
+            return job.get("site") or "-"
+        return nodes[0] + (f"+{len(nodes) - 1}" if len(nodes) > 1 else "")
     return job.get("state_reason") or "-"
 
 
@@ -156,7 +162,7 @@ def jobs_table(jobs: list[dict[str, Any]], *, title: str | None = None) -> Table
             _reason(j),
             ago(start, now),
         ))
-    cols = ("JOB", "NAME", "PROJECT", "USER", "STATE", "GPUS", "POS", "REASON", "START")
+    cols = ("JOB", "NAME", "PROJECT", "USER", "STATE", "GPUS", "POS", "NODES/REASON", "START")
     # One line per job, as squeue keeps it: ids, states, codes and times stay whole,
     # and where the terminal is narrow the free text is cut short with an ellipsis
     # (`masnaa show` and `--json` give it whole). Rich would shrink every column alike.
