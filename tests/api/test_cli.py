@@ -146,6 +146,14 @@ def test_queue_says_where_a_job_runs_and_why_one_waits(world: World) -> None:
     assert code == 0 and "NODES/REASON" in out
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("j-")}
     assert "ma-n0+1" in rows[gang] and "ma-n1" in rows[single] and "no-capacity" in rows[waiting]
+    first_in_line = re.compile(r"\s1\s+no-capacity\b")  # POS, then NODES/REASON
+    assert first_in_line.search(" ".join(rows[waiting]))
+    # A plain listing knows no places in line, and has no column for them.
+    code, out, _ = run(world, "um6p-alice", "queue", "--all")
+    header = next(line for line in out.splitlines() if line.lstrip().startswith("JOB"))
+    assert code == 0 and "POS" not in header.split() and "NODES/REASON" in header
+    row = next(line for line in out.splitlines() if line.startswith(waiting))
+    assert "no-capacity" in row and not first_in_line.search(row)
 
 
 def test_queue_keeps_one_line_per_job_in_a_narrow_terminal(world: World) -> None:

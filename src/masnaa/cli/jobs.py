@@ -163,6 +163,11 @@ def jobs_table(jobs: list[dict[str, Any]], *, title: str | None = None) -> Table
             ago(start, now),
         ))
     cols = ("JOB", "NAME", "PROJECT", "USER", "STATE", "GPUS", "POS", "NODES/REASON", "START")
+    if not any(j.get("position") for j in jobs):
+        # A plain listing (--all, --state, --project) carries no places in line, which
+        # only the queue view computes (over every pending job): no column of dashes.
+        cols = cols[:6] + cols[7:]
+        rows = [row[:6] + row[7:] for row in rows]
     # One line per job, as squeue keeps it: ids, states, codes and times stay whole,
     # and where the terminal is narrow the free text is cut short with an ellipsis
     # (`masnaa show` and `--json` give it whole). Rich would shrink every column alike.
