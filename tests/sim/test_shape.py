@@ -115,3 +115,13 @@ def test_a_cluster_of_several_gpu_types_has_the_size_asked(tmp_path: Path) -> No
     doc = compare(t, ["fifo"], size_for(t, gpus=8), EngineConfig())
     assert doc["cluster"]["gpus"] == 16
     assert doc["cluster"]["load_factor"] == pytest.approx(load_factor(t, 16))
+
+
+def test_a_cluster_sized_for_a_load_holds_the_largest_job() -> None:
+    # Little work over a long span: the load asks for one node, the 64-GPU job for 8.
+    t = trace((0, 600, 64, "a"), (86_400, 60, 1, "b"))
+    assert round(t.offered_gpu_seconds() / (0.9 * t.span * 8)) <= 1
+    sized = size_for(t, load=0.9)
+    assert sized.nodes == 8 and sized.gpus == 64
+    assert sized.load_factor == pytest.approx(load_factor(t, 64)) and sized.load_factor < 0.9
+    assert size_for(t, gpus=16).gpus == 16  # a size given is the size replayed

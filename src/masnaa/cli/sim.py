@@ -51,10 +51,11 @@ def sim(
     trace: TraceOpt = "philly",
     file: FileOpt = None,
     load: Annotated[float | None, typer.Option(
-        help="Size the cluster (whole nodes) for this mean load factor. Default 0.9. "
-        "synthetic: the load the generator aims at on --gpus.")] = None,
+        help="Size the cluster (whole nodes) for this mean load factor, never smaller than "
+        "the largest job. Default 0.9. synthetic: also the load its arrivals aim at.")] = None,
     gpus: Annotated[int | None, typer.Option(
-        help="Fix the cluster size in GPUs instead (synthetic: default 1,024).")] = None,
+        help="Fix the cluster size in GPUs instead (synthetic: the cluster the trace is "
+        "made for, its largest gang; default 1,024).")] = None,
     limit: LimitOpt = None,
     start: StartOpt = 0.0,
     days: DaysOpt = None,
@@ -115,12 +116,9 @@ def sim(
             trace, file, lenient=lenient, seed=seed, jobs=jobs, tenants=tenants,
             capacity_gpus=capacity, target_load=target, start=start, days=days, limit=limit,
         )
-        if trace == "synthetic":
-            # Replayed on the cluster it was generated for: its gangs go up to that
-            # size, and a cluster sized afresh for the load could be a node short.
-            sizing = size_for(loaded, gpus=capacity)
-        else:
-            sizing = size_for(loaded, load=None if gpus is not None else target, gpus=gpus)
+        # A synthetic trace with --gpus is made for and replayed on that cluster; without,
+        # it is made for SYNTHETIC_GPUS and sized for the load like any trace.
+        sizing = size_for(loaded, load=None if gpus is not None else target, gpus=gpus)
         cfg = engine_config(names, knob, checkpoint_interval, restart_overhead, pass_interval)
 
     warn_skipped(err, loaded)

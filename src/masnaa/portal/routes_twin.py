@@ -44,7 +44,8 @@ MAX_JOB_REPLAYS = 2 * MAX_JOBS
 jobs in about 18 s on a 2-vCPU machine, and each replay costs as much again."""
 DEFAULT_POLICIES = ("masnaa", "fifo-backfill", "las")
 PORTAL_TWIN_GPUS = 256
-"""The factory a page replays on: the workload is generated for it, at the form's load."""
+"""The factory a page's workload is made for (its largest gang); the cluster replayed
+is sized for the form's load, and never smaller than the largest job."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +67,7 @@ def run_twin(form: TwinForm) -> dict[str, Any]:
     source = TraceSource(seed=form.seed, jobs=form.jobs, capacity_gpus=PORTAL_TWIN_GPUS,
                          target_load=form.load, tenants=form.tenants)
     trace = load_trace("synthetic", source)
-    # The cluster the trace was made for: its gangs go up to that size, and one sized
-    # afresh for the load could be a node short of the largest.
-    sizing = size_for(trace, gpus=PORTAL_TWIN_GPUS)
+    sizing = size_for(trace, load=form.load)
     return compare(trace, list(form.policies), sizing, EngineConfig(), repeats=form.replays)
 
 
@@ -167,7 +166,6 @@ async def twin(
         spread=spread_rows(doc, page.lang) if doc else [],
         tenant_spread=tenant_spread_cells(doc, page.lang) if doc else {},
         max_replays=MAX_REPLAYS,
-        twin_gpus=PORTAL_TWIN_GPUS,
     )
 
 
