@@ -287,3 +287,14 @@ def test_a_cluster_size_that_cannot_be_is_refused(extra: list[str], words: str) 
     res = runner.invoke(app, ["sim", "--policy", "fifo", "--days", "0.5", "--quiet", *extra],
                         env={"COLUMNS": "200"})
     assert res.exit_code == 2 and "[bad-option]" in res.output and words in res.output
+
+
+def test_the_table_counts_jobs_killed_at_their_limit(tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    p.write_text("submit_time,runtime,gpus,tenant,time_limit\n"
+                 "0,3600,8,a,1800\n10,600,1,b,\n20,100,1,a,7200\n")
+    res = runner.invoke(app, ["sim", "--trace", "csv", "--file", str(p), "--gpus", "16",
+                              "--policy", "fifo"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    killed = next(line for line in res.output.splitlines() if "killed at time limit" in line)
+    assert killed.split("│")[2].strip() == "1"

@@ -68,6 +68,9 @@ ROWS: tuple[tuple[str, Any], ...] = (
     ("unusable free GPUs", lambda s: percent(s["fragmentation"]["unusable_free_fraction"])),
     ("partial nodes (mean)", lambda s: f"{s['fragmentation']['partially_used_nodes']:.1f}"),
     ("finished / jobs", lambda s: f"{s['jobs']['finished']:,} / {s['jobs']['total']:,}"),
+    # Jobs that asked for less time than they needed end at their limit, as on a real
+    # cluster: finished, but with the work their limit allowed.
+    ("killed at time limit", lambda s: f"{s['jobs']['killed_at_limit']:,}"),
     ("rejected", lambda s: by_code(s["jobs"]["rejected"])),
     ("stranded", lambda s: by_code(s["jobs"]["stranded"])),
     ("bounds hold", lambda s: "yes" if s["bounds"]["hold"] else "NO"),
