@@ -55,3 +55,15 @@ def test_the_cli_prints_both_runs_side_by_side() -> None:
     assert set(body["runs"][0]["site_load"]) == {n for n, _, _ in SITES}
     bad = CliRunner().invoke(cli, ["sim-residency", "--policy", "nope"])
     assert bad.exit_code == 1 and "unknown policy" in bad.output
+    # For a terminal: the runs side by side, a row per figure, in 80 columns and with
+    # no figure cut short.
+    text = CliRunner().invoke(cli, ["sim-residency", "--jobs", "80", "--policy", "fifo-backfill"],
+                              env={"COLUMNS": "80"})
+    assert text.exit_code == 0, text.output
+    lines = text.output.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in text.output
+    header = next(line for line in lines if "with residency" in line)
+    assert "without residency" in header
+    cost = next(line for line in lines if line.startswith("│ cost USD"))
+    cells = [c.strip() for c in cost.strip("│").split("│")][1:]
+    assert cells == [f"{r['cost']:,.0f}" for r in body["runs"]]

@@ -262,7 +262,13 @@ def sim_residency(
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2, sort_keys=True))
     else:
-        typer.echo(render(result))
+        from rich.console import Console
+
+        console = Console()
+        head, table, foot = render(result)
+        console.print(head, highlight=False)
+        console.print(table)
+        console.print(foot, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from rich.table import Table
 
 from masnaa.domain import Cluster, Quota, Tenant
 from masnaa.policy import (
@@ -252,24 +253,33 @@ def run_scenario(cfg: ScenarioConfig, rules: RuleSet | None = None) -> ScenarioR
            if cfg.price_aware else []))
 
 
-def render(r: ScenarioResult) -> str:
+def render(r: ScenarioResult) -> tuple[str, Table, str]:
+    """The scenario for a terminal: what was run, a table of the runs (Rich fits it to
+    the terminal's width), and what the site columns and costs mean."""
     c = r.config
-    lines = [
+    head = (
         f"Five sites, {r.gpus} GPUs; {c.jobs} jobs (seed {c.seed}, load {c.load}), "
-        f"{r.bound_jobs} read country-bound data (rules {r.rules_version}).",
+        f"{r.bound_jobs} read country-bound data (rules {r.rules_version}).\n"
         "Bound jobs lawful per site: "
-        + ", ".join(f"{s} {r.lawful_sites.get(s, 0)}" for s, _, _ in SITES),
-        "",
-        f"{'':<20}{'utilisation':>12}{'wait mean':>12}{'wait p99':>12}{'finished':>10}"
-        + "".join(f"{s:>8}" for s, _, _ in SITES) + f"{'cost USD':>12}",
-    ]
+        + ", ".join(f"{s} {r.lawful_sites.get(s, 0)}" for s, _, _ in SITES)
+    )
+    # Runs side by side, a row per figure (as ``masnaa sim``): three runs fit 80 columns,
+    # eleven figures across do not.
+    table = Table()
+    table.add_column("", style="bold")
     for run in r.runs:
-        lines.append(
-            f"{run.label:<20}{run.utilisation:>12.1%}{run.wait_mean / 60:>10.1f}m"
-            f"{run.wait_p99 / 3600:>11.2f}h{run.finished:>10}"
-            + "".join(f"{run.site_load[s]:>8.0%}" for s, _, _ in SITES)
-            + f"{run.cost:>12,.0f}")
-    lines.append("(site columns: each site's load = GPU-time run there / its GPU-time; cost at "
-                 "list prices " + ", ".join(f"{s} {p:.2f}" for s, p in SITE_PRICES.items())
-                 + " USD per GPU-hour)")
-    return "\n".join(lines)
+        table.add_column(run.label, justify="right")
+    rows: list[tuple[str, Any]] = [
+        ("utilisation", lambda run: f"{run.utilisation:.1%}"),
+        ("wait mean", lambda run: f"{run.wait_mean / 60:.1f} min"),
+        ("wait p99", lambda run: f"{run.wait_p99 / 3600:.2f} h"),
+        ("finished", lambda run: f"{run.finished:,}"),
+        *((f"load of {s}", lambda run, s=s: f"{run.site_load[s]:.0%}") for s, _, _ in SITES),
+        ("cost USD", lambda run: f"{run.cost:,.0f}"),
+    ]
+    for name, cell in rows:
+        table.add_row(name, *(cell(run) for run in r.runs))
+    foot = ("A site's load: GPU-time run there ÷ its GPU-time. Cost at list "
+            "prices " + ", ".join(f"{s} {p:.2f}" for s, p in SITE_PRICES.items())
+            + " USD per GPU-hour.")
+    return head, table, foot
