@@ -21,7 +21,8 @@ from masnaa.sim.errors import TraceError
 from masnaa.sim.trace import Trace
 
 SYNTHETIC_GPUS = 1024
-"""The cluster a synthetic trace is made for, and replayed on, unless told otherwise."""
+"""The cluster a synthetic trace is made for, and so its largest gang, unless told
+otherwise (``masnaa sim --gpus``)."""
 
 
 @dataclass(frozen=True, slots=True)
