@@ -176,6 +176,32 @@ def test_queue_keeps_one_line_per_job_in_a_narrow_terminal(world: World) -> None
     assert any("…" in row for row in rows)
 
 
+def test_a_listing_with_long_reasons_keeps_every_column_in_80(world: World) -> None:
+    ids = [world.submit("um6p-alice", project="llm", name=f"run-{k}")["id"] for k in range(3)]
+    now = time.time()
+    world.set_job(ids[0], state="failed", ended_at=now, exit_code=143, state_reason=(
+        "time-limit: stopped at its time limit, exit code 143 (signal 15)"))
+    world.set_job(ids[1], state="cancelled", ended_at=now, cancel_requested=True,
+                  state_reason="cancelled: stopped, exit code 143 (signal 15)")
+    world.set_job(ids[2], wait_code="waiting-for-preemption", wait_message="soon")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MASNAA_")}
+    env.update(MASNAA_URL=world.server.url, MASNAA_TOKEN=world["um6p-alice"].token,
+               COLUMNS="80", NO_COLOR="1")
+    done = subprocess.run([str(Path(sys.executable).parent / "masnaa"), "queue", "--all"],
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert all(len(line.rstrip()) <= 80 for line in lines), "\n".join(lines)
+    # The long reasons are cut, not the other columns dropped; a wait code stays whole.
+    assert lines[0].split() == ["JOB", "NAME", "PROJECT", "USER", "STATE", "GPUS",
+                                "NODES/REASON", "START"]
+    rows = {line.split()[0]: line for line in lines if line.startswith("j-")}
+    assert "time-limit: " in rows[ids[0]] and "…" in rows[ids[0]]
+    assert "waiting-for-preemption" in rows[ids[2]] and "run-2" in rows[ids[2]]
+    # An ended job is not "stopping", however it was asked to stop.
+    assert "cancelled*" not in rows[ids[1]] and "cancel requested" not in done.stdout
+
+
 def test_usage_table(world: World) -> None:
     job_id = world.submit("um6p-alice", project="llm", gpus_per_task=4)["id"]
     now = time.time()

@@ -117,9 +117,17 @@ _STATE_STYLE = {
 }
 
 
+_ENDED = frozenset({"succeeded", "failed", "cancelled"})
+
+
+def _stopping(job: dict[str, Any]) -> bool:
+    """Asked to cancel and not yet ended: what the queue's asterisk says."""
+    return bool(job.get("cancel_requested")) and job["state"] not in _ENDED
+
+
 def _state(job: dict[str, Any]) -> str:
     style = _STATE_STYLE.get(job["state"], "")
-    text = job["state"] + ("*" if job.get("cancel_requested") else "")
+    text = job["state"] + ("*" if _stopping(job) else "")
     return f"[{style}]{text}[/{style}]" if style else text
 
 
@@ -173,28 +181,36 @@ def jobs_table(jobs: list[dict[str, Any]], *, title: str | None = None) -> Table
     # (`masnaa show` and `--json` give it whole). Rich would shrink every column alike.
     natural = [max([len(c), *(Text.from_markup(r[k]).cell_len for r in rows)])
                for k, c in enumerate(cols)]
-    free = {1, 2, 3, 5}
+    # Where and why is short for a job that waits or runs (a wait code, nodes) and
+    # stays whole; the sentence that says why a job ended may be cut like free text.
+    reason = cols.index("NODES/REASON")
+    short = [len(cols[reason]), *(len(r[reason]) for r, j in zip(rows, jobs, strict=True)
+                                  if j["state"] not in _ENDED)]
+    free = sorted({1, 2, 3, 5, reason})
+    floors = [max(short) if k == reason else len(cols[k]) for k in free]  # headers whole
     room = out.width - (len(cols) - 1) - sum(w for k, w in enumerate(natural) if k not in free)
-    caps = _water_fill([natural[k] for k in sorted(free)], room)
-    cap = dict(zip(sorted(free), caps, strict=True))
+    caps = _water_fill([natural[k] for k in free], room, floors)
+    cap = dict(zip(free, caps, strict=True))
     for k, col in enumerate(cols):
         table.add_column(col, overflow="ellipsis", no_wrap=True, max_width=cap.get(k),
-                         min_width=natural[k] if k not in free else None)
+                         min_width=natural[k] if k not in cap else cap[k])
     for row in rows:
         table.add_row(*row)
     return table
 
 
-def _water_fill(widths: list[int], room: int, least: int = 4) -> list[int]:
+def _water_fill(widths: list[int], room: int, floors: list[int]) -> list[int]:
     """Widths that share ``room``: each column is given what it needs, up to an equal
-    share of what the narrower ones leave, and never less than ``least``."""
-    given = list(widths)
-    order = sorted(range(len(widths)), key=widths.__getitem__)
-    left = room
+    share of what the narrower ones leave, and never less than its floor (nor than it
+    needs, where that is less). Floors are set aside first, so a wide floor does not
+    eat the share of the columns after it."""
+    given = [min(w, f) for w, f in zip(widths, floors, strict=True)]
+    left = room - sum(given)
+    order = sorted(range(len(widths)), key=lambda k: widths[k] - given[k])
     for n, k in enumerate(order):
-        share = max(least, left // (len(order) - n))
-        given[k] = min(widths[k], share)
-        left -= given[k]
+        more = min(widths[k] - given[k], max(0, left) // (len(order) - n))
+        given[k] += more
+        left -= more
     return given
 
 
@@ -325,7 +341,7 @@ def queue(
         out.print("no jobs" + ("" if all_jobs else " in the queue (try --all)"))
     else:
         out.print(jobs_table(jobs))
-        if any(j.get("cancel_requested") for j in jobs):
+        if any(_stopping(j) for j in jobs):
             out.print("* cancel requested: the job is stopping (SIGTERM, then its grace period)")
     for t in tenants:
         held = sum(t["gpus_in_use"].values())
