@@ -118,6 +118,15 @@ def test_a_random_replay_ends_accounts_for_every_job_and_holds_its_bounds(
         if s == DONE:
             assert fast.end[i] - fast.submit[i] >= min(fast.work[i], _limit(rows[i])) - 1e-6
     assert fast_doc["bounds"]["hold"]
+    # The time series hold no more than the cluster in any bin (give or take their
+    # rounding to 5 decimals), and end with the run.
+    series = fast_doc["series"]
+    assert max(series["utilisation"], default=0.0) <= 1.0 + 1e-5
+    shares = zip(*series["tenant_share"].values(), strict=True)
+    assert all(sum(b) <= 1.0 + 1e-4 for b in shares)
+    if fast_doc["makespan"] > 0:
+        bins = len(series["utilisation"])
+        assert (bins - 1) * series["bin_seconds"] <= fast_doc["makespan"]
 
 
 def _limit(row: tuple[Any, ...]) -> float:
