@@ -35,9 +35,11 @@ DEFAULT_GPU_TYPE = "h100-sxm-80gb"
 
 @dataclass(frozen=True, slots=True)
 class Sizing:
+    """The size asked of ``build_cluster``. Its load factor is the built cluster's
+    (``load_factor``), which several GPU types can make larger than asked."""
+
     nodes: int
     gpus: int
-    load_factor: float
 
 
 def load_factor(trace: Trace, gpus: int) -> float:
@@ -73,7 +75,7 @@ def size_for(
         if len(trace):
             nodes = max(nodes, math.ceil(int(trace.gpus.max()) / gpus_per_node))
     total = nodes * gpus_per_node
-    return Sizing(nodes=nodes, gpus=total, load_factor=load_factor(trace, total))
+    return Sizing(nodes=nodes, gpus=total)
 
 
 def build_cluster(trace: Trace, nodes: int, *, gpus_per_node: int = 8) -> Cluster:
