@@ -13,6 +13,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 
+from masnaa.domain.reasons import Phrase
 from masnaa.store import models as m
 from masnaa.store.events import transition
 
@@ -104,7 +105,7 @@ def test_a_cancel_racing_the_control_loop_never_tears_a_job(world: World) -> Non
                 if job.state != "pending":
                     continue
                 transition(session, job, m.JobState.ADMITTED, at=time.time(), code="admitted",
-                           reason="placed on ma-n0")
+                           reason=(Phrase("note", {"detail": "placed on ma-n0"}),))
                 session.commit()
             except StaleDataError:
                 session.rollback()

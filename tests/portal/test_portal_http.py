@@ -376,3 +376,21 @@ def test_no_page_gives_one_id_twice(factory: Factory, who: str) -> None:
             ids = re.findall(r'\sid="([^"]+)"', r.text)
             assert len(ids) == len(set(ids)), (path, sorted({i for i in ids if ids.count(i) > 1}))
     assert seen >= (18 if who == "ops" else 8)
+
+
+def test_a_jobs_history_reads_in_the_pages_language(factory: Factory) -> None:
+    job_id = factory.submit("amina", project="llm", command=["sh", "-c", "exit 3"])
+    factory.wait_state(job_id, {"failed"})
+    said = {
+        "en": ["submitted by amina", "run 1 started", "exited with code 3"],
+        "fr": ["soumis par amina", "exécution 1 démarrée", "terminé avec le code 3",
+               "exécution 1 placée sur "],
+        "ar": ["أرسلها amina", "بدأ التشغيل 1", "انتهت برمز الخروج 3"],
+    }
+    with signed_in(factory, "amina") as c:
+        for lang, phrases in said.items():
+            page = c.get(f"/jobs/{job_id}?lang={lang}").text
+            assert all(p in page for p in phrases), (lang, [p for p in phrases if p not in page])
+            # The state's reason in the list of jobs too, not only in the history.
+            assert phrases[2] in c.get(f"/?lang={lang}").text
+        assert "exited with code 3" not in c.get(f"/jobs/{job_id}?lang=fr").text

@@ -6,12 +6,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from babel.messages.extract import extract_from_dir
+from babel.messages.extract import extract_from_dir, extract_python
 from babel.messages.pofile import read_po
 
 from masnaa.portal.i18n import LANGUAGES, Lang, choose_language
 
 PORTAL = Path(__file__).resolve().parents[2] / "src" / "masnaa" / "portal"
+REASONS = PORTAL.parent / "domain" / "reasons.py"
+"""The phrases of job reasons, which the portal renders through the same catalogs."""
 KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
 
 
@@ -24,6 +26,9 @@ def extracted() -> set[str]:
         options_map={"templates/**.html": {"trimmed": "true"}},
     ):
         out.add(message[0] if isinstance(message, tuple) else message)
+    with REASONS.open("rb") as f:
+        out.update(message for _line, _function, message, _comments in extract_python(
+            f, KEYWORDS, [], {}))
     return out
 
 

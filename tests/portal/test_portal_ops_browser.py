@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from masnaa.domain import reasons
+from masnaa.domain.reasons import Phrase
 from masnaa.portal.i18n import Lang
 from masnaa.portal.labels import JOB_STATES, NODE_STATES
 from masnaa.portal.routes_data import DATA_ERRORS
@@ -106,7 +108,9 @@ def test_operator_drains_and_the_job_moves(
         page.goto(f"{factory.url}/jobs/{job_id}")
         history = page.inner_text("table")
         assert "preempting" in history and "preempted" in history
-        assert f"node {first_node} was drained by ops (fan failure ({lang}))" in history
+        drained = (Phrase("evacuated-node", {"node": first_node, "user": "ops"}),
+                   Phrase("note", {"detail": f"fan failure ({lang})"}))
+        assert say.reason(reasons.to_json(drained), "") in history  # in the page's language
         running = say.gettext(JOB_STATES["running"])
         assert running in page.inner_text(".facts .state")
         page.screenshot(path=str(artifacts / f"{lang}-ops-3-job-history.png"), full_page=True)

@@ -48,7 +48,7 @@ def test_a_let_finish_drain_keeps_the_run_and_an_evacuating_drain_moves_it(
     moved = job(alice, str(j["id"]))
     assert moved["attempt"] == first["attempt"] + 1
     history = json.dumps(moved)
-    assert f"evacuated: node {node} was drained by ops (fan failure)" in history
+    assert f"evacuated: node {node} was drained by ops; note: fan failure" in history
     records = [json.loads(line) for line in ops.get("/api/v1/audit/export").text.splitlines()]
     drains = [(x["actor"], x["details"]["evacuate"], x["details"]["evacuated_jobs"])
               for x in records if x["action"] == "node-state"]

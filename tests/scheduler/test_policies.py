@@ -141,7 +141,7 @@ def test_srtf_oracle_orders_and_preempts_by_true_remaining_work() -> None:
     d = s.decide("srtf-oracle", now=1000)
     assert [p.job_id for p in d.preemptions] == ["run"]
     assert d.preemptions[0].beneficiary == "short"
-    assert "oracle" in d.preemptions[0].reason
+    assert [p.key for p in d.preemptions[0].reason] == ["victim-oracle"]
 
 
 class Tripwire(Mapping[str, float]):
@@ -178,7 +178,7 @@ def test_priority_class_preempts_lower_with_its_grace() -> None:
     s.pending(job("urgent").gpus(8).priority("high").submitted(5))
     d = s.decide("masnaa", now=10)
     assert [p.job_id for p in d.preemptions] == ["low"]
-    assert "priority" in d.preemptions[0].reason
+    assert [p.key for p in d.preemptions[0].reason] == ["victim-priority"]
 
 
 def test_high_priority_jobs_are_never_victims() -> None:
@@ -297,7 +297,7 @@ def test_lender_reclaims_borrowed_gpus_by_preemption() -> None:
     # …then it takes back the 8 GPUs lent to tenant a; a keeps its nominal 8.
     d = s.decide("masnaa", now=30, reclaim_after=0.0)
     assert len(d.preemptions) == 1 and d.preemptions[0].job_id in ("a1", "a2")
-    assert "quota reclaim" in d.preemptions[0].reason
+    assert [p.key for p in d.preemptions[0].reason] == ["victim-reclaim"]
     assert d.wait_for("b1").code is WaitCode.WAITING_FOR_PREEMPTION
 
 
@@ -443,7 +443,7 @@ def test_short_first_in_tenant_stops_a_long_job_just_past_a_checkpoint(
     d = s.decide("masnaa", now=now, **SHORT_FIRST)
     assert [p.job_id for p in d.preemptions] == (["long"] if preempted else [])
     if preempted:
-        assert "of the same tenant" in d.preemptions[0].reason
+        assert [p.key for p in d.preemptions[0].reason] == ["victim-same-tenant"]
     assert not s.decide("masnaa", now=now).preemptions  # off by default
 
 

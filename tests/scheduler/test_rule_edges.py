@@ -225,8 +225,8 @@ def test_las_stops_a_job_once_its_service_reaches_the_next_level(
     assert bool(d.preemptions) is stopped
     if stopped:
         # las ranks by service alone: its reason says nothing of tenants.
-        reason = d.preemptions[0].reason
-        assert "less service" in reason and "tenant" not in reason
+        (reason,) = d.preemptions[0].reason
+        assert reason.key == "victim-less-service" and "tenant" not in str(reason)
 
 
 # ------------------------------------------------------------------ validation
@@ -297,7 +297,7 @@ def test_fair_share_preemption_swaps_within_a_tenant_by_service_alone() -> None:
     # One tenant: no ratio to compare, the job with less service goes first.
     d = long_job().decide("masnaa", now=3_700.0, fair_share_preemption=True)
     assert [p.job_id for p in d.preemptions] == ["long"]
-    assert "of the same tenant" in d.preemptions[0].reason
+    assert [p.key for p in d.preemptions[0].reason] == ["victim-same-tenant"]
 
 
 def test_without_a_site_rule_the_tightest_pool_wins_and_ties_go_to_the_first() -> None:
@@ -354,7 +354,7 @@ def test_a_tenant_beyond_its_nominal_may_still_preempt_by_priority() -> None:
     s.pending(job("a1").gpus(8).tenant("a").priority("high").submitted(1))
     d = s.decide("masnaa", now=10)
     assert [p.job_id for p in d.preemptions] == ["b1"]
-    assert "priority" in d.preemptions[0].reason
+    assert [p.key for p in d.preemptions[0].reason] == ["victim-priority"]
 
 
 def test_a_tenant_with_no_share_comes_after_every_other() -> None:

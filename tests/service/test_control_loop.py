@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from masnaa.domain import reasons
 from masnaa.executors import records
 from masnaa.executors.base import Observed
 from masnaa.scheduler import decide
@@ -138,7 +139,7 @@ def test_the_time_limit_fails_the_job_with_its_reason(factory: Factory, loop: Co
     drive(loop, ended(factory, job))
     row = factory.jobs()[job]
     assert row.state == "failed" and codes(factory, job)[-1] == "time-limit"
-    assert row.state_reason.startswith("time-limit")
+    assert row.state_reason.startswith("stopped at its time limit, ")
 
 
 def test_preemption_gives_grace_then_requeues_under_a_new_attempt(
@@ -249,32 +250,45 @@ LOST = Observed("lost", message="gone")
 
 
 @pytest.mark.parametrize(
-    ("seen", "attempt", "cancel", "preempting", "state", "code"),
+    ("seen", "attempt", "cancel", "preempting", "state", "code", "said"),
     [
-        (exited(0), 1, False, False, "succeeded", "succeeded"),
-        (exited(3), 1, False, False, "failed", "exit-code"),
-        (exited(0), 1, True, False, "succeeded", "succeeded"),  # finished before the stop
-        (exited(137, "time-limit", 9), 1, False, False, "failed", "time-limit"),
-        (exited(143, "stopped", 15), 1, True, False, "cancelled", "cancelled"),
-        (exited(0, "stopped"), 1, False, True, "pending", "preempted"),
-        (exited(None, "stopped"), 1, True, True, "cancelled", "cancelled"),
-        (exited(143, "stopped", 15), 1, False, False, "pending", "requeued"),
-        (exited(143, "stopped", 15), 5, False, False, "failed", "requeued"),
-        (exited(127, "launch-failed"), 1, False, False, "failed", "launch-failed"),
-        (LOST, 1, False, False, "pending", "requeued"),
-        (LOST, 5, False, False, "failed", "lost"),
-        (LOST, 2, True, False, "cancelled", "cancelled"),
-        (LOST, 2, False, True, "pending", "preempted"),
+        (exited(0), 1, False, False, "succeeded", "succeeded", "exited with code 0"),
+        (exited(3), 1, False, False, "failed", "exit-code", "exited with code 3"),
+        (exited(0), 1, True, False, "succeeded", "succeeded",  # finished before the stop
+         "exited with code 0"),
+        (exited(None, sig=9), 1, False, False, "failed", "exit-code", "ended by signal 9"),
+        (exited(137, "time-limit", 9), 1, False, False, "failed", "time-limit",
+         "stopped at its time limit, exit code 137 (signal 9)"),
+        (exited(143, "stopped", 15), 1, True, False, "cancelled", "cancelled",
+         "cancelled; stopped, exit code 143 (signal 15)"),
+        (exited(0, "stopped"), 1, False, True, "pending", "preempted",
+         "preempted; stopped, exit code 0; back in the queue"),
+        (exited(None, "stopped"), 1, True, True, "cancelled", "cancelled",
+         "cancelled; stopped, no exit code"),
+        (exited(143, "stopped", 15), 1, False, False, "pending", "requeued",
+         "stopped from outside Masnaa, exit code 143 (signal 15); requeued for run 2"),
+        (exited(143, "stopped", 15), 5, False, False, "failed", "requeued",
+         "stopped from outside Masnaa, exit code 143 (signal 15); it ran 5 times, the most "
+         "allowed"),
+        (exited(127, "launch-failed"), 1, False, False, "failed", "launch-failed",
+         "could not start, exit code 127"),
+        (LOST, 1, False, False, "pending", "requeued",
+         "run 1 was lost: gone; requeued for run 2"),
+        (LOST, 5, False, False, "failed", "lost", "run 5 was lost: gone; it ran 5 times, the most "
+         "allowed"),
+        (LOST, 2, True, False, "cancelled", "cancelled", "cancelled; run 2 was lost: gone"),
+        (LOST, 2, False, True, "pending", "preempted",
+         "preempted; run 2 was lost: gone; back in the queue"),
     ],
 )
 def test_settle_table(
-    seen: Observed, attempt: int, cancel: bool, preempting: bool, state: str, code: str
+    seen: Observed, attempt: int, cancel: bool, preempting: bool, state: str, code: str, said: str
 ) -> None:
     out = settle(
         seen, attempt=attempt, cancel_requested=cancel, preempting=preempting, max_attempts=5
     )
     assert (out.state.value, out.code) == (state, code)
-    assert out.reason
+    assert reasons.english(out.reason) == said
 
 
 def test_settle_refuses_a_run_that_has_not_ended() -> None:

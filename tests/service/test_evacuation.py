@@ -145,8 +145,8 @@ def test_a_drained_node_moves_its_run_to_the_other_node(
     codes = [c for c, _ in history]
     assert codes.index("preempting") < codes.index("preempted") < codes.index("succeeded")
     why = dict(history)["preempting"]
-    assert "node gpu-a was drained by operator (fan failure)" in why
-    assert f"{GRACE:g}s to checkpoint" in why
+    assert "node gpu-a was drained by operator; note: fan failure" in why
+    assert f"{GRACE:g} s to checkpoint" in why
     (record,) = [r for r in audit(two, "node-state") if r.details["node"] == "gpu-a"]
     assert record.actor == "operator" and record.site == "ma-1"
     assert record.details["evacuate"] is True and record.details["evacuated_jobs"] == [job]
@@ -220,7 +220,8 @@ def test_a_drained_site_moves_its_runs_and_undrain_is_bring_back(
     assert change.evacuated == (job,) and site.state == "drained"
     drive(loop, lambda: two.jobs()[job].state == "succeeded")
     assert two.jobs()[job].site == "ke-1"
-    assert "site ma-1 was drained by operator (power work)" in dict(events(two, job))["preempting"]
+    said = dict(events(two, job))["preempting"]
+    assert "site ma-1 was drained by operator; note: power work" in said
     with two.sessions() as s, s.begin():
         site, _ = evacuation.set_site_state(s, two.caller, "ma-1", "up", "",
                                             evacuate_runs=None, now=time.time())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from masnaa.domain import Job, Placement
+from masnaa.domain.reasons import Phrase
 from masnaa.scheduler import PendingQueue
 from masnaa.service.snapshot import LiveState, running_job
 from masnaa.store import models as m
@@ -19,7 +20,7 @@ def test_a_requeued_job_waits_from_its_requeue_not_its_submission(factory: Facto
         row.attempt = 1  # it ran once, and was preempted
         requeued_at = row.submitted_at + 500.0
         transition(s, row, m.JobState.PENDING, at=requeued_at, code="requeued",
-                   reason="preempted; back in the queue")
+                   reason=(Phrase("preempted"), Phrase("back-in-queue")))
     with factory.sessions() as s:
         loaded = LiveState.load_pending(s, None)
     since = {item.job.id: item.since for item in loaded}
@@ -39,7 +40,7 @@ def test_a_restarted_run_carries_its_earlier_service_and_requeues(factory: Facto
         assert row is not None
         row.attempt, row.attained_service = 2, 7_200.0  # two runs, both preempted
         transition(s, row, m.JobState.PENDING, at=row.submitted_at + 900.0, code="requeued",
-                   reason="preempted; back in the queue")
+                   reason=(Phrase("preempted"), Phrase("back-in-queue")))
     with factory.sessions() as s:
         live = LiveState.load(s, now=10_000.0, half_life=86_400.0)
     run = live.starting(ran, Placement(()), "h100", 10_000.0)

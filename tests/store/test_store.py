@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from masnaa import domain
+from masnaa.domain.reasons import Phrase
 from masnaa.store import models as m
 from masnaa.store.base import Base
 from masnaa.store.convert import load_cluster, load_jobs, load_quotas, load_tenants
@@ -45,7 +46,8 @@ def _seed(session: Session) -> m.Job:
         submitted_at=now,
     )
     session.add(job)
-    transition(session, job, m.JobState.PENDING, at=now, code="submitted", reason="submitted")
+    transition(session, job, m.JobState.PENDING, at=now, code="submitted",
+               reason=(Phrase("submitted"),))
     return job
 
 
@@ -76,14 +78,15 @@ def test_rows_convert_to_the_domain(engine: Engine) -> None:
 def test_every_transition_writes_an_event(engine: Engine) -> None:
     with session_factory(engine).begin() as s:
         job = _seed(s)
-        transition(s, job, m.JobState.CANCELLED, at=time.time(), code="cancelled", reason="by user")
+        transition(s, job, m.JobState.CANCELLED, at=time.time(), code="cancelled",
+                   reason=(Phrase("cancelled-pending", {"user": "amina"}),))
     with session_factory(engine)() as s:
         events = s.scalars(select(m.JobEvent).order_by(m.JobEvent.id)).all()
         assert [(e.from_state, e.to_state, e.code) for e in events] == [
             (None, "pending", "submitted"),
             ("pending", "cancelled", "cancelled"),
         ]
-        assert s.get(m.Job, "j-test0001").state_reason == "by user"  # type: ignore[union-attr]
+        assert s.get(m.Job, "j-test0001").state_reason == "cancelled by amina while pending"  # type: ignore[union-attr]
 
 
 def test_racing_writers_on_one_job_conflict_instead_of_losing_a_write(engine: Engine) -> None:
@@ -155,3 +158,23 @@ def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
     engine.dispose()
+
+
+def test_rows_from_before_phrases_keep_their_english_reason(engine: Engine) -> None:
+    from alembic import command
+
+    from masnaa.store.db import _alembic_config
+
+    with session_factory(engine).begin() as s:
+        _seed(s)
+    cfg = _alembic_config(engine)
+    with engine.connect() as connection:  # back to the schema before phrases, rows kept
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0003")
+        connection.commit()
+    upgrade(engine)
+    with session_factory(engine)() as s:
+        job = s.get(m.Job, "j-test0001")
+        assert job is not None and (job.state_reason, job.state_phrases) == ("submitted", [])
+        (event,) = s.scalars(select(m.JobEvent)).all()
+        assert (event.reason, event.phrases) == ("submitted", [])

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from masnaa.domain import reasons
 from masnaa.service.jobs import MAX_BATCH, JobSpec
 from masnaa.service.tenancy import Caller
 from masnaa.store import models as m
@@ -31,12 +32,28 @@ class BatchIn(Strict):
     )
 
 
+class PhraseOut(BaseModel):
+    """One phrase of a reason (``masnaa.domain.reasons``): a template key and its values."""
+
+    key: str
+    params: dict[str, Any] = Field(
+        description="Placeholder → value: a name, a number, or a nested phrase {key, params}."
+    )
+
+
+REASON_PHRASES = (
+    "The same reason as phrases, for a client that shows it in another language; empty "
+    "for reasons written before phrases existed."
+)
+
+
 class EventOut(BaseModel):
     at: float
     from_state: str | None
     to_state: str
     code: str
-    reason: str
+    reason: str = Field(description="Why, in English.")
+    phrases: list[PhraseOut] = Field(description=REASON_PHRASES)
     attempt: int
 
 
@@ -47,7 +64,8 @@ class JobOut(BaseModel):
     project: str
     user: str | None
     state: str
-    state_reason: str
+    state_reason: str = Field(description="Why the state last changed, in English.")
+    state_phrases: list[PhraseOut] = Field(description=REASON_PHRASES)
     attempt: int
     cancel_requested: bool
     command: list[str]
@@ -295,8 +313,16 @@ class Health(BaseModel):
     status: str
 
 
+def _phrases(stored: object) -> list[PhraseOut]:
+    return [PhraseOut(**p.to_json()) for p in reasons.from_json(stored)]
+
+
+def job_phrases(job: m.Job) -> list[PhraseOut]:
+    return _phrases(job.state_phrases)
+
+
 def event_out(e: m.JobEvent) -> EventOut:
     return EventOut(
         at=e.at, from_state=e.from_state, to_state=e.to_state, code=e.code, reason=e.reason,
-        attempt=e.attempt,
+        phrases=_phrases(e.phrases), attempt=e.attempt,
     )

@@ -32,6 +32,8 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal, format_percent
 
+from masnaa.domain import reasons
+
 LOCALES_DIR = Path(__file__).parent / "locales"
 LANGUAGES: dict[str, str] = {"en": "English", "fr": "Français", "ar": "العربية"}
 """Code → the language's own name (shown in the language switcher)."""
@@ -94,6 +96,13 @@ class Lang:
     def ngettext(self, singular: str, plural: str, n: int, **values: Any) -> str:
         text = translations(self.code).ngettext(singular, plural, n)
         return text % {"num": n, **values}
+
+    def reason(self, phrases: object, english: str) -> str:
+        """A stored reason (``masnaa.domain.reasons``) in this language; its stored
+        English text where it has no phrases (written before they existed) or one
+        that this version cannot render."""
+        said = reasons.text(reasons.from_json(phrases), translations(self.code).gettext)
+        return said or english
 
     # --- formatting -------------------------------------------------------------
 

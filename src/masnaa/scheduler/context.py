@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping, Reversible
 from dataclasses import dataclass
 
 from masnaa.domain.job import Job, Placement, RunningJob
+from masnaa.domain.reasons import Phrase
 from masnaa.domain.tenancy import PriorityClass
 from masnaa.scheduler.config import SchedulerConfig
 from masnaa.scheduler.decision import Decision, Preemption, Reservation, Start, Wait, WaitCode
@@ -317,7 +318,7 @@ class Pass(QuotaView):
                 Preemption(
                     job_id=r.job.id,
                     grace_seconds=grace,
-                    reason=reasons[r.job.id],
+                    reason=(reasons[r.job.id],),
                     beneficiary=job.id,
                 )
             )
@@ -334,19 +335,22 @@ class Pass(QuotaView):
         self.capacity_changed()
         self._served(job)
 
-    def _victim_reason(self, entry: Entry, r: RunningJob) -> str:
+    def _victim_reason(self, entry: Entry, r: RunningJob) -> Phrase:
         job = entry.job
         if self.priority(r.job) < self.priority(job):
-            return f"priority: {job.id} ({job.priority_class}) outranks {r.job.priority_class}"
+            return Phrase("victim-priority", {"job": job.id, "class": job.priority_class,
+                                              "victim_class": r.job.priority_class})
         if self.reclaims(entry, r):
-            return f"quota reclaim: tenant {job.tenant!r} takes back GPUs lent to {r.job.tenant!r}"
+            return Phrase("victim-reclaim", {"tenant": job.tenant, "victim_tenant": r.job.tenant,
+                                             "job": job.id})
         if self.policy.oracle:
-            return f"shorter remaining work first (oracle): {job.id} needs less"
+            return Phrase("victim-oracle", {"job": job.id})
         if r.job.tenant == job.tenant:
-            return f"{job.id} has received less service than {r.job.id}, of the same tenant"
-        return f"{job.id} has received less service than {r.job.id}" + (
-            "" if self.policy.name == "las" else f" and tenant {job.tenant!r} is less served"
-        )
+            return Phrase("victim-same-tenant", {"job": job.id, "victim": r.job.id})
+        if self.policy.name == "las":
+            return Phrase("victim-less-service", {"job": job.id, "victim": r.job.id})
+        return Phrase("victim-fair-share", {"job": job.id, "victim": r.job.id,
+                                            "tenant": job.tenant})
 
     def known_misfit(self, job: Job, exclude: int) -> bool:
         """Whether a job at least as large (same eligibility) already failed to fit.

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from masnaa.domain.job import Placement
+from masnaa.domain.reasons import Phrase, Reason
 
 
 class WaitCode(StrEnum):
@@ -70,7 +71,8 @@ class Start:
 class Preemption:
     job_id: str
     grace_seconds: float
-    reason: str
+    reason: Reason
+    """Why it is stopped (``masnaa.domain.reasons``)."""
     beneficiary: str | None = None
     """The pending job this makes room for, if any."""
 
@@ -104,7 +106,7 @@ class Decision:
     """Jobs that can never run as asked (e.g. ``TOO_LARGE``); drivers fail them."""
     spent: dict[str, Wait] = field(default_factory=dict)
     """Project with pending jobs → why they wait: its allocation balance is spent."""
-    site_choices: dict[str, str] = field(default_factory=dict)
+    site_choices: dict[str, Phrase] = field(default_factory=dict)
     """Job id → why its ``Start`` is at that site, for jobs that more than one
     eligible site could start now (``place.SiteChoice``)."""
     review_at: float | None = None

@@ -47,6 +47,7 @@ import math
 from collections.abc import Mapping
 
 from masnaa.domain.job import Job, Placement, PlacementSlice
+from masnaa.domain.reasons import Phrase
 from masnaa.domain.tenancy import Tenant
 from masnaa.scheduler.state import Pool
 from masnaa.scheduler.view import View
@@ -168,12 +169,12 @@ def best_placement(
     job: Job,
     exclude: int = 0,
     choice: SiteChoice | None = None,
-    why: dict[str, str] | None = None,
+    why: dict[str, Phrase] | None = None,
 ) -> tuple[Placement, Pool] | None:
     """The best placement over ``pools`` (all of one GPU type).
 
     Without ``choice``: best fit, ties to the first pool. With it: the site-choice
-    rule of the module docstring; ``why`` (job id → sentence) then receives the reason
+    rule of the module docstring; ``why`` (job id → phrase) then receives the reason
     when more than one site could start the job now.
     """
     if choice is not None and len(pools) > 1:
@@ -194,7 +195,7 @@ def _choose(
     job: Job,
     exclude: int,
     choice: SiteChoice,
-    why: dict[str, str] | None,
+    why: dict[str, Phrase] | None,
 ) -> tuple[Placement, Pool] | None:
     free, total = view.free, job.total_gpus
     room = [i for i, pool in enumerate(pools) if free[pool.index] >= total]
@@ -234,37 +235,25 @@ def _choose(
     return best[1], best[2]
 
 
-def _price(p: float) -> str:
-    return "no price" if math.isinf(p) else f"{p:.2f} per GPU-hour"
+def _price(p: float) -> Phrase:
+    return Phrase("no-price") if math.isinf(p) else Phrase("price", {"amount": f"{p:.2f}"})
 
 
-def _reason(job: Job, choice: SiteChoice, best: _Fit, other: _Fit) -> str:
+def _reason(job: Job, choice: SiteChoice, best: _Fit, other: _Fit) -> Phrase:
     """Why ``best`` beat ``other`` (another site that could start the job now): the first
     criterion of the rule that sets them apart."""
     (w, _, wpool), (r, _, rpool) = best, other
     if w[0][0] != r[0][0]:
         prefs = ", ".join(choice.preferred(job.tenant))
-        because = f"tenant {job.tenant!r} prefers it (preferred sites, best first: {prefs})"
+        because = Phrase("site-preferred", {"tenant": job.tenant, "sites": prefs})
     elif w[0][1] != r[0][1]:
-        because = f"it is cheaper: {_price(w[0][1])} against {_price(r[0][1])}"
+        because = Phrase("site-cheaper", {"price": _price(w[0][1]), "other_price": _price(r[0][1])})
     elif w[1][0] != r[1][0]:
-        because = (
-            "same preference and price; the gang stays closer together there "
-            "(one node or a smaller topology domain)"
-        )
+        because = Phrase("site-closer")
     elif w[1] != r[1]:
-        because = (
-            f"same preference and price; it fits more tightly there ({w[1][1]} against "
-            f"{r[1][1]} GPUs or task slots left over), leaving whole nodes for larger jobs"
-        )
+        because = Phrase("site-tighter", {"left": w[1][1], "other_left": r[1][1]})
     elif w[2] != r[2]:
-        because = (
-            f"same preference, price and fit; a larger share of its GPUs is free "
-            f"({-w[2]:.0%} against {-r[2]:.0%})"
-        )
+        because = Phrase("site-freer", {"free": f"{-w[2]:.0%}", "other_free": f"{-r[2]:.0%}"})
     else:
-        because = "equal on every criterion; its name comes first (a fixed order)"
-    return (
-        f"site {wpool.site} rather than {rpool.site} (both eligible and able to start it "
-        f"now): {because}"
-    )
+        because = Phrase("site-name-order")
+    return Phrase("site-rather", {"site": wpool.site, "other": rpool.site, "because": because})

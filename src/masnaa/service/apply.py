@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
+from masnaa.domain.reasons import Phrase
 from masnaa.scheduler.decision import Preemption, Start, Wait
 from masnaa.store import convert
 from masnaa.store import models as m
@@ -50,7 +51,8 @@ def reject(session: Session, rejected: Mapping[str, Wait], *, now: float) -> lis
             continue
         wait = rejected[job_id]
         transition(
-            session, row, m.JobState.FAILED, at=now, code=wait.code.value, reason=wait.message
+            session, row, m.JobState.FAILED, at=now, code=wait.code.value,
+            reason=(Phrase("cannot-run", {"detail": wait.message}),),
         )
         row.ended_at = now
         row.wait_code, row.wait_message, row.estimated_start = wait.code.value, wait.message, None
@@ -71,7 +73,7 @@ def admit(
     *,
     now: float,
     log_paths: LogPaths,
-    why: Mapping[str, str] | None = None,
+    why: Mapping[str, Phrase] | None = None,
 ) -> list[Admitted]:
     """``pending`` → ``admitted`` with placement and a new attempt number, before any launch.
 
@@ -100,18 +102,16 @@ def admit(
         if paths is not None:
             row.stdout_path, row.stderr_path = paths
         where = ", ".join(f"{p.node}[{','.join(map(str, p.gpus))}]" for p in s.placement.slices)
-        how = " by backfill" if s.backfilled else ""
-        borrowed = f", {s.borrowed_gpus} borrowed" if s.borrowed_gpus else ""
+        said: list[Phrase] = [Phrase(
+            "placed-by-backfill" if s.backfilled else "placed",
+            {"run": row.attempt, "nodes": where, "gpu_type": s.gpu_type, "site": s.site},
+        )]
+        if s.borrowed_gpus:
+            said.append(Phrase("borrowed", {"gpus": s.borrowed_gpus}))
         chose = why.get(s.job_id) if why is not None else None
-        transition(
-            session,
-            row,
-            m.JobState.ADMITTED,
-            at=now,
-            code="admitted",
-            reason=f"run {row.attempt} placed{how} on {where} ({s.gpu_type} at {s.site}{borrowed})"
-            + (f"; {chose}" if chose else ""),
-        )
+        if chose is not None:
+            said.append(chose)
+        transition(session, row, m.JobState.ADMITTED, at=now, code="admitted", reason=tuple(said))
         out.append(Admitted(row.id, row.attempt, s.site))
     return out
 
@@ -128,7 +128,7 @@ def mark_running(session: Session, launched: Mapping[str, int], *, now: float) -
             m.JobState.RUNNING,
             at=now,
             code="started",
-            reason=f"run {row.attempt} started",
+            reason=(Phrase("started", {"run": row.attempt}),),
         )
         row.started_at = now
         done.append(job_id)
@@ -158,14 +158,13 @@ def request_preemptions(
         if row.preempt_deadline is not None or row.cancel_requested:
             continue
         row.preempt_deadline = now + p.grace_seconds
-        for_whom = f" for job {p.beneficiary}" if p.beneficiary else ""
         transition(
             session,
             row,
             row.state,
             at=now,
             code="preempting",
-            reason=f"{p.reason}{for_whom}; {p.grace_seconds:g}s to checkpoint",
+            reason=(*p.reason, Phrase("grace", {"seconds": p.grace_seconds})),
         )
         out.append(
             PreemptionIssued(

@@ -44,6 +44,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from masnaa.audit.events import state_change_event
+from masnaa.domain.reasons import Phrase, Reason
 from masnaa.scheduler.decision import Preemption, Wait, WaitCode
 from masnaa.service import apply, residency, tenancy
 from masnaa.service.audit import append_audit
@@ -81,7 +82,7 @@ def evacuate(
     *,
     site: str,
     node: str | None,
-    why: str,
+    why: Reason,
     now: float,
 ) -> tuple[str, ...]:
     """Ask every admitted or running job at ``site`` (on ``node``, if given) to move.
@@ -115,8 +116,9 @@ def evacuate(
     return tuple(p.job_id for p in issued)
 
 
-def _by(caller: Caller, reason: str) -> str:
-    return f"by {caller.user}" + (f" ({reason})" if reason else "")
+def _evacuated(what: str, name: str, caller: Caller, note: str) -> Reason:
+    said = Phrase(f"evacuated-{what}", {what: name, "user": caller.user})
+    return (said, Phrase("note", {"detail": note})) if note else (said,)
 
 
 def drain_node(
@@ -134,7 +136,7 @@ def drain_node(
     moved: tuple[str, ...] = ()
     if evacuate_runs:
         moved = evacuate(session, site=site.name, node=name, now=now,
-                         why=f"evacuated: node {name} was drained {_by(caller, reason)}")
+                         why=_evacuated("node", name, caller, reason))
     if node.state != before or moved:
         append_audit(session, state_change_event(
             caller.user, kind="node", name=name, site=site.name, state=node.state,
@@ -201,7 +203,7 @@ def set_site_state(
     evacuating = state == m.SiteState.DRAINED.value and evacuate_runs is not False
     if evacuating:
         moved = evacuate(session, site=name, node=None, now=now,
-                         why=f"evacuated: site {name} was drained {_by(caller, reason)}")
+                         why=_evacuated("site", name, caller, reason))
     if site.state != before or site.reason != before_reason or moved:
         append_audit(session, state_change_event(
             caller.user, kind="site", name=name, site=name, state=site.state,

@@ -31,6 +31,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from masnaa.domain import reasons
+from masnaa.domain.reasons import Phrase
 from masnaa.domain.tenancy import DEFAULT_PRIORITY_CLASSES
 from masnaa.service.caches import TtlCache
 from masnaa.service.tenancy import Caller, ServiceError, forbidden, not_found
@@ -136,6 +138,7 @@ class Catalog:
 
 
 _CATALOGS = TtlCache()
+_SUBMITTED = reasons.to_json((Phrase("submitted"),))
 _PROJECTS = TtlCache()
 
 
@@ -371,6 +374,7 @@ def prepare(
     job_rows: list[dict[str, Any]] = []
     event_rows: list[dict[str, Any]] = []
     read_rows: list[dict[str, Any]] = []
+    submitted_by = reasons.to_json((Phrase("submitted-by", {"user": caller.user}),))
     for i, spec in enumerate(specs):
         prefix = "" if single else f"jobs[{i}]."
         gpu_types, sites = _validate(spec, known, prefix)
@@ -405,6 +409,7 @@ def prepare(
                 "submitted_at": now,
                 "state": m.JobState.PENDING.value,
                 "state_reason": "submitted",
+                "state_phrases": _SUBMITTED,
                 "attempt": 0,
                 "cancel_requested": False,
                 "attained_service": 0.0,
@@ -419,6 +424,7 @@ def prepare(
                 "to_state": m.JobState.PENDING.value,
                 "code": "submitted",
                 "reason": f"submitted by {caller.user}",
+                "phrases": submitted_by,
                 "attempt": 0,
             }
         )
@@ -558,7 +564,7 @@ def cancel(session: Session, caller: Caller, job_id: str, *, now: float) -> m.Jo
             m.JobState.CANCELLED,
             at=now,
             code="cancelled",
-            reason=f"cancelled by {caller.user} while pending",
+            reason=(Phrase("cancelled-pending", {"user": caller.user}),),
         )
     elif not job.cancel_requested:
         job.cancel_requested = True
@@ -568,7 +574,7 @@ def cancel(session: Session, caller: Caller, job_id: str, *, now: float) -> m.Jo
             state,
             at=now,
             code="cancel-requested",
-            reason=f"cancel requested by {caller.user}; the control loop stops it",
+            reason=(Phrase("cancel-requested", {"user": caller.user}),),
         )
     session.flush()
     return job

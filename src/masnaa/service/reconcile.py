@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from masnaa.domain.reasons import Phrase, Reason
 from masnaa.executors.base import Observed
 from masnaa.store import models as m
 from masnaa.store.events import transition
@@ -41,11 +42,31 @@ from masnaa.store.events import transition
 class Settlement:
     state: m.JobState
     code: str
-    reason: str
+    reason: Reason
 
     @property
     def requeued(self) -> bool:
         return self.state is m.JobState.PENDING
+
+
+def _status(observed: Observed) -> Phrase:
+    """How the run ended: its exit code and signal, as far as the executor saw them."""
+    code, signal = observed.exit_code, observed.signal
+    if code is not None:
+        if signal:
+            return Phrase("exit-code-signal", {"code": code, "signal": signal})
+        return Phrase("exit-code", {"code": code})
+    return Phrase("signal", {"signal": signal}) if signal else Phrase("no-exit-code")
+
+
+def _exited(observed: Observed) -> Phrase:
+    """How a run that ended by itself ended."""
+    code, signal = observed.exit_code, observed.signal
+    if code is not None:
+        if signal:
+            return Phrase("exited-signal", {"code": code, "signal": signal})
+        return Phrase("exited", {"code": code})
+    return Phrase("ended-by-signal", {"signal": signal}) if signal else Phrase("ended-no-code")
 
 
 def settle(
@@ -60,40 +81,46 @@ def settle(
     if not observed.done:
         raise ValueError(f"settle needs an ended run, got {observed.state}")
     pending, failed = m.JobState.PENDING, m.JobState.FAILED
+    queue_again = Phrase("back-in-queue")
 
-    def again(code: str, why: str) -> Settlement:
+    def again(code: str, why: Phrase) -> Settlement:
         if attempt >= max_attempts:
-            return Settlement(failed, code, f"{why}; it ran {attempt} times, the most allowed")
-        return Settlement(pending, code, f"{why}; requeued for run {attempt + 1}")
+            return Settlement(failed, code, (why, Phrase("most-runs", {"runs": attempt})))
+        return Settlement(pending, code, (why, Phrase("requeued-for-run", {"run": attempt + 1})))
 
     if observed.state == "lost":
-        why = f"run {attempt} was lost: {observed.message or 'its supervisor is gone'}"
+        lost = (
+            Phrase("run-lost", {"run": attempt, "detail": observed.message})
+            if observed.message
+            else Phrase("run-lost-supervisor", {"run": attempt})
+        )
         if cancel_requested:
-            return Settlement(m.JobState.CANCELLED, "cancelled", f"cancelled ({why})")
+            return Settlement(m.JobState.CANCELLED, "cancelled", (Phrase("cancelled"), lost))
         if preempting:
-            return Settlement(pending, "preempted", f"preempted ({why}); back in the queue")
+            return Settlement(pending, "preempted", (Phrase("preempted"), lost, queue_again))
         if attempt >= max_attempts:
-            return Settlement(failed, "lost", f"{why}; it ran {attempt} times, the most allowed")
-        return again("requeued", why)
-    code = observed.exit_code
-    status = f"exit code {code}" if code is not None else "before it started"
-    if observed.signal:
-        status += f" (signal {observed.signal})"
+            return Settlement(failed, "lost", (lost, Phrase("most-runs", {"runs": attempt})))
+        return again("requeued", lost)
+    status = _status(observed)
     if observed.reason == "time-limit":
-        return Settlement(failed, "time-limit", f"time-limit: stopped at its time limit, {status}")
+        return Settlement(failed, "time-limit", (Phrase("time-limit", {"status": status}),))
     if observed.reason == "stopped":
+        stopped = Phrase("stopped", {"status": status})
         if cancel_requested:
-            return Settlement(m.JobState.CANCELLED, "cancelled", f"cancelled: stopped, {status}")
+            return Settlement(m.JobState.CANCELLED, "cancelled", (Phrase("cancelled"), stopped))
         if preempting:
-            return Settlement(
-                pending, "preempted", f"preempted: stopped, {status}; back in the queue"
-            )
-        return again("requeued", f"stopped from outside Masnaa, {status}")
+            return Settlement(pending, "preempted", (Phrase("preempted"), stopped, queue_again))
+        return again("requeued", Phrase("stopped-outside", {"status": status}))
     if observed.reason == "launch-failed":
-        return Settlement(failed, "launch-failed", observed.message or f"could not start, {status}")
-    if code == 0:
-        return Settlement(m.JobState.SUCCEEDED, "succeeded", "exited with code 0")
-    return Settlement(failed, "exit-code", f"exited with {status.removeprefix('exit ')}")
+        return Settlement(failed, "launch-failed", (
+            Phrase("launch-failed", {"detail": observed.message})
+            if observed.message
+            else Phrase("could-not-start", {"status": status}),
+        ))
+    ended = (_exited(observed),)
+    if observed.exit_code == 0:
+        return Settlement(m.JobState.SUCCEEDED, "succeeded", ended)
+    return Settlement(failed, "exit-code", ended)
 
 
 def write_settlement(

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from masnaa.audit.chain import AuditRecord, verify
 from masnaa.audit.events import download_event, ground_event, placement_event, registration_event
 from masnaa.audit.report import RegulatorReport, regulator_report
+from masnaa.domain.reasons import Phrase
 from masnaa.policy import (
     Dataset,
     DownloadDecision,
@@ -446,7 +447,7 @@ class PendingSites:
             else:  # pragma: no cover - kept is empty only when a site is unlawful
                 why = "no site may process this job's data any more"
             transition(session, job, m.JobState.FAILED, at=now, code="no-lawful-site",
-                       reason=f"its data may no longer go to any of its sites: {why}")
+                       reason=(Phrase("no-lawful-site", {"detail": why}),))
             job.ended_at = now
             failed.append(job.id)
         self.digest = rules.digest

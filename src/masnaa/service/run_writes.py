@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from masnaa.domain.reasons import Phrase
 from masnaa.executors.base import Observed
 from masnaa.service import apply
 from masnaa.service.metering import Meter
@@ -71,7 +72,7 @@ def write_runs(
         if row is None or row.state != m.JobState.ADMITTED.value or row.attempt != attempt:
             continue
         transition(s, row, m.JobState.RUNNING, at=now, code="started",
-                   reason=f"run {attempt} started")
+                   reason=(Phrase("started", {"run": attempt}),))
         # A queuing engine holds GPUs, and is charged, only from the start it reports.
         row.started_at = None if queues(row.site) else now
         meter.on_start(s, row)
@@ -80,7 +81,8 @@ def write_runs(
         row = rows.get(job_id)
         if row is None or row.state != m.JobState.ADMITTED.value or row.attempt != attempt:
             continue
-        transition(s, row, m.JobState.FAILED, at=now, code="launch-rejected", reason=message)
+        transition(s, row, m.JobState.FAILED, at=now, code="launch-rejected",
+                   reason=(Phrase("launch-rejected", {"detail": message}),))
         row.ended_at = now
         out.released.append(job_id)
         out.transitions.append(("admitted", "failed"))
@@ -96,7 +98,7 @@ def write_runs(
         if seen.state == "absent":  # cancelled before it was ever launched
             meter.on_end(s, row, "cancelled", now)
             transition(s, row, m.JobState.CANCELLED, at=now, code="cancelled",
-                       reason="cancelled before it started")
+                       reason=(Phrase("cancelled-before-start"),))
             row.ended_at = now
             out.transitions.append((before, "cancelled"))
             out.released.append(job_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from masnaa.domain import reasons
 from masnaa.store.models import Job, JobEvent, JobState
 
 
@@ -21,19 +22,23 @@ def transition(
     *,
     at: float,
     code: str,
-    reason: str,
+    reason: reasons.Reason,
 ) -> JobEvent:
+    """``reason``: why, as phrases; the rows keep them and their English text."""
     to = JobState(to_state)
+    said, phrases = reasons.english(reason), reasons.to_json(reason)
     event = JobEvent(
         job_id=job.id,
         at=at,
         from_state=job.state,
         to_state=to.value,
         code=code,
-        reason=reason,
+        reason=said,
+        phrases=phrases,
         attempt=job.attempt,
     )
     job.state = to.value
-    job.state_reason = reason
+    job.state_reason = said
+    job.state_phrases = phrases
     session.add(event)
     return event

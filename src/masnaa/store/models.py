@@ -260,6 +260,10 @@ class Job(Base):
     # The lifecycle (pending set by the API; everything after by the control loop).
     state: Mapped[str] = mapped_column(String(16), default=JobState.PENDING.value)
     state_reason: Mapped[str] = mapped_column(Text, default="")
+    """Why the state last changed, in English (``masnaa.domain.reasons.english``)."""
+    state_phrases: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    """The same reason as phrases (``masnaa.domain.reasons.to_json``): what the portal
+    renders in the reader's language. Empty for rows written before phrases existed."""
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     started_at: Mapped[float | None] = mapped_column(Float, default=None)
@@ -308,6 +312,8 @@ class JobEvent(Base):
     """Machine-readable kind: submitted, admitted, started, succeeded, failed,
     cancelled, cancel-requested, preempted, requeued, lost, ..."""
     reason: Mapped[str] = mapped_column(Text, default="")
+    """In English; ``phrases`` holds the same for other languages (see ``Job``)."""
+    phrases: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
 
     job: Mapped[Job] = relationship(back_populates="events")

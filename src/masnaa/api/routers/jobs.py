@@ -31,6 +31,7 @@ from masnaa.api.schemas import (
     TenantUseOut,
     UsageOut,
     event_out,
+    job_phrases,
 )
 from masnaa.service import job_views
 from masnaa.service import jobs as svc
@@ -63,6 +64,7 @@ def _render(
                 user=names["user"].get(j.user_id) if j.user_id is not None else None,
                 state=j.state,
                 state_reason=j.state_reason,
+                state_phrases=job_phrases(j),
                 attempt=j.attempt,
                 cancel_requested=j.cancel_requested,
                 command=list(j.command),

@@ -1,0 +1,75 @@
+"""Reasons as phrases (``masnaa.domain.reasons``): English text, storage, other languages."""
+
+from __future__ import annotations
+
+import pytest
+
+from masnaa.domain import reasons
+from masnaa.domain.reasons import JOIN, PHRASES, Phrase
+
+LOST = (
+    Phrase("preempted"),
+    Phrase("stopped", {"status": Phrase("exit-code-signal", {"code": 143, "signal": 15})}),
+    Phrase("back-in-queue"),
+)
+
+
+def test_a_reason_reads_as_one_english_sentence() -> None:
+    said = "preempted; stopped, exit code 143 (signal 15); back in the queue"
+    assert reasons.english(LOST) == said
+    assert reasons.english((Phrase("grace", {"seconds": 30.0}),)) == "30 s to checkpoint"
+    assert reasons.english(()) == ""
+
+
+def test_a_reason_survives_storage_whole() -> None:
+    stored = reasons.to_json(LOST)
+    assert reasons.from_json(stored) == LOST
+    assert stored[1] == {"key": "stopped", "params": {
+        "status": {"key": "exit-code-signal", "params": {"code": 143, "signal": 15}}}}
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        None,
+        "preempted",
+        [{"key": 3}],
+        [{"params": {}}],
+        [{"key": "stopped", "params": {"status": ["not", "a", "phrase"]}}],
+        [{"key": "stopped", "params": {"status": {"no": "key"}}}],
+    ],
+)
+def test_what_cannot_be_read_back_is_no_reason(stored: object) -> None:
+    assert reasons.from_json(stored) == ()
+
+
+@pytest.mark.parametrize(
+    "phrase",
+    [
+        Phrase("retired-or-future-key"),
+        Phrase("started"),  # its placeholder has no value
+        Phrase("stopped", {"status": Phrase("no-such-status")}),
+    ],
+)
+def test_a_phrase_that_cannot_render_says_so_instead_of_raising(phrase: Phrase) -> None:
+    assert phrase.render() is None
+    assert reasons.text((Phrase("preempted"), phrase)) is None
+    with pytest.raises(ValueError, match=phrase.key):
+        reasons.english((phrase,))
+
+
+def test_each_phrase_and_the_join_go_through_the_translation() -> None:
+    upper = {JOIN: "%(first)s | %(then)s", PHRASES["preempted"]: "PRÉEMPTÉ",
+             PHRASES["back-in-queue"]: "EN FILE", PHRASES["stopped"]: "ARRÊTÉ, %(status)s",
+             PHRASES["exit-code-signal"]: "CODE %(code)s/%(signal)s"}
+    said = reasons.text(LOST, lambda m: upper.get(m, m))
+    assert said == "PRÉEMPTÉ | ARRÊTÉ, CODE 143/15 | EN FILE"
+
+
+def test_every_template_takes_only_named_values() -> None:
+    # A positional %s or a stray % would break the catalog's placeholder check and rendering.
+    for key, template in {**PHRASES, "join": JOIN}.items():
+        stripped = template
+        for name in ("first", "then", *[w.split(")")[0] for w in template.split("%(")[1:]]):
+            stripped = stripped.replace(f"%({name})s", "")
+        assert "%" not in stripped, key
