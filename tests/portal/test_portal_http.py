@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import html
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
 import pytest
 
+from masnaa.portal.i18n import Lang
 from masnaa.portal.session import PRE_SESSION_COOKIE, SESSION_COOKIE
 
 from .conftest import Factory
@@ -385,7 +388,9 @@ def test_a_jobs_history_reads_in_the_pages_language(factory: Factory) -> None:
         "en": ["submitted by amina", "run 1 started", "exited with code 3"],
         "fr": ["soumis par amina", "exécution 1 démarrée", "terminé avec le code 3",
                "exécution 1 placée sur "],
-        "ar": ["أرسلها amina", "بدأ التشغيل 1", "انتهت برمز الخروج 3"],
+        # Arabic isolates each left-to-right value (FSI … PDI).
+        "ar": ["أرسلها \u2068amina\u2069", "بدأ التشغيل \u20681\u2069",
+               "انتهت برمز الخروج \u20683\u2069"],
     }
     with signed_in(factory, "amina") as c:
         for lang, phrases in said.items():
@@ -394,3 +399,25 @@ def test_a_jobs_history_reads_in_the_pages_language(factory: Factory) -> None:
             # The state's reason in the list of jobs too, not only in the history.
             assert phrases[2] in c.get(f"/?lang={lang}").text
         assert "exited with code 3" not in c.get(f"/jobs/{job_id}?lang=fr").text
+
+
+def test_why_a_job_waits_reads_in_the_pages_language(factory: Factory) -> None:
+    spec = {"project": "llm", "command": ["sleep", "60"], "gpus_per_task": 4,
+            "gpu_types": ["a100-80gb"], "sites": ["ke-1"]}
+    first, second = factory.submit("wanjiru", **spec), factory.submit("wanjiru", **spec)
+    try:
+        deadline = time.monotonic() + 20
+        while not (waiting := factory.job(second)).wait_phrases:
+            assert time.monotonic() < deadline, "the loop wrote no wait for the second job"
+            time.sleep(0.05)
+        assert waiting.state == "pending" and waiting.wait_message
+        with signed_in(factory, "wanjiru") as c:
+            for lang in ("fr", "ar"):
+                page = html.unescape(c.get(f"/jobs/{second}?lang={lang}").text)
+                said = Lang(lang).reason(waiting.wait_phrases, "")
+                assert said and said != waiting.wait_message
+                assert said in page and waiting.wait_message not in page, lang
+    finally:
+        with factory.client("wanjiru") as c:
+            for job_id in (first, second):
+                c.post(f"/api/v1/jobs/{job_id}/cancel")

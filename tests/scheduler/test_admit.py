@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from masnaa.domain.job import Job
+from masnaa.domain.reasons import Phrase
 from masnaa.scheduler import PendingQueue, SchedulerConfig, Wait, WaitCode, core, decide
 from masnaa.scheduler.admit import admit
 from masnaa.scheduler.context import Pass
@@ -60,7 +61,7 @@ def test_jobs_of_a_spent_project_are_passed_over_not_tried() -> None:
     assert not any(job_id.startswith("a") for job_id in d.waiting)
     w = d.wait_for("a1999", "a-p")
     assert w.code is WaitCode.ALLOCATION_EXHAUSTED
-    assert "'a-p'" in w.message and "-5.0 GPU-hours" in w.message
+    assert "project a-p has" in w.message and "(-5.0 GPU-hours" in w.message
     assert list(d.spent) == ["a-p"]
 
 
@@ -100,8 +101,8 @@ def test_a_group_of_sub_queues_is_dropped_only_when_all_its_projects_are_spent()
 
 
 def test_a_reason_of_its_own_comes_before_the_project_s() -> None:
-    own = Wait(WaitCode.WAITING_FOR_PREEMPTION, "claimed GPUs in grace")
-    broke = Wait(WaitCode.ALLOCATION_EXHAUSTED, "project 'p' has no allocation left")
+    own = Wait(WaitCode.WAITING_FOR_PREEMPTION, Phrase("wait-preempting", {"jobs": 1}))
+    broke = Wait(WaitCode.ALLOCATION_EXHAUSTED, Phrase("no-allocation", {"project": "p"}))
     d = Decision(waiting={"a": own}, spent={"p": broke})
     assert d.wait_for("a", "p") is own  # its claim spent the project: it still starts
     assert d.wait_for("b", "p") is broke

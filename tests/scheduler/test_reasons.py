@@ -73,3 +73,13 @@ def test_every_template_takes_only_named_values() -> None:
         for name in ("first", "then", *[w.split(")")[0] for w in template.split("%(")[1:]]):
             stripped = stripped.replace(f"%({name})s", "")
         assert "%" not in stripped, key
+
+
+def test_a_renderer_may_write_values_its_own_way() -> None:
+    held = (Phrase("wait-held-for", {"job": "j-1", "start_at": 1_764_000_000}),)
+    assert "reserved to start at 1764000000;" in reasons.english(held)
+
+    def show(name: str, value: object) -> str | None:
+        return "tomorrow" if name.endswith("_at") else None
+
+    assert "j-1, reserved to start at tomorrow;" in (reasons.text(held, show=show) or "")

@@ -304,10 +304,14 @@ def test_pending_set_follows_submissions_and_cancels(factory: Factory, loop: Con
     if states(factory, ids[0]) != ["running"]:
         ids.reverse()
     assert loop.live is not None and ids[1] in loop.live.queue
+    waiting = factory.jobs()[ids[1]]  # the loop writes why it waits, as text and phrases
+    assert waiting.wait_code and waiting.wait_message and waiting.wait_phrases
+    assert reasons.english(reasons.from_json(waiting.wait_phrases)) == waiting.wait_message
     with factory.sessions() as s, s.begin():
         jobs.cancel(s, factory.caller, ids[1], now=time.time())
     loop.run_pass()
     assert ids[1] not in loop.live.queue
+    assert factory.jobs()[ids[1]].wait_phrases == []
     with factory.sessions() as s, s.begin():
         jobs.cancel(s, factory.caller, ids[0], now=time.time())
     drive(loop, ended(factory, *ids))

@@ -198,7 +198,7 @@ def test_a_job_whose_data_may_not_leave_waits_naming_the_drain_and_the_rule(
     message = row.wait_message or ""
     assert row.wait_code == "nodes-unavailable"
     assert "node gpu-a is drained (fan failure)" in message
-    assert "Its data may go only to ma-1" in message
+    assert "its data may go only to ma-1" in message
     assert "the rules refuse ke-1 (MA." in message and "Law 09-08" in message
     for _ in range(5):  # gpu-b is free, but the law keeps the job off it
         loop.run_pass()

@@ -47,6 +47,7 @@ from masnaa.accounting.metering import (
     charged_seconds,
     uncharged_window,
 )
+from masnaa.domain.reasons import Phrase
 
 Used = dict[str, dict[Pool, int]]
 """allocation id → pool → charged GPU-seconds."""
@@ -250,7 +251,16 @@ def exhausted_at(
 @dataclass(frozen=True, slots=True)
 class WaitReason:
     allocation: str | None
-    message: str
+    why: Phrase
+    """As a phrase (``masnaa.domain.reasons``); ``message`` in English."""
+
+    @property
+    def message(self) -> str:
+        return str(self.why)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.why.key in ("alloc-exhausted", "alloc-exhausted-on")
 
 
 def wait_reason(
@@ -270,25 +280,29 @@ def wait_reason(
     if live:
         a = live[-1]
         when = (exhausted or {}).get(a.id)
-        on = f" on {day_of(when)}" if when is not None else ""
-        return WaitReason(a.id, f"allocation {a.id} exhausted{on}; request a supplement")
+        if when is None:
+            return WaitReason(a.id, Phrase("alloc-exhausted", {"allocation": a.id}))
+        return WaitReason(
+            a.id, Phrase("alloc-exhausted-on", {"allocation": a.id, "day": str(day_of(when))})
+        )
     future = [a for a in mine if a.state in LIVE and now < a.starts_at]
     if future:
         a = future[0]
-        return WaitReason(
-            a.id, f"allocation {a.id} starts on {a.start}; wait or ask to start earlier"
-        )
+        return WaitReason(a.id, Phrase("alloc-not-started", {"allocation": a.id,
+                                                             "day": str(a.start)}))
     ended = [
         a for a in mine if a.state is State.EXPIRED or (a.state in LIVE and now >= a.expires_at)
     ]
     if ended:
         a = ended[-1]
-        return WaitReason(a.id, f"allocation {a.id} expired on {a.expires}; request a renewal")
+        return WaitReason(a.id, Phrase("alloc-expired", {"allocation": a.id,
+                                                         "day": str(a.expires)}))
     pending = [a for a in mine if a.state in (State.REQUESTED, State.IN_REVIEW, State.APPROVED)]
     if pending:
         a = pending[0]
-        return WaitReason(a.id, f"allocation {a.id} is {a.state}, not yet awarded")
-    return WaitReason(None, f"project {project} has no allocation; request one")
+        return WaitReason(a.id, Phrase("alloc-not-awarded", {"allocation": a.id,
+                                                             "state": str(a.state)}))
+    return WaitReason(None, Phrase("no-allocation", {"project": project}))
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,6 +90,7 @@ class JobOut(BaseModel):
     gpu_type: str | None
     wait_code: str | None
     wait_message: str | None
+    wait_phrases: list[PhraseOut] = Field(description=REASON_PHRASES)
     estimated_start: float | None
     position: int | None = Field(
         default=None, description="1-based place among pending jobs (queue view only)."
@@ -111,6 +112,7 @@ class ExplainOut(BaseModel):
     summary: str
     wait_code: str | None
     wait_message: str | None
+    wait_phrases: list[PhraseOut] = Field(description=REASON_PHRASES)
     estimated_start: float | None
     position: int | None
     pending_total: int
@@ -319,6 +321,10 @@ def _phrases(stored: object) -> list[PhraseOut]:
 
 def job_phrases(job: m.Job) -> list[PhraseOut]:
     return _phrases(job.state_phrases)
+
+
+def wait_phrases(job: m.Job) -> list[PhraseOut]:
+    return _phrases(job.wait_phrases)
 
 
 def event_out(e: m.JobEvent) -> EventOut:

@@ -12,6 +12,8 @@ Invariants:
   "stopped at its time limit, exit code 137"), never a sentence in English.
   The one exception is ``detail``: words that come from outside Masnaa (an
   executor's error, a residency refusal, an operator's note), shown as they came.
+- A parameter whose name ends in ``_at`` is a time in UNIX seconds (an int):
+  English text shows the number, a reader's renderer may show a date (``Show``).
 - Keys are stable: they are stored with every job event, and a key that is
   retired stays in ``PHRASES`` so that old events still render.
 - ``from_json`` never fails on what an older or newer version wrote: an unknown
@@ -48,7 +50,7 @@ PHRASES: dict[str, str] = {
     "cancel-requested": N_("cancel requested by %(user)s; the control loop stops it"),
     "cancelled-before-start": N_("cancelled before it started"),
     "launch-rejected": N_("the executor refused to start it: %(detail)s"),
-    "cannot-run": N_("it can never run as asked: %(detail)s"),
+    "cannot-run": N_("it can never run as asked: %(why)s"),
     "no-lawful-site": N_("its data may no longer go to any of its sites: %(detail)s"),
     "grace": N_("%(seconds)s s to checkpoint"),
     "evacuated-node": N_("evacuated: node %(node)s was drained by %(user)s"),
@@ -85,6 +87,59 @@ PHRASES: dict[str, str] = {
     "victim-less-service": N_("%(job)s has received less service than %(victim)s"),
     "victim-fair-share": N_("%(job)s has received less service than %(victim)s and tenant "
                             "%(tenant)s is less served"),
+    # Why a job waits (``scheduler.decision.Wait``): the details under its wait code.
+    "wait-not-considered": N_("queued behind jobs that cannot start yet"),
+    "wait-no-type-anywhere": N_("no node of the GPU types asked (%(types)s) exists at any site; "
+                                "ask for a GPU type that exists where the job may run"),
+    "wait-no-type-at": N_("no node of the GPU types asked (%(types)s) exists at sites "
+                          "%(sites)s; ask for a GPU type that exists where the job may run"),
+    "wait-too-large": N_("it asks for %(tasks)s×%(gpt)s GPUs but the largest eligible site has "
+                         "%(biggest)s GPUs of an acceptable type, in nodes of at most "
+                         "%(widest)s; ask for fewer or smaller tasks"),
+    "wait-no-allocation-left": N_("project %(project)s has no allocation left (%(hours)s "
+                                  "GPU-hours after jobs started in this pass); it waits until "
+                                  "the allocation is topped up"),
+    "wait-no-room": N_("no node of the GPU types and sites it may use has room for its tasks "
+                       "now; jobs ahead of it wait too"),
+    "wait-misfit": N_("not enough free GPUs together for its gang now: a gang no larger, for "
+                      "the same GPU types and sites, did not fit; jobs ahead of it wait too"),
+    "wait-no-task-fits": N_("no free GPUs can hold a task of any waiting job; jobs ahead of it "
+                            "wait too"),
+    "wait-preempting": N_("running jobs asked to stop to make room for it: %(jobs)s; it starts "
+                          "when their checkpoint grace ends"),
+    "wait-held-for": N_("the free GPUs are held for job %(job)s, reserved to start at "
+                        "%(start_at)s; only a job that ends before then could use them"),
+    "wait-quota": N_("tenant %(tenant)s would exceed its quota (nominal + borrowing limit) or "
+                     "the idle capacity it may borrow for every acceptable GPU type"),
+    "wait-first-in-line": N_("not enough free GPUs now; it is first in line for GPUs as running "
+                             "jobs end"),
+    "wait-would-delay": N_("it fits now, but its time limit would delay the job reserved at "
+                           "%(start_at)s; a shorter time limit could let it start"),
+    "wait-reserved": N_("not enough free GPUs now; nodes reserved for it when running jobs end: "
+                        "%(nodes)s"),
+    "wait-nodes-unavailable": N_("it needs %(gpus)s GPUs; enough exist, but drained or down "
+                                 "nodes leave at most %(usable)s usable at one site"),
+    "wait-not-together": N_("it needs %(tasks)s×%(gpt)s GPUs of %(types)s on whole nodes; "
+                            "%(free)s acceptable GPUs are free but not enough together"),
+    # Why a job waits for its project's allocation (``accounting.balance.wait_reason``).
+    "alloc-exhausted": N_("allocation %(allocation)s exhausted; request a supplement"),
+    "alloc-exhausted-on": N_("allocation %(allocation)s exhausted on %(day)s; request a "
+                             "supplement"),
+    "alloc-not-started": N_("allocation %(allocation)s starts on %(day)s; wait or ask to start "
+                            "earlier"),
+    "alloc-expired": N_("allocation %(allocation)s expired on %(day)s; request a renewal"),
+    "alloc-not-awarded": N_("allocation %(allocation)s is %(state)s, not yet awarded"),
+    "no-allocation": N_("project %(project)s has no allocation; request one"),
+    # Why a job waits on drains (``service.evacuation.Drains``).
+    "wait-drain": N_("waits for a drain to end"),
+    "drained-site": N_("site %(site)s is drained"),
+    "drained-site-note": N_("site %(site)s is drained (%(detail)s)"),
+    "drained-node": N_("node %(node)s is drained"),
+    "drained-node-note": N_("node %(node)s is drained (%(detail)s)"),
+    "only-named-sites": N_("it may run only at %(sites)s (the sites it names)"),
+    "data-only-to": N_("its data may go only to %(sites)s"),
+    "data-only-to-refused": N_("its data may go only to %(sites)s; the rules refuse "
+                               "%(refused)s"),
     # Why the core chose one site over another (``scheduler.place``).
     "site-rather": N_("site %(site)s rather than %(other)s (both eligible and able to start "
                       "it now): %(because)s"),
@@ -104,6 +159,8 @@ PHRASES: dict[str, str] = {
 }
 
 Value = Union[str, int, float, "Phrase"]
+Show = Callable[[str, str | int | float], str | None]
+"""(parameter name, value) → how a renderer writes it, or ``None`` for the plain way."""
 
 
 def _same(message: str) -> str:
@@ -117,7 +174,9 @@ class Phrase:
     key: str
     params: Mapping[str, Value] = field(default_factory=dict)
 
-    def render(self, translate: Callable[[str], str] = _same) -> str | None:
+    def render(
+        self, translate: Callable[[str], str] = _same, show: Show | None = None
+    ) -> str | None:
         """The phrase in the language of ``translate`` (English by default); ``None``
         when its key, or a placeholder's value, is missing."""
         template = PHRASES.get(self.key)
@@ -126,10 +185,14 @@ class Phrase:
         values: dict[str, str] = {}
         for name, value in self.params.items():
             if isinstance(value, Phrase):
-                inner = value.render(translate)
+                inner = value.render(translate, show)
                 if inner is None:
                     return None
                 values[name] = inner
+                continue
+            shown = show(name, value) if show is not None else None
+            if shown is not None:
+                values[name] = shown
             elif isinstance(value, float):
                 values[name] = f"{value:g}"
             else:
@@ -152,11 +215,13 @@ class Phrase:
 Reason = tuple[Phrase, ...]
 
 
-def text(reason: Reason, translate: Callable[[str], str] = _same) -> str | None:
+def text(
+    reason: Reason, translate: Callable[[str], str] = _same, show: Show | None = None
+) -> str | None:
     """The phrases of ``reason`` joined in one sentence; ``None`` if one cannot render."""
     out: str | None = None
     for phrase in reason:
-        rendered = phrase.render(translate)
+        rendered = phrase.render(translate, show)
         if rendered is None:
             return None
         out = rendered if out is None else translate(JOIN) % {"first": out, "then": rendered}

@@ -18,6 +18,7 @@ jobs of spent projects does not write ten thousand reasons.
 from __future__ import annotations
 
 from masnaa.domain.job import Job
+from masnaa.domain.reasons import Phrase
 from masnaa.scheduler.context import Pass
 from masnaa.scheduler.decision import Wait, WaitCode
 from masnaa.scheduler.queue import SubQueueKey
@@ -34,11 +35,12 @@ def reject(p: Pass) -> None:
         pools = p.eligible_pools_for(gpu_types, sites)
         wait: Wait | None = None
         if not pools:
-            where = "any site" if sites is None else "sites " + ", ".join(sites)
+            types = ", ".join(gpu_types)
             wait = Wait(
                 WaitCode.NO_ELIGIBLE_SITE,
-                f"no node of type {' or '.join(gpu_types)} exists at {where}; "
-                "ask for a GPU type that exists where the job may run",
+                Phrase("wait-no-type-anywhere", {"types": types})
+                if sites is None
+                else Phrase("wait-no-type-at", {"types": types, "sites": ", ".join(sites)}),
             )
         elif not any(
             gpt < len(pool.slots) and pool.slots[gpt] >= tasks for group in pools for pool in group
@@ -47,9 +49,8 @@ def reject(p: Pass) -> None:
             widest = max(pool.max_node_gpus for group in pools for pool in group)
             wait = Wait(
                 WaitCode.TOO_LARGE,
-                f"it asks for {tasks}×{gpt} GPUs but the largest eligible site has {biggest} "
-                f"GPUs of an acceptable type, in nodes of at most {widest}; "
-                "ask for fewer or smaller tasks",
+                Phrase("wait-too-large", {"tasks": tasks, "gpt": gpt, "biggest": biggest,
+                                          "widest": widest}),
             )
         if wait is not None:
             for job_id in ids:
@@ -98,9 +99,8 @@ def spent(p: Pass, project: str) -> Wait | None:
         if left <= 0:
             why = Wait(
                 WaitCode.ALLOCATION_EXHAUSTED,
-                f"project {project!r} has no allocation left "
-                f"({left / 3600:.1f} GPU-hours after jobs started in this pass); "
-                "it waits until the allocation is topped up",
+                Phrase("wait-no-allocation-left", {"project": project,
+                                                   "hours": f"{left / 3600:.1f}"}),
             )
     spent[project] = why
     return why

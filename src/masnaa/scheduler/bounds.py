@@ -12,6 +12,7 @@ Both are exact: the scan stops, or passes over a sub-queue, only when no job lef
 
 from __future__ import annotations
 
+from masnaa.domain.reasons import Phrase
 from masnaa.scheduler.context import Pass
 from masnaa.scheduler.decision import Wait, WaitCode
 from masnaa.scheduler.queue import SubQueueKey
@@ -24,16 +25,8 @@ days tried some 26 jobs per pass only because a claim had just reset the count;
 whole Philly at load 0.9 took 130.4 s against 115.4 s with 1 (docs/performance.md).
 Skipped jobs get the scan's default wait instead of one of their own."""
 
-NO_ROOM = Wait(
-    WaitCode.NO_CAPACITY,
-    "no node of the GPU types and sites it may use has room for its tasks now; "
-    "jobs ahead of it wait too",
-)
-MISFIT = Wait(
-    WaitCode.NO_CAPACITY,
-    "not enough free GPUs together for its gang now: a gang no larger, for the same "
-    "GPU types and sites, did not fit; jobs ahead of it wait too",
-)
+NO_ROOM = Wait(WaitCode.NO_CAPACITY, Phrase("wait-no-room"))
+MISFIT = Wait(WaitCode.NO_CAPACITY, Phrase("wait-misfit"))
 
 
 def passed_over(p: Pass, sub: SubQueueKey, head: tuple[float, int]) -> Wait | None:
@@ -171,10 +164,7 @@ def should_stop(p: Pass) -> bool:
         pools = range(len(p.view.pools))
         biggest = max((p.view.max_free_node(i) for i in pools), default=0)
         if biggest == 0 or biggest < p.min_gpt:
-            p.stop_reason = Wait(
-                WaitCode.NO_CAPACITY,
-                "no free GPUs can hold a task of any waiting job; jobs ahead of it wait too",
-            )
+            p.stop_reason = Wait(WaitCode.NO_CAPACITY, Phrase("wait-no-task-fits"))
             return True
         p.check_reserved = p.reservation is not None
     if p.check_reserved and p.blocked_run >= LOOK_BEFORE_SKIPPING:

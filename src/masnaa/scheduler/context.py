@@ -328,8 +328,7 @@ class Pass(QuotaView):
         self.wait(
             job,
             WaitCode.WAITING_FOR_PREEMPTION,
-            f"{len(victims)} running job(s) were asked to stop to make room for it; "
-            "it starts when their checkpoint grace ends",
+            Phrase("wait-preempting", {"jobs": len(victims)}),
             estimated_start=ready,
         )
         self.capacity_changed()
@@ -423,9 +422,9 @@ class Pass(QuotaView):
         self.tenant_delta[tenant] = self.tenant_delta.get(tenant, 0) + gpus
 
     def wait(
-        self, job: Job, code: WaitCode, message: str, estimated_start: float | None = None
+        self, job: Job, code: WaitCode, why: Phrase, estimated_start: float | None = None
     ) -> None:
-        self.decision.waiting[job.id] = Wait(code, message, estimated_start)
+        self.decision.waiting[job.id] = Wait(code, why, estimated_start)
 
     def node_mask(self, nodes: tuple[str, ...]) -> int:
         m = 0
@@ -473,22 +472,20 @@ class Pass(QuotaView):
         if self._reserved_wait is None:
             self._reserved_wait = Wait(
                 WaitCode.BACKFILL_WOULD_DELAY,
-                f"the free GPUs are held for job {res.job_id}, reserved to start at "
-                f"{res.start_time:.0f}; only a job that ends before then could use them",
+                Phrase("wait-held-for", {"job": res.job_id, "start_at": round(res.start_time)}),
             )
         return self._reserved_wait
 
-    def capacity_reason(self, job: Job, pools: PoolsByType) -> tuple[WaitCode, str]:
+    def capacity_reason(self, job: Job, pools: PoolsByType) -> tuple[WaitCode, Phrase]:
         avail = max(self.state._pool_avail_cap[pool.index] for group in pools for pool in group)
         if avail < job.total_gpus:
             return (
                 WaitCode.NODES_UNAVAILABLE,
-                f"it needs {job.total_gpus} GPUs; enough exist, but drained or down nodes "
-                f"leave at most {avail} usable at one site",
+                Phrase("wait-nodes-unavailable", {"gpus": job.total_gpus, "usable": avail}),
             )
         free = sum(self.view.free[pool.index] for group in pools for pool in group)
         return (
             WaitCode.NO_CAPACITY,
-            f"it needs {job.tasks}×{job.gpus_per_task} GPUs of {'/'.join(job.gpu_types)} on "
-            f"whole nodes; {free} acceptable GPUs are free but not enough together",
+            Phrase("wait-not-together", {"tasks": job.tasks, "gpt": job.gpus_per_task,
+                                         "types": "/".join(job.gpu_types), "free": free}),
         )

@@ -44,6 +44,7 @@ import heapq
 from collections.abc import Iterator
 
 from masnaa.domain.job import Job, Placement, RunningJob
+from masnaa.domain.reasons import Phrase
 from masnaa.scheduler.admit import admit, reject, spent, spent_projects, spent_sub_queue
 from masnaa.scheduler.bounds import passed_over, should_stop
 from masnaa.scheduler.config import SchedulerConfig
@@ -261,8 +262,7 @@ def place(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
         p.wait(
             job,
             WaitCode.QUOTA,
-            f"tenant {job.tenant!r} would exceed its quota (nominal + borrowing limit) or the "
-            "idle capacity it may borrow for every acceptable GPU type",
+            Phrase("wait-quota", {"tenant": job.tenant}),
         )
         p.quota_waits.add(job.id)
     elif not quota_blocked:
@@ -439,6 +439,9 @@ def _overlaps(held: Held, used: dict[int, int]) -> bool:
 
 
 # ---------------------------------------------------------------- backfill
+FIRST_IN_LINE = Phrase("wait-first-in-line")
+
+
 def backfill(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
     """The job is blocked: reserve for the first one (EASY), record a wait, decide to go on."""
     job = entry.job
@@ -452,7 +455,7 @@ def backfill(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
             p.wait(
                 job,
                 WaitCode.RESERVED,
-                "not enough free GPUs now; it is first in line for GPUs as running jobs end",
+                FIRST_IN_LINE,
             )
             return not p.policy.head_of_line
         if reserve(p, job, pools):
@@ -470,10 +473,7 @@ def backfill(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
         and any(best_placement(p.view, list(group), job) is not None for group in pools)
     ):
         code = WaitCode.BACKFILL_WOULD_DELAY
-        message = (
-            f"it fits now, but its time limit would delay the job reserved at "
-            f"{held_for.start_time:.0f}; a shorter time limit could let it start"
-        )
+        message = Phrase("wait-would-delay", {"start_at": round(held_for.start_time)})
     p.wait(job, code, message)
     if code in (WaitCode.NO_CAPACITY, WaitCode.BACKFILL_WOULD_DELAY):
         p.to_estimate.append((job, pools))
@@ -504,8 +504,7 @@ def reserve(p: Pass, job: Job, pools: PoolsByType) -> bool:
     p.wait(
         job,
         WaitCode.RESERVED,
-        f"not enough free GPUs now; GPUs on {len(nodes)} node(s) are "
-        "reserved for it when running jobs end",
+        Phrase("wait-reserved", {"nodes": len(nodes)}),
         estimated_start=t,
     )
     return True
@@ -559,7 +558,7 @@ def note_full(p: Pass, entry: Entry) -> bool:
             and stop.code is WaitCode.BACKFILL_WOULD_DELAY
             and p.exclusion(job)
         ):
-            code, message = stop.code, stop.message  # only the reserved nodes have room
+            code, message = stop.code, stop.why  # only the reserved nodes have room
         p.wait(job, code, message)
         p.to_estimate.append((job, pools))
     return True
@@ -572,7 +571,7 @@ def explain(p: Pass) -> None:
         found = earliest_fit(p, targets, take_reservation=True)
         for job_id, (t, _) in found.items():
             w = p.decision.waiting[job_id]
-            p.decision.waiting[job_id] = Wait(w.code, w.message, estimated_start=t)
+            p.decision.waiting[job_id] = Wait(w.code, w.why, estimated_start=t)
     p.decision.spent = spent_projects(p)
     if p.stop_reason is not None:
         p.decision.default_wait = p.stop_reason

@@ -87,8 +87,13 @@ class Reservation:
 @dataclass(frozen=True, slots=True)
 class Wait:
     code: WaitCode
-    message: str
+    why: Phrase
+    """The details, as a phrase (``masnaa.domain.reasons``): ``message`` in English."""
     estimated_start: float | None = None
+
+    @property
+    def message(self) -> str:
+        return str(self.why)
 
 
 @dataclass(slots=True)
@@ -98,9 +103,7 @@ class Decision:
     reservations: list[Reservation] = field(default_factory=list)
     waiting: dict[str, Wait] = field(default_factory=dict)
     default_wait: Wait = field(
-        default_factory=lambda: Wait(
-            WaitCode.NOT_CONSIDERED, "queued behind jobs that cannot start yet"
-        )
+        default_factory=lambda: Wait(WaitCode.NOT_CONSIDERED, Phrase("wait-not-considered"))
     )
     rejected: dict[str, Wait] = field(default_factory=dict)
     """Jobs that can never run as asked (e.g. ``TOO_LARGE``); drivers fail them."""

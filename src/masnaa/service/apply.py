@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from masnaa.domain.reasons import Phrase
+from masnaa.domain import reasons
+from masnaa.domain.reasons import Phrase, Reason
 from masnaa.scheduler.decision import Preemption, Start, Wait
 from masnaa.store import convert
 from masnaa.store import models as m
@@ -52,10 +53,11 @@ def reject(session: Session, rejected: Mapping[str, Wait], *, now: float) -> lis
         wait = rejected[job_id]
         transition(
             session, row, m.JobState.FAILED, at=now, code=wait.code.value,
-            reason=(Phrase("cannot-run", {"detail": wait.message}),),
+            reason=(Phrase("cannot-run", {"why": wait.why}),),
         )
         row.ended_at = now
         row.wait_code, row.wait_message, row.estimated_start = wait.code.value, wait.message, None
+        row.wait_phrases = reasons.to_json((wait.why,))
         done.append(job_id)
     return done
 
@@ -96,6 +98,7 @@ def admit(
         row.exit_code = None
         row.preempt_deadline = None
         row.wait_code = row.wait_message = None
+        row.wait_phrases = []
         row.estimated_start = None
         row.executor_handle = f"{s.site}:{row.id}/{row.attempt}"
         paths = log_paths(s.site, row.id, row.attempt)
@@ -174,7 +177,8 @@ def request_preemptions(
     return out
 
 
-WaitRecord = tuple[str, str, float | None]
+WaitRecord = tuple[str, Reason, float | None]
+"""A pending job's wait code, why (its English text is the ``wait_message``), estimate."""
 
 
 def record_waits(
@@ -188,16 +192,17 @@ def record_waits(
     bump) cannot overwrite anyone's write.
     """
     changes = []
-    for job_id, (code, message, estimate) in waits.items():
+    for job_id, (code, why, estimate) in waits.items():
         before = written.get(job_id)
-        if before is not None and before[0] == code and before[1] == message:
+        if before is not None and before[0] == code and before[1] == why:
             old = before[2]
             if (old is None) == (estimate is None) and (
                 estimate is None or old is None or abs(estimate - old) < ESTIMATE_SLACK
             ):
                 continue
-        changes.append({"k": job_id, "c": code, "msg": message, "e": estimate})
-        written[job_id] = (code, message, estimate)
+        changes.append({"k": job_id, "c": code, "msg": reasons.english(why),
+                        "why": reasons.to_json(why), "e": estimate})
+        written[job_id] = (code, why, estimate)
     if changes:
         table = m.Job.__table__
         session.execute(
@@ -206,6 +211,7 @@ def record_waits(
             .values(
                 wait_code=bindparam("c"),
                 wait_message=bindparam("msg"),
+                wait_phrases=bindparam("why"),
                 estimated_start=bindparam("e"),
             ),
             changes,

@@ -116,6 +116,15 @@ def evacuate(
     return tuple(p.job_id for p in issued)
 
 
+WAITS_FOR_DRAIN = Phrase("wait-drain")
+
+
+def _drained(what: str, name: str, note: str) -> Phrase:
+    """``node``/``site`` ``name`` is drained, with the operator's note if any."""
+    key = f"drained-{what}-note" if note else f"drained-{what}"
+    return Phrase(key, {what: name, "detail": note} if note else {what: name})
+
+
 def _evacuated(what: str, name: str, caller: Caller, note: str) -> Reason:
     said = Phrase(f"evacuated-{what}", {what: name, "user": caller.user})
     return (said, Phrase("note", {"detail": note})) if note else (said,)
@@ -236,18 +245,18 @@ class DrainWaits:
 
     def __init__(self, refresh: float = 2.0) -> None:
         self.refresh = refresh
-        self._rules: dict[tuple[str, tuple[str, ...]], str] = {}
+        self._rules: dict[tuple[str, tuple[str, ...]], Phrase] = {}
         self._known: set[str] = set()
         """Sites of the factory, as last read."""
-        self._out: dict[str, str] = {}
+        self._out: dict[str, Reason] = {}
         """Site → why it takes no work because of drains (site drained, or all its
         nodes drained or down and at least one drained), as last read."""
         self._read_at = float("-inf")
 
     def explain(self, read: Read, waiting: Mapping[str, Wait],
                 sites_of: Callable[[str], tuple[str, ...] | None], now: float
-                ) -> dict[str, str]:
-        """Job → its wait message, for the jobs a drain keeps waiting (see the class).
+                ) -> dict[str, Reason]:
+        """Job → why it waits, for the jobs a drain keeps waiting (see the class).
 
         ``sites_of``: a waiting job's ``sites`` (``None``: any site).
         """
@@ -271,17 +280,17 @@ class DrainWaits:
         alive = set(candidates.items())
         for key in [k for k in self._rules if k not in alive]:
             del self._rules[key]
-        out: dict[str, str] = {}
+        out: dict[str, Reason] = {}
         for job_id, sites in candidates.items():
             at = [site for site in sites if site in self._known]
             if not at or any(site not in self._out for site in at):
                 continue  # a site it may use is not (only) drained: the scheduler's words stand
-            drains = "; ".join(self._out[site] for site in at)
-            out[job_id] = f"waits for a drain to end: {drains}. {self._rules[(job_id, sites)]}"
+            drains = [phrase for site in at for phrase in self._out[site]]
+            out[job_id] = (WAITS_FOR_DRAIN, *drains, self._rules[(job_id, sites)])
         return out
 
     @staticmethod
-    def _drains(s: Session) -> tuple[set[str], dict[str, str]]:
+    def _drains(s: Session) -> tuple[set[str], dict[str, Reason]]:
         sites = {name: (state, reason) for name, state, reason in s.execute(
             select(m.Site.name, m.Site.state, m.Site.reason))}
         nodes: dict[str, list[tuple[str, str, str]]] = {}
@@ -289,31 +298,30 @@ class DrainWaits:
                 select(m.Node.name, m.Node.state, m.Node.reason, m.Site.name)
                 .join(m.Site, m.Node.site_id == m.Site.id).order_by(m.Node.name)):
             nodes.setdefault(site, []).append((node, state, reason))
-        out: dict[str, str] = {}
+        out: dict[str, Reason] = {}
         for site, (state, reason) in sites.items():
             if state == m.SiteState.DRAINED.value:
-                out[site] = f"site {site} is drained" + (f" ({reason})" if reason else "")
+                out[site] = (_drained("site", site, reason),)
                 continue
             if state != m.SiteState.UP.value:
                 continue
             ups = [n for n in nodes.get(site, []) if n[1] == m.NodeState.UP.value]
             drained = [n for n in nodes.get(site, []) if n[1] == m.NodeState.DRAINED.value]
             if not ups and drained:
-                out[site] = "; ".join(
-                    f"node {n} is drained" + (f" ({r})" if r else "") for n, _, r in drained)
+                out[site] = tuple(_drained("node", n, r) for n, _, r in drained)
         return set(sites), out
 
     @staticmethod
     def _rule_parts(s: Session, jobs: Mapping[str, tuple[str, ...]], now: float
-                    ) -> dict[tuple[str, tuple[str, ...]], str]:
+                    ) -> dict[tuple[str, tuple[str, ...]], Phrase]:
         reads = residency.job_data(s, jobs)
-        parts: dict[tuple[str, tuple[str, ...]], str] = {}
-        same: dict[tuple[object, ...], str] = {}  # jobs reading the same data share a sentence
+        parts: dict[tuple[str, tuple[str, ...]], Phrase] = {}
+        same: dict[tuple[object, ...], Phrase] = {}  # jobs reading the same data share one
         for job_id, sites in jobs.items():
             rows = reads.get(job_id)
             named = ", ".join(sites)
             if not rows:
-                parts[(job_id, sites)] = f"It may run only at {named} (the sites it names)."
+                parts[(job_id, sites)] = Phrase("only-named-sites", {"sites": named})
                 continue
             key = (tuple((r.id, r.version) for r in rows), sites)
             if key in same:
@@ -329,9 +337,11 @@ class DrainWaits:
                     continue
                 law = f", {first.law}" if first.law else ""
                 refused.append(f"{verdict.site} ({first.rule_id}{law})")
-            text = f"Its data may go only to {named}"
-            same[key] = parts[(job_id, sites)] = text + (
-                f"; the rules refuse {', '.join(refused)}." if refused else ".")
+            same[key] = parts[(job_id, sites)] = (
+                Phrase("data-only-to-refused", {"sites": named, "refused": ", ".join(refused)})
+                if refused
+                else Phrase("data-only-to", {"sites": named})
+            )
         return parts
 
 

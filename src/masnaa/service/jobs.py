@@ -557,6 +557,7 @@ def cancel(session: Session, caller: Caller, job_id: str, *, now: float) -> m.Jo
         job.ended_at = now
         job.wait_code = None
         job.wait_message = None
+        job.wait_phrases = []
         job.estimated_start = None
         transition(
             session,

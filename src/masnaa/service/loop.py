@@ -433,7 +433,7 @@ class ControlLoop:
             report.preempted = len(issued)
         # Jobs the pass did not reach share the default wait; only changes are candidates.
         d = decision.default_wait
-        default: apply.WaitRecord = (d.code.value, d.message, d.estimated_start)
+        default: apply.WaitRecord = (d.code.value, (d.why,), d.estimated_start)
         waits: dict[str, apply.WaitRecord] = {}
         written = self._waits
         drained = self.drains.explain(  # a drain keeps it from every site it may use
@@ -445,12 +445,12 @@ class ControlLoop:
             w = decision.waiting.get(job_id)
             if w is None and spent:  # jobs of spent projects are named once, by project
                 w = spent.get(live.queue.get(job_id).project)
-            record = (w.code.value, w.message, w.estimated_start) if w is not None else default
+            record = (w.code.value, (w.why,), w.estimated_start) if w is not None else default
             if w is not None and job_id in drained:
                 record = (w.code.value, drained[job_id], w.estimated_start)
             if w is not None and w.code is WaitCode.ALLOCATION_EXHAUSTED:
-                why = self.meter.wait_message(live.queue.get(job_id).project, now)
-                record = (w.code.value, why or w.message, w.estimated_start)
+                why = self.meter.wait_reason(live.queue.get(job_id).project, now)
+                record = (w.code.value, (why or w.why,), w.estimated_start)
             if written.get(job_id) != record:
                 waits[job_id] = record
         for gone in [k for k in written if k not in live.pending]:

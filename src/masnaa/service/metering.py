@@ -28,7 +28,7 @@ The loop owns one ``Meter``. Its hooks, and why each is crash-safe:
    metered, ``put`` for every allocation whose ``seq`` moved (API commands
    are seen in the next pass). ``balances`` is ``Snapshot.balances``.
 5. **Wait messages**: for a job held with ``allocation-exhausted``, the loop
-   writes ``wait_reason``'s sentence, naming the allocation and the day it ran
+   writes ``wait_reason``'s phrase, naming the allocation and the day it ran
    out (``exhausted_at``), e.g. "allocation alloc-1a2b exhausted on
    2026-11-20; request a supplement".
 
@@ -72,6 +72,7 @@ from masnaa.accounting.metering import (
     meter,
     uncharged_window,
 )
+from masnaa.domain.reasons import Phrase
 from masnaa.service import accounting as acct
 from masnaa.service.tenancy import ServiceError
 from masnaa.store import accounting as t
@@ -140,7 +141,7 @@ class Meter:
         self._probe: tuple[Any, ...] | None = None
         self._last_tick = -math.inf
         self._now = 0
-        self._messages: dict[str, str | None] = {}
+        self._messages: dict[str, Phrase | None] = {}
         self.dirty = False
 
     @property
@@ -353,7 +354,7 @@ class Meter:
         # ``sync`` in the next pass loads the rows written here (their seq moved).
 
     # -- wait messages ---------------------------------------------------------------------
-    def wait_message(self, project: str, now: float) -> str | None:
+    def wait_reason(self, project: str, now: float) -> Phrase | None:
         """Why a job of ``project`` is held for its allocation (cached until that changes)."""
         if project in self._messages:
             return self._messages[project]
@@ -363,7 +364,7 @@ class Meter:
         if (
             reason is not None
             and reason.allocation in self.allocs
-            and "exhausted" in reason.message
+            and reason.exhausted
         ):
             a = self.allocs[reason.allocation]
             with self.read() as s:
@@ -371,6 +372,6 @@ class Meter:
                 when = exhausted_at(a, records, acct.windows_for(s, records, self.policy))
             if when is not None:
                 reason = wait_reason(project, mine, self.used, n, {a.id: when})
-        message = reason.message if reason is not None else None
-        self._messages[project] = message
-        return message
+        why = reason.why if reason is not None else None
+        self._messages[project] = why
+        return why

@@ -183,8 +183,10 @@ def record_starts(
         if seen.started_at is not None:
             row.started_at = seen.started_at
             row.wait_message = None
+            row.wait_phrases = []
             on_start(s, row)
             started.append(job_id)
         elif seen.message and row.wait_message != seen.message:
-            row.wait_message = seen.message
+            row.wait_message = seen.message  # the engine's own words
+            row.wait_phrases = []
     return started

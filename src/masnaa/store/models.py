@@ -277,6 +277,9 @@ class Job(Base):
     preempt_deadline: Mapped[float | None] = mapped_column(Float, default=None)
     wait_code: Mapped[str | None] = mapped_column(String(32), default=None)
     wait_message: Mapped[str | None] = mapped_column(Text, default=None)
+    wait_phrases: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    """``wait_message`` as phrases, like ``state_phrases``; empty where the words are a
+    queuing engine's own (a Slurm pending reason)."""
     estimated_start: Mapped[float | None] = mapped_column(Float, default=None)
     attained_service: Mapped[float] = mapped_column(Float, default=0.0)
     """GPU-seconds received by earlier runs (fair share and LAS across restarts)."""

@@ -32,6 +32,7 @@ from masnaa.api.schemas import (
     UsageOut,
     event_out,
     job_phrases,
+    wait_phrases,
 )
 from masnaa.service import job_views
 from masnaa.service import jobs as svc
@@ -87,6 +88,7 @@ def _render(
                 gpu_type=j.gpu_type,
                 wait_code=j.wait_code,
                 wait_message=j.wait_message,
+                wait_phrases=wait_phrases(j),
                 estimated_start=j.estimated_start,
                 position=positions.get(j.id) if positions is not None else None,
             )
@@ -96,7 +98,7 @@ def _render(
 
 _NOT_YET = dict.fromkeys(
     ("started_at", "ended_at", "exit_code", "placement", "site", "gpu_type", "wait_code",
-     "wait_message", "estimated_start"),
+     "wait_message", "wait_phrases", "estimated_start"),
 )
 """Columns a just-submitted job has not set yet (the control loop writes them)."""
 
@@ -204,6 +206,7 @@ def explain(job_id: str, state: State, caller: CurrentCaller) -> ExplainOut:
             summary=_summary(x),
             wait_code=x.job.wait_code,
             wait_message=x.job.wait_message,
+            wait_phrases=wait_phrases(x.job),
             estimated_start=x.job.estimated_start,
             position=x.position,
             pending_total=x.pending_total,

@@ -1,4 +1,4 @@
-"""Reasons as phrases: ``jobs.state_phrases`` and ``job_events.phrases``.
+"""Reasons as phrases: ``jobs.state_phrases``, ``jobs.wait_phrases``, ``job_events.phrases``.
 
 Revision ID: 0004
 Revises: 0003
@@ -26,6 +26,8 @@ def upgrade() -> None:
     # the original, and that drop cascades to every job's events.
     op.add_column("jobs", sa.Column("state_phrases", sa.JSON(), nullable=False,
                                     server_default="[]"))
+    op.add_column("jobs", sa.Column("wait_phrases", sa.JSON(), nullable=False,
+                                    server_default="[]"))
     op.add_column("job_events", sa.Column("phrases", sa.JSON(), nullable=False,
                                           server_default="[]"))
 
@@ -33,4 +35,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     # SQLite drops a column in place since 3.35 (Debian 12 has 3.40).
     op.drop_column("job_events", "phrases")
+    op.drop_column("jobs", "wait_phrases")
     op.drop_column("jobs", "state_phrases")
