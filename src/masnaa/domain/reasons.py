@@ -1,8 +1,9 @@
-"""Why a job's state changed, in words any reader's language can carry: phrases.
+"""Why a job's state changed, or why it waits, in words any reader's language can
+carry: phrases.
 
 A reason is a tuple of ``Phrase``: a key naming an English template in
-``PHRASES`` and the values its placeholders take. ``text`` renders it in
-English, for the API's ``reason`` fields, the CLI and the audit; the portal
+``PHRASES`` and the values its placeholders take. ``english`` renders it for
+the API's ``reason``, ``state_reason`` and ``wait_message`` fields and the CLI; the portal
 renders the same phrases through its catalog (each template is a message, and
 so is ``JOIN``, which puts two phrases together), so that a job's history reads
 in French or Arabic too.

@@ -138,7 +138,8 @@ class Catalog:
 
 
 _CATALOGS = TtlCache()
-_SUBMITTED = reasons.to_json((Phrase("submitted"),))
+_SUBMITTED: reasons.Reason = (Phrase("submitted"),)
+_SUBMITTED_TEXT, _SUBMITTED_JSON = reasons.english(_SUBMITTED), reasons.to_json(_SUBMITTED)
 _PROJECTS = TtlCache()
 
 
@@ -374,7 +375,8 @@ def prepare(
     job_rows: list[dict[str, Any]] = []
     event_rows: list[dict[str, Any]] = []
     read_rows: list[dict[str, Any]] = []
-    submitted_by = reasons.to_json((Phrase("submitted-by", {"user": caller.user}),))
+    submitted_by: reasons.Reason = (Phrase("submitted-by", {"user": caller.user}),)
+    by_text, by_json = reasons.english(submitted_by), reasons.to_json(submitted_by)
     for i, spec in enumerate(specs):
         prefix = "" if single else f"jobs[{i}]."
         gpu_types, sites = _validate(spec, known, prefix)
@@ -408,8 +410,8 @@ def prepare(
                 "sites": sites,
                 "submitted_at": now,
                 "state": m.JobState.PENDING.value,
-                "state_reason": "submitted",
-                "state_phrases": _SUBMITTED,
+                "state_reason": _SUBMITTED_TEXT,
+                "state_phrases": _SUBMITTED_JSON,
                 "attempt": 0,
                 "cancel_requested": False,
                 "attained_service": 0.0,
@@ -423,8 +425,8 @@ def prepare(
                 "from_state": None,
                 "to_state": m.JobState.PENDING.value,
                 "code": "submitted",
-                "reason": f"submitted by {caller.user}",
-                "phrases": submitted_by,
+                "reason": by_text,
+                "phrases": by_json,
                 "attempt": 0,
             }
         )

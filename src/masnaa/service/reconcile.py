@@ -49,24 +49,21 @@ class Settlement:
         return self.state is m.JobState.PENDING
 
 
-def _status(observed: Observed) -> Phrase:
+_STATUS = ("exit-code-signal", "exit-code", "signal", "no-exit-code")
+"""Keys of how a run ended, as a part of a longer reason ("stopped, exit code 143")."""
+_EXITED = ("exited-signal", "exited", "ended-by-signal", "ended-no-code")
+"""The same as a whole reason ("exited with code 3")."""
+
+
+def _status(observed: Observed, keys: tuple[str, str, str, str] = _STATUS) -> Phrase:
     """How the run ended: its exit code and signal, as far as the executor saw them."""
     code, signal = observed.exit_code, observed.signal
+    with_signal, plain, signal_only, neither = keys
     if code is not None:
         if signal:
-            return Phrase("exit-code-signal", {"code": code, "signal": signal})
-        return Phrase("exit-code", {"code": code})
-    return Phrase("signal", {"signal": signal}) if signal else Phrase("no-exit-code")
-
-
-def _exited(observed: Observed) -> Phrase:
-    """How a run that ended by itself ended."""
-    code, signal = observed.exit_code, observed.signal
-    if code is not None:
-        if signal:
-            return Phrase("exited-signal", {"code": code, "signal": signal})
-        return Phrase("exited", {"code": code})
-    return Phrase("ended-by-signal", {"signal": signal}) if signal else Phrase("ended-no-code")
+            return Phrase(with_signal, {"code": code, "signal": signal})
+        return Phrase(plain, {"code": code})
+    return Phrase(signal_only, {"signal": signal}) if signal else Phrase(neither)
 
 
 def settle(
@@ -117,7 +114,7 @@ def settle(
             if observed.message
             else Phrase("could-not-start", {"status": status}),
         ))
-    ended = (_exited(observed),)
+    ended = (_status(observed, _EXITED),)
     if observed.exit_code == 0:
         return Settlement(m.JobState.SUCCEEDED, "succeeded", ended)
     return Settlement(failed, "exit-code", ended)
