@@ -1,3 +1,4 @@
+import dataclasses
 import random
 from datetime import date, timedelta
 
@@ -5,7 +6,7 @@ import pytest
 from acct_builders import H100, L40S, T0, gateway, hours, policy, rec, seg
 
 from masnaa.accounting import allocations as al
-from masnaa.accounting.allocation import LIVE, Allocation
+from masnaa.accounting.allocation import LIVE, Allocation, State
 from masnaa.accounting.balance import (
     BalanceBook,
     burn_down,
@@ -90,6 +91,17 @@ def test_wait_messages() -> None:
     assert r.message == f"allocation a1 expired on {a.expires}; request a renewal"
     assert wait_reason("p1", [a], {}, T0 - DAY).message.startswith("allocation a1 starts on")  # type: ignore[union-attr]
     assert wait_reason("p9", [a], {}, T0).message == "project p9 has no allocation; request one"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("state", [State.REQUESTED, State.IN_REVIEW, State.APPROVED])
+def test_an_allocation_not_yet_awarded_names_its_state_in_a_phrase_of_its_own(
+    state: State,
+) -> None:
+    a = dataclasses.replace(gateway("a1"), state=state)
+    r = wait_reason("p1", [a], {}, T0)
+    assert r is not None and r.why.key == f"alloc-{state}"  # the state is a word to translate
+    said = state.value.replace("-", " ")
+    assert r.message == f"allocation a1 is {said}, not yet awarded"
 
 
 def test_exhausted_at_is_the_second_the_total_is_reached() -> None:

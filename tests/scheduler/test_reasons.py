@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from masnaa.domain import reasons
@@ -83,3 +86,19 @@ def test_a_renderer_may_write_values_its_own_way() -> None:
         return "tomorrow" if name.endswith("_at") else None
 
     assert "j-1, reserved to start at tomorrow;" in (reasons.text(held, show=show) or "")
+
+
+def test_every_key_the_code_writes_has_a_template() -> None:
+    # A key with no template would fail the write that records it (``english`` raises):
+    # check every literal key in the sources, and the keys built from a few words.
+    src = Path(__file__).resolve().parents[2] / "src" / "masnaa"
+    written = {
+        key
+        for path in src.rglob("*.py")
+        for key in re.findall(r'Phrase\(\s*"([a-z0-9-]+)"', path.read_text(encoding="utf-8"))
+    }
+    built = {f"{prefix}-{what}" for prefix in ("evacuated", "drained") for what in ("node", "site")}
+    built |= {f"drained-{what}-note" for what in ("node", "site")}
+    built |= {f"alloc-{state}" for state in ("requested", "in-review", "approved")}
+    assert len(written) > 40
+    assert written | built <= set(PHRASES), sorted((written | built) - set(PHRASES))

@@ -300,8 +300,8 @@ def wait_reason(
     pending = [a for a in mine if a.state in (State.REQUESTED, State.IN_REVIEW, State.APPROVED)]
     if pending:
         a = pending[0]
-        return WaitReason(a.id, Phrase("alloc-not-awarded", {"allocation": a.id,
-                                                             "state": str(a.state)}))
+        # One phrase per state, so that the state is a word of the reader's language.
+        return WaitReason(a.id, Phrase(f"alloc-{a.state}", {"allocation": a.id}))
     return WaitReason(None, Phrase("no-allocation", {"project": project}))
 
 

@@ -129,7 +129,9 @@ PHRASES: dict[str, str] = {
     "alloc-not-started": N_("allocation %(allocation)s starts on %(day)s; wait or ask to start "
                             "earlier"),
     "alloc-expired": N_("allocation %(allocation)s expired on %(day)s; request a renewal"),
-    "alloc-not-awarded": N_("allocation %(allocation)s is %(state)s, not yet awarded"),
+    "alloc-requested": N_("allocation %(allocation)s is requested, not yet awarded"),
+    "alloc-in-review": N_("allocation %(allocation)s is in review, not yet awarded"),
+    "alloc-approved": N_("allocation %(allocation)s is approved, not yet awarded"),
     "no-allocation": N_("project %(project)s has no allocation; request one"),
     # Why a job waits on drains (``service.evacuation.Drains``).
     "wait-drain": N_("waits for a drain to end"),
