@@ -30,6 +30,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
+from masnaa.domain.reasons import Phrase
 from masnaa.scheduler.decision import Wait, WaitCode
 from masnaa.service import evacuation, jobs, residency
 from masnaa.service.loop import ControlLoop, LoopConfig
@@ -118,7 +119,8 @@ def main() -> None:
     try:
         assert loop.live is not None
         live = loop.live
-        waits = {j: Wait(WaitCode.NODES_UNAVAILABLE, "nodes") for j in live.pending}
+        nodes = Phrase("wait-nodes-unavailable", {"gpus": 8, "usable": 0})
+        waits = {j: Wait(WaitCode.NODES_UNAVAILABLE, nodes) for j in live.pending}
 
         def sites_of(job_id: str) -> tuple[str, ...] | None:
             return live.queue.get(job_id).sites

@@ -463,7 +463,7 @@ def backfill(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
     if not p.config.explain_waits:
         # Only the reason differs from the path below, never what the scan does next.
         return not p.policy.head_of_line and p.blocked_count <= p.config.backfill_depth
-    code, message = p.capacity_reason(job, pools)
+    code, why = p.capacity_reason(job, pools)
     held_for = p.reservation
     if (
         code is WaitCode.NO_CAPACITY
@@ -473,8 +473,8 @@ def backfill(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
         and any(best_placement(p.view, list(group), job) is not None for group in pools)
     ):
         code = WaitCode.BACKFILL_WOULD_DELAY
-        message = Phrase("wait-would-delay", {"start_at": round(held_for.start_time)})
-    p.wait(job, code, message)
+        why = Phrase("wait-would-delay", {"start_at": round(held_for.start_time)})
+    p.wait(job, code, why)
     if code in (WaitCode.NO_CAPACITY, WaitCode.BACKFILL_WOULD_DELAY):
         p.to_estimate.append((job, pools))
     if p.policy.head_of_line:
@@ -482,7 +482,7 @@ def backfill(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
         if p.config.estimate_depth > 0:
             est = earliest_fit(p, [(job, pools)], take_reservation=False).get(job.id)
             if est is not None:
-                p.wait(job, code, message, estimated_start=est[0])
+                p.wait(job, code, why, estimated_start=est[0])
         p.to_estimate.clear()
         return False
     return p.blocked_count <= p.config.backfill_depth
@@ -550,7 +550,7 @@ def note_full(p: Pass, entry: Entry) -> bool:
         and spent(p, job.project) is None
     ):
         pools = p.eligible_pools(job)
-        code, message = p.capacity_reason(job, pools)
+        code, why = p.capacity_reason(job, pools)
         stop = p.stop_reason
         if (
             code is WaitCode.NO_CAPACITY
@@ -558,8 +558,8 @@ def note_full(p: Pass, entry: Entry) -> bool:
             and stop.code is WaitCode.BACKFILL_WOULD_DELAY
             and p.exclusion(job)
         ):
-            code, message = stop.code, stop.why  # only the reserved nodes have room
-        p.wait(job, code, message)
+            code, why = stop.code, stop.why  # only the reserved nodes have room
+        p.wait(job, code, why)
         p.to_estimate.append((job, pools))
     return True
 
