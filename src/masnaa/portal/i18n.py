@@ -101,21 +101,21 @@ class Lang:
         """A stored reason (``masnaa.domain.reasons``) in this language; its stored
         English text where it has no phrases (written before they existed) or one
         that this version cannot render."""
-        said = reasons.text(
-            reasons.from_json(phrases), translations(self.code).gettext, self._show
-        )
-        return said or english
-
-    def _show(self, name: str, value: str | int | float) -> str | None:
-        if name.endswith("_at") and isinstance(value, int | float):
-            shown = self.datetime(float(value))
-        elif isinstance(value, float):
-            shown = f"{value:g}"
-        else:
-            shown = str(value)
         # Names, node lists and numbers run left to right: in a right-to-left sentence
         # each is isolated (FSI … PDI), or its brackets and commas take the wrong side.
-        return f"\u2068{shown}\u2069" if self.dir == "rtl" else shown
+        isolate = self.dir == "rtl"
+
+        def show(name: str, value: str | int | float) -> str:
+            if name.endswith("_at") and isinstance(value, int | float):
+                shown = self.datetime(float(value))
+            elif isinstance(value, float):
+                shown = f"{value:g}"
+            else:
+                shown = str(value)
+            return f"\u2068{shown}\u2069" if isolate else shown
+
+        said = reasons.text(reasons.from_json(phrases), translations(self.code).gettext, show)
+        return said or english
 
     # --- formatting -------------------------------------------------------------
 
