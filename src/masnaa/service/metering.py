@@ -141,7 +141,7 @@ class Meter:
         self._probe: tuple[Any, ...] | None = None
         self._last_tick = -math.inf
         self._now = 0
-        self._messages: dict[str, Phrase | None] = {}
+        self._wait_reasons: dict[str, Phrase | None] = {}
         self.dirty = False
 
     @property
@@ -170,7 +170,7 @@ class Meter:
         self.kinds = acct.tenant_kinds(s)
         self.book = BalanceBook(acct.enforced_projects(s))
         self.allocs, self.seqs, self.by_project, self.used = {}, {}, {}, {}
-        self._messages.clear()
+        self._wait_reasons.clear()
         for row in s.scalars(select(t.AllocationRow)):
             a = acct.from_doc(row.doc)
             self.allocs[a.id] = a
@@ -219,7 +219,7 @@ class Meter:
             self.allocs[a.id] = a
             self.seqs[a.id] = (row.seq, row.tenant)
             self.book.put(a, n)
-            self._messages.pop(a.project, None)
+            self._wait_reasons.pop(a.project, None)
         self.book.advance(n)
 
     # -- book keeping ----------------------------------------------------------------------
@@ -229,7 +229,7 @@ class Meter:
         self.book.recharge(alloc, pool, delta)
         a = self.allocs.get(alloc)
         if a is not None:
-            self._messages.pop(a.project, None)
+            self._wait_reasons.pop(a.project, None)
 
     def _credit(self, seg: Segment) -> int:
         w = uncharged_window(seg, self.policy)
@@ -292,7 +292,7 @@ class Meter:
         self.dirty = False
         if periodic:
             self._last_tick = now
-            self._messages.clear()  # reasons that depend on the date (starts on, expired on)
+            self._wait_reasons.clear()  # reasons that depend on the date (starts on, expired on)
         n = self._clock(now)
         inserted: list[UsageRecord] = []
         finished: list[Segment] = []
@@ -356,8 +356,8 @@ class Meter:
     # -- wait messages ---------------------------------------------------------------------
     def wait_reason(self, project: str, now: float) -> Phrase | None:
         """Why a job of ``project`` is held for its allocation (cached until that changes)."""
-        if project in self._messages:
-            return self._messages[project]
+        if project in self._wait_reasons:
+            return self._wait_reasons[project]
         n = self._clock(now)
         mine = [self.allocs[i] for i in self.by_project.get(project, ())]
         reason = wait_reason(project, mine, self.used, n)
@@ -373,5 +373,5 @@ class Meter:
             if when is not None:
                 reason = wait_reason(project, mine, self.used, n, {a.id: when})
         why = reason.why if reason is not None else None
-        self._messages[project] = why
+        self._wait_reasons[project] = why
         return why
