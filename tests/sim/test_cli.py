@@ -139,6 +139,9 @@ def test_a_scheduler_knob_is_set_for_the_replay_and_a_bad_one_is_named(tmp_path:
     assert res.exit_code == 2 and "takes a whole number" in res.output
     res = runner.invoke(app, [*base, "--knob", "victim_max_loss=-1"])
     assert res.exit_code == 2 and "victim_max_loss must be ≥ 0" in res.output
+    twice = ["--knob", "victim_max_loss=60", "--knob", "victim-max-loss=90"]
+    res = runner.invoke(app, [*base, *twice])
+    assert res.exit_code == 2 and "victim_max_loss is set more than once" in res.output
 
 
 def test_repeated_replays_report_how_far_a_moment_moves_each_metric(tmp_path: Path) -> None:

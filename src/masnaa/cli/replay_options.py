@@ -89,12 +89,12 @@ def engine_config(
 ) -> EngineConfig:
     """The twin's settings, with every ``--knob`` checked for each policy before a replay."""
     from masnaa.scheduler import SchedulerConfig
-    from masnaa.scheduler.config import knob as parse_knob
+    from masnaa.scheduler.config import knobs as parse_knobs
     from masnaa.sim.errors import SimError
     from masnaa.sim.records import EngineConfig
 
     try:
-        parsed = tuple(parse_knob(k) for k in knobs or ())
+        parsed = parse_knobs(knobs or ())
         given: dict[str, Any] = dict(parsed)
         for name in policies:  # range errors now, not after a long replay
             SchedulerConfig(policy=name, **given)

@@ -24,11 +24,14 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from sqlalchemy import Engine, select
+
+if TYPE_CHECKING:
+    from masnaa.service.scheduling import Knob
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -47,6 +50,27 @@ class Prepared:
     applied: str
     project: str | None = None
     """A project to name on ``submit`` ("tenant/name"), where there are several to charge."""
+
+
+PolicyOpt = Annotated[str, typer.Option(
+    help="Scheduling policy: masnaa, fifo-backfill, fifo or las (docs/scheduler.md)."
+)]
+KnobOpt = Annotated[list[str] | None, typer.Option(
+    "--knob",
+    help="Set a scheduler knob as NAME=VALUE (repeatable), as with `masnaa sim --knob`, "
+    "e.g. --knob reclaim_after=3600; docs/scheduler.md lists them.",
+)]
+
+
+def _scheduler(policy: str, texts: list[str] | None) -> tuple[tuple[Knob, ...], str]:
+    """The knobs, and a line naming the scheduler; a refusal exits before anything starts."""
+    from masnaa.service.scheduling import SchedulingError, describe, live_scheduler, parse_knobs
+
+    try:
+        knobs = parse_knobs(texts or ())
+        return knobs, describe(live_scheduler(policy, knobs), knobs)
+    except SchedulingError as e:
+        raise _fail(str(e), e.code) from None
 
 
 def _fail(message: str, code: str) -> typer.Exit:
@@ -177,7 +201,8 @@ def up(
         str | None,
         typer.Option(help="Virtual inventory when no GPU is found: GPUS or NODESxGPUS, e.g. 2x8."),
     ] = None,
-    policy: Annotated[str, typer.Option(help="Scheduling policy.")] = "masnaa",
+    policy: PolicyOpt = "masnaa",
+    knob: KnobOpt = None,
 ) -> None:
     """Run the factory here: API, portal and control loop, on SQLite and this machine's GPUs."""
     import uvicorn
@@ -189,6 +214,7 @@ def up(
     from masnaa.service.metrics import Metrics
     from masnaa.store.db import default_db_url, make_engine, masnaa_home
 
+    knobs, scheduler = _scheduler(policy, knob)
     if home is not None:
         os.environ["MASNAA_HOME"] = str(home.resolve())
     home = masnaa_home().resolve()
@@ -207,7 +233,9 @@ def up(
     settings = Settings(db_url=db_url, home=home, log_dir=home / "jobs", migrate=False)
     app = create_app(settings, engine=engine, metrics=metrics)
     loop = ControlLoop(
-        LoopConfig(db_url=db_url, home=home, policy=policy), engine=engine, metrics=metrics
+        LoopConfig(db_url=db_url, home=home, policy=policy, knobs=knobs),
+        engine=engine,
+        metrics=metrics,
     )
     try:
         loop.start()
@@ -219,6 +247,7 @@ def up(
     out.print(f"[bold]Masnaa[/bold] is up at {ready.url}/  (API docs: {ready.url}/api/v1/docs)")
     out.print(f"  database     {_display(db_url)}")
     out.print(f"  GPUs         {ready.gpus}")
+    out.print(f"  scheduler    {scheduler}", markup=False)
     out.print(f"  factory      {ready.applied}")
     out.print(f"  job logs     {home / 'jobs'}")
     out.print(f"  credentials  {home / 'credentials.toml'}")
@@ -258,7 +287,8 @@ def loop(
         Path | None, typer.Option(help="Home directory (default: $MASNAA_HOME).")
     ] = None,
     db: Annotated[str | None, typer.Option(help="Database URL.")] = None,
-    policy: Annotated[str, typer.Option(help="Scheduling policy.")] = "masnaa",
+    policy: PolicyOpt = "masnaa",
+    knob: KnobOpt = None,
     tick: Annotated[float, typer.Option(help="Longest seconds between passes.")] = 0.5,
     migrate: Annotated[bool, typer.Option(help="Migrate the database first.")] = True,
     kill_grace: Annotated[
@@ -271,11 +301,13 @@ def loop(
     """Run the control loop alone (production: next to API workers; one per database)."""
     from masnaa.service.daemon import run_forever
 
+    knobs, _ = _scheduler(policy, knob)
     raise typer.Exit(
         run_forever(
             home=home,
             db_url=db,
             policy=policy,
+            knobs=knobs,
             tick=tick,
             migrate=migrate,
             kill_grace=kill_grace,

@@ -8,6 +8,7 @@ The fair-share half-life is not here: it belongs to the ``UsageLedger``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 from masnaa.scheduler.queue import DEFAULT_LAS_THRESHOLDS
@@ -224,3 +225,14 @@ def knob(text: str) -> tuple[str, float | int | bool]:
     except ValueError:
         kind = {bool: "true or false", int: "a whole number"}.get(type(default), "a number")
         raise ValueError(f"knob {name} takes {kind}, got {raw!r}") from None
+
+
+def knobs(texts: Iterable[str]) -> tuple[tuple[str, float | int | bool], ...]:
+    """Several ``"name=value"`` texts (``knob``); a knob named twice raises ``ValueError``,
+    since which of the two values was meant cannot be told."""
+    parsed = tuple(knob(text) for text in texts)
+    names = [name for name, _ in parsed]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"knob {', '.join(twice)} is set more than once; set each knob once")
+    return parsed

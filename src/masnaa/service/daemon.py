@@ -1,10 +1,11 @@
 """The control loop's process: ``masnaa loop`` and ``python -m masnaa.service.daemon``.
 
-One ``ControlLoop`` (``service.loop``) over one database, migrated first
-unless told not to, run until SIGTERM or SIGINT; runs keep going under their
-supervisors after it stops. The lease is released on the way out, so the next
-loop need not wait for it to go stale; a loop that finds the lease held by
-another exits with code 3.
+One ``ControlLoop`` (``service.loop``) over one database, with the policy and
+knobs it is given (``service.scheduling``; a refusal exits with code 2 before
+anything is touched), migrated first unless told not to, run until SIGTERM or
+SIGINT; runs keep going under their supervisors after it stops. The lease is
+released on the way out, so the next loop need not wait for it to go stale; a
+loop that finds the lease held by another exits with code 3.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ from pathlib import Path
 
 from masnaa.service.lease import LeaseHeld
 from masnaa.service.loop import ControlLoop, LoopConfig
+from masnaa.service.scheduling import (
+    Knob,
+    SchedulingError,
+    describe,
+    live_scheduler,
+    parse_knobs,
+)
 from masnaa.store.db import upgrade
 
 log = logging.getLogger(__name__)
@@ -33,15 +41,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--home", default=None, help="MASNAA_HOME (default ~/.masnaa)")
     parser.add_argument("--policy", default="masnaa")
+    parser.add_argument(
+        "--knob", action="append", default=[], metavar="NAME=VALUE",
+        help="a scheduler knob (repeatable), as with `masnaa sim --knob`",
+    )
     parser.add_argument("--tick", type=float, default=0.5)
     parser.add_argument("--kill-grace", type=float, default=30.0)
     parser.add_argument("--cancel-grace", type=float, default=30.0)
     parser.add_argument("--no-migrate", action="store_true")
     args = parser.parse_args(argv)
+    try:
+        knobs = parse_knobs(args.knob)
+        live_scheduler(args.policy, knobs)
+    except SchedulingError as e:
+        parser.error(f"{e} [{e.code}]")
     return run_forever(
         home=Path(args.home) if args.home else None,
         db_url=args.db,
         policy=args.policy,
+        knobs=knobs,
         tick=args.tick,
         kill_grace=args.kill_grace,
         cancel_grace=args.cancel_grace,
@@ -54,6 +72,7 @@ def run_forever(
     home: Path | None,
     db_url: str | None,
     policy: str = "masnaa",
+    knobs: tuple[Knob, ...] = (),
     tick: float = 0.5,
     kill_grace: float = 30.0,
     cancel_grace: float = 30.0,
@@ -75,11 +94,13 @@ def run_forever(
         db_url=url,
         home=home,
         policy=policy,
+        knobs=knobs,
         tick=tick,
         kill_grace=kill_grace,
         cancel_grace=cancel_grace,
     )
     loop = ControlLoop(config)
+    log.info("scheduling with %s", describe(loop.scheduler, knobs))
     stop = threading.Event()
 
     def _stop(_signum: int, _frame: object) -> None:

@@ -57,7 +57,7 @@ from masnaa.executors.base import (
     Observed,
 )
 from masnaa.factory.apply import SITE_OPTIONS
-from masnaa.scheduler import SchedulerConfig, decide
+from masnaa.scheduler import decide
 from masnaa.scheduler.decision import Decision, WaitCode
 from masnaa.service import apply, residency
 from masnaa.service.evacuation import DrainWaits, unreachable_sites
@@ -66,6 +66,7 @@ from masnaa.service.lease import LeaseHeld, LoopLease
 from masnaa.service.metering import Meter
 from masnaa.service.metrics import Metrics
 from masnaa.service.run_writes import write_runs
+from masnaa.service.scheduling import Knob, live_scheduler
 from masnaa.service.site_choice import SitePrices
 from masnaa.service.sites import SiteHealth, owner_names, record_starts
 from masnaa.service.snapshot import ACTIVE, LiveState
@@ -80,6 +81,8 @@ class LoopConfig:
     db_url: str
     home: Path
     policy: str = "masnaa"
+    knobs: tuple[Knob, ...] = ()
+    """Scheduler knobs set away from their defaults (``service.scheduling``)."""
     tick: float = 0.5
     """Longest time between two passes."""
     probe_interval: float = 0.02
@@ -130,7 +133,7 @@ class ControlLoop:
         self.read: sessionmaker[Session] = read_session_factory(self.engine)
         self.metrics = metrics
         self.clock = clock
-        self.scheduler = SchedulerConfig(policy=config.policy)
+        self.scheduler = live_scheduler(config.policy, config.knobs)
         self._executors = executors
         self.executors: dict[str, Executor] = {}
         self.site_executor: dict[str, str] = {}
