@@ -111,6 +111,7 @@ class Scene:
     balances: dict[str, float] | None = None
     oracle: Mapping[str, float] | None = None
     half_life: float = 7 * 86400.0
+    reserved_for: str | None = None
 
     def __post_init__(self) -> None:
         if self.cluster is None:
@@ -181,6 +182,7 @@ class Scene:
             quotas=tuple(self.quotas),
             balances=self.balances,
             oracle=self.oracle,
+            reserved_for=self.reserved_for,
         )
 
     def decide(self, policy: str = "masnaa", now: float = 0.0, **knobs: object) -> Decision:

@@ -157,3 +157,47 @@ def test_a_knob_changes_what_the_live_loop_decides(
     assert stopped == (1 if stops else 0)
     assert low.state == ("running" if not stops else low.state)
     assert high.state in (("pending", "admitted", "running") if stops else ("pending",))
+
+
+def test_the_live_loop_keeps_the_holder_across_passes_and_restarts(factory: Factory) -> None:
+    def make() -> ControlLoop:
+        return ControlLoop(
+            LoopConfig(db_url=factory.url, home=factory.home, tick=0.05,
+                       knobs=(("hold_reservation", True),)),
+            engine=factory.engine,
+            metrics=Metrics(),
+        )
+
+    loop = make()
+    loop.start()
+    try:
+        (busy,) = factory.submit([BUSY])
+        deadline = time.monotonic() + 15
+        while factory.jobs()[busy].state != "running":
+            assert time.monotonic() < deadline, "the first job did not start"
+            loop.run_pass()
+            time.sleep(0.03)
+        (head,) = factory.submit([HEAD])
+        loop.run_pass()
+        loop.run_pass()
+        assert factory.jobs()[head].wait_code == "reserved"
+        assert loop.live is not None and loop.live.reserved_for == head
+    finally:
+        loop.release_lease()
+        loop.close()
+    again = make()
+    again.start()  # a new process would read the hold back from the store
+    try:
+        assert again.live is not None and again.live.reserved_for == head
+        with factory.sessions() as s, s.begin():
+            for i in (busy, head):
+                jobs.cancel(s, factory.caller, i, now=time.time())
+        for _ in range(100):
+            again.run_pass()
+            if all(r.state == "cancelled" for r in factory.jobs().values()):
+                break
+            time.sleep(0.05)
+        assert again.live.reserved_for is None  # the holder left the queue
+    finally:
+        again.release_lease()
+        again.close()

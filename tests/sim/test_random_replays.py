@@ -41,6 +41,7 @@ KNOBS: tuple[tuple[tuple[str, float | int | bool], ...], ...] = (
     (("promote_ahead_of_tenants", True), ("starvation_limit", 3_600.0)),
     (("fair_share_preemption", True), ("min_run_before_preemption", 0.0)),
     (("starvation_limit", 0.0), ("tenant_starvation_limit", 0.0), ("reclaim_after", 0.0)),
+    (("hold_reservation", True),),
 )
 
 

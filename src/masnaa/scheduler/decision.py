@@ -20,6 +20,7 @@ Use ``wait_for(job_id, project)`` rather than indexing ``waiting``.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -121,6 +122,15 @@ class Decision:
     only when something happens (the twin) runs one then too, as the service's
     periodic loop does anyway. Fair-share usage drifts continuously and is not
     counted: it is read again at the next pass."""
+
+    def reserved_for(self, before: str | None, pending: Container[str]) -> str | None:
+        """The job holding the EASY reservation after this decision is applied, for the
+        next pass's ``Snapshot.reserved_for``: this decision's, or else ``before`` while
+        it still waits (a pass that reserved nothing, e.g. because the holder waited on
+        its quota, ended no hold)."""
+        if self.reservations:
+            return self.reservations[0].job_id
+        return before if before is not None and before in pending else None
 
     def wait_for(self, job_id: str, project: str | None = None) -> Wait:
         """Why the job waits. Without its ``project``, an allocation wait reads as

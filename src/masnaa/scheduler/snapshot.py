@@ -54,3 +54,7 @@ class Snapshot:
     site_prices: Mapping[tuple[str, str], float] | None = None
     """(site, GPU type) → price of one GPU-hour in one comparison unit, for choosing
     among sites (``place.SiteChoice``); a pair without a price ranks after priced ones."""
+    reserved_for: str | None = None
+    """The job that held the EASY reservation in the last decision the driver applied
+    (``Decision.reserved_for`` keeps it from pass to pass); read only with
+    ``SchedulerConfig.hold_reservation``."""

@@ -234,6 +234,7 @@ class ControlLoop:
         self.live.site_prices = self.prices.value
         decision = decide(self.live.snapshot(), self.live.queue, now, self.scheduler)  # 3
         self._apply(decision, now, report)  # 4
+        self.live.reserved_for = decision.reserved_for(self.live.reserved_for, self.live.pending)
         report.seconds = time.perf_counter() - t0
         if self.metrics is not None:
             self.metrics.pass_seconds.observe(report.seconds)

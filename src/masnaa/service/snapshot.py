@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from masnaa import domain
 from masnaa.scheduler import ClusterState, PendingQueue, Snapshot, UsageLedger
+from masnaa.scheduler.decision import WaitCode
 from masnaa.service.site_choice import load_preferences, with_preferences
 from masnaa.store import convert
 from masnaa.store import models as m
@@ -105,6 +106,9 @@ class LiveState:
         """Active jobs whose placement does not fit the declared cluster (logged, not held)."""
         self.site_prices: Mapping[tuple[str, str], float] | None = None
         """(site, GPU type) → comparison price per GPU-hour (``service.site_choice``)."""
+        self.reserved_for: str | None = None
+        """The job holding the EASY reservation since the last pass (``Snapshot.reserved_for``).
+        After a restart, the pending job whose stored wait says it is reserved for."""
 
     # -- building ------------------------------------------------------------------------------
     @classmethod
@@ -122,6 +126,15 @@ class LiveState:
         for row, job in convert.load_jobs(session, ACTIVE):
             live.hold(row, job)
         live.sync_pending(session, full=True)
+        live.reserved_for = session.scalar(
+            select(m.Job.id)
+            .where(
+                m.Job.state == m.JobState.PENDING.value,
+                m.Job.wait_code == WaitCode.RESERVED.value,
+            )
+            .order_by(m.Job.id)
+            .limit(1)
+        )
         return live
 
     def _charge_history(self, session: Session, now: float) -> None:
@@ -329,6 +342,7 @@ class LiveState:
             priority_classes=self.priority_classes,
             balances=self.balances,
             site_prices=self.site_prices,
+            reserved_for=self.reserved_for,
         )
 
 

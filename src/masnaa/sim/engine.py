@@ -452,6 +452,10 @@ class Engine:
         self.passes += 1
         self.last_pass = t
         self._apply(decision, t)
+        if self.sched_cfg.hold_reservation:
+            held = decision.reserved_for(self.snapshot.reserved_for, self.queue)
+            if held != self.snapshot.reserved_for:
+                self.snapshot = dataclasses.replace(self.snapshot, reserved_for=held)
         # One review at a time: the latest pass's (an earlier pass's is dropped).
         review = INF if decision.review_at is None else decision.review_at
         if review != self.review_at:
