@@ -90,12 +90,7 @@ def test_the_loop_process_refuses_with_exit_code_2(
     assert not os.path.exists(db)  # not even migrated
 
 
-def _scene(
-    factory: Factory, policy: str, knobs: tuple[Knob, ...], first: dict[str, object],
-    then: list[dict[str, object]],
-) -> list[m.Job]:
-    """Run ``first`` under a loop with ``policy`` and ``knobs``, then submit ``then`` and
-    give the loop a few passes: the rows of ``then`` as they are after them."""
+def _loop(factory: Factory, policy: str = "masnaa", knobs: tuple[Knob, ...] = ()) -> ControlLoop:
     loop = ControlLoop(
         LoopConfig(db_url=factory.url, home=factory.home, tick=0.05, policy=policy,
                    knobs=knobs),
@@ -103,26 +98,46 @@ def _scene(
         metrics=Metrics(),
     )
     loop.start()
+    return loop
+
+
+def _start(loop: ControlLoop, factory: Factory, spec: dict[str, object]) -> str:
+    """Submit ``spec`` and run passes until it runs."""
+    (job_id,) = factory.submit([spec])
+    deadline = time.monotonic() + 15
+    while factory.jobs()[job_id].state != "running":
+        assert time.monotonic() < deadline, "the first job did not start"
+        loop.run_pass()
+        time.sleep(0.03)
+    return job_id
+
+
+def _cancel_all(loop: ControlLoop, factory: Factory, ids: list[str]) -> None:
+    with factory.sessions() as s, s.begin():
+        for i in ids:
+            jobs.cancel(s, factory.caller, i, now=time.time())
+    for _ in range(100):
+        loop.run_pass()
+        if all(r.state == "cancelled" for r in factory.jobs().values()):
+            return
+        time.sleep(0.05)
+
+
+def _scene(
+    factory: Factory, policy: str, knobs: tuple[Knob, ...], first: dict[str, object],
+    then: list[dict[str, object]],
+) -> list[m.Job]:
+    """Run ``first`` under a loop with ``policy`` and ``knobs``, then submit ``then`` and
+    give the loop a few passes: the rows of ``then`` as they are after them."""
+    loop = _loop(factory, policy, knobs)
     try:
-        (busy,) = factory.submit([first])
-        deadline = time.monotonic() + 15
-        while factory.jobs()[busy].state != "running":
-            assert time.monotonic() < deadline, "the first job did not start"
-            loop.run_pass()
-            time.sleep(0.03)
+        busy = _start(loop, factory, first)
         ids = [factory.submit([spec])[0] for spec in then]  # one after another, in order
         for _ in range(5):
             loop.run_pass()
             time.sleep(0.03)
         rows = factory.jobs()
-        with factory.sessions() as s, s.begin():
-            for i in (busy, *ids):
-                jobs.cancel(s, factory.caller, i, now=time.time())
-        for _ in range(100):
-            loop.run_pass()
-            if all(r.state == "cancelled" for r in factory.jobs().values()):
-                break
-            time.sleep(0.05)
+        _cancel_all(loop, factory, [busy, *ids])
         return [rows[busy], *(rows[i] for i in ids)]
     finally:
         loop.release_lease()
@@ -160,23 +175,10 @@ def test_a_knob_changes_what_the_live_loop_decides(
 
 
 def test_the_live_loop_keeps_the_holder_across_passes_and_restarts(factory: Factory) -> None:
-    def make() -> ControlLoop:
-        return ControlLoop(
-            LoopConfig(db_url=factory.url, home=factory.home, tick=0.05,
-                       knobs=(("hold_reservation", True),)),
-            engine=factory.engine,
-            metrics=Metrics(),
-        )
-
-    loop = make()
-    loop.start()
+    hold: tuple[Knob, ...] = (("hold_reservation", True),)
+    loop = _loop(factory, knobs=hold)
     try:
-        (busy,) = factory.submit([BUSY])
-        deadline = time.monotonic() + 15
-        while factory.jobs()[busy].state != "running":
-            assert time.monotonic() < deadline, "the first job did not start"
-            loop.run_pass()
-            time.sleep(0.03)
+        busy = _start(loop, factory, BUSY)
         (head,) = factory.submit([HEAD])
         loop.run_pass()
         loop.run_pass()
@@ -185,18 +187,10 @@ def test_the_live_loop_keeps_the_holder_across_passes_and_restarts(factory: Fact
     finally:
         loop.release_lease()
         loop.close()
-    again = make()
-    again.start()  # a new process would read the hold back from the store
+    again = _loop(factory, knobs=hold)  # a new process reads the hold back from the store
     try:
         assert again.live is not None and again.live.reserved_for == head
-        with factory.sessions() as s, s.begin():
-            for i in (busy, head):
-                jobs.cancel(s, factory.caller, i, now=time.time())
-        for _ in range(100):
-            again.run_pass()
-            if all(r.state == "cancelled" for r in factory.jobs().values()):
-                break
-            time.sleep(0.05)
+        _cancel_all(again, factory, [busy, head])
         assert again.live.reserved_for is None  # the holder left the queue
     finally:
         again.release_lease()
