@@ -374,6 +374,9 @@ def test_time_held_pending_by_slurm_is_not_counted_as_running(plant: Plant) -> N
             lambda r: r[job].wait_message == "held pending by Slurm: Resources", 60, "held"
         )
         assert rows[job].state == "running" and rows[job].started_at is None
+        # Phrased, so the portal shows it in the reader's language (Slurm's code kept).
+        held = {"key": "slurm-pending", "params": {"detail": "Resources"}}
+        assert rows[job].wait_phrases == [held]
     finally:
         freed = time.time()
         subprocess.run(["scancel", hog], capture_output=True, timeout=15)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from masnaa.domain.reasons import Phrase
 from masnaa.executors.base import LaunchSpec, NodeGpus
 from masnaa.executors.slurm import SiteUnreachable, SlurmCommands, SlurmExecutor, SlurmSiteConfig
 from masnaa.executors.slurm.commands import Completed
@@ -113,6 +114,11 @@ def test_a_fresh_submission_is_not_judged_on_an_older_view(
     slurm.add("j1", 1, 101, "PENDING", reason="Priority")
     seen = ex.poll("j1", 1)  # within view_ttl, yet the view is older than the job
     assert seen.state == "running" and seen.message == "held pending by Slurm: Priority"
+    assert seen.why == Phrase("slurm-pending", {"detail": "Priority"})  # for the portal
+    slurm.jobs.clear()
+    slurm.add("j1", 1, 101, "PENDING", reason="None")
+    clock.now += 10
+    assert ex.poll("j1", 1).why == Phrase("slurm-not-scheduled")
 
 
 @pytest.mark.parametrize(

@@ -139,6 +139,10 @@ PHRASES: dict[str, str] = {
     "drained-site-note": N_("site %(site)s is drained (%(detail)s)"),
     "drained-node": N_("node %(node)s is drained"),
     "drained-node-note": N_("node %(node)s is drained (%(detail)s)"),
+    # Why a Slurm site holds a job that Masnaa started there (``executors.slurm``); the
+    # detail is Slurm's own reason code (``Resources``, ``Priority``, ``ReqNodeNotAvail``).
+    "slurm-pending": N_("held pending by Slurm: %(detail)s"),
+    "slurm-not-scheduled": N_("held pending by Slurm: not scheduled yet"),
     "only-named-sites": N_("it may run only at %(sites)s (the sites it names)"),
     "data-only-to": N_("its data may go only to %(sites)s"),
     "data-only-to-refused": N_("its data may go only to %(sites)s; the rules refuse "

@@ -61,6 +61,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from masnaa.domain.reasons import Phrase
+
 ObservedState = Literal["running", "exited", "lost", "absent"]
 EndReason = Literal["exited", "stopped", "time-limit", "launch-failed"]
 
@@ -161,6 +163,9 @@ class Observed:
     started_at: float | None = None
     ended_at: float | None = None
     message: str = ""
+    why: Phrase | None = None
+    """``message`` as a phrase (``domain.reasons``), where the executor can say it as one:
+    the portal then shows it in the reader's language."""
 
     @property
     def done(self) -> bool:

@@ -39,6 +39,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from masnaa.domain import reasons
 from masnaa.executors.base import Executor, ExecutorUnavailable, Observed
 from masnaa.store import models as m
 
@@ -188,5 +189,5 @@ def record_starts(
             started.append(job_id)
         elif seen.message and row.wait_message != seen.message:
             row.wait_message = seen.message  # the engine's own words
-            row.wait_phrases = []
+            row.wait_phrases = reasons.to_json((seen.why,)) if seen.why is not None else []
     return started

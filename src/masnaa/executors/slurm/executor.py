@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from masnaa.domain.cluster import Node
+from masnaa.domain.reasons import Phrase, english
 from masnaa.executors.base import (
     Capabilities,
     Executor,
@@ -432,8 +433,12 @@ class SlurmExecutor(Executor):
         if overdue and key not in self._cancelled:
             to_cancel.append((rec, job.slurm_id))
         if job.pending:
-            why = job.reason if job.reason and job.reason != "None" else "not scheduled yet"
-            return Observed("running", started_at=None, message=f"held pending by Slurm: {why}")
+            why = (
+                Phrase("slurm-pending", {"detail": job.reason})
+                if job.reason and job.reason != "None"
+                else Phrase("slurm-not-scheduled")
+            )
+            return Observed("running", started_at=None, message=english((why,)), why=why)
         started = self._started.get(key)
         if started is None:
             started = rec.started_at()
