@@ -20,9 +20,10 @@ class SchedulerConfig:
     """Name of a policy in ``POLICIES``."""
 
     backfill_depth: int = 500
-    """Most jobs examined after the first job that could not start (Slurm's
-    ``bf_max_job_test``). Bounds the cost of a pass; jobs beyond it share
-    ``Decision.default_wait``."""
+    """Blocked jobs a pass examines (like Slurm's ``bf_max_job_test``): the scan stops at
+    the blocked job that comes after the first ``max(1, backfill_depth)`` of them. Jobs
+    that fit start until then, so ``0`` does not turn backfill off. Bounds the cost of a
+    pass; jobs beyond it share ``Decision.default_wait``."""
 
     las_thresholds: tuple[float, ...] = DEFAULT_LAS_THRESHOLDS
     """Attained-service thresholds (GPU-seconds) between service levels; must equal the
