@@ -2,14 +2,12 @@
 
 The twin tries a policy and its knobs on a trace (``masnaa sim --knob``); the live
 loop takes the same names and values (``masnaa up --knob``, ``masnaa loop --knob``),
-so what was proven in the twin is what runs. Two differences, both refusals:
-
-- an oracle policy (``srtf-oracle``) reads each job's true runtime, which exists
-  only in a replay: a live loop cannot run it;
-- as in the twin, only the knobs of ``config.TUNABLE`` may be set: not
-  ``explain_waits`` or ``estimate_depth`` (users read every wait reason and start
-  estimate the live loop writes), nor ``las_thresholds`` (they must equal the
-  pending queue's).
+so what was proven in the twin is what runs. One difference: an oracle policy
+(``srtf-oracle``) reads each job's true runtime, which exists only in a replay, so a
+live loop refuses it. As in the twin, only the knobs of ``config.TUNABLE`` may be
+set: not ``explain_waits`` or ``estimate_depth`` (users read every wait reason and
+start estimate the live loop writes), nor ``las_thresholds`` (they must equal the
+pending queue's).
 
 Every refusal is a ``SchedulingError`` with a machine-readable code and a sentence
 saying what would be right, raised before the loop touches the database.
