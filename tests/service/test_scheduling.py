@@ -170,8 +170,8 @@ def test_a_knob_changes_what_the_live_loop_decides(
     low, high = _scene(factory, "masnaa", knobs, low_job, [high_job])
     stopped = [e.code for e in factory.events() if e.job_id == low.id].count("preempting")
     assert stopped == (1 if stops else 0)
-    assert low.state == ("running" if not stops else low.state)
-    assert high.state in (("pending", "admitted", "running") if stops else ("pending",))
+    if not stops:
+        assert (low.state, high.state) == ("running", "pending")
 
 
 def test_the_live_loop_keeps_the_holder_across_passes_and_restarts(factory: Factory) -> None:

@@ -50,6 +50,7 @@ from masnaa.scheduler.bounds import passed_over, should_stop
 from masnaa.scheduler.config import SchedulerConfig
 from masnaa.scheduler.context import Pass, PoolsByType
 from masnaa.scheduler.decision import Decision, Reservation, Wait, WaitCode
+from masnaa.scheduler.hold import held_first
 from masnaa.scheduler.memo import PassMemo
 from masnaa.scheduler.pass_view import Key
 from masnaa.scheduler.place import best_placement, place_in_pool
@@ -90,7 +91,7 @@ def decide(
     reject(p)
     queue = order(p)
     if config.hold_reservation and snapshot.reserved_for is not None:
-        queue = _held_first(p, queue, snapshot.reserved_for)
+        queue = held_first(p, queue, snapshot.reserved_for)
     for entry in queue:
         if should_stop(p):
             note_full(p, entry)
@@ -192,32 +193,6 @@ def order(p: Pass) -> Iterator[Entry]:
             stale[gi] = True
         else:
             heapq.heappop(heap)
-
-
-def _held_first(p: Pass, queue: Iterator[Entry], held: str) -> Iterator[Entry]:
-    """``order`` with the job that held the reservation before (``hold_reservation``)
-    moved ahead of the first job of its priority class or a lower one: first of all
-    when no job of a higher class waits."""
-    if held not in p.pending or held in p.decision.rejected:
-        yield from queue
-        return
-    entry = p.pending.entry(held)
-    rank = p.priority(entry.job)
-    if all(p.class_of(key[1])[0] <= rank for key in p.pending.sub_queues()):
-        yield entry  # before ``order`` looks at anything, as if it were its head
-        for other in queue:
-            if other is not entry:
-                yield other
-        return
-    waiting = True
-    for other in queue:
-        if waiting and (other is entry or p.priority(other.job) <= rank):
-            waiting = False
-            yield entry
-        if other is not entry:
-            yield other
-    if waiting:  # ``order`` passed its sub-queue over, or only higher classes were left
-        yield entry
 
 
 def _arrival_order(
