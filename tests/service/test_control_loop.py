@@ -197,6 +197,9 @@ def test_a_crash_after_admitted_launches_on_restart(factory: Factory, tmp_path: 
     assert states(factory, job) == ["admitted"]
     second = make_loop(factory)
     second.start()
+    # The launch at start is counted like any pass's.
+    assert second.metrics is not None
+    assert second.metrics.transitions.labels("admitted", "running")._value.get() == 1
     drive(second, ended(factory, job))
     second.release_lease()
     second.close()

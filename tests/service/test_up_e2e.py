@@ -117,5 +117,14 @@ def test_up_submit_logs_restart_and_adopt(tmp_path: Path) -> None:
         assert "exited with code 7" in masnaa(env, "show", slow, cwd=tmp_path)
         # Bootstrap is idempotent: the same token still works, no second operator.
         assert log.read_text().count(token.group(1)) == 2
+        # A second `up` on the same home is refused, and leaves the CLI pointed at
+        # the server that runs.
+        before = (home / "credentials.toml").read_text()
+        refused = subprocess.run(
+            [*CLI, "up", "--port", str(free_port())],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+        assert refused.returncode == 1 and "loop-running" in refused.stderr, refused
+        assert (home / "credentials.toml").read_text() == before
     finally:
         stop(proc)

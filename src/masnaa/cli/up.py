@@ -87,8 +87,9 @@ def prepare(
     factory: Path | None,
     virtual_gpus: str | None,
 ) -> Prepared:
-    """Migrate, apply the factory, bootstrap and write the credentials (idempotent)."""
-    from masnaa.client.config import credentials_path, read_credentials, write_credentials
+    """Migrate, apply the factory and bootstrap (idempotent); ``publish`` writes the
+    credentials."""
+    from masnaa.client.config import read_credentials
     from masnaa.discovery import discover
     from masnaa.factory import FactoryError, apply_factory, from_inventory, load_factory
     from masnaa.service.tenancy import Caller, bootstrap
@@ -134,9 +135,16 @@ def prepare(
             assert op is not None
             caller = Caller(op.id, op.name, m.Role.OPERATOR, None, None, 0)
             token = issue_token(s, caller, None, now=_now(), label="masnaa up").secret
-    write_credentials(url, token, home)
-    os.chmod(credentials_path(home), 0o600)
     return Prepared(url, db_url, home, token, what, report.summary(), project)
+
+
+def publish(ready: Prepared) -> None:
+    """Write where the CLI finds this server; only once it runs, so that a refused
+    start leaves the running server's credentials alone."""
+    from masnaa.client.config import credentials_path, write_credentials
+
+    write_credentials(ready.url, ready.token, ready.home)
+    os.chmod(credentials_path(ready.home), 0o600)
 
 
 def _first_of_several_projects(session: object) -> str | None:
@@ -241,6 +249,7 @@ def up(
         loop.start()
     except LeaseHeld as exc:
         raise _fail(str(exc), "loop-running") from None
+    publish(ready)
     stop = threading.Event()
     thread = threading.Thread(target=loop.run, args=(stop,), name="masnaa-loop", daemon=True)
     thread.start()

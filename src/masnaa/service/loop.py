@@ -193,6 +193,7 @@ class ControlLoop:
         # and launches admitted ones, exactly as any later pass would.
         report = PassReport()
         self._drive(now, report)
+        self._count_transitions(report)
         log.info(
             "control loop started: %d running, %d pending, %d settled at start",
             len(self.live.state.running),
@@ -238,9 +239,13 @@ class ControlLoop:
         report.seconds = time.perf_counter() - t0
         if self.metrics is not None:
             self.metrics.pass_seconds.observe(report.seconds)
+        self._count_transitions(report)
+        return report
+
+    def _count_transitions(self, report: PassReport) -> None:
+        if self.metrics is not None:
             for a, b in report.transitions:
                 self.metrics.transition(a, b)
-        return report
 
     def _observe(self) -> None:
         assert self.live is not None
