@@ -107,7 +107,7 @@ def test_logs_print_the_output(world: World, tmp_path: Path) -> None:
     job_id = world.submit("um6p-alice", project="llm")["id"]
     log = tmp_path / "stdout"
     log.write_text("epoch 1 loss 2.3\nepoch 2 loss 1.9\n")
-    world.set_job(job_id, state="succeeded", stdout_path=str(log), exit_code=0,
+    world.set_job(job_id, state="succeeded", attempt=1, stdout_path=str(log), exit_code=0,
                   ended_at=time.time())
     code, out, _ = run(world, "um6p-alice", "logs", job_id, "-f")
     assert code == 0 and out == "epoch 1 loss 2.3\nepoch 2 loss 1.9\n"
@@ -117,7 +117,7 @@ def test_explain_of_a_failed_job_says_where_its_error_is(world: World, tmp_path:
     job_id = world.submit("um6p-alice", project="llm")["id"]
     err_log = tmp_path / "stderr"
     err_log.write_text("train.py: No such file or directory\n")
-    world.set_job(job_id, state="failed", stderr_path=str(err_log), exit_code=2,
+    world.set_job(job_id, state="failed", attempt=1, stderr_path=str(err_log), exit_code=2,
                   ended_at=time.time())
     code, out, _ = run(world, "um6p-alice", "explain", job_id)
     assert code == 0 and f"masnaa logs {job_id} --stderr" in out
@@ -287,7 +287,7 @@ def test_logs_follow_prints_new_output_until_the_job_ends(world: World, tmp_path
     job_id = world.submit("um6p-alice", project="llm")["id"]
     log = tmp_path / "stdout"
     log.write_text("step 1\n")
-    world.set_job(job_id, state="running", stdout_path=str(log), started_at=time.time())
+    world.set_job(job_id, state="running", attempt=1, stdout_path=str(log), started_at=time.time())
     result: dict[str, tuple[int, str, str]] = {}
     follower = threading.Thread(
         target=lambda: result.setdefault(
@@ -304,6 +304,44 @@ def test_logs_follow_prints_new_output_until_the_job_ends(world: World, tmp_path
     assert not follower.is_alive()
     code, out, _ = result["run"]
     assert code == 0 and out == "step 1\nstep 2\n"
+
+
+def test_logs_follow_goes_on_to_the_next_run(world: World, tmp_path: Path) -> None:
+    job_id = world.submit("um6p-alice", project="llm")["id"]
+    runs = tmp_path / job_id
+    first = runs / "1" / "stdout"
+    first.parent.mkdir(parents=True)
+    first.write_text("a long first run\n" * 5)
+    world.set_job(job_id, state="running", attempt=1, stdout_path=str(first),
+                  started_at=time.time())
+    result: dict[str, tuple[int, str, str]] = {}
+    follower = threading.Thread(
+        target=lambda: result.setdefault(
+            "run", run(world, "um6p-alice", "logs", job_id, "-f", "--interval", "0.05")
+        )
+    )
+    follower.start()
+    time.sleep(0.3)
+    with first.open("a") as f:
+        f.write("checkpoint saved\n")
+    time.sleep(0.3)
+    # Preempted and started again: the second run writes a shorter file of its own.
+    second = runs / "2" / "stdout"
+    second.parent.mkdir()
+    second.write_text("resumed\n")
+    world.set_job(job_id, attempt=2, stdout_path=str(second))
+    time.sleep(0.3)
+    world.set_job(job_id, state="succeeded", ended_at=time.time(), exit_code=0)
+    follower.join(timeout=20)
+    assert not follower.is_alive()
+    code, out, err = result["run"]
+    assert code == 0 and out == "a long first run\n" * 5 + "checkpoint saved\nresumed\n"
+    assert f"--- {job_id}: run 2 ---" in err
+    # Without -f: the latest run, and a word that there were others.
+    code, out, err = run(world, "um6p-alice", "logs", job_id)
+    assert code == 0 and out == "resumed\n" and "run 2 of 2" in err
+    code, out, _ = run(world, "um6p-alice", "logs", job_id, "--run", "1")
+    assert code == 0 and out.endswith("checkpoint saved\n")
 
 
 def test_every_command_and_option_says_what_it_does() -> None:

@@ -72,8 +72,8 @@ def _uon_objects(world: World, tmp_path: Path) -> dict[str, str]:
     job = world.submit("uon-alice", project="llm", env={"SECRET": "uon-only"})
     log = tmp_path / "uon.log"
     log.write_text("uon private output\n")
-    world.set_job(job["id"], state="running", started_at=time.time(), stdout_path=str(log),
-                  stderr_path=str(log), site="ke-1", gpu_type="a100-80gb")
+    world.set_job(job["id"], state="running", attempt=1, started_at=time.time(),
+                  stdout_path=str(log), stderr_path=str(log), site="ke-1", gpu_type="a100-80gb")
     with world.server.state.db.read() as s:
         token_id = s.scalars(
             select(m.ApiToken.id).join(m.User, m.ApiToken.user_id == m.User.id)

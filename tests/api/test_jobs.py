@@ -81,6 +81,12 @@ def test_list_filters_and_pages(world: World) -> None:
         seen += [j["id"] for j in page["jobs"]]
         nxt = page["next"]
     assert sorted(seen) == sorted(a + b) and len(seen) == 5
+    # A cursor naming no job the caller can see is refused, not read as "from the top".
+    other = world.submit("uon-alice", project="llm")["id"]  # another tenant's job
+    for wrong in ["j-doesnotexist", other]:
+        r = client.get("/api/v1/jobs", params={"limit": 2, "before": wrong})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid-cursor", r.text
+        assert r.json()["error"]["field"] == "before"
     world.set_job(a[0], state="running")
     running = client.get("/api/v1/jobs", params={"state": "running"}).json()["jobs"]
     assert [j["id"] for j in running] == [a[0]]
@@ -141,7 +147,7 @@ def test_logs_read_by_offset_until_complete(world: World, tmp_path: Path) -> Non
     assert r.json()["data"] == "" and r.json()["complete"] is False
     out = tmp_path / "out.log"
     out.write_text("line one\nline two — ünïcode\n", encoding="utf-8")
-    world.set_job(job, state="running", stdout_path=str(out))
+    world.set_job(job, state="running", attempt=1, stdout_path=str(out))
     first = client.get(f"/api/v1/jobs/{job}/logs", params={"limit": 9}).json()
     assert first["data"] == "line one\n" and first["next_offset"] == 9
     assert first["complete"] is False
@@ -152,11 +158,35 @@ def test_logs_read_by_offset_until_complete(world: World, tmp_path: Path) -> Non
     assert end["data"] == "" and end["complete"] is True
 
 
+def test_logs_of_each_run_of_a_requeued_job(world: World, tmp_path: Path) -> None:
+    job = world.submit("um6p-alice", project="llm")["id"]
+    client = world["um6p-alice"].client
+    for run, text in ((1, "run one\n"), (2, "run two\n")):
+        (tmp_path / job / str(run)).mkdir(parents=True)
+        (tmp_path / job / str(run) / "stdout").write_text(text)
+    world.set_job(job, state="running", attempt=2, stdout_path=str(tmp_path / job / "2" / "stdout"))
+    latest = client.get(f"/api/v1/jobs/{job}/logs").json()
+    assert (latest["data"], latest["run"], latest["runs"]) == ("run two\n", 2, 2)
+    assert latest["complete"] is False  # the latest run still writes
+    first = client.get(f"/api/v1/jobs/{job}/logs", params={"run": 1}).json()
+    assert (first["data"], first["run"], first["complete"]) == ("run one\n", 1, True)
+    # A follower that read run 1 up to byte 8 sees it complete and moves on.
+    done = client.get(f"/api/v1/jobs/{job}/logs", params={"run": 1, "offset": 8}).json()
+    assert done["data"] == "" and done["complete"] is True and done["runs"] == 2
+    r = client.get(f"/api/v1/jobs/{job}/logs", params={"run": 3})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid-run", r.text
+    assert "has run 2 times" in r.json()["error"]["message"]
+    # A site that writes logs to paths of its own: only the latest run can be read.
+    world.set_job(job, stdout_path=str(tmp_path / "custom.out"))
+    r = client.get(f"/api/v1/jobs/{job}/logs", params={"run": 1})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "log-not-found", r.text
+
+
 def test_logs_never_split_a_character(world: World, tmp_path: Path) -> None:
     job = world.submit("um6p-alice", project="llm")["id"]
     out = tmp_path / "out.log"
     out.write_bytes("aé".encode())  # 'é' is two bytes
-    world.set_job(job, state="running", stdout_path=str(out))
+    world.set_job(job, state="running", attempt=1, stdout_path=str(out))
     chunk = world["um6p-alice"].client.get(
         f"/api/v1/jobs/{job}/logs", params={"limit": 2}
     ).json()

@@ -126,6 +126,12 @@ class LogOut(BaseModel):
     size: int
     data: str
     complete: bool
+    """This run's output is all read and it writes no more (it ended, or a later run
+    exists): read run ``run + 1`` next if ``runs`` is larger."""
+    run: int
+    """The run read (0: the job has not run yet)."""
+    runs: int
+    """Runs the job has had so far (a preempted or lost run is requeued as a new one)."""
 
 
 class TenantUseOut(BaseModel):

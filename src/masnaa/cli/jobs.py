@@ -412,29 +412,46 @@ def cancel(job_ids: Annotated[list[str], typer.Argument(help="Job id(s).")]) -> 
 def logs(
     job_id: Annotated[str, typer.Argument(help="Job id.")],
     follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing until it ends.")
+        bool, typer.Option("--follow", "-f", help="Keep printing until it ends, run after run.")
     ] = False,
     stderr: Annotated[bool, typer.Option("--stderr", help="The error stream instead.")] = False,
+    run: Annotated[
+        int | None,
+        typer.Option("--run", min=1, help="Read run N (a requeued job runs again); default: "
+                     "the latest."),
+    ] = None,
     interval: Annotated[float, typer.Option(help="Seconds between polls with -f.")] = 0.5,
 ) -> None:
-    """Print a job's output (stdout, or --stderr); -f follows it until the job ends."""
+    """Print a job's output (stdout, or --stderr); -f follows it until the job ends.
+
+    Each run of a job (it runs again after a preemption or a lost node) writes its
+    own output. -f goes on from one run to the next, with a line on stderr between."""
     stream = "stderr" if stderr else "stdout"
     offset = 0
     with api() as client:
         while True:
-            chunk = client.logs(job_id, stream=stream, offset=offset)
+            chunk = client.logs(job_id, stream=stream, offset=offset, run=run)
+            if chunk["run"]:
+                run = chunk["run"]  # read this run to its end, whatever starts meanwhile
             if chunk["data"]:
                 sys.stdout.write(chunk["data"])
                 sys.stdout.flush()
             progressed = chunk["next_offset"] > offset
             offset = chunk["next_offset"]
             if chunk["complete"]:
+                if follow and chunk["runs"] > chunk["run"]:
+                    run, offset = chunk["run"] + 1, 0
+                    err.print(f"--- {job_id}: run {run} ---", style="dim")
+                    continue
                 break
             if progressed and offset < chunk["size"]:
                 continue  # more is there already
             if not follow:
                 break
             time.sleep(interval)
+    if not follow and chunk["runs"] > 1 and chunk["run"] == chunk["runs"]:
+        err.print(f"(run {chunk['run']} of {chunk['runs']}: --run N shows an earlier one)",
+                  style="dim")
 
 
 def explain(job_id: Annotated[str, typer.Argument(help="Job id.")]) -> None:

@@ -114,12 +114,18 @@ class MasnaaClient:
         return self._call("GET", f"/jobs/{job_id}/explain")
 
     def logs(
-        self, job_id: str, *, stream: str = "stdout", offset: int = 0, limit: int = 65536
+        self,
+        job_id: str,
+        *,
+        stream: str = "stdout",
+        offset: int = 0,
+        limit: int = 65536,
+        run: int | None = None,
     ) -> Json:
-        return self._call(
-            "GET", f"/jobs/{job_id}/logs",
-            params={"stream": stream, "offset": offset, "limit": limit},
-        )
+        params: dict[str, object] = {"stream": stream, "offset": offset, "limit": limit}
+        if run:
+            params["run"] = run
+        return self._call("GET", f"/jobs/{job_id}/logs", params=params)
 
     def queue(self, *, limit: int = 500) -> Json:
         return self._call("GET", "/queue", params={"limit": limit})

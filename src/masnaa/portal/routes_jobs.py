@@ -28,7 +28,7 @@ from masnaa.portal.labels import JOB_STATES
 from masnaa.portal.web import Page, PageDep, PortalRoute
 from masnaa.service import job_views, tenancy
 from masnaa.service import jobs as svc
-from masnaa.service.tenancy import Caller
+from masnaa.service.tenancy import Caller, ServiceError
 from masnaa.store import models as m
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
@@ -91,7 +91,10 @@ def jobs_list(
     caller = page.signed_in()
     states = (state,) if state in JOB_STATES else ()
     with page.state.db.read() as read:
-        jobs = svc.list_jobs(read, caller, states=states, limit=PAGE_SIZE, before=before)
+        try:
+            jobs = svc.list_jobs(read, caller, states=states, limit=PAGE_SIZE, before=before)
+        except ServiceError:  # a stale "older" link: the newest page, not an error page
+            jobs = svc.list_jobs(read, caller, states=states, limit=PAGE_SIZE)
         positions = job_views.pending_positions(read) if any(
             j.state == m.JobState.PENDING.value for j in jobs
         ) else {}
@@ -225,14 +228,16 @@ def job_logs(
     page: PageDep,
     stream: Literal["stdout", "stderr"] = "stdout",
     offset: Annotated[int, Query(ge=0)] = 0,
+    run: Annotated[int | None, Query(ge=1, le=2**31)] = None,
 ) -> Response:
     caller = page.signed_in()
     with page.state.db.read() as read:
         chunk = job_views.read_log(
-            read, caller, job_id, stream=stream, offset=offset, limit=64 * 1024
+            read, caller, job_id, stream=stream, offset=offset, limit=64 * 1024, run=run
         )
     return JSONResponse(
-        {"data": chunk.data, "next_offset": chunk.next_offset, "complete": chunk.complete},
+        {"data": chunk.data, "next_offset": chunk.next_offset, "complete": chunk.complete,
+         "run": chunk.run, "runs": chunk.runs},
         headers={"Cache-Control": "no-store"},
     )
 

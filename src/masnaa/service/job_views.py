@@ -161,7 +161,12 @@ class LogChunk:
     size: int
     """Bytes in the file now."""
     complete: bool
-    """The job has ended and every byte has been read: stop following."""
+    """Every byte of this run has been read and it writes no more: the run is an
+    earlier one, or the job has ended. Follow ``runs`` to the next run, if any."""
+    run: int = 0
+    """The run read (``Job.attempt`` of that run; 0: the job has not run yet)."""
+    runs: int = 0
+    """How many runs the job has had so far."""
 
 
 def _utf8_cut(data: bytes) -> int:
@@ -190,24 +195,40 @@ def read_log(
     stream: Literal["stdout", "stderr"] = "stdout",
     offset: int = 0,
     limit: int = 64 * 1024,
+    run: int | None = None,
 ) -> LogChunk:
+    """Bytes of one run's output from ``offset``: the latest run, or run ``run``.
+
+    A requeued job (preempted, evacuated, or lost) writes each run to its own files,
+    so a reader follows one run to its end and then goes on to the next."""
     job = get_job(session, caller, job_id)
     if offset < 0:
         raise ServiceError("invalid-offset", f"offset must be ≥ 0, got {offset}", field="offset")
+    runs = job.attempt
+    if run is None:
+        run = runs
+    elif not 1 <= run <= runs:
+        raise ServiceError(
+            "invalid-run",
+            f"run {run} does not exist: this job has run {runs} time{'s' * (runs != 1)}"
+            + (f"; ask for a run from 1 to {runs}" if runs else ""),
+            field="run",
+        )
     limit = max(1, min(limit, MAX_LOG_CHUNK))
-    ended = m.JobState(job.state).terminal
+    over = m.JobState(job.state).terminal or run < runs
     raw = job.stdout_path if stream == "stdout" else job.stderr_path
-    if not raw:
-        return LogChunk(stream, offset, offset, "", 0, ended)
-    path = Path(raw)
+    empty = LogChunk(stream, offset, offset, "", 0, over, run, runs)
+    if not raw or run == 0:
+        return empty
+    path = _run_path(Path(raw), job, run)
     try:
         with path.open("rb") as f:
             size = f.seek(0, 2)
             f.seek(min(offset, size))
             data = f.read(limit)
     except FileNotFoundError:
-        return LogChunk(stream, offset, offset, "", 0, ended)
-    cut = len(data) if ended and offset + len(data) >= size else _utf8_cut(data)
+        return empty
+    cut = len(data) if over and offset + len(data) >= size else _utf8_cut(data)
     data = data[:cut]
     next_offset = offset + len(data)
     return LogChunk(
@@ -216,8 +237,26 @@ def read_log(
         next_offset,
         data.decode("utf-8", errors="replace"),
         size,
-        ended and next_offset >= size,
+        over and next_offset >= size,
+        run,
+        runs,
     )
+
+
+def _run_path(latest: Path, job: m.Job, run: int) -> Path:
+    """Where run ``run`` wrote, from where the latest run writes: the executors keep
+    each run's files in ``<job>/<run>/`` (``executors.records.attempt_dir``)."""
+    if run == job.attempt:
+        return latest
+    if latest.parent.name != str(job.attempt) or latest.parent.parent.name != job.id:
+        raise ServiceError(
+            "log-not-found",
+            f"run {run}'s output is not where Masnaa can read it: this job's site writes "
+            "logs to paths of its own; only the latest run's can be read",
+            field="run",
+            status=404,
+        )
+    return latest.parent.parent / str(run) / latest.name
 
 
 # --- usage ---------------------------------------------------------------------

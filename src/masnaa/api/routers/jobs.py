@@ -222,14 +222,17 @@ def logs(
     stream: Literal["stdout", "stderr"] = "stdout",
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=job_views.MAX_LOG_CHUNK)] = 64 * 1024,
+    run: Annotated[
+        int | None, Query(ge=1, le=2**31, description="The run to read; default: the latest.")
+    ] = None,
 ) -> LogOut:
     with state.db.read() as session:
         chunk = job_views.read_log(
-            session, caller, job_id, stream=stream, offset=offset, limit=limit
+            session, caller, job_id, stream=stream, offset=offset, limit=limit, run=run
         )
     return LogOut(
         stream=chunk.stream, offset=chunk.offset, next_offset=chunk.next_offset, size=chunk.size,
-        data=chunk.data, complete=chunk.complete,
+        data=chunk.data, complete=chunk.complete, run=chunk.run, runs=chunk.runs,
     )
 
 

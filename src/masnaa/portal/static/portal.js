@@ -37,14 +37,27 @@
     var id = job.getAttribute("data-id"), state = job.getAttribute("data-state");
     var ended = job.getAttribute("data-terminal") === "yes";
     var offsets = { stdout: 0, stderr: 0 }, done = { stdout: false, stderr: false };
+    var runs = { stdout: 0, stderr: 0 };  // the run each stream reads: 0 until the job has run
     var pull = function (stream) {
       if (done[stream]) { return Promise.resolve(); }
-      return fetch("/jobs/" + id + "/logs.json?stream=" + stream + "&offset=" + offsets[stream], { credentials: "same-origin" })
+      var url = "/jobs/" + id + "/logs.json?stream=" + stream + "&offset=" + offsets[stream];
+      if (runs[stream]) { url += "&run=" + runs[stream]; }
+      return fetch(url, { credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.json() : null; })
         .then(function (c) {
           if (!c) { return; }
-          if (c.data) { document.getElementById("log-" + stream).appendChild(document.createTextNode(c.data)); }
+          var log = document.getElementById("log-" + stream);
+          if (c.data) { log.appendChild(document.createTextNode(c.data)); }
           offsets[stream] = c.next_offset;
+          if (c.run) { runs[stream] = c.run; }
+          if (c.complete && c.runs > c.run) {
+            // The job runs again (requeued): its next run writes files of its own.
+            runs[stream] = c.run + 1;
+            offsets[stream] = 0;
+            var said = job.getAttribute("data-run-started").replace("{run}", runs[stream]);
+            log.appendChild(document.createTextNode("\n--- " + said + " ---\n"));
+            return;
+          }
           done[stream] = c.complete;
         });
     };
