@@ -44,6 +44,9 @@ SUBMISSIONS: list[tuple[str, Any, int, str, str | None]] = [
     ("not an object", [1, 2], 422, "invalid-request", None),
     ("NUL in a name", {**OK, "name": "a\x00b"}, 422, "invalid-request", "name"),
     ("NUL in an argument", {**OK, "command": ["a\x00"]}, 422, "invalid-request", "command[0]"),
+    ("'=' in an environment name", {**OK, "env": {"A=B": "x"}}, 422, "invalid-request",
+     "env.A=B"),
+    ("empty environment name", {**OK, "env": {"": "x"}}, 422, "invalid-request", "env"),
 ]
 
 
@@ -62,6 +65,20 @@ def test_bad_submission(world: World, body: Any, status: int, code: str, field: 
         assert s.scalar(select(func.count()).select_from(m.Job)) == 0
 
 
+@pytest.mark.parametrize(
+    ("shape", "advice"),
+    [
+        ({"gpus_per_task": 9}, "the largest node allowed has 8 GPUs: ask for at most 8 per task"),
+        ({"tasks": 3, "gpus_per_task": 8}, "at most 2 tasks of 8 GPUs fit at one site"),
+    ],
+)
+def test_too_many_gpus_says_what_would_fit(
+    world: World, shape: dict[str, int], advice: str
+) -> None:
+    r = world["um6p-alice"].client.post("/api/v1/jobs", json={**OK, **shape})
+    assert r.status_code == 400 and advice in r.json()["error"]["message"], r.text
+
+
 def test_a_missing_project_is_refused_with_the_projects_one_may_name(world: World) -> None:
     r = world["um6p-alice"].client.post("/api/v1/jobs", json={"command": ["x"]})
     assert r.status_code == 400
@@ -77,6 +94,13 @@ def test_invalid_json_is_invalid_request(world: World) -> None:
         "/api/v1/jobs", content=b"{not json", headers={"Content-Type": "application/json"}
     )
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid-request"
+    assert "JSON" in r.json()["error"]["message"]
+    # Nesting deeper than the parser follows is the same error, not a bare 400.
+    deep = b'{"command": ["true"], "name": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    r = world["um6p-alice"].client.post(
+        "/api/v1/jobs", content=deep, headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid-request", r.text
     assert "JSON" in r.json()["error"]["message"]
 
 
@@ -143,6 +167,14 @@ def test_unknown_route_and_method(world: World) -> None:
     assert r.status_code == 404 and r.json()["error"]["code"] == "not-found"
     r = c.delete("/api/v1/jobs")
     assert r.status_code == 405 and r.json()["error"]["code"] == "method-not-allowed"
+    # Both methods of /jobs, named in the header and in the sentence.
+    assert r.headers["allow"] == "GET, POST"
+    assert r.json()["error"]["message"] == "DELETE is not allowed here: use GET or POST"
+    r = c.get("/api/v1/jobs/j-1/cancel")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    # /jobs/batch is its own path, not a job called "batch".
+    r = c.delete("/api/v1/jobs/batch")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
 
 
 @pytest.mark.parametrize(
@@ -154,6 +186,9 @@ def test_unknown_route_and_method(world: World) -> None:
         ("ops", "/api/v1/tenants", {"name": "x", "country": "Morocco"}, 422, "invalid-request"),
         ("ops", "/api/v1/tenants", {"name": "x", "country": "ma"}, 400, "invalid-country"),
         ("ops", "/api/v1/tenants", {"name": "x", "kind": "club"}, 400, "invalid-tenant-kind"),
+        ("ops", "/api/v1/tenants", {"name": "x", "share": -1}, 400, "invalid-share"),
+        # Two such weights would sum to infinity and zero every tenant's fraction.
+        ("ops", "/api/v1/tenants", {"name": "x", "share": 1e308}, 400, "invalid-share"),
         ("ops", "/api/v1/projects", {"name": "p"}, 400, "tenant-required"),
         ("um6p-alice", "/api/v1/projects", {"name": "p"}, 403, "forbidden"),
         ("um6p-admin", "/api/v1/projects", {"name": "llm"}, 409, "project-exists"),

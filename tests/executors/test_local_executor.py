@@ -127,6 +127,15 @@ def test_a_missing_command_exits_127_like_a_shell(ex: LocalExecutor) -> None:
     assert "cannot execute" in ex.log_files("nocmd", 1)[1].read_text()
 
 
+def test_an_environment_exec_refuses_fails_the_launch_once(ex: LocalExecutor) -> None:
+    # Submission refuses such a name; a job stored before it did must fail with the
+    # reason, not take its supervisor down at every attempt.
+    ex.start(spec("badenv", "true", env={"A=B": "x"}))
+    seen = wait_done(ex, "badenv")
+    assert (seen.exit_code, seen.reason) == (126, "launch-failed")
+    assert "environment variable name" in ex.log_files("badenv", 1)[1].read_text()
+
+
 def test_a_missing_working_directory_is_rejected_before_anything_runs(
     ex: LocalExecutor, tmp_path: Path
 ) -> None:

@@ -66,7 +66,7 @@ def test_researcher_submits_and_follows_a_job(
     page.select_option("#f-gpu_type", "h100-sxm-80gb")
     # A bad value is reported next to its field while typing, in the user's language.
     page.fill("#f-gpus_per_task", "64")
-    expected = say.gettext(SUBMIT_ERRORS["too-many-gpus"], most=say.number(16))
+    expected = say.gettext(SUBMIT_ERRORS["too-many-gpus-per-task"], most=say.number(8))
     error = page.locator("#f-gpus_per_task-error")
     error.filter(has_text=expected).wait_for()
     assert page.locator("#f-gpus_per_task").get_attribute("aria-invalid") == "true"

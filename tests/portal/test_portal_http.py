@@ -225,6 +225,15 @@ def test_validation_answers_errors_per_field_and_needs_the_csrf_header(factory: 
         good = {**form, "gpu_type": "a100-80gb"}
         assert c.post("/jobs/validate", data=good,
                       headers={"X-CSRF-Token": token}).json() == {"errors": {}}
+        # Too many tasks for one site, and a task too large for any node, are told apart.
+        h100 = {**form, "gpu_type": "h100-sxm-80gb"}
+        for shape, said in [
+            ({"tasks": "3", "gpus_per_task": "8"}, "at most 16 GPUs fit at one site"),
+            ({"tasks": "1", "gpus_per_task": "9"}, "the largest has 8 GPUs"),
+        ]:
+            errors = c.post("/jobs/validate", data={**h100, **shape},
+                            headers={"X-CSRF-Token": token}).json()["errors"]
+            assert said in errors["gpus_per_task"], errors
 
 
 def test_a_project_of_another_tenant_is_refused_on_submit(factory: Factory) -> None:

@@ -10,6 +10,7 @@ another tenant's object 404 ``<kind>-not-found``.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -69,7 +70,11 @@ _STATUS_CODES = {
 
 
 def _location(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    # Pydantic ends the location of a mapping key it refused with "[key]"; the key
+    # itself names the field well enough (an empty key leaves the mapping's name).
+    parts = [
+        str(p) for p in loc if p not in ("body", "query", "path", "header", "[key]", "")
+    ]
     out = ""
     for p in parts:
         out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
@@ -97,14 +102,46 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return message, where or None
 
 
+_UNPARSABLE = "There was an error parsing the body"
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method some route of this path accepts (Starlette names only the first route's)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"})
-        if match != Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
-    return sorted(methods)
+    """The methods of the path, as the OpenAPI document lists them.
+
+    Where several documented paths match, the one with the fewest parameters is the
+    path's own (``POST /jobs/batch``, not ``GET /jobs/{job_id}`` with the id "batch").
+    A path the document leaves out (the portal's) is probed route by route: FastAPI
+    may wrap included routers in objects that list no methods of their own.
+    """
+    path = request.scope.get("path", "")
+    documented = [
+        (template.count("{"), methods)
+        for template, pattern, methods in _documented_paths(request.app)
+        if pattern.fullmatch(path)
+    ]
+    if documented:
+        return sorted(min(documented, key=lambda found: found[0])[1])
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
+def _documented_paths(app: FastAPI) -> list[tuple[str, re.Pattern[str], set[str]]]:
+    found: list[tuple[str, re.Pattern[str], set[str]]] | None = getattr(
+        app.state, "documented_paths", None
+    )
+    if found is None:
+        found = []
+        for template, operations in app.openapi().get("paths", {}).items():
+            pattern = re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)))
+            methods = {m.upper() for m in operations if m.upper() in _METHODS}
+            found.append((template, pattern, methods))
+        app.state.documented_paths = found
+    return found
 
 
 def install(app: FastAPI) -> None:
@@ -123,6 +160,15 @@ def install(app: FastAPI) -> None:
         code = _STATUS_CODES.get(exc.status_code, f"http-{exc.status_code}")
         detail = exc.detail if isinstance(exc.detail, str) else "request refused"
         headers = dict(exc.headers or {})
+        if exc.status_code == 400 and detail == _UNPARSABLE:
+            # FastAPI's answer when the JSON parser itself gives up (nesting too deep
+            # for it): the same code as any other body that is not valid JSON.
+            return error_response(
+                422,
+                "invalid-request",
+                "the body could not be parsed as JSON: send a JSON object nested at most "
+                "a few levels deep, as /api/v1/openapi.json describes",
+            )
         if exc.status_code == 404:
             detail = "no such endpoint: see /api/v1/openapi.json"
         elif exc.status_code == 405:

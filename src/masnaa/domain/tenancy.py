@@ -28,6 +28,11 @@ class TenantKind(StrEnum):
     NGO = "ngo"
 
 
+MAX_SHARE = 1_000_000.0
+"""The largest share a tenant may have. Shares are weights relative to each other, so
+a million to one is more range than any site needs; a bound keeps their sum finite."""
+
+
 @dataclass(frozen=True, slots=True)
 class Tenant:
     name: str
@@ -40,8 +45,11 @@ class Tenant:
     choice"). A preference only ranks eligible sites: it never makes one eligible."""
 
     def __post_init__(self) -> None:
-        if self.share < 0:
-            raise ValueError(f"tenant {self.name!r}: share must be ≥ 0, got {self.share}")
+        if not 0 <= self.share <= MAX_SHARE:
+            raise ValueError(
+                f"tenant {self.name!r}: share must be between 0 and {MAX_SHARE:g}, "
+                f"got {self.share}"
+            )
         if len(set(self.preferred_sites)) != len(self.preferred_sites):
             raise ValueError(
                 f"tenant {self.name!r}: preferred_sites lists a site twice "

@@ -108,9 +108,16 @@ class _Supervisor:
                     start_new_session=True,
                     close_fds=True,
                 )
-            except OSError as exc:
-                code = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
-                message = f"cannot execute {spec['argv'][0]!r}: {exc.strerror}"
+            except (OSError, ValueError) as exc:
+                # ValueError: an environment or argument exec cannot take (a job
+                # stored before submission checked it); one launch failure with the
+                # reason, not a supervisor that dies at every attempt.
+                if isinstance(exc, OSError):
+                    code = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
+                    why = exc.strerror
+                else:
+                    code, why = 126, str(exc)
+                message = f"cannot execute {spec['argv'][0]!r}: {why}"
                 err.write(f"masnaa: {message}\n".encode())
                 return self._result(code, None, "launch-failed", started, None, message)
         finally:

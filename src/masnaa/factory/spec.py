@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from masnaa.discovery.inventory import Inventory
 from masnaa.domain import TenantKind
-from masnaa.domain.tenancy import DEFAULT_PRIORITY_CLASSES
+from masnaa.domain.tenancy import DEFAULT_PRIORITY_CLASSES, MAX_SHARE
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
 NodeName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,126}$")]
@@ -123,7 +123,7 @@ class TenantSpec(_Strict):
     name: Name
     kind: TenantKind = TenantKind.UNIVERSITY
     country: Country = "MA"
-    share: float = Field(1.0, ge=0)
+    share: float = Field(1.0, ge=0, le=MAX_SHARE)
     projects: list[Name] = Field(default_factory=lambda: ["default"])
     preferred_sites: list[Name] = Field(default_factory=list)
 

@@ -116,10 +116,11 @@ def translate(exc: ServiceError, catalog: svc.Catalog, spec: svc.JobSpec, lang: 
     if choices is not None:
         return lang.gettext(message, choices=", ".join(choices))
     if exc.code == "too-many-gpus":
-        sites = spec.sites or sorted(catalog.sites)
-        types = spec.gpu_types or catalog.gpu_types
-        most = max((catalog.largest(t, sites) for t in types), default=0)
-        return lang.gettext(message, most=lang.number(most))
+        fit = svc.what_fits(catalog, spec)
+        if spec.gpus_per_task > fit.largest_node:
+            return lang.gettext(SUBMIT_ERRORS["too-many-gpus-per-task"],
+                                most=lang.number(fit.largest_node))
+        return lang.gettext(message, most=lang.number(fit.tasks * spec.gpus_per_task))
     return lang.gettext(message)
 
 

@@ -56,6 +56,10 @@ SUBMIT_ERRORS = {
     "unknown-site": N_("Choose one of: %(choices)s."),
     "unknown-gpu-type": N_("Choose one of: %(choices)s."),
     "too-many-gpus": N_("Too many GPUs: at most %(most)s GPUs fit at one site. Ask for fewer."),
+    "too-many-gpus-per-task": N_(
+        "Too many GPUs per task: a task runs on one node, and the largest has %(most)s GPUs. "
+        "Ask for at most that many per task."
+    ),
     "project-required": N_("Choose the project to charge."),
     "unknown-project": N_("Choose one of your projects."),
     "ambiguous-project": N_("Write the project as tenant/project."),

@@ -56,6 +56,19 @@ Text = Annotated[str, AfterValidator(_no_nul)]
 """A string the databases can store (PostgreSQL refuses NUL characters)."""
 
 
+def _env_name(value: str) -> str:
+    # exec refuses a name with "=" (it would split the entry) and an empty one; caught
+    # here, the job is refused at submission instead of failing at every launch.
+    if not value or "=" in value:
+        raise ValueError(
+            f"environment variable name {value!r} must be non-empty and contain no '='"
+        )
+    return value
+
+
+EnvName = Annotated[Text, AfterValidator(_env_name)]
+
+
 class JobSpec(BaseModel):
     """What a user asks for. ``command`` (argv) or ``script``, not both."""
 
@@ -70,7 +83,7 @@ class JobSpec(BaseModel):
     )
     command: list[Text] = Field(default_factory=list, max_length=MAX_ARGV)
     script: Text | None = Field(default=None, max_length=MAX_SCRIPT_BYTES)
-    env: dict[Text, Text] = Field(default_factory=dict, max_length=MAX_ENV)
+    env: dict[EnvName, Text] = Field(default_factory=dict, max_length=MAX_ENV)
     workdir: Text | None = Field(default=None, max_length=4096)
     tasks: int = Field(default=1, ge=1, le=100_000)
     gpus_per_task: int = Field(default=1, ge=1, le=1024)
@@ -133,8 +146,9 @@ class Catalog:
     def tasks_that_fit(self, site: str, gpu_type: str, gpus_per_task: int) -> int:
         return sum(c // gpus_per_task for c in self.node_gpus.get((site, gpu_type), ()))
 
-    def largest(self, gpu_type: str, sites: Sequence[str]) -> int:
-        return max((sum(self.node_gpus.get((s, gpu_type), ())) for s in sites), default=0)
+    def largest_node(self, gpu_type: str, sites: Sequence[str]) -> int:
+        return max((max(self.node_gpus.get((s, gpu_type), ()), default=0) for s in sites),
+                   default=0)
 
 
 _CATALOGS = TtlCache()
@@ -231,16 +245,49 @@ def _validate(
         for s in sites
         for t in gpu_types
     ):
-        best = max(gpu_types, key=lambda t: catalog.largest(t, sites))
         raise ServiceError(
             "too-many-gpus",
             f"the job asks for {spec.tasks}×{spec.gpus_per_task} = "
             f"{spec.tasks * spec.gpus_per_task} GPUs, more than any allowed site can give "
-            f"(each task on one node, all tasks at one site); the most is "
-            f"{catalog.largest(best, sites)} GPUs of {best!r}: ask for fewer",
+            f"(each task on one node, all tasks at one site); "
+            f"{what_fits(catalog, spec).advice(spec.gpus_per_task)}",
             field=_field(prefix, "gpus_per_task"),
         )
     return gpu_types, spec.sites
+
+
+@dataclass(frozen=True, slots=True)
+class Fit:
+    """What the allowed sites could give a job refused as ``too-many-gpus``."""
+
+    largest_node: int
+    """GPUs of the largest node of an allowed site and type: the most per task."""
+    tasks: int
+    """Tasks of the job's size that fit at one site, at the best site and type."""
+    site: str
+    gpu_type: str
+
+    def advice(self, gpus_per_task: int) -> str:
+        if gpus_per_task > self.largest_node:
+            return (
+                f"the largest node allowed has {self.largest_node} GPUs: ask for at most "
+                f"{self.largest_node} per task"
+            )
+        return (
+            f"at most {self.tasks} tasks of {gpus_per_task} GPUs fit at one site "
+            f"({self.site}, {self.gpu_type!r}): ask for fewer tasks or fewer GPUs per task"
+        )
+
+
+def what_fits(catalog: Catalog, spec: JobSpec) -> Fit:
+    sites = spec.sites if spec.sites is not None else sorted(catalog.sites)
+    types = list(dict.fromkeys(spec.gpu_types)) or list(catalog.gpu_types)
+    node = max((catalog.largest_node(t, sites) for t in types), default=0)
+    tasks, site, kind = max(
+        ((catalog.tasks_that_fit(s, t, spec.gpus_per_task), s, t) for s in sites for t in types),
+        default=(0, "", ""),
+    )
+    return Fit(node, tasks, site, kind)
 
 
 _NAMED = 5
@@ -505,11 +552,19 @@ def list_jobs(
         anchor = session.execute(
             visible(select(m.Job.submitted_at, m.Job.id).where(m.Job.id == before), caller)
         ).first()
-        if anchor is not None:
-            at, anchor_id = anchor
-            stmt = stmt.where(
-                (m.Job.submitted_at < at) | ((m.Job.submitted_at == at) & (m.Job.id < anchor_id))
+        if anchor is None:
+            # Silently starting again from the newest would hand a client page one
+            # twice; it must learn that its cursor is wrong.
+            raise ServiceError(
+                "invalid-cursor",
+                f"before={before!r} names no job you can see: pass the id of the last job "
+                "of the previous page, or leave it out for the first page",
+                field="before",
             )
+        at, anchor_id = anchor
+        stmt = stmt.where(
+            (m.Job.submitted_at < at) | ((m.Job.submitted_at == at) & (m.Job.id < anchor_id))
+        )
     stmt = stmt.order_by(m.Job.submitted_at.desc(), m.Job.id.desc()).limit(max(1, min(limit, 1000)))
     return list(session.scalars(stmt))
 

@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from masnaa.domain import TenantKind
-from masnaa.domain.tenancy import DEFAULT_PRIORITY_CLASSES
+from masnaa.domain.tenancy import DEFAULT_PRIORITY_CLASSES, MAX_SHARE
 from masnaa.store import models as m
 
 if TYPE_CHECKING:
@@ -163,8 +163,13 @@ def create_tenant(
             f"country {country!r} must be an ISO 3166 alpha-2 code such as 'MA' or 'KE'",
             field="country",
         )
-    if share < 0:
-        raise ServiceError("invalid-share", f"share must be ≥ 0, got {share}", field="share")
+    if not 0 <= share <= MAX_SHARE:
+        raise ServiceError(
+            "invalid-share",
+            f"share must be between 0 and {MAX_SHARE:g} (a weight relative to the other "
+            f"tenants' shares), got {share:g}",
+            field="share",
+        )
     tenant = m.Tenant(name=name, kind=kind, country=country, share=share, created_at=now)
     session.add(tenant)
     _unique(session, "tenant", name)
