@@ -190,9 +190,61 @@ def test_repeated_replays_report_how_far_a_moment_moves_each_metric(tmp_path: Pa
     assert jct_cell in row
 
 
+@pytest.mark.parametrize(
+    ("extra", "code", "words"),
+    [
+        (["--restart-overhead", "nan"], "bad-option", "restart overhead must be ≥ 0 seconds"),
+        (["--restart-overhead", "-3000"], "bad-option", "restart overhead must be ≥ 0 seconds"),
+        (["--checkpoint-interval", "nan"], "bad-option", "checkpoint interval must be a positive"),
+        (["--checkpoint-interval", "-1"], "bad-option", "checkpoint interval must be a positive"),
+        (["--pass-interval", "-1"], "bad-option", "min pass interval must be ≥ 0 seconds"),
+        (["--knob", "starvation_limit=nan"], "bad-knob", "knob starvation_limit takes a number"),
+        (["--knob", "reclaim_after=-inf"], "bad-knob", "reclaim_after must be ≥ 0 seconds"),
+    ],
+)
+def test_replay_settings_that_cannot_be_are_refused_before_the_replay(
+    extra: list[str], code: str, words: str
+) -> None:
+    res = runner.invoke(app, ["sim", "--policy", "las", "--start", "45", "--days", "0.5", "--quiet",
+                              *extra],
+                        env={"COLUMNS": "200"})
+    assert res.exit_code == 2 and f"[{code}]" in res.output and words in res.output, res.output
+
+
+def test_a_replay_where_no_job_finished_shows_no_figures(tmp_path: Path) -> None:
+    trace = tmp_path / "big.csv"
+    trace.write_text("submit_time,runtime,gpus,tenant\n0,100,64,a\n10,100,32,b\n")
+    out = tmp_path / "r.json"
+    res = runner.invoke(app, ["sim", "--trace", "csv", "--file", str(trace), "--gpus", "8",
+                              "-p", "fifo", "--quiet", "--json", str(out)],
+                        env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    row = next(line for line in res.output.splitlines() if "JCT mean" in line)
+    assert "—" in row and " 0 s" not in row
+    doc = json.loads(out.read_text())  # strict JSON: no Infinity, no NaN
+    p = doc["policies"][0]
+    assert p["jobs"]["finished"] == 0 and p["jobs"]["rejected"] == {"too-large": 2}
+    assert p["jct"]["mean"] is None and p["fairness"]["jain"] is None
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_the_replay(tmp_path: Path) -> None:
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("")
+    base = ["sim", "--policy", "fifo", "--start", "45", "--days", "0.5", "--quiet"]
+    for extra, words in [
+        (["--json", str(tmp_path / "adir")], "is a directory: name a file"),
+        (["--plots", str(tmp_path / "afile")], "is a file: name a directory"),
+        (["--json", str(tmp_path / "afile" / "r.json")], "is a file, so nothing can be"),
+    ]:
+        res = runner.invoke(app, [*base, *extra], env={"COLUMNS": "300"})
+        assert res.exit_code == 2 and "[bad-option]" in res.output, res.output
+        assert words in res.output and "JCT mean" not in res.output  # no replay ran
+
+
 def test_a_repeat_below_one_or_a_jitter_of_zero_is_refused() -> None:
     base = ["sim", "--policy", "fifo", "--start", "45", "--days", "0.5", "--quiet"]
-    for extra in (["--repeat", "0"], ["--repeat", "2", "--jitter", "0"]):
+    for extra in (["--repeat", "0"], ["--repeat", "2", "--jitter", "0"],
+                  ["--repeat", "2", "--jitter", "nan"], ["--repeat", "2", "--jitter", "inf"]):
         res = runner.invoke(app, [*base, *extra])
         assert res.exit_code == 2 and "[bad-option]" in res.output and "--repeat" in res.output
 

@@ -74,6 +74,12 @@ def test_csv_columns_limits_types_and_cpu_jobs(tmp_path: Path) -> None:
         ("5,-1,1,a,,,,\n", 3, "runtime must be > 0"),
         ("5,60,1.5,a,,,,\n", 3, "gpus"),
         ("5,60,1,,,,,\n", 3, "tenant is empty"),
+        ("nan,60,1,a,,,,\n", 3, "submit_time 'nan' must be a finite time"),
+        ("inf,60,1,a,,,,\n", 3, "submit_time 'inf' must be a finite time"),
+        ("5,60,inf,a,,,,\n", 3, "gpus 'inf' is not a whole number"),
+        ("5,60,nan,a,,,,\n", 3, "gpus 'nan' is not a whole number"),
+        ("5,60,1,a,,,inf,\n", 3, "nodes 'inf' is not a whole number"),
+        ("5,60,1,a,nan,,,\n", 3, "time_limit 'nan' must be finite"),
     ],
 )
 def test_csv_malformed_lines(tmp_path: Path, row: str, line: int, fragment: str) -> None:
@@ -88,6 +94,48 @@ def test_csv_malformed_lines(tmp_path: Path, row: str, line: int, fragment: str)
     # The reason is the sentence alone: the line number sits beside it, not in it twice.
     assert fragment in lenient.skipped[0].reason
     assert not lenient.skipped[0].reason.startswith("line ")
+
+
+def test_csv_as_spreadsheets_and_archives_write_it(tmp_path: Path) -> None:
+    import gzip
+
+    text = "submit_time,runtime,gpus,tenant\r\n0,100,8,a\r\n10,200,4,b\r\n"
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    packed = tmp_path / "packed.csv.gz"
+    packed.write_bytes(gzip.compress(text.encode()))
+    for p in (bom, packed):
+        t = load_trace("csv", TraceSource(path=p))
+        assert t.gpus.tolist() == [8, 4] and t.runtime.tolist() == [100.0, 200.0]
+
+
+def test_csv_not_utf8_is_refused_with_its_line(tmp_path: Path) -> None:
+    p = tmp_path / "latin1.csv"
+    p.write_bytes(b"submit_time,runtime,gpus,tenant\n0,100,8,a\n5,100,8,caf\xe9\n")
+    for lenient in (False, True):
+        with pytest.raises(TraceError) as e:
+            load_trace("csv", TraceSource(path=p, lenient=lenient))
+        assert e.value.code == "bad-encoding" and e.value.line == 3
+        assert "UTF-8" in e.value.message
+
+
+def test_csv_lines_are_counted_across_a_quoted_line_break(tmp_path: Path) -> None:
+    text = ('submit_time,runtime,gpus,tenant,job_id\n0,100,8,a,"multi\nline\nid"\n'
+            "10,abc,4,b,j2\n")
+    with pytest.raises(TraceError) as e:
+        load_trace("csv", TraceSource(path=write(tmp_path, "m.csv", text)))
+    assert e.value.line == 5 and "runtime" in e.value.message
+    t = load_trace("csv", TraceSource(path=write(tmp_path, "m.csv", text), lenient=True))
+    assert t.ids == ["multi\nline\nid"] and t.skipped[0].line == 5
+
+
+def test_a_trace_left_empty_says_what_was_skipped(tmp_path: Path) -> None:
+    text = "submit_time,runtime,gpus,tenant\n0,abc,8,a\n10,xyz,4,b\n5,10,0,c\n"
+    with pytest.raises(TraceError) as e:
+        load_trace("csv", TraceSource(path=write(tmp_path, "bad.csv", text), lenient=True))
+    assert e.value.code == "empty-trace"
+    assert "2 malformed lines were skipped, the first: line 2: runtime 'abc'" in e.value.message
+    assert "ignored: 1 cpu-only" in e.value.message
 
 
 def test_csv_start_time_is_the_recorded_start(tmp_path: Path) -> None:
@@ -157,6 +205,22 @@ def test_sacct_start_before_submit_is_replayed_with_an_unknown_start(tmp_path: P
     assert t.ids == ["201", "202"] and t.runtime.tolist() == [7200.0, 1800.0]
     assert t.started is not None
     assert np.isnan(t.started[0]) and t.started[1] == 1800.0
+
+
+@pytest.mark.parametrize("first", ["Account", "User", "JobIDRaw"])
+def test_sacct_header_in_any_order(tmp_path: Path, first: str) -> None:
+    rows = [line.split("|") for line in SACCT.splitlines()]
+    header = rows[0]
+    if first == "JobIDRaw":  # sacct's numeric id, named so in the header
+        header = ["JobIDRaw" if c == "JobID" else c for c in header]
+    k = header.index(first) if first in header else None
+    moved = []
+    for row in [header, *rows[1:]]:
+        row = list(row)
+        cell = row.pop(k) if k is not None else ("User" if row is header else "alice")
+        moved.append("|".join([cell, *row]))
+    t = load_trace("sacct", TraceSource(path=write(tmp_path, "h.txt", "\n".join(moved) + "\n")))
+    assert t.ids == ["102", "101", "105_7", "107"] and t.gpus.tolist() == [16, 8, 2, 4]
 
 
 def test_sacct_malformed_and_lenient(tmp_path: Path) -> None:

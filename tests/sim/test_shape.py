@@ -125,3 +125,33 @@ def test_a_cluster_sized_for_a_load_holds_the_largest_job() -> None:
     assert sized.nodes == 8 and sized.gpus == 64
     assert load_factor(t, sized.gpus) < 0.9
     assert size_for(t, gpus=16).gpus == 16  # a size given is the size replayed
+
+
+@pytest.mark.parametrize(
+    ("rows", "column"),
+    [
+        # A rare GPU type's 32-GPU job: split by work, a100 would get one node.
+        (["0,60,32,a,a100", "0,36000,8,b,h100", "86400,36000,8,b,h100"], "gpu_type"),
+        # A 32-GPU job that may run only at s1, of four sites sharing the nodes evenly.
+        (["0,600,32,a,s1", "100,3600,1,b,s2", "200,3600,1,b,s3", "864000,3600,1,b,s4"],
+         "sites"),
+    ],
+)
+def test_no_job_is_rejected_for_how_the_nodes_were_split(
+    tmp_path: Path, rows: list[str], column: str
+) -> None:
+    p = tmp_path / "t.csv"
+    p.write_text(f"submit_time,runtime,gpus,tenant,{column}\n" + "\n".join(rows) + "\n")
+    t = load_trace("csv", TraceSource(path=p))
+    sized = size_for(t, load=0.9)
+    assert sized.gpus == 32  # the whole cluster asked for holds the largest job
+    doc = compare(t, ["fifo-backfill"], sized, EngineConfig())
+    run = doc["policies"][0]
+    assert run["jobs"]["rejected"] == {} and run["jobs"]["finished"] == len(rows)
+    assert doc["cluster"]["gpus"] > 32  # grown where the split fell short, and said so
+    # A job larger than the cluster asked for is still rejected, pools or not: no pool
+    # of a 2-node cluster grows to the 32-GPU job's 4 nodes.
+    pools: dict[tuple[str, str], int] = {}
+    for node in build_cluster(t, 2).nodes:
+        pools[node.site, node.gpu_type] = pools.get((node.site, node.gpu_type), 0) + 1
+    assert max(pools.values()) < 4

@@ -73,6 +73,7 @@ def plan(
     with opts.input_errors(err):
         check_policies(names)
         targets = [parse_target(t) for t in target]
+        opts.check_output(json_out, "--json")
         if workers is not None:
             check_workers(workers)
         for name, value in (("--min-gpus", min_gpus), ("--max-gpus", max_gpus)):

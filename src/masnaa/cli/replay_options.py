@@ -8,6 +8,7 @@ is reported (its code and sentence on stderr, exit code 2).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +67,25 @@ def input_errors(err: Console) -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
+def check_output(path: Path | None, option: str, *, directory: bool = False) -> None:
+    """Refuse an output that cannot be written before the replay, not after it: a long
+    replay's result would otherwise be lost to a typo."""
+    from masnaa.sim.errors import SimError
+
+    if path is None:
+        return
+    kind = "a directory (created if missing)" if directory else "a file"
+    if path.exists() and path.is_dir() != directory:
+        found = "a file" if directory else "a directory"
+        raise SimError("bad-option", f"{option} {path} is {found}: name {kind}")
+    existing = path if path.exists() else next(p for p in path.absolute().parents if p.exists())
+    if not existing.is_dir() and existing != path:
+        raise SimError("bad-option", f"{option} {path}: {existing} is a file, so nothing can be "
+                       f"written under it; name {kind}")
+    if not os.access(existing, os.W_OK):
+        raise SimError("bad-option", f"{option} {path}: {existing} is not writable by this user")
+
+
 def load_sliced(
     name: str, file: Path | None, *, lenient: bool, seed: int, jobs: int, tenants: int,
     capacity_gpus: int, target_load: float, start: float, days: float | None, limit: int | None,
@@ -100,12 +120,15 @@ def engine_config(
             SchedulerConfig(policy=name, **given)
     except ValueError as e:
         raise SimError("bad-knob", str(e)) from None
-    return EngineConfig(
-        checkpoint_interval=checkpoint_interval or None,
-        restart_overhead=restart_overhead,
-        min_pass_interval=pass_interval,
-        knobs=parsed,
-    )
+    try:
+        return EngineConfig(
+            checkpoint_interval=checkpoint_interval or None,
+            restart_overhead=restart_overhead,
+            min_pass_interval=pass_interval,
+            knobs=parsed,
+        )
+    except ValueError as e:
+        raise SimError("bad-option", str(e)) from None
 
 
 IGNORED_WHY = {

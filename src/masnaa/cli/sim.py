@@ -35,6 +35,7 @@ from masnaa.cli.replay_options import (
     StartOpt,
     TenantsOpt,
     TraceOpt,
+    check_output,
     engine_config,
     input_errors,
     load_sliced,
@@ -107,6 +108,8 @@ def sim(
                 "the load its arrivals offer on that many GPUs)",
             )
         check_repeats(repeat, jitter)  # before the trace loads
+        check_output(json_out, "--json")
+        check_output(plots, "--plots", directory=True)
         if workers is not None:
             check_workers(workers)
         processes = workers or min(available_cpus(), len(names) * repeat)
@@ -137,7 +140,8 @@ def sim(
     if built > sizing.gpus:
         err.print(
             f"[yellow]note[/yellow]: {sizing.gpus:,} GPUs asked, {built:,} replayed: each of "
-            f"the trace's {len(doc['cluster']['gpu_types'])} GPU types needs a node of its own"
+            "the trace's GPU types and sites gets nodes of its own, enough for the largest "
+            "job that may run only there"
         )
     note = roomy_note(doc)
     if note is not None:

@@ -8,6 +8,7 @@ The fair-share half-life is not here: it belongs to the ``UsageLedger``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
@@ -192,9 +193,11 @@ class SchedulerConfig:
             "reclaim_after",
             "victim_max_loss",
         ):
-            if getattr(self, name) < 0:
+            # "not ≥ 0" rather than "< 0": NaN compares false either way, and would
+            # otherwise pass and silently turn a rule off.
+            if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be ≥ 0 seconds, got {getattr(self, name)}")
-        if self.fair_share_horizon < 0:
+        if not self.fair_share_horizon >= 0:
             raise ValueError(f"fair_share_horizon must be ≥ 0, got {self.fair_share_horizon}")
         t = self.las_thresholds
         if list(t) != sorted(t) or any(x <= 0 for x in t):
@@ -232,7 +235,10 @@ def knob(text: str) -> tuple[str, float | int | bool]:
             return name, raw.lower() in ("true", "1", "on", "yes")
         if isinstance(default, int):
             return name, int(raw)
-        return name, float(raw)
+        value = float(raw)
+        if math.isnan(value):
+            raise ValueError(raw)
+        return name, value
     except ValueError:
         kind = {bool: "true or false", int: "a whole number"}.get(type(default), "a number")
         raise ValueError(f"knob {name} takes {kind}, got {raw!r}") from None

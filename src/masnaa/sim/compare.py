@@ -9,6 +9,7 @@ spread of a metric over such replays is the noise any difference must exceed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -41,7 +42,7 @@ def check_policies(names: Sequence[str]) -> None:
 
 
 def check_repeats(repeats: int, jitter: float) -> None:
-    if repeats < 1 or jitter <= 0:
+    if repeats < 1 or not 0 < jitter < math.inf:  # NaN fails the comparison too
         raise SimError(
             "bad-option", "--repeat must be at least 1 and --jitter a positive number of seconds"
         )

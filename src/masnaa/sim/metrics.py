@@ -43,11 +43,12 @@ CDF_POINTS = 200
 EPS = 1e-6
 
 
-def jain(values: npt.ArrayLike) -> float:
-    """Jain's fairness index (Σx)² ÷ (n·Σx²): 1 when all equal, 1/n when one takes all."""
+def jain(values: npt.ArrayLike) -> float | None:
+    """Jain's fairness index (Σx)² ÷ (n·Σx²): 1 when all equal, 1/n when one takes all;
+    ``None`` over no tenant (no tenant had demand long enough to be measured)."""
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:
-        return 1.0
+        return None
     sq = float(np.sum(x * x))
     return float(np.sum(x)) ** 2 / (x.size * sq) if sq > 0 else 1.0
 
@@ -60,10 +61,11 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b > 0 else None
 
 
-def job_stats(x: npt.NDArray[np.float64]) -> dict[str, float]:
-    """Mean, median, p99 and max of a per-job figure (all 0 for no job)."""
+def job_stats(x: npt.NDArray[np.float64]) -> dict[str, float | None]:
+    """Mean, median, p99 and max of a per-job figure (all ``None`` for no job: a zero
+    would read as jobs that completed at once)."""
     if x.size == 0:
-        return {"mean": 0.0, "median": 0.0, "p99": 0.0, "max": 0.0}
+        return {"mean": None, "median": None, "p99": None, "max": None}
     return {
         "mean": float(np.mean(x)),
         "median": float(np.median(x)),

@@ -59,8 +59,10 @@ class Target:
     text: str
 
     def value(self, summary: dict[str, Any]) -> float:
+        """The figure the target bounds; infinite where no job finished to measure it."""
         group, name = METRICS[self.metric]
-        return float(summary[group][name])
+        figure = summary[group][name]
+        return math.inf if figure is None else float(figure)
 
     def met(self, summary: dict[str, Any]) -> bool:
         return self.value(summary) <= self.seconds

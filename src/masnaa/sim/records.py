@@ -7,6 +7,7 @@ Kept apart from the engine so that its event loop may be compiled with the core
 
 from __future__ import annotations
 
+import math
 from array import array
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,21 @@ class EngineConfig:
     reuse_walks: bool = True
     """Hand reservation walks from pass to pass while the cluster is unchanged
     (``scheduler.PassMemo``); the decisions are the same either way (tests compare)."""
+
+    def __post_init__(self) -> None:
+        # Checked here, not in the event loop: a NaN overhead or a negative interval
+        # would otherwise give a traceback, a replay that never ends, or negative work.
+        if self.checkpoint_interval is not None and not (
+            0 < self.checkpoint_interval < math.inf
+        ):
+            raise ValueError(
+                f"the checkpoint interval must be a positive number of seconds (or none), "
+                f"got {self.checkpoint_interval}"
+            )
+        for name in ("restart_overhead", "min_pass_interval"):
+            value = getattr(self, name)
+            if not 0 <= value < math.inf:
+                raise ValueError(f"{name.replace('_', ' ')} must be ≥ 0 seconds, got {value}")
 
 
 @dataclass(slots=True)

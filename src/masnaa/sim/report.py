@@ -15,13 +15,16 @@ trace's own cluster ran, shown in the tables as a last column, "as recorded"
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
 
-def duration(seconds: float) -> str:
+def duration(seconds: float | None) -> str:
+    if seconds is None:  # no job to measure (none finished)
+        return "—"
     if seconds >= 86400:
         return f"{seconds / 86400:.2f} d"
     if seconds >= 3600:
@@ -58,7 +61,8 @@ ROWS: tuple[tuple[str, Any], ...] = (
     ("utilisation (work)", lambda s: percent(s["utilisation"])),
     ("utilisation (busy)", lambda s: percent(s["busy_utilisation"])),
     ("makespan", lambda s: duration(s["makespan"])),
-    ("Jain's index", lambda s: f"{s['fairness']['jain']:.3f}"),
+    ("Jain's index",
+     lambda s: "—" if s["fairness"]["jain"] is None else f"{s['fairness']['jain']:.3f}"),
     ("min fair ratio", lambda s: percent(s["fairness"]["min_fair_ratio"])),
     ("min saturated ratio", lambda s: percent(s["fairness"]["min_saturated_ratio"])),
     ("preemptions", lambda s: f"{s['preemptions']:,}"),
@@ -248,5 +252,18 @@ def spread_table(doc: dict[str, Any]) -> Table | None:
 
 
 def write_json(doc: dict[str, Any], path: Path) -> None:
+    """The report as strict JSON: a figure without a finite value (the load factor of a
+    trace submitted at one instant) is ``null``, since JSON has no Infinity or NaN."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+    text = json.dumps(_finite(doc), indent=1, sort_keys=False, allow_nan=False)
+    path.write_text(text + "\n", encoding="utf-8")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

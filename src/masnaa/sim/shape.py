@@ -16,7 +16,9 @@ NVLink domain = one node, 32 nodes per leaf switch). A trace naming GPU types
 gets one pool per type, sized by that type's share of the offered work (every
 type at least one node, so a cluster asked smaller than its types are many is
 larger than asked; reports give the size built); a trace naming sites gets its
-nodes split evenly over those sites.
+nodes split evenly over those sites. A pool is then grown where a job that fits the
+cluster asked for would fit none of the pools it may use (``_fit_largest_jobs``), so
+no job is rejected for how the nodes were split, only for the cluster's size.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 
 from masnaa.domain import Cluster, Quota, Tenant
 from masnaa.sim.errors import SimError
-from masnaa.sim.trace import Trace
+from masnaa.sim.trace import Trace, job_shape
 
 DEFAULT_GPU_TYPE = "h100-sxm-80gb"
 
@@ -87,21 +89,61 @@ def build_cluster(trace: Trace, nodes: int, *, gpus_per_node: int = 8) -> Cluste
                         weights=work[trace.gpu_type >= 0], minlength=len(types))
     weights = typed / typed.sum() if len(types) > 1 and typed.sum() > 0 else np.ones(len(types))
     per_type = apportion(nodes, [float(w) for w in weights / weights.sum()])
+    counts = {
+        (ti, site): per_type[ti] // len(sites) + (1 if si < per_type[ti] % len(sites) else 0)
+        for ti in range(len(types))
+        for si, site in enumerate(sites)
+    }
+    if len(counts) > 1:
+        _fit_largest_jobs(trace, counts, nodes, gpus_per_node, sites)
     parts = []
-    for ti, gpu_type in enumerate(types):
-        for si, site in enumerate(sites):
-            n = per_type[ti] // len(sites) + (1 if si < per_type[ti] % len(sites) else 0)
-            if n == 0:
-                continue
-            prefix = f"{site}-{gpu_type}-" if len(types) > 1 or len(sites) > 1 else "n"
-            parts.append(Cluster.uniform(n, gpus_per_node=gpus_per_node, gpu_type=gpu_type,
-                                         site=site, name_prefix=prefix))
+    for (ti, site), n in counts.items():
+        if n == 0:
+            continue
+        gpu_type = types[ti]
+        prefix = f"{site}-{gpu_type}-" if len(types) > 1 or len(sites) > 1 else "n"
+        parts.append(Cluster.uniform(n, gpus_per_node=gpus_per_node, gpu_type=gpu_type,
+                                     site=site, name_prefix=prefix))
     if len(parts) == 1:
         return parts[0]
     merged = Cluster.merge(parts)
     unique_sites = {s.name: s for s in merged.sites}
     return Cluster(sites=tuple(unique_sites.values()), gpu_types=merged.gpu_types,
                    nodes=merged.nodes)
+
+
+def _fit_largest_jobs(
+    trace: Trace, counts: dict[tuple[int, str], int], nodes: int, gpus_per_node: int,
+    sites: list[str],
+) -> None:
+    """Grow pools so that every job that fits ``nodes`` whole nodes fits one of the pools
+    it may use (a gang runs on one GPU type at one site).
+
+    Split by work, a GPU type that few jobs ask for gets a node or two, and its largest
+    job would be rejected for the split's sake, not for the cluster's size. Each such
+    job's need goes, largest first, to the pool among its choices that is largest
+    already, so the cluster grows by as little as this greedy finds."""
+    needs: dict[tuple[tuple[int, str], ...], int] = {}
+    all_types = tuple(range(max(ti for ti, _ in counts) + 1))
+    row_sites = trace.sites or [None] * len(trace)
+    for gpus, tasks, ti, allowed in zip(trace.gpus.tolist(), trace.tasks.tolist(),
+                                        trace.gpu_type.tolist(), row_sites, strict=True):
+        n, per = job_shape(int(gpus), int(tasks), gpus_per_node)
+        need = math.ceil(n / (gpus_per_node // per)) if per <= gpus_per_node else nodes + 1
+        if need > nodes:
+            continue  # larger than the cluster asked for: rejected, as it should be
+        choices = tuple(
+            (t, site)
+            for t in ((ti,) if ti >= 0 else all_types)
+            for site in (allowed if allowed else sites)
+            if (t, site) in counts
+        )
+        if choices and need > needs.get(choices, 0):
+            needs[choices] = need
+    for choices, need in sorted(needs.items(), key=lambda kv: -kv[1]):
+        best = max(choices, key=lambda c: counts[c])
+        if counts[best] < need:
+            counts[best] = need
 
 
 def apportion(nodes: int, weights: list[float]) -> list[int]:

@@ -230,7 +230,19 @@ class TraceBuilder:
 
     def build(self, origin: str | None = None) -> Trace:
         if not self._submit:
-            raise TraceError("empty-trace", f"trace {self.name!r} holds no GPU job to replay")
+            why = ""
+            if self.skipped:  # with --lenient: say what was dropped, or the error is a riddle
+                first = self.skipped[0]
+                n = len(self.skipped)
+                why = (f"; {n} malformed line{'s were' if n > 1 else ' was'} skipped, the "
+                       f"first: line {first.line}: {first.reason}")
+            if self.ignored:
+                why += "; ignored: " + ", ".join(
+                    f"{count} {reason}" for reason, count in sorted(self.ignored.items())
+                )
+            raise TraceError(
+                "empty-trace", f"trace {self.name!r} holds no GPU job to replay{why}"
+            )
         submit = np.asarray(self._submit, dtype=np.float64)
         order = np.argsort(submit, kind="stable")
         base = float(submit[order[0]])

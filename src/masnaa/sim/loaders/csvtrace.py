@@ -23,10 +23,11 @@ Header row required; columns in any order, names exact:
 from __future__ import annotations
 
 import csv
+import io
 
 from masnaa.sim.errors import TraceError
 from masnaa.sim.loaders import Loader, TraceSource, register
-from masnaa.sim.loaders.fields import count, instant, positive
+from masnaa.sim.loaders.fields import count, instant, positive, read_text
 from masnaa.sim.trace import Trace, TraceBuilder
 
 REQUIRED = ("submit_time", "runtime", "gpus", "tenant")
@@ -36,7 +37,7 @@ OPTIONAL = ("time_limit", "gpu_type", "nodes", "job_id", "sites", "start_time")
 def load(source: TraceSource) -> Trace:
     assert source.path is not None
     b = TraceBuilder(source.path.stem)
-    with source.path.open(newline="", encoding="utf-8") as f:
+    with io.StringIO(read_text(source.path), newline="") as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
         missing = [c for c in REQUIRED if c not in header]
@@ -54,7 +55,10 @@ def load(source: TraceSource) -> Trace:
             i = col.get(name)
             return row[i].strip() if i is not None else ""
 
-        for line, row in enumerate(reader, start=2):
+        # A quoted field may span lines: a record is numbered by the line it starts on.
+        ended = reader.line_num
+        for row in reader:
+            line, ended = ended + 1, reader.line_num
             if not row or all(not c.strip() for c in row):
                 continue
             try:

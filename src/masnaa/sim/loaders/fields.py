@@ -6,10 +6,38 @@ right value looks like; the caller adds the line number.
 
 from __future__ import annotations
 
+import gzip
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 
 from masnaa.sim.errors import TraceError
+
+
+def read_text(path: Path) -> str:
+    """A trace file's text: UTF-8, with or without a byte-order mark (spreadsheets
+    write one), plain or gzip-compressed (read by its magic bytes, whatever its name).
+
+    A file in another encoding is refused with the line where it stops being UTF-8:
+    ``--lenient`` skips malformed lines, but cannot guess an encoding.
+    """
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise TraceError("bad-file", f"{path.name} looks gzip-compressed but is not "
+                             f"readable as such ({exc})", 1) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise TraceError(
+            "bad-encoding",
+            f"byte {raw[exc.start]:#04x} is not UTF-8: save the file as UTF-8 "
+            "(for example: iconv -f latin1 -t utf-8 FILE > FILE.utf8)",
+            line,
+        ) from None
 
 
 def number(field: str, value: str, line: int) -> float:
@@ -34,7 +62,7 @@ def positive(field: str, value: str, line: int) -> float:
 def count(field: str, value: str, line: int) -> int:
     try:
         n = int(float(value))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: "inf"; ValueError: "nan" or text
         raise TraceError(
             "malformed-line", f"{field} {value!r} is not a whole number", line
         ) from None
@@ -48,9 +76,13 @@ def count(field: str, value: str, line: int) -> int:
 def instant(field: str, value: str, line: int) -> float:
     """Seconds: a plain number, or an ISO 8601 date-time (naive means UTC)."""
     try:
-        return float(value)
+        x = float(value)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(x):
+            raise TraceError("malformed-line", f"{field} {value!r} must be a finite time", line)
+        return x
     try:
         dt = datetime.fromisoformat(value.strip())
     except ValueError:

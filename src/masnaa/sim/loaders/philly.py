@@ -19,7 +19,7 @@ from typing import TextIO
 
 from masnaa.sim.errors import TraceError
 from masnaa.sim.loaders import Loader, TraceSource, register
-from masnaa.sim.loaders.fields import count, positive
+from masnaa.sim.loaders.fields import count, positive, read_text
 from masnaa.sim.trace import Trace, TraceBuilder
 
 COLUMNS = ("timestamp", "duration", "num_gpus", "gpu_time", "cluster")
@@ -27,12 +27,9 @@ COLUMNS = ("timestamp", "duration", "num_gpus", "gpu_time", "cluster")
 
 def _open(source: TraceSource) -> TextIO:
     if source.path is not None:
-        raw = source.path.read_bytes()
-    else:
-        raw = resources.files("masnaa").joinpath("data/traces/philly.csv.gz").read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    return io.StringIO(raw.decode("utf-8"))
+        return io.StringIO(read_text(source.path))
+    raw = resources.files("masnaa").joinpath("data/traces/philly.csv.gz").read_bytes()
+    return io.StringIO(gzip.decompress(raw).decode("utf-8"))
 
 
 def load(source: TraceSource) -> Trace:

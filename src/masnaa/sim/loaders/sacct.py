@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from masnaa.sim.errors import TraceError
 from masnaa.sim.loaders import Loader, TraceSource, register
-from masnaa.sim.loaders.fields import count, instant, slurm_duration
+from masnaa.sim.loaders.fields import count, instant, read_text, slurm_duration
 from masnaa.sim.trace import Trace, TraceBuilder
 
 DEFAULT_ORDER = (
@@ -72,12 +72,14 @@ def parse_tres(value: str, line: int) -> tuple[int, str | None, int]:
 def load(source: TraceSource) -> Trace:
     assert source.path is not None
     b = TraceBuilder(source.path.stem)
-    with source.path.open(encoding="utf-8") as f:
-        lines = f.read().splitlines()
+    lines = read_text(source.path).splitlines()
     start_line = 1
     columns: tuple[str, ...] = DEFAULT_ORDER
-    if lines and lines[0].split("|", 1)[0].strip() == "JobID":
-        columns = tuple(c.strip() for c in lines[0].split("|"))
+    # Slurm's header names its columns in the order --format asked for them.
+    first = tuple(c.strip() for c in lines[0].split("|")) if lines else ()
+    if "JobID" in first or "JobIDRaw" in first:
+        columns = tuple("JobID" if c == "JobIDRaw" and "JobID" not in first else c
+                        for c in first)
         start_line = 2
     col = {name: i for i, name in enumerate(columns)}
     tres_col = "AllocTRES" if "AllocTRES" in col else "ReqTRES"
