@@ -253,6 +253,11 @@ def test_a_policy_named_twice_is_refused() -> None:
     res = runner.invoke(app, ["sim", "--policy", "fifo,fifo", "--days", "0.5", "--quiet"])
     assert res.exit_code == 2
     assert "[duplicate-policy]" in res.output and "--repeat" in res.output
+    # `plan` has no --repeat to suggest.
+    res = runner.invoke(app, ["plan", "--policy", "fifo,fifo", "--days", "0.5",
+                              "-t", "queueing-p99<=1h"], env={"COLUMNS": "200"})
+    assert res.exit_code == 2
+    assert "[duplicate-policy]" in res.output and "--repeat" not in res.output
 
 
 def test_workers_below_one_are_refused() -> None:

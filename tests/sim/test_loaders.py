@@ -247,6 +247,16 @@ def test_unknown_trace_lists_valid_names() -> None:
         assert name in e.value.message and name in LOADERS
 
 
+def test_a_generator_takes_no_file_and_at_least_one_tenant(tmp_path: Path) -> None:
+    p = write(tmp_path, "t.csv", "submit_time,runtime,gpus,tenant\n0,1,1,a\n")
+    with pytest.raises(TraceError) as e:
+        load_trace("synthetic", TraceSource(path=p, jobs=10))
+    assert e.value.code == "bad-option" and "reads no file" in e.value.message
+    with pytest.raises(TraceError) as e:
+        load_trace("synthetic", TraceSource(jobs=10, tenants=0))
+    assert e.value.code == "bad-option" and "--tenants must be positive" in e.value.message
+
+
 def test_file_loader_needs_a_file() -> None:
     with pytest.raises(TraceError) as e:
         load_trace("csv", TraceSource())

@@ -71,7 +71,7 @@ def plan(
     err = Console(stderr=True)
     names = [p.strip() for p in policy.split(",") if p.strip()]
     with opts.input_errors(err):
-        check_policies(names)
+        check_policies(names, repeatable=False)
         targets = [parse_target(t) for t in target]
         opts.check_output(json_out, "--json")
         if workers is not None:

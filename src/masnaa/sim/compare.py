@@ -24,7 +24,8 @@ from masnaa.sim.trace import Trace
 ProgressFactory = Callable[[str], Callable[[int, int], None]]
 
 
-def check_policies(names: Sequence[str]) -> None:
+def check_policies(names: Sequence[str], *, repeatable: bool = True) -> None:
+    """Known names, each once (``repeatable``: the verb has ``--repeat`` to suggest)."""
     bad = [p for p in names if p not in POLICIES]
     if bad or not names:
         raise SimError(
@@ -37,7 +38,7 @@ def check_policies(names: Sequence[str]) -> None:
         raise SimError(
             "duplicate-policy",
             f"policy {', '.join(map(repr, twice))} named more than once; name each policy "
-            "once (use --repeat to replay a policy again)",
+            "once" + (" (use --repeat to replay a policy again)" if repeatable else ""),
         )
 
 

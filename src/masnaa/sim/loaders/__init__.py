@@ -46,6 +46,8 @@ class Loader:
     description: str
     load: Callable[[TraceSource], Trace]
     needs_file: bool = True
+    reads_file: bool = True
+    """False for a generator: a file given to it would be silently ignored."""
 
 
 LOADERS: dict[str, Loader] = {}
@@ -67,6 +69,11 @@ def load_trace(name: str, source: TraceSource) -> Trace:
     if loader.needs_file and source.path is None:
         raise TraceError(
             "trace-file-required", f"trace {name!r} reads a file: give it with --file PATH"
+        )
+    if source.path is not None and not loader.reads_file:
+        raise TraceError(
+            "bad-option", f"trace {name!r} reads no file; drop --file, or name a file trace "
+            f"({', '.join(sorted(n for n, x in LOADERS.items() if x.reads_file))})"
         )
     if source.path is not None and not source.path.is_file():
         raise TraceError("trace-file-missing", f"no such trace file: {source.path}")

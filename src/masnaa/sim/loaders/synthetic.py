@@ -39,7 +39,11 @@ def generate(source: TraceSource) -> Trace:
 
         raise TraceError("bad-option", f"--jobs must be positive, got {n}")
     rng = np.random.default_rng(source.seed)
-    tenants = max(1, source.tenants)
+    if source.tenants <= 0:
+        from masnaa.sim.errors import TraceError
+
+        raise TraceError("bad-option", f"--tenants must be positive, got {source.tenants}")
+    tenants = source.tenants
     weights = 1.0 / np.arange(1, tenants + 1) ** 0.8
     weights /= weights.sum()
     tenant = rng.choice(tenants, size=n, p=weights).astype(np.int64)
@@ -81,4 +85,4 @@ def generate(source: TraceSource) -> Trace:
 
 
 register(Loader("synthetic", "seeded generator (--jobs, --seed): bursty arrivals, heavy tails, "
-                "gangs up to 1,024 GPUs", generate, needs_file=False))
+                "gangs up to 1,024 GPUs", generate, needs_file=False, reads_file=False))
