@@ -344,6 +344,32 @@ def test_logs_follow_goes_on_to_the_next_run(world: World, tmp_path: Path) -> No
     assert code == 0 and out.endswith("checkpoint saved\n")
 
 
+def test_logs_follow_goes_on_where_a_site_keeps_only_the_latest_run(
+    world: World, tmp_path: Path
+) -> None:
+    job_id = world.submit("um6p-alice", project="llm")["id"]
+    first, second = tmp_path / "slurm-1.out", tmp_path / "slurm-2.out"
+    first.write_text("one\n")
+    world.set_job(job_id, state="running", attempt=1, stdout_path=str(first),
+                  started_at=time.time())
+    result: dict[str, tuple[int, str, str]] = {}
+    follower = threading.Thread(
+        target=lambda: result.setdefault(
+            "run", run(world, "um6p-alice", "logs", job_id, "-f", "--interval", "0.05")
+        )
+    )
+    follower.start()
+    time.sleep(0.3)
+    second.write_text("two\n")
+    world.set_job(job_id, attempt=2, stdout_path=str(second))
+    time.sleep(0.3)
+    world.set_job(job_id, state="succeeded", ended_at=time.time(), exit_code=0)
+    follower.join(timeout=20)
+    assert not follower.is_alive()
+    code, out, err = result["run"]
+    assert code == 0 and out == "one\ntwo\n" and "run 1 cannot be read further" in err
+
+
 def test_every_command_and_option_says_what_it_does() -> None:
     import typer.main
 

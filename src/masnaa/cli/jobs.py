@@ -430,7 +430,17 @@ def logs(
     offset = 0
     with api() as client:
         while True:
-            chunk = client.logs(job_id, stream=stream, offset=offset, run=run)
+            try:
+                chunk = client.logs(job_id, stream=stream, offset=offset, run=run)
+            except MasnaaError as exc:
+                if not (follow and exc.code == "log-not-found" and run):
+                    raise
+                # A site that writes logs to paths of its own keeps only the latest
+                # run's where Masnaa reads them: go on with the run after this one.
+                err.print(f"--- {job_id}: run {run} cannot be read further; "
+                          f"run {run + 1} ---", style="dim")
+                run, offset = run + 1, 0
+                continue
             if chunk["run"]:
                 run = chunk["run"]  # read this run to its end, whatever starts meanwhile
             if chunk["data"]:

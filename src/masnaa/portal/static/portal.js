@@ -43,7 +43,11 @@
       var url = "/jobs/" + id + "/logs.json?stream=" + stream + "&offset=" + offsets[stream];
       if (runs[stream]) { url += "&run=" + runs[stream]; }
       return fetch(url, { credentials: "same-origin" })
-        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (r) {
+          // 404 for a pinned run: its site keeps only the latest run's logs; go on.
+          if (r.status === 404 && runs[stream]) { runs[stream] += 1; offsets[stream] = 0; }
+          return r.ok ? r.json() : null;
+        })
         .then(function (c) {
           if (!c) { return; }
           var log = document.getElementById("log-" + stream);
