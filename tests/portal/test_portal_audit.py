@@ -170,6 +170,9 @@ def test_report_errors_are_shown_next_to_their_fields(factory: Factory) -> None:
         # A download with a bad period is the form again, not a file.
         bad = c.get("/ops/report.csv?country=MA&since=nope&until=2026-11-01")
         assert bad.status_code == 422 and bad.headers["content-type"].startswith("text/html")
+        # The calendar's last day has no day after it to end the window.
+        r = c.get("/ops/report?lang=en&country=MA&since=2026-11-01&until=9999-12-31")
+        assert r.status_code == 422 and "Give a day as YYYY-MM-DD" in r.text
 
 
 def test_utilisation_over_time_counts_the_runs(factory: Factory) -> None:
@@ -220,6 +223,10 @@ def test_an_operator_drains_a_site_and_brings_it_back(factory: Factory) -> None:
             assert "its runs go on" in c.get(kept.headers["location"]).text
             missing = c.post("/ops/sites/xx-9/state", data={"csrf_token": token, "state": "up"})
             assert missing.status_code == 404
+            # The audit log tells the changes apart: the site, from what to what, and why.
+            log = c.get("/ops/audit?action=site-state").text.replace("&gt;", ">")
+            assert "ke-1</span> <span class=\"mono\">up → drained</span>" in log
+            assert "(power work)" in log
         finally:
             c.post("/ops/sites/ke-1/state", data={"csrf_token": token, "state": "up"})
         with factory.state.db.read() as s:

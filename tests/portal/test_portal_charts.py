@@ -42,3 +42,13 @@ def test_log_axis_skips_non_positive_values() -> None:
 
 def test_no_data_draws_nothing() -> None:
     assert line_chart([], title="t", fmt_x=fmt, fmt_y=fmt) == ""
+
+
+def test_a_label_is_written_once_where_coarse_units_repeat_it() -> None:
+    # One GPU-hour in whole hours and half a day in whole days: five ticks each, but
+    # only the distinct labels are drawn.
+    svg = line_chart([Series("s", [(0, 1.0), (43_200, 0.0)])], title="t",
+                     fmt_x=lambda v: f"day {int(v // 86_400)}", fmt_y=lambda v: f"{v:.0f}")
+    labels = re.findall(r">([^<>]+)</text>", svg)
+    assert labels.count("0") == 1 and labels.count("1") == 1
+    assert labels.count("day 0") == 1

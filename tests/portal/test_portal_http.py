@@ -261,8 +261,48 @@ def test_twin_checks_its_numbers(factory: Factory) -> None:
         # A policy repeated by hand in the URL is compared once, not refused with a 500.
         r = c.get("/ops/twin?run=1&jobs=100&policy=fifo&policy=fifo")
         assert r.status_code == 200
+        # Every box unticked is an error, not the default policies run behind the reader's back.
+        r = c.get("/ops/twin?run=1&jobs=100")
+        assert r.status_code == 422 and "Choose at least one policy." in r.text
+        assert 'id="twin-policies"' not in r.text
+        # A seed too long for any number is the form's own error, not the API's JSON.
+        r = c.get("/ops/twin?run=1&jobs=100&policy=fifo&seed=12345678901234567")
+        assert r.status_code == 422 and "Enter a number from 0 to 2,147,483,648." in r.text
     with signed_in(factory, "amina") as c:
         assert c.get("/ops/twin?run=1").status_code == 404
+
+
+def test_the_language_links_keep_the_page_and_its_query(factory: Factory) -> None:
+    with signed_in(factory, "amina") as c:
+        page = html.unescape(c.get("/jobs?state=succeeded").text)
+        assert 'href="?state=succeeded&lang=fr"' in page
+        assert 'href="?state=succeeded&lang=ar"' in page
+        # Switching twice keeps one lang, the latest.
+        page = html.unescape(c.get("/jobs?state=succeeded&lang=fr").text)
+        assert 'href="?state=succeeded&lang=ar"' in page
+
+
+def test_bad_values_in_an_address_get_a_page_in_the_readers_language(factory: Factory) -> None:
+    with signed_in(factory, "amina") as c:
+        # The usage box: the page again, the value kept, the error next to it.
+        r = c.get("/usage?days=abc&lang=fr")
+        assert r.status_code == 200
+        body = html.unescape(r.text)
+        assert 'value="abc"' in body and 'aria-invalid="true"' in body
+        assert Lang("fr").gettext("Showing the last 30 days.") in body
+        # A value FastAPI's own checks refuse: a translated page, not JSON.
+        r = c.get("/jobs?state=" + "x" * 40 + "&lang=fr")
+        assert r.status_code == 422 and r.headers["content-type"].startswith("text/html")
+        assert Lang("fr").gettext("Cannot read this address") in html.unescape(r.text)
+
+
+def test_cancelling_a_job_that_already_ended_shows_the_job(factory: Factory) -> None:
+    job_id = factory.submit("amina", command=["true"], project="llm")
+    factory.wait_state(job_id, {"succeeded"})
+    with signed_in(factory, "amina") as c:
+        token = csrf_of(c.get(f"/jobs/{job_id}").text)
+        r = c.post(f"/jobs/{job_id}/cancel", data={"csrf_token": token})
+        assert r.status_code == 303 and r.headers["location"] == f"/jobs/{job_id}"
 
 
 def test_twin_shows_each_tenant_under_each_policy(factory: Factory) -> None:

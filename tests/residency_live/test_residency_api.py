@@ -103,6 +103,15 @@ def test_an_unnamed_job_gets_its_lawful_sites_waits_while_drained_and_runs_only_
         "country": "KE", "since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z",
         "format": "csv"})
     assert csv.text.splitlines()[1:] == []  # no Kenyan data was touched
+    # A window that ends before it starts, or a country without rules, is no report.
+    for params, code in [
+        ({"country": "MA", "since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+         "invalid-period"),
+        ({"country": "ZZ", "since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"},
+         "unknown-country"),
+    ]:
+        r = ops.get("/api/v1/regulator-report", params=params)
+        assert r.status_code in (400, 422) and r.json()["error"]["code"] == code, r.text
     assert alice.get("/api/v1/regulator-report", params={
         "country": "MA", "since": "2000-01-01T00:00:00Z",
         "until": "2100-01-01T00:00:00Z"}).status_code == 403

@@ -77,16 +77,28 @@ def line_chart(
         f"<title>{escape(title)}</title>",
         '<g font-size="11" fill="#4f5862">',
     ]
+    # A short span written in coarse units gives the same label at several ticks
+    # ("0, 0, 0, 1, 1"; one day five times): each label is written once, at its first tick.
+    said = ""
     for v in _ticks(y_lo, y_hi):
         y = py(v)
+        label = fmt_y(v)
         out.append(
             f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#dde2e6"/>'
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(fmt_y(v))}</text>'
         )
+        if label != said:
+            out.append(
+                f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(label)}</text>'
+            )
+        said = label
     x_ticks = _ticks(x_lo, x_hi)
+    said = ""
     for v in x_ticks:
         x = left + (v - x_lo) / x_span * plot_w
         label = fmt_x(10**v if log_x else v)
+        if label == said:
+            continue
+        said = label
         # The last label ends at the right edge, so a long one is not cut off.
         anchor = "end" if v == x_ticks[-1] and len(x_ticks) > 1 else "middle"
         out.append(

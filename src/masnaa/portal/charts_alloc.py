@@ -50,6 +50,8 @@ def burn_down_chart(
     # The day of a point is its end: the balance left after that day's use.
     first = points[0]
     released = (first.remaining_gpu_seconds + first.used_gpu_seconds) / 3600
+    if released <= 0 and all(p.remaining_gpu_seconds <= 0 for p in points):
+        return Markup("")  # no GPU-time yet (requested, rejected): nothing to burn down
     remaining = [(_x(first.day), max(0.0, released))]
     remaining += [(_x(p.day) + DAY, max(0.0, p.remaining_gpu_seconds / 3600)) for p in points]
     series = [Series(remaining_label, remaining)]

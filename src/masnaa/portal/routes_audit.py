@@ -99,9 +99,11 @@ class ReportForm:
 
 def _day(raw: str) -> date | None:
     try:
-        return date.fromisoformat(raw.strip())
+        day = date.fromisoformat(raw.strip())
     except ValueError:
         return None
+    # The window ends the day after the last one: the calendar's last day has none.
+    return day if day < date.max else None
 
 
 def _read_form(page: Page, countries: list[str], country: str, since: str, until: str

@@ -248,9 +248,16 @@ def cancel(
 ) -> Response:
     caller = page.signed_in()
     session.check_csrf(page.request, csrf_token)
-    with page.state.db.write() as write:
-        job = svc.cancel(write, caller, job_id, now=page.now)
-        cancelled = job.state == m.JobState.CANCELLED.value
+    try:
+        with page.state.db.write() as write:
+            job = svc.cancel(write, caller, job_id, now=page.now)
+            cancelled = job.state == m.JobState.CANCELLED.value
+    except ServiceError as exc:
+        if exc.code != "already-finished":
+            raise
+        # Ended between the page's last look and the click (a second tab, a double
+        # click): the job's page says how it ended, which is the answer.
+        return page.redirect(f"/jobs/{job_id}")
     if cancelled:
         page.state.metrics.transition(m.JobState.PENDING.value, m.JobState.CANCELLED.value)
     return page.redirect(f"/jobs/{job_id}")
@@ -266,16 +273,34 @@ def _usage(page: Page, days: int) -> list[job_views.ProjectUsage]:
         return job_views.usage(read, caller, now=page.now, since=since)
 
 
+MAX_USAGE_DAYS = 3660
+
+
+def _days(text: str) -> int | None:
+    """``days`` as typed in the box: a whole number from 0 to ``MAX_USAGE_DAYS``."""
+    try:
+        days = int(text.strip())
+    except ValueError:
+        return None
+    return days if 0 <= days <= MAX_USAGE_DAYS else None
+
+
 @router.get("/usage")
-def usage(page: PageDep, days: Annotated[int, Query(ge=0, le=3660)] = 30) -> Response:
-    rows = _usage(page, days)
+def usage(page: PageDep, days: Annotated[str, Query(max_length=64)] = "30") -> Response:
+    wanted = _days(days)
+    error = None
+    if wanted is None:  # the page again, the value kept, and what would be right
+        error = page._("Enter a number from %(lo)s to %(hi)s.", lo=page.lang.number(0),
+                       hi=page.lang.number(MAX_USAGE_DAYS))
+    rows = _usage(page, 30 if wanted is None else wanted)
     return page.render(
-        "usage.html", rows=rows, days=days, total=sum(r.gpu_hours for r in rows)
+        "usage.html", rows=rows, days=days if wanted is None else wanted, error=error,
+        total=sum(r.gpu_hours for r in rows),
     )
 
 
 @router.get("/usage.csv")
-def usage_csv(page: PageDep, days: Annotated[int, Query(ge=0, le=3660)] = 30) -> Response:
+def usage_csv(page: PageDep, days: Annotated[int, Query(ge=0, le=MAX_USAGE_DAYS)] = 30) -> Response:
     rows = _usage(page, days)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

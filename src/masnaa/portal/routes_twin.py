@@ -112,11 +112,11 @@ def _read(raw: str, kind: type, lo: float, hi: float) -> Any:
 @router.get("/ops/twin")
 async def twin(
     page: PageDep,
-    jobs: Annotated[str, Query(max_length=16)] = "2000",
-    seed: Annotated[str, Query(max_length=16)] = "0",
-    tenants: Annotated[str, Query(max_length=16)] = "6",
-    load: Annotated[str, Query(max_length=16)] = "0.9",
-    replays: Annotated[str, Query(max_length=16)] = "1",
+    jobs: Annotated[str, Query(max_length=64)] = "2000",
+    seed: Annotated[str, Query(max_length=64)] = "0",
+    tenants: Annotated[str, Query(max_length=64)] = "6",
+    load: Annotated[str, Query(max_length=64)] = "0.9",
+    replays: Annotated[str, Query(max_length=64)] = "1",
     policy: Annotated[list[str] | None, Query(max_length=len(POLICIES))] = None,
     run: bool = False,
 ) -> Response:
@@ -142,11 +142,13 @@ async def twin(
             "With %(jobs)s jobs, at most %(n)s replays: fewer jobs allow more.",
             jobs=page.lang.number(parsed["jobs"]), n=page.lang.number(most),
         )
-    # Checkboxes name each policy once; a hand-made URL may repeat one.
-    chosen = (
-        tuple(dict.fromkeys(p for p in (policy or DEFAULT_POLICIES) if p in POLICIES))
-        or DEFAULT_POLICIES
-    )
+    # Checkboxes name each policy once; a hand-made URL may repeat one. With every box
+    # unticked the form sends none: asked to run, that is an error, not the defaults.
+    chosen = tuple(dict.fromkeys(p for p in policy or () if p in POLICIES))
+    if not run and not policy:
+        chosen = DEFAULT_POLICIES
+    elif not chosen:
+        errors["policy"] = page._("Choose at least one policy.")
     doc = None
     if run and not errors:
         form = TwinForm(parsed["jobs"], parsed["seed"], parsed["tenants"], parsed["load"], chosen,

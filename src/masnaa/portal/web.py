@@ -17,9 +17,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -121,6 +122,7 @@ class Page:
             "ngettext": lang.ngettext,
             "static": self.portal.assets.url,
             "languages": LANGUAGES,
+            "lang_links": self.lang_links(),
             "labels": labels,
             "path": self.request.url.path,
             "now": self.now,
@@ -130,6 +132,12 @@ class Page:
         response = HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
         self.finish(response)
         return response
+
+    def lang_links(self) -> dict[str, str]:
+        """The same page in each language: its query kept (the statement, the site, the
+        comparison the address names), only ``lang`` replaced."""
+        kept = [(k, v) for k, v in self.request.query_params.multi_items() if k != "lang"]
+        return {code: "?" + urlencode([*kept, ("lang", code)]) for code in LANGUAGES}
 
     def redirect(self, url: str) -> RedirectResponse:
         response = RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
@@ -212,6 +220,14 @@ class PortalRoute(APIRoute):
                     request, 403, N_("Form expired"),
                     N_("This form could not be verified. Go back, reload the page and try again."),
                 )
+            except RequestValidationError:
+                # An address edited by hand, or a value a page's own checks did not
+                # expect: a page in the reader's language, never the API's JSON.
+                return error_page(
+                    request, 422, N_("Cannot read this address"),
+                    N_("A value in this address or form cannot be read. Go back, check "
+                       "what you typed and try again."),
+                )
             except ServiceError as exc:
                 if exc.status == 404:
                     return error_page(
@@ -221,6 +237,11 @@ class PortalRoute(APIRoute):
                 if exc.status == 403:
                     return error_page(
                         request, 403, N_("Not allowed"), N_("Your role does not allow this.")
+                    )
+                if exc.status == 409:
+                    return error_page(
+                        request, 409, N_("Already changed"),
+                        N_("This changed since the page was shown. Reload it and look again."),
                     )
                 raise
 

@@ -563,6 +563,15 @@ def report(session: Session, country: str, start: datetime, end: datetime) -> Re
     if start.utcoffset() is None or end.utcoffset() is None:
         raise ServiceError("invalid-period", "since and until must carry a timezone "
                            "(e.g. 2026-11-01T00:00:00Z)", status=422)
+    if not end > start:
+        raise ServiceError("invalid-period", f"until ({end.isoformat()}) must come after since "
+                           f"({start.isoformat()})", status=422)
+    countries = current_rules().countries
+    if country.upper() not in countries:
+        # An empty report for a country the rules do not know would read as "no job
+        # touched its data", which is not what is known.
+        raise ServiceError("unknown-country", f"country {country!r} has no residency rules: "
+                           f"use one of {', '.join(sorted(countries))}", field="country")
     records = audit_records(session)
     checked = verify(records, audit_head(session))
     if not checked.ok:
