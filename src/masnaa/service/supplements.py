@@ -35,6 +35,7 @@ def request_supplement(
     s: Session, caller: Caller, base_id: str, *, amount: Amount, justification: str, now: float
 ) -> Allocation:
     row, base = svc.get(s, caller, base_id)
+    svc.check_pools(s, amount.gpu_hours)
     policy = svc.load_policy(s)
     try:
         req = sup.request_supplement(
@@ -55,6 +56,7 @@ def request_supplement(
 def award(s: Session, caller: Caller, alloc_id: str, *, amount: Amount, now: float) -> Allocation:
     """Award an approved request; grant it to its allocation if it is a supplement request."""
     row, a = svc.get(s, caller, alloc_id)
+    svc.check_pools(s, amount.gpu_hours)
     if a.supplement_of is None:
         return svc.command(
             s,

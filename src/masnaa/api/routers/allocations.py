@@ -159,10 +159,16 @@ def _command(
     caller: Caller,
     alloc_id: str,
     apply: Callable[[Allocation, AllocationPolicy, int], Allocation],
+    pools: tuple[tuple[str, str], ...] = (),
+    field: str = "gpu_hours",
 ) -> dict[str, Any]:
+    """One core command in one transaction; ``pools`` it names are checked first."""
     now = state.now()
     with state.db.write() as s:
-        a = svc.command(s, caller, alloc_id, lambda a, p: apply(a, p, int(now)), now=now)
+        a = svc.command(
+            s, caller, alloc_id, lambda a, p: apply(a, p, int(now)), now=now, pools=pools,
+            field=field,
+        )
         return _show(s, caller, a, now)
 
 
@@ -227,6 +233,7 @@ def supplement(
         caller,
         alloc_id,
         lambda a, p, n: core.supplement(a, p, by=caller.user, amount=body.amount(), at_=n),
+        pools=tuple(body.amount().gpu_hours),
     )
 
 
@@ -273,6 +280,8 @@ def exchange(
         lambda a, p, n: core.exchange(
             a, p, by=caller.user, credits=body.credits, pool=(body.site, body.gpu_type), at_=n
         ),
+        pools=((body.site, body.gpu_type),),
+        field="",
     )
 
 
