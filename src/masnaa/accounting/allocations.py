@@ -383,14 +383,37 @@ def exchange(
     )
 
 
+def _may_grant(role: Role) -> set[Role]:
+    """Who may give ``role``: the PI adds co-PIs and managers; managers add members too."""
+    return {Role.PI} if role in (Role.CO_PI, Role.MANAGER) else {Role.PI, Role.MANAGER}
+
+
 def add_member(a: Allocation, *, by: str, user: str, role: Role, at_: Instant) -> Allocation:
+    """Add ``user`` with ``role``, or change the role of a member.
+
+    Changing a role takes the right to give both the old and the new one, so a
+    manager cannot demote a co-PI. The PI's own role is never changed here: an
+    allocation always has exactly one PI, and no command hands the role on.
+    """
     if role is Role.PI:
         raise _deny("one-pi", f"{a.id!r} already has a PI; add {user!r} as co-pi instead")
-    allowed = {Role.PI} if role in (Role.CO_PI, Role.MANAGER) else {Role.PI, Role.MANAGER}
-    _need_role(a, by, allowed, f"add a {role}")
+    old = a.members.get(user)
+    if old is Role.PI:
+        raise _deny(
+            "pi-role",
+            f"{user!r} is the PI of {a.id!r}, and the PI's role cannot be changed: an "
+            "allocation keeps its one PI; add other people as co-pi, allocation-manager "
+            "or member",
+        )
+    _need_role(a, by, _may_grant(role), f"add a {role}")
+    if old == role:
+        return a  # already so: nothing to write
+    if old is not None:
+        _need_role(a, by, _may_grant(old), f"change the role of a {old}")
     members = dict(a.members)
     members[user] = role
-    return replace(a, members=members, history=_log(a, at_, by, f"added {user} as {role}"))
+    what = f"added {user} as {role}" if old is None else f"made {user} {role} (was {old})"
+    return replace(a, members=members, history=_log(a, at_, by, what))
 
 
 def renew(

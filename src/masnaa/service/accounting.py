@@ -42,6 +42,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from masnaa.accounting import allocations
 from masnaa.accounting.allocation import (
     Allocation,
     AllocationPolicy,
@@ -93,6 +94,7 @@ CONFLICT_CODES = frozenset(
         "duplicate-rate",
         "wrong-review-step",
         "supplement-request",
+        "pi-role",
     }
 )
 
@@ -499,6 +501,35 @@ def command(
         raise http_error(exc) from exc
     save(s, new, tenant=row.tenant, now=now, old_seq=row.seq)
     return new
+
+
+def add_member(
+    s: Session, caller: Caller, alloc_id: str, *, user: str, role: Role, now: float
+) -> Allocation:
+    """Add a member to a visible allocation, or change a member's role (the core's
+    rules). ``user`` must be a user of the allocation's tenant: a user of another
+    tenant answers 404 exactly as one that does not exist."""
+    row, _ = get(s, caller, alloc_id)
+    home = s.scalar(
+        select(m.User.id)
+        .join(m.Tenant, m.User.tenant_id == m.Tenant.id)
+        .where(m.User.name == user, m.Tenant.name == row.tenant)
+    )
+    if home is None:
+        raise ServiceError(
+            "user-not-found",
+            f"no user {user!r} in tenant {row.tenant!r}: members of an allocation are users "
+            "of its tenant",
+            status=404,
+            field="user",
+        )
+    return command(
+        s,
+        caller,
+        alloc_id,
+        lambda a, p: allocations.add_member(a, by=caller.user, user=user, role=role, at_=int(now)),
+        now=now,
+    )
 
 
 def used_of(s: Session, alloc_ids: Iterable[str]) -> dict[str, dict[Pool, int]]:

@@ -289,12 +289,10 @@ def exchange(
 def add_member(
     alloc_id: str, body: MemberIn, state: State, caller: CurrentCaller
 ) -> dict[str, Any]:
-    return _command(
-        state,
-        caller,
-        alloc_id,
-        lambda a, p, n: core.add_member(a, by=caller.user, user=body.user, role=body.role, at_=n),
-    )
+    now = state.now()
+    with state.db.write() as s:
+        a = svc.add_member(s, caller, alloc_id, user=body.user, role=body.role, now=now)
+        return _show(s, caller, a, now)
 
 
 # --- reviewers --------------------------------------------------------------------------------
