@@ -53,10 +53,14 @@ def request_supplement(
     return req
 
 
-def award(s: Session, caller: Caller, alloc_id: str, *, amount: Amount, now: float) -> Allocation:
-    """Award an approved request; grant it to its allocation if it is a supplement request."""
+def award(
+    s: Session, caller: Caller, alloc_id: str, *, amount: Amount | None, now: float
+) -> Allocation:
+    """Award an approved request; grant it to its allocation if it is a supplement request.
+    ``None``: what it asked for."""
     row, a = svc.get(s, caller, alloc_id)
-    svc.check_pools(s, amount.gpu_hours)
+    if amount is not None:
+        svc.check_pools(s, amount.gpu_hours)
     if a.supplement_of is None:
         return svc.command(
             s,

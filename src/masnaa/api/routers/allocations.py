@@ -57,6 +57,21 @@ class AmountIn(Strict):
         return svc.amount_of(((p.site, p.gpu_type, p.hours) for p in self.gpu_hours), self.credits)
 
 
+class AwardIn(Strict):
+    """An award: omit both fields to give what was asked (an explicit zero is refused)."""
+
+    gpu_hours: list[PoolHours] | None = None
+    credits: Decimal | None = None
+
+    def amount(self) -> Amount | None:
+        if self.gpu_hours is None and self.credits is None:
+            return None
+        return svc.amount_of(
+            ((p.site, p.gpu_type, p.hours) for p in self.gpu_hours or ()),
+            self.credits or Decimal(0),
+        )
+
+
 class AllocationIn(AmountIn):
     project: str
     tier: str
@@ -194,10 +209,13 @@ def review(alloc_id: str, body: ReviewIn, state: State, caller: CurrentCaller) -
     "/allocations/{alloc_id}/award",
     summary="Award an approved request; for a supplement request, grant it (operators)",
 )
-def award(alloc_id: str, body: AmountIn, state: State, caller: CurrentCaller) -> dict[str, Any]:
+def award(
+    alloc_id: str, state: State, caller: CurrentCaller, body: AwardIn | None = None
+) -> dict[str, Any]:
     now = state.now()
     with state.db.write() as s:
-        a = supplements.award(s, caller, alloc_id, amount=body.amount(), now=now)
+        amount = None if body is None else body.amount()
+        a = supplements.award(s, caller, alloc_id, amount=amount, now=now)
         return _show(s, caller, a, now)
 
 
