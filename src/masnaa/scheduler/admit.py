@@ -112,7 +112,8 @@ def spent(p: Pass, project: str) -> Wait | None:
         pools = balances[project]
         committed = p.committed.get(project)
         if not any(_left(pools, committed, pool) > 0 for pool in pools):
-            left = sum(pools.values()) - (sum(committed.values()) if committed else 0.0)
+            # A float start: without it mypyc types the sum as an int.
+            left = sum(pools.values(), 0.0) - (sum(committed.values(), 0.0) if committed else 0.0)
             why = Wait(
                 WaitCode.ALLOCATION_EXHAUSTED,
                 Phrase("wait-no-allocation-left", {"project": project,
