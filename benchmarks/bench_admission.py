@@ -66,7 +66,7 @@ def seed_store(url: str, projects: list[str], total: int, now: float) -> None:
                 project=name,
                 tier="purchase",
                 pi="ops",
-                amount=Amount({("site", "h100-sxm-80gb"): Decimal(1000 + i % 5000)}),
+                amount=Amount({("site-1", "h100-sxm-80gb"): Decimal(1000 + i % 5000)}),
                 start=date(1970, 1, 1),
                 duration_days=30,
                 justification="bench",

@@ -93,7 +93,7 @@ def build(seed: int) -> tuple[Snapshot, PendingQueue, dict[str, float]]:
             submit_time=now - 50_000 + k * 0.5,
         )
         pending.add(job, attained_service=rng.choice([0.0] * 8 + [5000.0, 50_000.0]))
-    balances = {f"{t}-p": rng.uniform(-1e5, 1e7) for t in names}
+    balances = {f"{t}-p": {("site-1", GPU): rng.uniform(-1e5, 1e7)} for t in names}
     snapshot = Snapshot(state=state, usage=usage, tenants=tenants)
     return snapshot, pending, balances
 

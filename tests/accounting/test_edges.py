@@ -18,7 +18,12 @@ from acct_builders import H100, L40S, MONTH, NOV, T0, context, gateway, hours, p
 from masnaa.accounting import allocations as al
 from masnaa.accounting import prices as pr
 from masnaa.accounting.allocation import Allocation, Amount, Role, Tier
-from masnaa.accounting.balance import BalanceBook, choose_allocation, pool_balances, wait_reason
+from masnaa.accounting.balance import (
+    BalanceBook,
+    choose_allocation,
+    project_balances,
+    wait_reason,
+)
 from masnaa.accounting.errors import AccountingError
 from masnaa.accounting.instants import DAY, HOUR, at, to_second
 from masnaa.accounting.metering import ChargePolicy, SegmentEnd
@@ -126,9 +131,9 @@ def test_a_renewal_by_a_co_pi_makes_them_its_one_pi_and_keeps_the_team() -> None
 def test_the_balance_book_counts_a_grant_from_the_instant_it_starts() -> None:
     book = BalanceBook(["p1"])
     book.put(gateway(h=5), T0 - 10)
-    assert book.balances["p1"] == 0
+    assert book.balances["p1"] == {}
     book.advance(T0)
-    assert book.balances["p1"] == 5 * HOUR
+    assert book.balances["p1"] == {MA_H100: 5 * HOUR}
 
 
 def test_balances_and_the_grant_charged_ignore_other_projects_and_dead_grants() -> None:
@@ -136,7 +141,7 @@ def test_balances_and_the_grant_charged_ignore_other_projects_and_dead_grants() 
     over = replace(gateway("a3", "p1", h=9), expires=NOV - timedelta(days=1))
     grants = [mine, theirs, over]
     now = T0 + HOUR
-    assert pool_balances(grants, {}, now, ["p1"]) == {("p1", *MA_H100): 5 * HOUR}
+    assert project_balances(grants, {}, now, ["p1"]) == {"p1": {MA_H100: 5 * HOUR}}
     assert choose_allocation("p1", MA_H100, grants, {}, now) == mine
     assert choose_allocation("p1", MA_H100, [theirs, over], {}, now) is None
 
@@ -147,7 +152,7 @@ def test_a_segment_charged_to_no_grant_credits_nothing_back_when_it_ends() -> No
     stopped = seg(end=T0 + 1500, ended=SegmentEnd.PREEMPTED, checkpoint=T0 + 900,
                   allocation=None)  # fmt: skip
     assert book.end_segment(stopped, ChargePolicy()) == 0
-    assert book.used() == {} and book.balances["p1"] == 10 * HOUR
+    assert book.used() == {} and book.balances["p1"] == {MA_H100: 10 * HOUR}
 
 
 def test_a_grant_with_nothing_left_makes_jobs_wait_and_says_why() -> None:

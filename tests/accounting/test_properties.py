@@ -208,4 +208,4 @@ def test_charged_equals_held_minus_uncharged_and_totals_reconcile(
         assert sum(pools.values()) == 200 * 3600 - by_alloc.get(al_.id, 0)
         # Usage in a pool the grant does not cover is that pool's overdraft; it
         # does not eat into the other pools.
-        assert balances[al_.project] == sum(max(0, v) for v in pools.values())
+        assert balances[al_.project] == {p: v for p, v in pools.items() if v > 0}

@@ -63,7 +63,7 @@ def test_a_member_asks_reviewers_approve_an_operator_grants_to_the_same_allocati
     # The request itself never holds GPU-time: balances count it once, on the base.
     assert not usable(granted, T0 + 4 * DAY)
     assert project_balances([granted, new_base], {}, T0 + 4 * DAY, {"p1"}) == {
-        "p1": 1150 * HOUR}
+        "p1": {MA: 1150 * HOUR}}
 
 
 @pytest.mark.parametrize(

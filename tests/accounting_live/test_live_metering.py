@@ -106,7 +106,7 @@ def test_records_tile_the_run_across_a_restart_and_reconcile(factory: Factory) -
     assert abs(held - 2 * (row.ended_at - row.started_at)) <= 2  # whole seconds, per run end
     assert {r.allocation_id for r in recs} == {alloc}
     # The loop's incremental book, a book rebuilt from the store, and Prometheus agree.
-    assert second.meter.balances["local/default"] == 36_000 - held
+    assert second.meter.balances["local/default"] == {POOL: 36_000 - held}
     rebuilt = Meter(second.read, second.write)
     with second.read() as s:
         rebuilt.load(s, time.time())
@@ -173,7 +173,7 @@ def test_an_exhausted_allocation_holds_jobs_until_a_supplement(factory: Factory)
     message = row.wait_message or ""
     assert f"allocation {alloc} exhausted on {date.today()}" in message, message
     assert "supplement" in message
-    assert loop.meter.balances["local/default"] == 0
+    assert loop.meter.balances["local/default"] == {}  # nothing left in any pool
     with factory.sessions() as s, s.begin():
         acct.command(
             s,
@@ -230,7 +230,7 @@ def test_a_preempted_run_is_recorded_but_not_charged(factory: Factory, tmp_path:
     assert held_first == 8 * (first.end - first.start) > 0  # recorded in full ...
     held_all = sum(r.gpus * (r.end - r.start) for job in (low, high) for r in records(factory, job))
     # ... but credited back: the balance charges only the other runs.
-    assert loop.meter.balances["local/default"] == 36_000 - (held_all - held_first)
+    assert loop.meter.balances["local/default"] == {POOL: 36_000 - (held_all - held_first)}
     credited = metrics.gpu_hours_credited.labels("public-body", "local")._value.get()
     assert abs(credited - held_first / 3600) < 1e-9
     with factory.sessions() as s:

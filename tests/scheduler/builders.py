@@ -22,6 +22,13 @@ from masnaa.scheduler import (
 )
 
 GPU = "h100-sxm-80gb"
+SITE = "site-1"
+"""The site of ``Cluster.uniform``, the scenes' default cluster."""
+
+
+def home(seconds: float) -> dict[tuple[str, str], float]:
+    """A project's balances with ``seconds`` left in the default pool (``SITE``, ``GPU``)."""
+    return {(SITE, GPU): seconds}
 
 
 @dataclass
@@ -108,7 +115,7 @@ class Scene:
     cluster: Cluster | None = None
     tenants: dict[str, Tenant] = field(default_factory=dict)
     quotas: list[Quota] = field(default_factory=list)
-    balances: dict[str, float] | None = None
+    balances: dict[str, dict[tuple[str, str], float]] | None = None
     oracle: Mapping[str, float] | None = None
     half_life: float = 7 * 86400.0
     reserved_for: str | None = None

@@ -22,7 +22,7 @@ from masnaa.scheduler.context import Pass
 from masnaa.scheduler.decision import Decision
 from masnaa.scheduler.snapshot import Snapshot
 
-from .builders import Scene, job, started
+from .builders import Scene, home, job, started
 from .test_properties import World, worlds
 
 HOUR = 3600.0
@@ -32,7 +32,7 @@ def spent_scene(n: int) -> Scene:
     """Two nodes, all free. Tenant ``a`` has ``n`` jobs of a spent project in several
     shapes; tenant ``b``, funded, submits one job after them all."""
     s = Scene(nodes=2)
-    s.balances = {"a-p": -5 * HOUR, "b-p": 100 * HOUR}
+    s.balances = {"a-p": home(-5 * HOUR), "b-p": home(100 * HOUR)}
     for i in range(n):
         s.pending(job(f"a{i}").tenant("a").gpus(1 + i % 8).limit(HOUR).submitted(i))
     s.pending(job("b").tenant("b").gpus(4).limit(HOUR).submitted(n))
@@ -69,7 +69,7 @@ def test_jobs_of_a_spent_project_are_passed_over_not_tried() -> None:
 def test_a_project_spent_within_the_pass_is_passed_over_from_then_on() -> None:
     # 8 GPU-hours funds two 4-GPU one-hour jobs; the third and later wait for it.
     s = Scene(nodes=4)
-    s.balances = {"a-p": 8 * HOUR}
+    s.balances = {"a-p": home(8 * HOUR)}
     s.pending(*(job(f"a{i}").tenant("a").gpus(4).limit(HOUR).submitted(i) for i in range(50)))
     s.pending(job("b").tenant("b").gpus(8).limit(HOUR).submitted(60))
     d, tried = tried_in(s, "masnaa")
@@ -82,7 +82,7 @@ def test_a_project_spent_within_the_pass_is_passed_over_from_then_on() -> None:
 
 def test_a_sub_queue_mixing_projects_is_kept_while_one_of_them_is_funded() -> None:
     s = Scene(nodes=1)
-    s.balances = {"spent": 0.0, "funded": 10 * HOUR}
+    s.balances = {"spent": home(0.0), "funded": home(10 * HOUR)}
     s.pending(job("x").tenant("t").project("spent").gpus(2).submitted(0))
     s.pending(job("y").tenant("t").project("funded").gpus(2).submitted(1))
     d = s.decide("masnaa")
@@ -93,7 +93,7 @@ def test_a_sub_queue_mixing_projects_is_kept_while_one_of_them_is_funded() -> No
 def test_a_group_of_sub_queues_is_dropped_only_when_all_its_projects_are_spent() -> None:
     # One tenant, two shapes: the older sub-queue's project is spent, the other's not.
     s = Scene(nodes=1)
-    s.balances = {"spent": 0.0, "funded": 10 * HOUR}
+    s.balances = {"spent": home(0.0), "funded": home(10 * HOUR)}
     s.pending(*(job(f"x{i}").tenant("t").project("spent").gpus(2).submitted(i) for i in range(5)))
     s.pending(job("y").tenant("t").project("funded").gpus(4).submitted(9))
     for policy in ("masnaa", "las", "fifo-backfill"):
@@ -176,7 +176,7 @@ def test_projects_sharing_sub_queues_decide_the_same_either_way(
     """Few shapes, few tenants, projects across tenants: sub-queues and groups that
     mix spent and funded projects are the rule here, not the exception."""
     s = Scene(nodes=4)
-    s.balances = dict(zip(["pa", "pb", "pc"], funds, strict=True))
+    s.balances = {p: home(f) for p, f in zip(["pa", "pb", "pc"], funds, strict=True)}
     for n in range(busy):
         s.running(job(f"r{n}").tenant("c").gpus(8), f"n{n:04d}", end=HOUR * (n + 1))
     for i, (tenant, project, gpus, limit) in enumerate(jobs):

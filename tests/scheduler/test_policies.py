@@ -8,7 +8,7 @@ import pytest
 
 from masnaa.scheduler import PendingQueue, SchedulerConfig, Snapshot, WaitCode, decide
 
-from .builders import Scene, job, on, started
+from .builders import Scene, home, job, on, started
 
 HOUR = 3600.0
 
@@ -501,14 +501,14 @@ def test_fair_share_preemption_never_swaps_back() -> None:
 # ---------------------------------------------------------- allocations
 def test_allocation_balance_is_checked_within_the_pass() -> None:
     s = Scene(nodes=3)
-    s.balances = {"t1-p": 2 * 8 * HOUR - 1, "t2-p": 0.0}
+    s.balances = {"t1-p": home(2 * 8 * HOUR - 1), "t2-p": home(0.0)}
     s.pending(*(job(f"a{i}").gpus(4).limit(HOUR).submitted(i) for i in range(4)))
     s.pending(job("b").gpus(1).tenant("t2").submitted(9))
     s.pending(job("c").gpus(1).tenant("t3").submitted(10))  # no entry: not enforced
     d = s.decide("masnaa")
     # 4 GPU-hours each: a0..a3 start while the balance minus committed work stays > 0.
     assert sorted(started(d)) == ["a0", "a1", "a2", "a3", "c"]
-    s.balances = {"t1-p": 2 * 4 * HOUR, "t2-p": 0.0}
+    s.balances = {"t1-p": home(2 * 4 * HOUR), "t2-p": home(0.0)}
     d = s.decide("masnaa")
     assert sorted(started(d)) == ["a0", "a1", "c"]
     assert d.wait_for("a2", "t1-p").code is WaitCode.ALLOCATION_EXHAUSTED

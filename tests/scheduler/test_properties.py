@@ -41,7 +41,7 @@ class World:
     pending: list[tuple[Job, float]]
     drained: list[str]
     quotas: tuple[Quota, ...]
-    balances: dict[str, float] | None
+    balances: dict[str, dict[tuple[str, str], float]] | None
     now: float
 
     def build(self) -> tuple[Snapshot, PendingQueue]:
@@ -161,7 +161,12 @@ def worlds(draw: st.DrawFn) -> World:
         )
     balances = None
     if draw(st.booleans()):
-        balances = {"pa": draw(st.floats(-10.0, 1e5)), "pb": draw(st.floats(-10.0, 1e6))}
+        # Per pool, some pools of a project funded and others not (or not listed).
+        pools = st.tuples(st.sampled_from(SITES), st.sampled_from(TYPES))
+        balances = {
+            "pa": draw(st.dictionaries(pools, st.floats(-10.0, 1e5), max_size=3)),
+            "pb": draw(st.dictionaries(pools, st.floats(-10.0, 1e6), max_size=4)),
+        }
     return World(cluster, running, pending, drained, quotas, balances, now)
 
 
@@ -208,19 +213,23 @@ def check_decision(
     for job_id, w in d.rejected.items():
         assert w.code in (WaitCode.TOO_LARGE, WaitCode.NO_ELIGIBLE_SITE)
         assert job_id in queue
-    # Allocation balances: a project starts jobs only while its balance, less the jobs
-    # it started earlier in the pass, is above zero (claims commit too, so this is a
-    # bound); one spent by its starts alone is named spent.
-    committed: dict[str, float] = {}
+    # Allocation balances: a project starts jobs only in a pool where its balance, less
+    # the jobs it started there earlier in the pass, is above zero (claims commit too,
+    # so this is a bound); one spent everywhere by its starts alone is named spent.
+    committed: dict[tuple[str, str, str], float] = {}
     for s in d.starts:
         j = queue.get(s.job_id)
-        balance = (world.balances or {}).get(j.project)
-        if balance is not None:
-            assert committed.get(j.project, 0.0) < balance, "a spent project starts nothing"
-            committed[j.project] = committed.get(j.project, 0.0) + j.total_gpus * j.time_limit
+        pools = (world.balances or {}).get(j.project)
+        if pools is not None:
+            key = (j.project, s.site, s.gpu_type)
+            left = pools.get((s.site, s.gpu_type), 0.0) - committed.get(key, 0.0)
+            assert left > 0, "a job starts only where its project has time left"
+            committed[key] = committed.get(key, 0.0) + j.total_gpus * j.time_limit
     queued = {j.project for j in queue}
-    for project, balance in (world.balances or {}).items():
-        if balance - committed.get(project, 0.0) <= 0 and project in queued:
+    for project, pools in (world.balances or {}).items():
+        if project in queued and all(
+            v - committed.get((project, *pool), 0.0) <= 0 for pool, v in pools.items()
+        ):
             assert d.spent[project].code is WaitCode.ALLOCATION_EXHAUSTED
     assert set(d.spent) <= queued
     if world.balances is None:

@@ -129,8 +129,7 @@ def request(
     """A PI's request; auto-approved tiers come back already awarded as asked."""
     t = policy.tier(tier)
     seconds = amount.seconds("request")
-    if not seconds and amount.credits == 0:
-        raise _deny("empty-request", "a request must ask for GPU-hours in a pool or for credits")
+    _need_some(amount, seconds, "empty-request", "a request must ask for")
     if duration_days <= 0 or duration_days > t.max_duration_days:
         raise _deny(
             "bad-duration",
@@ -207,6 +206,14 @@ def review(
     )
 
 
+def _need_some(amount: Amount, seconds: Mapping[Pool, int], code: str, what: str) -> None:
+    """Refuse an amount of nothing: zero GPU-time cannot be used, and an award or a
+    supplement of it cannot be undone (it spends the state change or the tier's
+    supplement)."""
+    if not any(seconds.values()) and to_decimal(amount.credits) == 0:
+        raise _deny(code, f"{what} GPU-hours in a pool or credits, more than zero in all")
+
+
 def _do_award(
     a: Allocation, amount: Amount, seconds: Mapping[Pool, int], by: str, at_: Instant, note: str
 ) -> Allocation:
@@ -222,9 +229,10 @@ def _do_award(
 
 
 def award(
-    a: Allocation, policy: AllocationPolicy, *, by: str, amount: Amount, at_: Instant
+    a: Allocation, policy: AllocationPolicy, *, by: str, amount: Amount | None, at_: Instant
 ) -> Allocation:
-    """The operator's award after review; it may differ from the request."""
+    """The operator's award after review; it may differ from the request. ``None``
+    awards what was requested."""
     _need_operator(policy, by, "award an allocation")
     if a.supplement_of is not None:
         # Awarding it would make a second allocation of the same GPU-time.
@@ -234,7 +242,10 @@ def award(
             "allocation (accounting.supplements.grant_supplement) instead of awarding it",
         )
     _need_state(a, {State.APPROVED}, "an award")
+    if amount is None:
+        amount = a.requested
     seconds = amount.seconds("award")
+    _need_some(amount, seconds, "empty-award", f"an award of {a.id!r} must give")
     _check_caps(policy.tier(a.tier), amount, seconds, "award")
     return _do_award(a, amount, seconds, by, at_, "by operator")
 
@@ -286,6 +297,7 @@ def check_supplement(a: Allocation, policy: AllocationPolicy, amount: Amount) ->
             f"{t.max_supplements}; request a renewal instead",
         )
     seconds = amount.seconds("supplement")
+    _need_some(amount, seconds, "empty-supplement", f"a supplement to {a.id!r} must add")
     new_sec = sum(a.supplemented.values()) + sum(seconds.values())
     new_cred = a.supplemented_credits + to_decimal(amount.credits)
     frac = t.max_supplement_fraction
@@ -383,14 +395,37 @@ def exchange(
     )
 
 
+def _may_grant(role: Role) -> set[Role]:
+    """Who may give ``role``: the PI adds co-PIs and managers; managers add members too."""
+    return {Role.PI} if role in (Role.CO_PI, Role.MANAGER) else {Role.PI, Role.MANAGER}
+
+
 def add_member(a: Allocation, *, by: str, user: str, role: Role, at_: Instant) -> Allocation:
+    """Add ``user`` with ``role``, or change the role of a member.
+
+    Changing a role takes the right to give both the old and the new one, so a
+    manager cannot demote a co-PI. The PI's own role is never changed here: an
+    allocation always has exactly one PI, and no command hands the role on.
+    """
     if role is Role.PI:
         raise _deny("one-pi", f"{a.id!r} already has a PI; add {user!r} as co-pi instead")
-    allowed = {Role.PI} if role in (Role.CO_PI, Role.MANAGER) else {Role.PI, Role.MANAGER}
-    _need_role(a, by, allowed, f"add a {role}")
+    old = a.members.get(user)
+    if old is Role.PI:
+        raise _deny(
+            "pi-role",
+            f"{user!r} is the PI of {a.id!r}, and the PI's role cannot be changed: an "
+            "allocation keeps its one PI; add other people as co-pi, allocation-manager "
+            "or member",
+        )
+    _need_role(a, by, _may_grant(role), f"add a {role}")
+    if old == role:
+        return a  # already so: nothing to write
+    if old is not None:
+        _need_role(a, by, _may_grant(old), f"change the role of a {old}")
     members = dict(a.members)
     members[user] = role
-    return replace(a, members=members, history=_log(a, at_, by, f"added {user} as {role}"))
+    what = f"added {user} as {role}" if old is None else f"made {user} {role} (was {old})"
+    return replace(a, members=members, history=_log(a, at_, by, what))
 
 
 def renew(

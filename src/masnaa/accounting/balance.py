@@ -12,15 +12,20 @@ and ``start ≤ now < expiry``. A job charges one usable allocation of its
 project that has GPU-time left in the job's pool, the one expiring first
 (``choose_allocation``): time that would lapse soonest is used first.
 
-The scheduler's input is ``project_balances``: project → remaining
-GPU-seconds over its usable allocations (each pool counted at ≥ 0). Every
-project named in ``limited`` gets an entry (0 when it has nothing usable);
-projects not named — postpaid commercial projects — are absent, meaning "not
-limited by an allocation".
+The scheduler's input is ``project_balances``: project → pool (site, GPU
+type) → remaining GPU-seconds over its usable allocations, each allocation's
+pool counted at ≥ 0 and only pools with time left listed. Every project named
+in ``limited`` gets an entry (empty when it has nothing usable); projects not
+named — postpaid commercial projects — are absent, meaning "not limited by an
+allocation". Balances are per pool, not per project, because the time of a
+grant is for its pool: a job may start only in a pool where its project has
+time left, which is also the pool ``choose_allocation`` then charges (the
+scheduler narrows each job to those pools, ``scheduler.admit``).
 
 **Overdraft.** Admission checks the balance once, at start: the scheduler
-admits a job while the project's balance minus GPUs × time limit of the jobs it
-started for that project in the same pass stays > 0. A running job is never
+admits a job into a pool while the project's balance there minus GPUs × time
+limit of the jobs it started for that project in that pool in the same pass
+stays > 0. A running job is never
 stopped for its balance: it may run to its time limit. So a balance can go
 negative, by at most the GPU × time-limit worth of the project's jobs running
 when it crossed zero (``overdraft_bound``). The overdraft stays on the
@@ -89,17 +94,32 @@ def overdraft_bound(running: Iterable[tuple[int, Instant]], now: Instant) -> int
     return sum(g * max(0, end - now) for g, end in running)
 
 
+Balances = dict[str, dict[Pool, int]]
+"""project → pool → remaining GPU-seconds (> 0; a pool with nothing left is absent)."""
+
+
+def _left(a: Allocation, used: Mapping[Pool, int]) -> dict[Pool, int]:
+    """What ``a`` adds to its project's balances: its pools with time left."""
+    return {pool: v for pool, v in remaining(a, used).items() if v > 0}
+
+
 def project_balances(
     allocations: Iterable[Allocation], used: Used, now: Instant, limited: Iterable[str]
-) -> dict[str, int]:
-    """``Snapshot.balances``: project → remaining GPU-seconds (see module doc)."""
-    out = {p: 0 for p in limited}
+) -> Balances:
+    """``Snapshot.balances``: project → pool → remaining GPU-seconds (see module doc)."""
+    out: Balances = {p: {} for p in limited}
     for a in allocations:
         if a.project not in out or not usable(a, now):
             continue
-        left = remaining(a, used.get(a.id, {}))
-        out[a.project] += sum(max(0, v) for v in left.values())
+        pools = out[a.project]
+        for pool, v in _left(a, used.get(a.id, {})).items():
+            pools[pool] = pools.get(pool, 0) + v
     return out
+
+
+def total(pools: Mapping[Pool, int]) -> int:
+    """A project's balance over all its pools, for people (the scheduler reads pools)."""
+    return sum(pools.values())
 
 
 class BalanceBook:
@@ -114,27 +134,35 @@ class BalanceBook:
     """
 
     def __init__(self, limited: Iterable[str]) -> None:
-        self._balances: dict[str, int] = dict.fromkeys(limited, 0)
+        self._balances: Balances = {p: {} for p in limited}
         self._allocs: dict[str, Allocation] = {}
         self._used: Used = {}
-        self._contrib: dict[str, int] = {}
+        self._contrib: dict[str, dict[Pool, int]] = {}
         self._now: Instant | None = None
         self._boundaries: list[tuple[Instant, str]] = []
 
     @property
-    def balances(self) -> Mapping[str, int]:
-        """Read-only view to hand to ``Snapshot.balances``."""
+    def balances(self) -> Mapping[str, Mapping[Pool, int]]:
+        """Read-only view to hand to ``Snapshot.balances`` (the inner mappings are the
+        book's own: read them, do not keep them across events)."""
         return MappingProxyType(self._balances)
 
     def _refresh(self, alloc_id: str) -> None:
         a = self._allocs[alloc_id]
-        old = self._contrib.get(alloc_id, 0)
-        new = 0
+        old = self._contrib.get(alloc_id, {})
+        new: dict[Pool, int] = {}
         if self._now is not None and usable(a, self._now):
-            new = sum(max(0, v) for v in remaining(a, self._used.get(alloc_id, {})).values())
+            new = _left(a, self._used.get(alloc_id, {}))
         self._contrib[alloc_id] = new
-        if a.project in self._balances:
-            self._balances[a.project] += new - old
+        pools = self._balances.get(a.project)
+        if pools is None:
+            return
+        for pool in old.keys() | new.keys():
+            v = pools.get(pool, 0) + new.get(pool, 0) - old.get(pool, 0)
+            if v > 0:
+                pools[pool] = v
+            else:
+                pools.pop(pool, None)
 
     def put(self, a: Allocation, now: Instant) -> None:
         """Add or replace an allocation (after any command on it)."""
@@ -196,21 +224,6 @@ class BalanceBook:
 
     def used(self) -> Used:
         return {k: dict(v) for k, v in self._used.items()}
-
-
-def pool_balances(
-    allocations: Iterable[Allocation], used: Used, now: Instant, limited: Iterable[str]
-) -> dict[tuple[str, str, str], int]:
-    """(project, site, GPU type) → remaining GPU-seconds (≥ 0 per allocation)."""
-    projects = set(limited)
-    out: dict[tuple[str, str, str], int] = {}
-    for a in allocations:
-        if a.project not in projects or not usable(a, now):
-            continue
-        for (site, gpu_type), v in remaining(a, used.get(a.id, {})).items():
-            k = (a.project, site, gpu_type)
-            out[k] = out.get(k, 0) + max(0, v)
-    return out
 
 
 def choose_allocation(

@@ -98,10 +98,11 @@ def grant_supplement(
     policy: AllocationPolicy,
     *,
     by: str,
-    amount: Amount,
+    amount: Amount | None,
     at_: Instant,
 ) -> tuple[Allocation, Allocation]:
-    """An operator grants an approved supplement request: (request, base) after it."""
+    """An operator grants an approved supplement request: (request, base) after it.
+    ``None`` grants what it asked for."""
     if request.supplement_of != base.id:
         raise AccountingError(
             "not-a-supplement-request",
@@ -113,6 +114,8 @@ def grant_supplement(
             f"supplement request {request.id!r} is {request.state}; only an approved one "
             "may be granted",
         )
+    if amount is None:
+        amount = request.requested
     new_base = supplement(base, policy, by=by, amount=amount, at_=at_, requested_in=request.id)
     hours = amount.total_hours()
     credits = f" and {amount.credits} credits" if amount.credits else ""

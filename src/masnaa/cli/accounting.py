@@ -149,19 +149,25 @@ def review(
 
 
 @alloc.command("award")
-def award(alloc_id: str, gpu_hours: Pools = None, credits: Credits = "0") -> None:
-    """Award an approved request; the award may differ from the request (operators).
+def award(
+    alloc_id: str,
+    gpu_hours: Pools = None,
+    credits: Annotated[
+        str | None, typer.Option("--credits", help="Abstract credits (exchanged later).")
+    ] = None,
+) -> None:
+    """Award an approved request: what it asked for, or the -g/--credits given
+    (the award may differ from the request; operators).
 
     For an approved supplement request, this grants it: the GPU-time is added to the
     allocation it names."""
+    body: dict[str, Any] = {}
+    if gpu_hours:
+        body["gpu_hours"] = parse_pools(gpu_hours)
+    if credits is not None:
+        body["credits"] = credits
     with api() as client:
-        _print_allocation(
-            client._call(
-                "POST",
-                f"/allocations/{alloc_id}/award",
-                json={"gpu_hours": parse_pools(gpu_hours), "credits": credits},
-            )
-        )
+        _print_allocation(client._call("POST", f"/allocations/{alloc_id}/award", json=body))
 
 
 @alloc.command("supplement")

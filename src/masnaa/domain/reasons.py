@@ -100,6 +100,9 @@ PHRASES: dict[str, str] = {
     "wait-no-allocation-left": N_("project %(project)s has no allocation left (%(hours)s "
                                   "GPU-hours after jobs started in this pass); it waits until "
                                   "the allocation is topped up"),
+    "wait-no-allocation-here": N_("project %(project)s has no allocation time left where the "
+                                  "job may run (%(pools)s); time is left in %(funded)s: ask for "
+                                  "one of those, or for a grant in these"),
     "wait-no-room": N_("no node of the GPU types and sites it may use has room for its tasks "
                        "now; jobs ahead of it wait too"),
     "wait-misfit": N_("not enough free GPUs together for its gang now: a gang no larger, for "

@@ -66,10 +66,17 @@ class Pass(QuotaView):
         self.view = View(snapshot.state)
         self.decision = Decision()
         self.classes: Mapping[str, PriorityClass] = snapshot.priority_classes
-        self.committed: dict[str, float] = {}
+        self.committed: dict[str, dict[tuple[str, str], float]] = {}
+        """Project → pool (site, GPU type) → GPUs × time limit of its jobs this pass
+        started or claimed there."""
         self.spent: dict[str, Wait | None] = {}
         """Projects whose balance ``admit`` checked since their last commit: the reason
         their jobs wait if the allocation is spent, else None."""
+        self.funded: dict[
+            str, dict[tuple[tuple[str, ...], tuple[str, ...] | None], PoolsByType | Wait]
+        ] = {}
+        """Project → eligibility → the pools where it has time left, or why it waits
+        (``admit.funded_pools``), until the pass next commits to the project."""
         self.tenant_delta: dict[str, int] = {}
         self.usage_cache: dict[str, float] = {}
         self._ratios: dict[str, float] = {}
@@ -277,17 +284,20 @@ class Pass(QuotaView):
         held = self.view.masks_of(placement)
         self.view.take(held)
         self._count(job.tenant, pool.index, job.total_gpus)
-        self._commit(job)
+        self._commit(job, pool)
         self.started.append(_Started(self.now + job.time_limit, job.id, held))
         self.capacity_changed()
         self._served(job)
 
-    def _commit(self, job: Job) -> None:
-        """Charge the job's time-limit worth to its project for the rest of the pass."""
-        self.committed[job.project] = (
-            self.committed.get(job.project, 0.0) + job.total_gpus * job.time_limit
-        )
+    def _commit(self, job: Job, pool: Pool) -> None:
+        """Charge the job's time-limit worth to its project's pool for the rest of the pass."""
+        if self.snapshot.balances is None:
+            return  # nothing reads it (the twin's passes)
+        mine = self.committed.setdefault(job.project, {})
+        key = (pool.site, pool.gpu_type)
+        mine[key] = mine.get(key, 0.0) + job.total_gpus * job.time_limit
         self.spent.pop(job.project, None)  # ``admit`` finds it out again
+        self.funded.pop(job.project, None)
 
     def _served(self, job: Job) -> None:
         """``job`` leaves the waiting jobs of this pass (started, or waits on a claim)."""
@@ -324,7 +334,7 @@ class Pass(QuotaView):
             )
             self.preemptions_left -= 1
         self._count(job.tenant, pool.index, job.total_gpus)
-        self._commit(job)
+        self._commit(job, pool)
         self.wait(
             job,
             WaitCode.WAITING_FOR_PREEMPTION,

@@ -5,7 +5,8 @@
 ``order`` merges the heads of the ``PendingQueue``'s sub-queues by the
 policy's key and yields jobs lazily, passing over sub-queues whose projects
 have all spent their allocation (``admit.spent_sub_queue``); each job then goes
-through ``admit`` (rejection of impossible jobs, allocation balance), ``place``
+through ``admit`` (rejection of impossible jobs, allocation balance, the pools
+where its project has time left), ``place``
 (quota per pool, topology-aware best fit, avoiding nodes reserved for the
 blocked head unless the job ends before the reservation), ``preempt`` (claim
 GPUs of jobs already being preempted, then least-loss victims the policy
@@ -45,7 +46,14 @@ from collections.abc import Iterator
 
 from masnaa.domain.job import Job, Placement, RunningJob
 from masnaa.domain.reasons import Phrase
-from masnaa.scheduler.admit import admit, reject, spent, spent_projects, spent_sub_queue
+from masnaa.scheduler.admit import (
+    admit,
+    funded_pools,
+    reject,
+    spent,
+    spent_projects,
+    spent_sub_queue,
+)
 from masnaa.scheduler.bounds import passed_over, should_stop
 from masnaa.scheduler.config import SchedulerConfig
 from masnaa.scheduler.context import Pass, PoolsByType
@@ -114,7 +122,9 @@ def consider(p: Pass, entry: Entry) -> bool:
     job = entry.job
     if not admit(p, job):
         return True
-    pools = p.eligible_pools(job)
+    pools = funded_pools(p, job)
+    if pools is None:
+        return True
     if place(p, entry, pools):
         return True
     if p.policy.preemptive and preempt(p, entry, pools):
@@ -268,7 +278,9 @@ def place(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
             Phrase("wait-quota", {"tenant": job.tenant}),
         )
         p.quota_waits.add(job.id)
-    elif not quota_blocked:
+    elif not quota_blocked and pools is p.eligible_pools(job):
+        # Only a failure on every pool of its eligibility holds for another job of the
+        # same shape: one of another project may have time in more of them.
         p.note_misfit(job, exclude)
     return False
 
@@ -313,6 +325,9 @@ def preempt(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
         return False
     memo = p.policy.preemption_class(entry, p)
     exclude = p.exclusion(job)
+    # As for misfits (``place``): failures on fewer pools than its eligibility's are
+    # not kept for other jobs, though the failures they kept hold for this one.
+    keep = pools is p.eligible_pools(job)
     claims_key = None if memo is None else ("claims", memo, job.gpu_types, job.sites, exclude)
     # A gang no larger of the same class already failed to claim in this pass.
     claims_failed = claims_key is not None and p.memo_failed(claims_key, job)
@@ -339,7 +354,7 @@ def preempt(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
             view.give(view.held(r.job.id))
             chosen.append(r)
     found = best_placement(view, flat, job, exclude) if chosen else None
-    if found is None and chosen and claims_key is not None:
+    if found is None and chosen and claims_key is not None and keep:
         p.memo_fail(claims_key, job)
     if (
         found is None
@@ -361,7 +376,7 @@ def preempt(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
             found = _walk_victims(p, entry, pool_ids, exclude, budget, chosen)
             if found is None and memo is not None and search is not None:
                 memo.keep_failure(p.state, p.now, search)
-        if found is None and victims_key is not None:
+        if found is None and victims_key is not None and keep:
             p.memo_fail(victims_key, job)
     if found is None:
         view.rollback(mark)
@@ -552,7 +567,9 @@ def note_full(p: Pass, entry: Entry) -> bool:
         and p.policy.head_of_line is False
         and spent(p, job.project) is None
     ):
-        pools = p.eligible_pools(job)
+        pools = funded_pools(p, job)
+        if pools is None:
+            return True
         code, why = p.capacity_reason(job, pools)
         stop = p.stop_reason
         if (

@@ -26,7 +26,9 @@ def reservation_fit(p: Pass, job: Job, pools: PoolsByType) -> Fit:
     """When and where the first blocked job fits (its EASY reservation), from the
     pass's ``PassMemo`` when the same walk was already done on the same state."""
     memo = p.memo
-    if memo is None or p.started or p.claimed:
+    # A job narrowed to the pools its project has time in (``admit.funded_pools``)
+    # does not share the walk of its shape.
+    if memo is None or p.started or p.claimed or pools is not p.eligible_pools(job):
         return _reserve(p, job, pools)
     shape = (job.gpu_types, job.sites, job.tasks, job.gpus_per_task)
     known, fit = memo.recall(p.state, p.now, shape)
@@ -74,11 +76,15 @@ def earliest_fit(
     saved = view.save()
     groups: dict[tuple[object, ...], tuple[Job, list[Pool], list[str]]] = {}
     for job, pools in targets:
-        key = (job.gpu_types, job.sites, job.tasks, job.gpus_per_task)
+        # Pools too, not only the eligibility: jobs of one shape may be narrowed to
+        # different pools (``admit.funded_pools``).
+        flat = [pool for g in pools for pool in g]
+        key = (job.gpu_types, job.sites, job.tasks, job.gpus_per_task,
+               tuple([pool.index for pool in flat]))
         if key in groups:
             groups[key][2].append(job.id)
         else:
-            groups[key] = (job, [pool for g in pools for pool in g], [job.id])
+            groups[key] = (job, flat, [job.id])
     todo = list(groups.values())
     found: dict[str, tuple[float, Placement]] = {}
     events: list[tuple[float, int, Held]] = []

@@ -6,14 +6,16 @@ missing from ``tenants`` count with share 1.0; jobs naming a priority class
 missing from ``priority_classes`` count with value 0, preemptible, unable to
 preempt.
 
-Allocation balances (``balances``): project → remaining allocation in
-GPU-seconds, as the driver knows it at the start of the pass. ``None`` turns
-enforcement off; a project absent from the mapping is not enforced. Within a
-pass a job is admitted only while ``balance − Σ gpus × time_limit of the jobs
-of that project already started in this pass > 0``; otherwise it waits with
-``WaitCode.ALLOCATION_EXHAUSTED``. Running jobs are charged by the driver as
-they run, so a balance can go negative by at most the time-limit worth of the
-jobs running when it reached zero; the driver decides whether to stop them.
+Allocation balances (``balances``): project → pool (site, GPU type) → remaining
+allocation in GPU-seconds, as the driver knows it at the start of the pass. ``None``
+turns enforcement off; a project absent from the mapping is not enforced; a pool
+absent from a project's mapping has nothing left. Within a pass a job starts only
+in a pool where ``balance(pool) − Σ gpus × time_limit of the jobs of that project
+already started there in this pass > 0``; where none of the pools it may use
+qualifies it waits with ``WaitCode.ALLOCATION_EXHAUSTED`` (``admit``). Running
+jobs are charged by the driver as they run, so a pool's balance can go negative by
+at most the time-limit worth of the jobs running there when it reached zero; the
+driver decides whether to stop them.
 
 Oracle (``oracle``): job id → true remaining runtime in seconds, for pending
 and running jobs. Only policies with ``oracle = True`` ever see it:
@@ -49,7 +51,7 @@ class Snapshot:
     tenants: Mapping[str, Tenant] = field(default_factory=dict)
     quotas: tuple[Quota, ...] = ()
     priority_classes: Mapping[str, PriorityClass] = field(default_factory=lambda: DEFAULT_CLASSES)
-    balances: Mapping[str, float] | None = None
+    balances: Mapping[str, Mapping[tuple[str, str], float]] | None = None
     oracle: Mapping[str, float] | None = None
     site_prices: Mapping[tuple[str, str], float] | None = None
     """(site, GPU type) → price of one GPU-hour in one comparison unit, for choosing

@@ -21,6 +21,10 @@ Terms and rules:
   request on, in every project (a project without one waits with "project P
   has no allocation; request one"); a tenant that never asked for one, and
   postpaid kinds (start-up, enterprise), are not enforced.
+- **Pools are the factory's**: every pool named in a request, award,
+  supplement or exchange (and every price) has a site and a GPU type the
+  factory declares (``check_pools``, against the catalog ``/jobs`` checks
+  with): a grant in a pool with a misspelt site could never be used.
 - Every allocation write gives the row the next ``seq`` (compare-and-set on the
   old one), so concurrent writers never lose an update and the control loop
   finds changes with one lookup.
@@ -38,6 +42,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from masnaa.accounting import allocations
 from masnaa.accounting.allocation import (
     Allocation,
     AllocationPolicy,
@@ -67,6 +72,7 @@ from masnaa.accounting.prices import (
 )
 from masnaa.accounting.rating import RatingContext
 from masnaa.domain.tenancy import TenantKind
+from masnaa.service.jobs import catalog
 from masnaa.service.tenancy import Caller, ServiceError
 from masnaa.store import accounting as t
 from masnaa.store import models as m
@@ -88,6 +94,7 @@ CONFLICT_CODES = frozenset(
         "duplicate-rate",
         "wrong-review-step",
         "supplement-request",
+        "pi-role",
     }
 )
 
@@ -403,6 +410,30 @@ def project_ref(s: Session, caller: Caller, ref: str) -> tuple[str, str]:
     return tenant.name, f"{tenant.name}/{project.name}"
 
 
+def check_pools(s: Session, pools: Iterable[Pool], field: str = "gpu_hours") -> None:
+    """Refuse a pool whose site or GPU type the factory does not declare (400
+    ``unknown-site`` / ``unknown-gpu-type``, as ``/jobs``); ``field`` names the
+    request's list of pools (``gpu_hours[i].site``), or is empty for a request
+    that names one pool in its ``site`` and ``gpu_type``."""
+    known = catalog(s)
+    for i, (site, gpu_type) in enumerate(pools):
+        at = f"{field}[{i}]." if field else ""
+        if site not in known.sites:
+            raise ServiceError(
+                "unknown-site",
+                f"site {site!r} is not declared: use one of "
+                f"{', '.join(sorted(known.sites)) or '(no site is declared yet)'}",
+                field=f"{at}site",
+            )
+        if gpu_type not in known.gpu_types:
+            raise ServiceError(
+                "unknown-gpu-type",
+                f"GPU type {gpu_type!r} is not declared: use one of "
+                f"{', '.join(known.gpu_types) or '(no GPU type is declared yet)'}",
+                field=f"{at}gpu_type",
+            )
+
+
 def amount_of(gpu_hours: Iterable[tuple[str, str, Decimal]], credits: Decimal) -> Amount:
     pools: dict[Pool, Decimal] = {}
     for site, gpu, hours in gpu_hours:
@@ -426,6 +457,7 @@ def request_allocation(
     tenant, qualified = project_ref(s, caller, project)
     if caller.tenant != tenant and not caller.is_operator:
         raise not_found("project", project)
+    check_pools(s, amount.gpu_hours)
     policy = load_policy(s)
     alloc_id = f"alloc-{secrets.token_hex(4)}"
     try:
@@ -455,9 +487,13 @@ def command(
     apply: Callable[[Allocation, AllocationPolicy], Allocation],
     *,
     now: float,
+    pools: Iterable[Pool] = (),
+    field: str = "gpu_hours",
 ) -> Allocation:
-    """Apply one core command to a visible allocation and save it."""
+    """Apply one core command to a visible allocation and save it; ``pools`` are
+    the pools the command names, checked first (``check_pools``)."""
     row, a = get(s, caller, alloc_id)
+    check_pools(s, pools, field)
     policy = load_policy(s)
     try:
         new = apply(a, policy)
@@ -465,6 +501,35 @@ def command(
         raise http_error(exc) from exc
     save(s, new, tenant=row.tenant, now=now, old_seq=row.seq)
     return new
+
+
+def add_member(
+    s: Session, caller: Caller, alloc_id: str, *, user: str, role: Role, now: float
+) -> Allocation:
+    """Add a member to a visible allocation, or change a member's role (the core's
+    rules). ``user`` must be a user of the allocation's tenant: a user of another
+    tenant answers 404 exactly as one that does not exist."""
+    row, _ = get(s, caller, alloc_id)
+    home = s.scalar(
+        select(m.User.id)
+        .join(m.Tenant, m.User.tenant_id == m.Tenant.id)
+        .where(m.User.name == user, m.Tenant.name == row.tenant)
+    )
+    if home is None:
+        raise ServiceError(
+            "user-not-found",
+            f"no user {user!r} in tenant {row.tenant!r}: members of an allocation are users "
+            "of its tenant",
+            status=404,
+            field="user",
+        )
+    return command(
+        s,
+        caller,
+        alloc_id,
+        lambda a, p: allocations.add_member(a, by=caller.user, user=user, role=role, at_=int(now)),
+        now=now,
+    )
 
 
 def used_of(s: Session, alloc_ids: Iterable[str]) -> dict[str, dict[Pool, int]]:

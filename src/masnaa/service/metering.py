@@ -5,9 +5,10 @@ The loop owns one ``Meter``. Its hooks, and why each is crash-safe:
 1. **Start** (``on_start``, inside the transaction that marks a job running):
    the run's segment is inserted with the allocation it charges
    (``choose_allocation``: the usable one with time left in the pool that
-   expires first; with none, the usable one expiring first takes the
-   overdraft; with no usable allocation, none). The segment exists iff the
-   job was durably marked running.
+   expires first; with none, the usable one expiring first that grants the
+   pool, or else the usable one expiring first, takes the overdraft; with no
+   usable allocation, none). The segment exists iff the job was durably
+   marked running.
 2. **End** (``on_end``, inside the transaction that settles the run, before
    ``write_settlement`` clears the run's columns of a requeued job): the
    segment gets its end (the run's end, truncated to the second) and how it
@@ -26,7 +27,8 @@ The loop owns one ``Meter``. Its hooks, and why each is crash-safe:
    the commits of this process: ``charge`` per inserted record (in full
    while a run lasts), the preempted-time credit once a segment is fully
    metered, ``put`` for every allocation whose ``seq`` moved (API commands
-   are seen in the next pass). ``balances`` is ``Snapshot.balances``.
+   are seen in the next pass). ``balances`` is ``Snapshot.balances``: per
+   project and pool, so a job starts only where its project has time left.
 5. **Wait messages**: for a job held with ``allocation-exhausted``, the loop
    writes ``wait_reason``'s phrase, naming the allocation and the day it ran
    out (``exhausted_at``), e.g. "allocation alloc-1a2b exhausted on
@@ -145,7 +147,7 @@ class Meter:
         self.dirty = False
 
     @property
-    def balances(self) -> Mapping[str, int]:
+    def balances(self) -> Mapping[str, Mapping[Pool, int]]:
         return self.book.balances
 
     # -- loading ---------------------------------------------------------------------------
@@ -253,7 +255,11 @@ class Meter:
         mine = [self.allocs[i] for i in self.by_project.get(qualified, ())]
         chosen = choose_allocation(qualified, pool, mine, self.used, start)
         if chosen is None:
-            live = sorted((a for a in mine if usable(a, start)), key=lambda a: (a.expires, a.id))
+            # The overdraft goes to an allocation that grants this pool, if one does.
+            live = sorted(
+                (a for a in mine if usable(a, start)),
+                key=lambda a: (pool not in a.released(), a.expires, a.id),
+            )
             chosen = live[0] if live else None
         s.add(
             RS(

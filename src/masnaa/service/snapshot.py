@@ -100,7 +100,7 @@ class LiveState:
         self.blocked_sites: set[str] = set()
         """The newest ``job_events`` id already reflected in ``pending``."""
         """Ids in ``queue`` (kept here: iterating the queue is for the core)."""
-        self.balances: Mapping[str, float] | None = None
+        self.balances: Mapping[str, Mapping[tuple[str, str], float]] | None = None
         """Project (``tenant/project``) → allocation GPU-seconds left (``service.metering``)."""
         self.unknown: set[str] = set()
         """Active jobs whose placement does not fit the declared cluster (logged, not held)."""

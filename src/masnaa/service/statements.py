@@ -33,17 +33,20 @@ from masnaa.store import accounting as t
 
 
 def month(period: str) -> tuple[Instant, Instant, date]:
-    """``2026-11`` → [its first day, the next month's first day) as instants, and its last day."""
+    """``2026-11`` → [its first day, the next month's first day) as instants, and its last day.
+
+    The month after must exist too (it bounds the period), so the last month
+    there is is 9999-11."""
     try:
         first = date.fromisoformat(f"{period}-01")
+        nxt = date(first.year + first.month // 12, first.month % 12 + 1, 1)
     except ValueError:
         raise ServiceError(
             "bad-period",
-            f"period {period!r} must be a month like 2026-11",
+            f"period {period!r} must be a month like 2026-11, from 0001-01 to 9999-11",
             status=422,
             field="period",
         ) from None
-    nxt = (first + timedelta(days=32)).replace(day=1)
     return at(first), at(nxt), nxt - timedelta(days=1)
 
 

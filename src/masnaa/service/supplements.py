@@ -35,6 +35,7 @@ def request_supplement(
     s: Session, caller: Caller, base_id: str, *, amount: Amount, justification: str, now: float
 ) -> Allocation:
     row, base = svc.get(s, caller, base_id)
+    svc.check_pools(s, amount.gpu_hours)
     policy = svc.load_policy(s)
     try:
         req = sup.request_supplement(
@@ -52,9 +53,14 @@ def request_supplement(
     return req
 
 
-def award(s: Session, caller: Caller, alloc_id: str, *, amount: Amount, now: float) -> Allocation:
-    """Award an approved request; grant it to its allocation if it is a supplement request."""
+def award(
+    s: Session, caller: Caller, alloc_id: str, *, amount: Amount | None, now: float
+) -> Allocation:
+    """Award an approved request; grant it to its allocation if it is a supplement request.
+    ``None``: what it asked for."""
     row, a = svc.get(s, caller, alloc_id)
+    if amount is not None:
+        svc.check_pools(s, amount.gpu_hours)
     if a.supplement_of is None:
         return svc.command(
             s,

@@ -57,6 +57,21 @@ class AmountIn(Strict):
         return svc.amount_of(((p.site, p.gpu_type, p.hours) for p in self.gpu_hours), self.credits)
 
 
+class AwardIn(Strict):
+    """An award: omit both fields to give what was asked (an explicit zero is refused)."""
+
+    gpu_hours: list[PoolHours] | None = None
+    credits: Decimal | None = None
+
+    def amount(self) -> Amount | None:
+        if self.gpu_hours is None and self.credits is None:
+            return None
+        return svc.amount_of(
+            ((p.site, p.gpu_type, p.hours) for p in self.gpu_hours or ()),
+            self.credits or Decimal(0),
+        )
+
+
 class AllocationIn(AmountIn):
     project: str
     tier: str
@@ -159,10 +174,16 @@ def _command(
     caller: Caller,
     alloc_id: str,
     apply: Callable[[Allocation, AllocationPolicy, int], Allocation],
+    pools: tuple[tuple[str, str], ...] = (),
+    field: str = "gpu_hours",
 ) -> dict[str, Any]:
+    """One core command in one transaction; ``pools`` it names are checked first."""
     now = state.now()
     with state.db.write() as s:
-        a = svc.command(s, caller, alloc_id, lambda a, p: apply(a, p, int(now)), now=now)
+        a = svc.command(
+            s, caller, alloc_id, lambda a, p: apply(a, p, int(now)), now=now, pools=pools,
+            field=field,
+        )
         return _show(s, caller, a, now)
 
 
@@ -188,10 +209,13 @@ def review(alloc_id: str, body: ReviewIn, state: State, caller: CurrentCaller) -
     "/allocations/{alloc_id}/award",
     summary="Award an approved request; for a supplement request, grant it (operators)",
 )
-def award(alloc_id: str, body: AmountIn, state: State, caller: CurrentCaller) -> dict[str, Any]:
+def award(
+    alloc_id: str, state: State, caller: CurrentCaller, body: AwardIn | None = None
+) -> dict[str, Any]:
     now = state.now()
     with state.db.write() as s:
-        a = supplements.award(s, caller, alloc_id, amount=body.amount(), now=now)
+        amount = None if body is None else body.amount()
+        a = supplements.award(s, caller, alloc_id, amount=amount, now=now)
         return _show(s, caller, a, now)
 
 
@@ -227,6 +251,7 @@ def supplement(
         caller,
         alloc_id,
         lambda a, p, n: core.supplement(a, p, by=caller.user, amount=body.amount(), at_=n),
+        pools=tuple(body.amount().gpu_hours),
     )
 
 
@@ -273,6 +298,8 @@ def exchange(
         lambda a, p, n: core.exchange(
             a, p, by=caller.user, credits=body.credits, pool=(body.site, body.gpu_type), at_=n
         ),
+        pools=((body.site, body.gpu_type),),
+        field="",
     )
 
 
@@ -280,12 +307,10 @@ def exchange(
 def add_member(
     alloc_id: str, body: MemberIn, state: State, caller: CurrentCaller
 ) -> dict[str, Any]:
-    return _command(
-        state,
-        caller,
-        alloc_id,
-        lambda a, p, n: core.add_member(a, by=caller.user, user=body.user, role=body.role, at_=n),
-    )
+    now = state.now()
+    with state.db.write() as s:
+        a = svc.add_member(s, caller, alloc_id, user=body.user, role=body.role, now=now)
+        return _show(s, caller, a, now)
 
 
 # --- reviewers --------------------------------------------------------------------------------

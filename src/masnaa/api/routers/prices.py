@@ -108,6 +108,7 @@ def list_prices(state: State, caller: CurrentCaller) -> list[dict[str, Any]]:
 def add_prices(body: PricesIn, state: State, caller: CurrentCaller) -> dict[str, Any]:
     require_operator(caller, "set prices")
     with state.db.write() as s:
+        svc.check_pools(s, [(p.site, p.gpu_type) for p in body.prices], "prices")
         currencies = dict(s.execute(select(m.Site.name, m.Site.currency)).all())
         old = [
             Price(r.site, r.gpu_type, Money.of(r.amount, r.currency), r.valid_from, r.valid_to)
