@@ -47,6 +47,8 @@ SUBMISSIONS: list[tuple[str, Any, int, str, str | None]] = [
     ("'=' in an environment name", {**OK, "env": {"A=B": "x"}}, 422, "invalid-request",
      "env.A=B"),
     ("empty environment name", {**OK, "env": {"": "x"}}, 422, "invalid-request", "env"),
+    ("environment name a shell cannot export", {**OK, "env": {"1BAD": "x"}}, 422,
+     "invalid-request", "env.1BAD"),
 ]
 
 

@@ -370,6 +370,22 @@ def test_logs_follow_goes_on_where_a_site_keeps_only_the_latest_run(
     assert code == 0 and out == "one\ntwo\n" and "run 1 cannot be read further" in err
 
 
+def test_a_job_its_site_holds_says_why_everywhere(world: World) -> None:
+    job_id = world.submit("um6p-alice", project="llm")["id"]
+    held = "held pending by Slurm: Resources"
+    world.set_job(job_id, state="running", attempt=1, site="ma-1", gpu_type="h100-sxm-80gb",
+                  wait_message=held)
+    for args in (["queue"], ["show", job_id], ["explain", job_id]):
+        code, out, err = run(world, "um6p-alice", *args)
+        assert code == 0 and held in out, (args, out, err)
+    code, out, _ = run(world, "um6p-alice", "explain", job_id)
+    assert "not started yet" in out
+    # Once it starts, the reason is gone: it runs.
+    world.set_job(job_id, started_at=time.time(), wait_message=None)
+    code, out, _ = run(world, "um6p-alice", "explain", job_id)
+    assert code == 0 and held not in out and "running on ma-1" in out
+
+
 def test_every_command_and_option_says_what_it_does() -> None:
     import typer.main
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from masnaa.executors import records
-from masnaa.executors.base import LaunchRejected, LaunchSpec, NodeGpus, Observed
+from masnaa.executors.base import LaunchRejected, LaunchSpec, NodeGpus, Observed, script_argv
 from masnaa.executors.local import LocalExecutor, job_environment
 
 
@@ -125,6 +125,30 @@ def test_a_missing_command_exits_127_like_a_shell(ex: LocalExecutor) -> None:
     seen = wait_done(ex, "nocmd")
     assert (seen.exit_code, seen.reason) == (127, "launch-failed")
     assert "cannot execute" in ex.log_files("nocmd", 1)[1].read_text()
+
+
+@pytest.mark.parametrize(
+    ("script", "argv"),
+    [
+        ("echo hi\n", ("/bin/sh", "/p")),
+        ("#!/bin/bash\necho hi\n", ("/bin/bash", "/p")),
+        ("#! /usr/bin/env python3\nprint(1)\n", ("/usr/bin/env", "python3", "/p")),
+        ("#!/bin/bash -eu -o pipefail\n", ("/bin/bash", "-eu -o pipefail", "/p")),  # one arg
+        ("#!\necho hi\n", ("/bin/sh", "/p")),
+    ],
+)
+def test_a_script_runs_under_the_interpreter_its_first_line_names(
+    script: str, argv: tuple[str, ...]
+) -> None:
+    assert script_argv(script, "/p") == argv
+
+
+def test_a_bash_script_runs_under_bash(ex: LocalExecutor) -> None:
+    body = '#!/bin/bash\nset -euo pipefail\narr=(a b)\n[[ ${#arr[@]} == 2 ]] && echo "bash ok"\n'
+    ex.start(LaunchSpec("bashy", 1, (), (NodeGpus("node-a", (0,)),), time_limit=10, script=body))
+    seen = wait_done(ex, "bashy")
+    assert (seen.exit_code, seen.reason) == (0, "exited")
+    assert ex.log_files("bashy", 1)[0].read_text() == "bash ok\n"
 
 
 def test_an_environment_exec_refuses_fails_the_launch_once(ex: LocalExecutor) -> None:

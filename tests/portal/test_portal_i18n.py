@@ -114,3 +114,24 @@ def test_french_plurals() -> None:
     fr = Lang("fr")
     assert fr.ngettext("%(num)s job", "%(num)s jobs", 1) == "1 job"
     assert fr.ngettext("%(num)s job", "%(num)s jobs", 3) == "3 jobs"
+
+
+def test_a_job_its_site_holds_shows_the_sites_reason() -> None:
+    from types import SimpleNamespace
+
+    from masnaa.portal import labels
+    from masnaa.portal.web import make_environment
+
+    say = Lang("fr")
+    macro = make_environment().get_template("_jobs.html").make_module(
+        {"_": say.gettext, "lang": say, "labels": labels}
+    ).reason
+    phrase = [{"key": "slurm-pending", "params": {"detail": "Resources"}}]
+    held = SimpleNamespace(state="running", started_at=None, wait_code=None,
+                           wait_message="held pending by Slurm: Resources",
+                           wait_phrases=phrase, state_phrases=[], state_reason="run 1 started")
+    said = say.reason(phrase, held.wait_message)
+    assert said == "retenue en attente par Slurm : Resources"  # in the reader's language
+    assert str(macro(held)).strip() == said
+    started = SimpleNamespace(**{**vars(held), "started_at": 1.0})
+    assert "Resources" not in str(macro(started))

@@ -67,6 +67,18 @@ def test_exit_status_times_gpus_and_environment_are_recorded(tmp_path: Path) -> 
     assert (rec.dir / "stdout").read_text().strip() == "3,5 job-1 1 salam, hello"
 
 
+def test_the_job_cannot_widen_its_gpus_and_sees_the_run_described(tmp_path: Path) -> None:
+    rec, proc = make(
+        tmp_path,
+        'echo "$CUDA_VISIBLE_DEVICES|$CUDA_DEVICE_ORDER|$MASNAA_NODELIST|$MASNAA_GPUS|"'
+        '"$MASNAA_JOB_ID"',
+        env={"CUDA_VISIBLE_DEVICES": "0,1,2,3,4,5,6,7", "MASNAA_JOB_ID": "forged",
+             "CUDA_DEVICE_ORDER": "FASTEST_FIRST"},
+    )
+    assert proc.wait(10) == 0
+    assert (rec.dir / "stdout").read_text().strip() == "3,5|PCI_BUS_ID|n1|2|job-1"
+
+
 def test_a_stop_forwards_one_term_and_the_job_checkpoints(tmp_path: Path) -> None:
     rec, proc = make(
         tmp_path,

@@ -28,10 +28,41 @@ def test_unknown_keys_are_an_error_not_a_silent_default() -> None:
         SlurmSiteConfig(site="ma-1", state_dir=Path("/tmp/x"), partiton="gpu")  # type: ignore[call-arg]
 
 
-def test_sbatch_args_may_not_override_the_placement() -> None:
-    with pytest.raises(ValidationError, match="--nodelist"):
-        config(sbatch_args=("--nodelist=other",))
-    assert config(sbatch_args=("--qos=masnaa",)).sbatch_args == ("--qos=masnaa",)
+@pytest.mark.parametrize(
+    ("arg", "owned"),
+    [
+        ("--nodelist=other", "--nodelist"),
+        ("--nodel=other", "--nodelist"),  # sbatch takes any abbreviation of a long option
+        ("-wvm", "-w (--nodelist)"),  # short, the value attached
+        ("-t1", "-t (--time)"),
+        ("--requeue", "--requeue"),
+        ("--no-requeue", "--no-requeue"),
+        ("-N2", "-N (--nodes)"),
+        ("--nodes=2", "--nodes"),
+        ("-G8", "-G (--gpus)"),
+        ("--gpus-per-node=8", "--gpus-per-node"),
+        ("--ntasks-per-node=4", "--ntasks-per-node"),
+        ("--open-mode=truncate", "--open-mode"),
+        ("--array=1-3", "--array"),
+        ("--wrap=x", "--wrap"),
+        ("-vH", "-H (--hold)"),  # a flag bundled after another
+        ("-p", "-p (--partition)"),  # the site's partition options set it
+        ("--account=lab", "--account"),
+    ],
+)
+def test_sbatch_args_may_not_override_what_masnaa_sets(arg: str, owned: str) -> None:
+    with pytest.raises(ValidationError) as e:
+        config(sbatch_args=(arg,))
+    assert f"may not set {owned} (given as {arg!r})" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--qos=masnaa",), ("--mem=64G",), ("-Ca100",), ("--constraint", "a100"),
+     ("--gres-flags=enforce-binding",), ("--mail-type=NONE",), ("--nice=10",)],
+)
+def test_site_options_that_leave_the_job_alone_are_kept(args: tuple[str, ...]) -> None:
+    assert config(sbatch_args=args).sbatch_args == args
 
 
 @pytest.mark.parametrize(

@@ -267,11 +267,13 @@ def test_a_script_body_runs_like_a_command_and_its_logs_are_found(
         placement=(NodeGpus(slurm_node, (0,)),),
         time_limit=60,
     )
+    # Asked at admission, before the launch claims the run, the paths are already known.
+    before = executor.log_paths(spec.job_id, 1)
     executor.start(spec)
     seen = wait_until(executor, spec, lambda o: o.done)
     assert (seen.state, seen.exit_code) == ("exited", 0)
     paths = executor.log_paths(spec.job_id, 1)
-    assert paths is not None
+    assert paths is not None and paths == before
     assert Path(paths[0]).read_text().splitlines() == ["line 1", "line 2", "line 3"]
 
 

@@ -202,7 +202,8 @@ def test_runs_exit_codes_queue_cancel_and_preemption_through_kill_nine(
 ) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    see = f'echo "$CUDA_VISIBLE_DEVICES" > {out}/$MASNAA_JOB_ID.$MASNAA_ATTEMPT'
+    see = (f'echo "$CUDA_VISIBLE_DEVICES" > {out}/$MASNAA_JOB_ID.$MASNAA_ATTEMPT; '
+           'echo "gpus $CUDA_VISIBLE_DEVICES"')
     plant.start()
     # Four 4-GPU jobs on 8 GPUs, one exiting 3: two wait in Masnaa, never in Slurm.
     wide = plant.submit(
@@ -227,6 +228,9 @@ def test_runs_exit_codes_queue_cancel_and_preemption_through_kill_nine(
     for i in wide:
         gpus = (out / f"{i}.{rows[i].attempt}").read_text().strip().split(",")
         assert len(gpus) == 4 and rows[i].attempt == 1
+        # Its output is where the service reads logs from (masnaa logs, the portal).
+        assert rows[i].stdout_path is not None
+        assert Path(rows[i].stdout_path).read_text().strip() == f"gpus {','.join(gpus)}"
         assert rows[i].started_at is not None and rows[i].ended_at >= rows[i].started_at
     one_slurm_job_per_attempt(rows, wide)
 

@@ -138,11 +138,20 @@ def _reason(job: dict[str, Any]) -> str:
     if job["state"] == "pending":
         return job.get("wait_code") or "-"
     if job["state"] in {"admitted", "running"}:
+        if _held(job):
+            return str(job["wait_message"])
         nodes = [part["node"] for part in job.get("placement") or ()]
         if not nodes:
             return job.get("site") or "-"
         return nodes[0] + (f"+{len(nodes) - 1}" if len(nodes) > 1 else "")
     return job.get("state_reason") or "-"
+
+
+def _held(job: dict[str, Any]) -> bool:
+    """Handed to a site's own scheduler (Slurm), which has not started it yet: Masnaa's
+    part is done, and the site's reason is the one that says why it waits."""
+    return (job["state"] == "running" and not job.get("started_at")
+            and bool(job.get("wait_message")))
 
 
 def _gpus(job: dict[str, Any]) -> str:
@@ -252,7 +261,9 @@ def submit(
     ] = None,
     name: Annotated[str, typer.Option("--name", "-J", help="A name for the job.")] = "",
     script: Annotated[
-        Path | None, typer.Option("--script", help="Run this shell script instead of a command.")
+        Path | None,
+        typer.Option("--script", help="Run this script instead of a command, under the "
+                     "interpreter its #! line names (else /bin/sh)."),
     ] = None,
     site: Annotated[list[str], typer.Option("--site", help="Allowed site(s).")] = [],  # noqa: B006
     data: Annotated[list[str], typer.Option(
@@ -377,6 +388,8 @@ def show(job_id: Annotated[str, typer.Argument(help="Job id, e.g. j-7k3q9x2m4p."
     if job["state"] == "pending":
         rows.append(("waits", f"{job.get('wait_code') or '-'}: {job.get('wait_message') or '-'}"))
         rows.append(("estimated start", ago(job.get("estimated_start"))))
+    elif _held(job):
+        rows.append(("not started", job["wait_message"]))
     for key, value in rows:
         out.print(f"[bold]{key:>15}[/bold]  {value}")
     history = Table(title="history", box=None, header_style="bold", title_justify="left")

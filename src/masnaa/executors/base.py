@@ -67,6 +67,20 @@ ObservedState = Literal["running", "exited", "lost", "absent"]
 EndReason = Literal["exited", "stopped", "time-limit", "launch-failed"]
 
 
+def script_argv(script: str, path: str) -> tuple[str, ...]:
+    """How to run a submitted script saved at ``path``: by the interpreter its ``#!``
+    line names, as ``sbatch`` and the kernel would (``#!/bin/bash``, ``#!/usr/bin/env
+    python3``), else by ``/bin/sh``. Read here rather than by making the file
+    executable, so that a script on a filesystem mounted ``noexec`` still runs."""
+    first = script.split("\n", 1)[0]
+    if first.startswith("#!"):
+        # The kernel passes everything after the interpreter as one argument.
+        interpreter, _, rest = first[2:].strip().partition(" ")
+        if interpreter:
+            return (interpreter, *([rest.strip()] if rest.strip() else []), path)
+    return ("/bin/sh", path)
+
+
 class ExecutorError(Exception):
     """Base class of the errors an executor raises."""
 

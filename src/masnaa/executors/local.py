@@ -57,6 +57,7 @@ from masnaa.executors.base import (
     LaunchRejected,
     LaunchSpec,
     Observed,
+    script_argv,
 )
 
 BASE_ENV_KEYS: tuple[str, ...] = (
@@ -140,7 +141,7 @@ class LocalExecutor(Executor):
         if spec.script is not None:
             script = d / records.SCRIPT
             script.write_text(spec.script, encoding="utf-8")
-            argv = ["/bin/sh", str(script)]
+            argv = list(script_argv(spec.script, str(script)))
         stdout = spec.stdout or str(d / records.STDOUT)
         stderr = spec.stderr or str(d / records.STDERR)
         lock_fd = os.open(d / records.LOCK, os.O_RDWR | os.O_CREAT, 0o600)

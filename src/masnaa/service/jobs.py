@@ -21,6 +21,7 @@ Invariants:
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections import defaultdict
 from collections.abc import Sequence
@@ -56,12 +57,17 @@ Text = Annotated[str, AfterValidator(_no_nul)]
 """A string the databases can store (PostgreSQL refuses NUL characters)."""
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def _env_name(value: str) -> str:
-    # exec refuses a name with "=" (it would split the entry) and an empty one; caught
-    # here, the job is refused at submission instead of failing at every launch.
-    if not value or "=" in value:
+    # A name a shell can export: a Slurm site's batch script exports the job's
+    # environment, and a local run cannot take "=" in a name either. Caught here, the
+    # job is refused at submission instead of failing at launch at one site only.
+    if not _ENV_NAME.fullmatch(value):
         raise ValueError(
-            f"environment variable name {value!r} must be non-empty and contain no '='"
+            f"environment variable name {value!r} is not valid: use letters, digits and _, "
+            "not starting with a digit"
         )
     return value
 

@@ -192,6 +192,10 @@ def _summary(x: job_views.Explanation) -> str:
         return "admitted: its GPUs are chosen and it is starting"
     if job.state == m.JobState.RUNNING.value:
         extra = " (cancel requested)" if job.cancel_requested else ""
+        if job.started_at is None and job.wait_message:
+            # Handed to the site's own scheduler, which holds it: its reason says why.
+            return (f"handed to {job.site or '?'} ({job.gpu_type or '?'}), not started yet: "
+                    f"{job.wait_message}{extra}")
         return f"running on {job.site or '?'} ({job.gpu_type or '?'}){extra}"
     return f"{job.state}: {job.state_reason}"
 

@@ -26,6 +26,51 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+_OWNED_LONG = (
+    # where: the nodes and GPUs Masnaa placed the job on
+    "nodelist", "nodes", "ntasks", "ntasks-per-node", "ntasks-per-gpu", "gres", "gpus",
+    "gpus-per-node", "gpus-per-task", "gpus-per-socket", "exclude", "exclusive",
+    "overcommit", "distribution", "switches", "array", "het-group", "clusters",
+    # when and for how long; whether Slurm requeues it behind Masnaa's back
+    "time", "time-min", "begin", "deadline", "dependency", "hold", "signal", "requeue",
+    "no-requeue",
+    # its name, directory, logs, environment and the batch script itself
+    "job-name", "chdir", "output", "error", "input", "open-mode", "export", "export-file",
+    "get-user-env", "comment", "wrap", "parsable", "wait", "uid", "gid",
+    # set per tenant and project by the site's own options (partition, account)
+    "partition", "account",
+)
+_OWNED_SHORT = {
+    "w": "nodelist", "N": "nodes", "n": "ntasks", "G": "gpus", "x": "exclude",
+    "O": "overcommit", "m": "distribution", "a": "array", "M": "clusters", "t": "time",
+    "b": "begin", "d": "dependency", "H": "hold", "J": "job-name", "D": "chdir",
+    "o": "output", "e": "error", "i": "input", "W": "wait", "p": "partition", "A": "account",
+}
+_FLAGS = set("vQHOWskhV")
+"""Short options that take no value, so that a letter after one is another option."""
+
+
+def _owned_option(arg: str) -> str | None:
+    """The option Masnaa owns that ``arg`` sets, read as sbatch reads it: a long option
+    by its name or any abbreviation of it (``--nodel``), a short one with its value
+    attached or apart (``-t1``, ``-w node``), and flags bundled (``-vH``)."""
+    if arg.startswith("--"):
+        name = arg[2:].split("=", 1)[0]
+        if not name:
+            return None
+        exact = [o for o in _OWNED_LONG if o == name]
+        if exact or any(o.startswith(name) for o in _OWNED_LONG):
+            return "--" + (exact[0] if exact else next(o for o in _OWNED_LONG
+                                                       if o.startswith(name)))
+        return None
+    if arg.startswith("-") and len(arg) > 1:
+        for letter in arg[1:]:
+            if letter in _OWNED_SHORT:
+                return f"-{letter} (--{_OWNED_SHORT[letter]})"
+            if letter not in _FLAGS:
+                return None  # takes a value: the rest of the word is that value
+    return None
+
 
 class SlurmSiteConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -63,29 +108,15 @@ class SlurmSiteConfig(BaseModel):
     @field_validator("sbatch_args")
     @classmethod
     def _no_placement_overrides(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        owned = (
-            "--nodelist",
-            "-w",
-            "--gres",
-            "--gpus",
-            "--time",
-            "-t",
-            "--job-name",
-            "-J",
-            "--chdir",
-            "-D",
-            "--output",
-            "-o",
-            "--error",
-            "-e",
-            "--export",
-            "--comment",
-        )
         for arg in value:
-            if arg.split("=", 1)[0] in owned:
+            owned = _owned_option(arg)
+            if owned is not None:
                 raise ValueError(
-                    f"sbatch_args may not set {arg.split('=', 1)[0]}: Masnaa sets it from the "
-                    "job and its placement"
+                    f"sbatch_args may not set {owned} (given as {arg!r}): Masnaa sets where, "
+                    "when and for how long a job runs, its requeueing, name, logs and "
+                    "environment (partitions and accounts have options of their own, "
+                    "partition and account); give site options such as --qos, --mem or "
+                    "--constraint"
                 )
         return value
 

@@ -254,9 +254,13 @@ class SlurmExecutor(Executor):
         return {n: self._node_types[n] for n in wanted if n in self._node_types}
 
     def log_paths(self, job_id: str, attempt: int) -> tuple[str, str] | None:
+        """The attempt's files: the paths its launch named where it named some, else
+        the run directory's. Asked at admission, before the launch claims the attempt
+        (``service.apply``), the run directory's paths are the answer: a launch from
+        the service names none."""
         rec = self.records(job_id, attempt)
         if not rec.claimed:
-            return None
+            return self._log_paths(rec, None, None)
         custom = (rec.get("log_paths") or "").splitlines()
         if len(custom) == 2:
             return custom[0], custom[1]

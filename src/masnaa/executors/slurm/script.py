@@ -6,9 +6,11 @@ Owns what runs on the compute node around the user's command, and how a
 The batch script is a small supervisor written in POSIX shell + bash:
 
 - it exports the job's environment (in the script, not through ``--export``,
-  whose comma-separated syntax cannot carry values with commas), Masnaa's
-  ``MASNAA_JOB_ID``/``MASNAA_ATTEMPT`` and ``CUDA_VISIBLE_DEVICES`` from the
-  GPUs Slurm granted (Slurm sets it for GPU GRES; ``SLURM_JOB_GPUS`` otherwise);
+  whose comma-separated syntax cannot carry values with commas), then what the job
+  cannot override: Masnaa's ``MASNAA_JOB_ID``/``MASNAA_ATTEMPT``/``MASNAA_NODELIST``/
+  ``MASNAA_GPUS``, ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` and ``CUDA_VISIBLE_DEVICES``
+  from the GPUs Slurm granted (Slurm sets it for GPU GRES; ``SLURM_JOB_GPUS``
+  otherwise), as the local executor does;
 - it records durably, in the attempt's directory: ``slurm_job_id``,
   ``started_at``, and at the end ``exit`` = ``<status> <reason> <ended_at>``.
   Slurm's own accounting is not trusted for the exit status (Debian 22.05's
@@ -31,7 +33,7 @@ import re
 import shlex
 from collections.abc import Sequence
 
-from masnaa.executors.base import LaunchRejected, LaunchSpec
+from masnaa.executors.base import LaunchRejected, LaunchSpec, script_argv
 from masnaa.executors.slurm.config import SlurmSiteConfig
 from masnaa.executors.slurm.parse import job_comment, job_name
 
@@ -54,18 +56,26 @@ def render_script(spec: LaunchSpec, run_dir: str, workdir: str) -> str:
     q = shlex.quote
     exports = "\n".join(f"export {k}={q(v)}" for k, v in sorted(spec.env.items()))
     # A script body travels as a file beside the batch script (``COMMAND_FILE``).
-    command = spec.argv or ("/bin/sh", f"{run_dir}/{COMMAND_FILE}")
+    command = spec.argv or script_argv(spec.script or "", f"{run_dir}/{COMMAND_FILE}")
     argv = " ".join(q(a) for a in command)
+    nodelist = ",".join(s.node for s in spec.placement)
+    gpus = sum(len(s.indices) for s in spec.placement)
     return f"""#!/bin/bash
 # Masnaa job {spec.job_id}, attempt {spec.attempt}: written by Masnaa's slurm executor.
 d={q(run_dir)}
 _masnaa_put() {{ printf '%s\\n' "$2" > "$d/.$1.$$" && mv -f "$d/.$1.$$" "$d/$1"; }}
 _masnaa_now() {{ date +%s.%N; }}
 export PATH="${{PATH:-{_DEFAULT_PATH}}}"
+# The GPUs Slurm granted, read before the job's own environment, which must not widen
+# them on a node without device cgroups.
+_masnaa_gpus="${{CUDA_VISIBLE_DEVICES:-${{SLURM_JOB_GPUS:-}}}}"
 {exports}
 export MASNAA_JOB_ID={q(spec.job_id)} MASNAA_ATTEMPT={spec.attempt} MASNAA_RUN_DIR="$d"
-if [ -z "${{CUDA_VISIBLE_DEVICES:-}}" ] && [ -n "${{SLURM_JOB_GPUS:-}}" ]; then
-    export CUDA_VISIBLE_DEVICES="$SLURM_JOB_GPUS"
+export MASNAA_NODELIST={q(nodelist)} MASNAA_GPUS={gpus} CUDA_DEVICE_ORDER=PCI_BUS_ID
+if [ -n "$_masnaa_gpus" ]; then
+    export CUDA_VISIBLE_DEVICES="$_masnaa_gpus"
+else
+    unset CUDA_VISIBLE_DEVICES
 fi
 child=
 helpers=
