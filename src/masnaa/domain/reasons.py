@@ -122,7 +122,8 @@ PHRASES: dict[str, str] = {
     "wait-reserved": N_("not enough free GPUs now; nodes reserved for it when running jobs end: "
                         "%(nodes)s"),
     "wait-nodes-unavailable": N_("it needs %(gpus)s GPUs; enough exist, but drained or down "
-                                 "nodes leave at most %(usable)s usable at one site"),
+                                 "nodes, or sites that cannot be reached, leave at most "
+                                 "%(usable)s usable at one site"),
     "wait-not-together": N_("it needs %(tasks)s×%(gpt)s GPUs of %(types)s on whole nodes; "
                             "%(free)s acceptable GPUs are free but not enough together"),
     # Why a job waits for its project's allocation (``accounting.balance.wait_reason``).
