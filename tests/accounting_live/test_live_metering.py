@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select, update
 
+from live_loop import drive
 from masnaa.accounting import allocations as core
 from masnaa.accounting.metering import UsageRecord
 from masnaa.accounting.statements import build_statements
@@ -41,13 +42,6 @@ def make_loop(factory: Factory, metrics: Metrics | None = None) -> ControlLoop:
     )
     return ControlLoop(config, engine=factory.engine, metrics=metrics or Metrics())
 
-
-def drive(loop: ControlLoop, until: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not until():
-        assert time.monotonic() < deadline, "condition not reached"
-        loop.run_pass()
-        time.sleep(0.03)
 
 
 def ended(factory: Factory, job: str) -> Callable[[], bool]:

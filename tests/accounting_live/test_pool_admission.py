@@ -9,14 +9,13 @@ that may use either pool runs in the funded one.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from masnaa.service.loop import ControlLoop, LoopConfig
-from masnaa.service.metrics import Metrics
+from live_loop import drive, loop_on
+from masnaa.service.loop import ControlLoop
 
 from .test_api_flows import ask, hours
 
@@ -26,24 +25,8 @@ if TYPE_CHECKING:
 
 @pytest.fixture
 def loop(world: World) -> Iterator[ControlLoop]:
-    srv = world.server
-    running = ControlLoop(
-        LoopConfig(db_url=srv.state.settings.db_url, home=srv.home, tick=0.05,
-                   kill_grace=0.5, cancel_grace=0.5, meter_interval=0.3),
-        engine=srv.state.db.engine, metrics=Metrics(),
-    )
-    running.start()
-    yield running
-    running.release_lease()
-    running.close()
-
-
-def drive(loop: ControlLoop, until: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not until():
-        assert time.monotonic() < deadline, "condition not reached"
-        loop.run_pass()
-        time.sleep(0.02)
+    with loop_on(world.server, meter_interval=0.3) as running:
+        yield running
 
 
 def get(world: World, job_id: str) -> dict[str, Any]:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -283,11 +285,11 @@ def test_durations_read_like_slurm(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-def test_logs_follow_prints_new_output_until_the_job_ends(world: World, tmp_path: Path) -> None:
-    job_id = world.submit("um6p-alice", project="llm")["id"]
-    log = tmp_path / "stdout"
-    log.write_text("step 1\n")
-    world.set_job(job_id, state="running", attempt=1, stdout_path=str(log), started_at=time.time())
+@contextmanager
+def following(world: World, job_id: str) -> Iterator[dict[str, tuple[int, str, str]]]:
+    """``masnaa logs -f`` in a thread while the body writes and requeues; then the job
+    ends, and the follower must stop by itself. Its exit code, stdout and stderr are
+    ``result["run"]``."""
     result: dict[str, tuple[int, str, str]] = {}
     follower = threading.Thread(
         target=lambda: result.setdefault(
@@ -296,12 +298,20 @@ def test_logs_follow_prints_new_output_until_the_job_ends(world: World, tmp_path
     )
     follower.start()
     time.sleep(0.3)
-    with log.open("a") as f:
-        f.write("step 2\n")
+    yield result
     time.sleep(0.3)
     world.set_job(job_id, state="succeeded", ended_at=time.time(), exit_code=0)
     follower.join(timeout=20)
     assert not follower.is_alive()
+
+
+def test_logs_follow_prints_new_output_until_the_job_ends(world: World, tmp_path: Path) -> None:
+    job_id = world.submit("um6p-alice", project="llm")["id"]
+    log = tmp_path / "stdout"
+    log.write_text("step 1\n")
+    world.set_job(job_id, state="running", attempt=1, stdout_path=str(log), started_at=time.time())
+    with following(world, job_id) as result, log.open("a") as f:
+        f.write("step 2\n")
     code, out, _ = result["run"]
     assert code == 0 and out == "step 1\nstep 2\n"
 
@@ -314,26 +324,15 @@ def test_logs_follow_goes_on_to_the_next_run(world: World, tmp_path: Path) -> No
     first.write_text("a long first run\n" * 5)
     world.set_job(job_id, state="running", attempt=1, stdout_path=str(first),
                   started_at=time.time())
-    result: dict[str, tuple[int, str, str]] = {}
-    follower = threading.Thread(
-        target=lambda: result.setdefault(
-            "run", run(world, "um6p-alice", "logs", job_id, "-f", "--interval", "0.05")
-        )
-    )
-    follower.start()
-    time.sleep(0.3)
-    with first.open("a") as f:
-        f.write("checkpoint saved\n")
-    time.sleep(0.3)
-    # Preempted and started again: the second run writes a shorter file of its own.
-    second = runs / "2" / "stdout"
-    second.parent.mkdir()
-    second.write_text("resumed\n")
-    world.set_job(job_id, attempt=2, stdout_path=str(second))
-    time.sleep(0.3)
-    world.set_job(job_id, state="succeeded", ended_at=time.time(), exit_code=0)
-    follower.join(timeout=20)
-    assert not follower.is_alive()
+    with following(world, job_id) as result:
+        with first.open("a") as f:
+            f.write("checkpoint saved\n")
+        time.sleep(0.3)
+        # Preempted and started again: the second run writes a shorter file of its own.
+        second = runs / "2" / "stdout"
+        second.parent.mkdir()
+        second.write_text("resumed\n")
+        world.set_job(job_id, attempt=2, stdout_path=str(second))
     code, out, err = result["run"]
     assert code == 0 and out == "a long first run\n" * 5 + "checkpoint saved\nresumed\n"
     assert f"--- {job_id}: run 2 ---" in err
@@ -352,20 +351,9 @@ def test_logs_follow_goes_on_where_a_site_keeps_only_the_latest_run(
     first.write_text("one\n")
     world.set_job(job_id, state="running", attempt=1, stdout_path=str(first),
                   started_at=time.time())
-    result: dict[str, tuple[int, str, str]] = {}
-    follower = threading.Thread(
-        target=lambda: result.setdefault(
-            "run", run(world, "um6p-alice", "logs", job_id, "-f", "--interval", "0.05")
-        )
-    )
-    follower.start()
-    time.sleep(0.3)
-    second.write_text("two\n")
-    world.set_job(job_id, attempt=2, stdout_path=str(second))
-    time.sleep(0.3)
-    world.set_job(job_id, state="succeeded", ended_at=time.time(), exit_code=0)
-    follower.join(timeout=20)
-    assert not follower.is_alive()
+    with following(world, job_id) as result:
+        second.write_text("two\n")
+        world.set_job(job_id, attempt=2, stdout_path=str(second))
     code, out, err = result["run"]
     assert code == 0 and out == "one\ntwo\n" and "run 1 cannot be read further" in err
 

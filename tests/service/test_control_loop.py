@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from live_loop import drive
 from masnaa.domain import reasons
 from masnaa.executors import records
 from masnaa.executors.base import Observed
@@ -45,13 +46,6 @@ def loop(factory: Factory) -> Iterator[ControlLoop]:
     running.release_lease()
     running.close()
 
-
-def drive(loop: ControlLoop, until: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not until():
-        assert time.monotonic() < deadline, "condition not reached"
-        loop.run_pass()
-        time.sleep(0.03)
 
 
 def states(factory: Factory, *ids: str) -> list[str]:

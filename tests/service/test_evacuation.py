@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from live_loop import drive
 from masnaa.service import evacuation, residency
 from masnaa.service.audit import verify_chain
 from masnaa.service.loop import ControlLoop, LoopConfig
@@ -71,13 +72,6 @@ def loop(two: Factory) -> Iterator[ControlLoop]:
     running.release_lease()
     running.close()
 
-
-def drive(loop: ControlLoop, until: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not until():
-        assert time.monotonic() < deadline, "condition not reached"
-        loop.run_pass()
-        time.sleep(0.03)
 
 
 def drain(f: Factory, node: str, *, evacuate: bool = True, reason: str = "fan failure",

@@ -10,7 +10,7 @@ cards every pass here (``price_interval=0``), so a new price counts at once.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from live_loop import drive
 from masnaa.factory import apply_factory
 from masnaa.factory.spec import FactoryError, parse_factory
 from masnaa.service import jobs, residency
@@ -118,13 +119,6 @@ def _ids(live: Live) -> list[str]:
     with live.db.sessions() as s:
         return list(s.scalars(select(m.Job.id).where(m.Job.state != "succeeded")))
 
-
-def drive(loop: ControlLoop, until: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not until():
-        assert time.monotonic() < deadline, "condition not reached"
-        loop.run_pass()
-        time.sleep(0.02)
 
 
 def placed(live: Live, loop: ControlLoop, job_id: str) -> str:
