@@ -296,6 +296,14 @@ def test_bad_values_in_an_address_get_a_page_in_the_readers_language(factory: Fa
         assert Lang("fr").gettext("Cannot read this address") in html.unescape(r.text)
 
 
+def test_a_jobs_gpus_agree_with_their_number(factory: Factory) -> None:
+    one = factory.submit("amina", command=["true"], project="llm", gpus_per_task=1)
+    two = factory.submit("amina", command=["true"], project="llm", gpus_per_task=2)
+    with signed_in(factory, "amina") as c:
+        assert "1 × 1 GPU ·" in html.unescape(c.get(f"/jobs/{one}").text)
+        assert "1 × 2 GPUs ·" in html.unescape(c.get(f"/jobs/{two}").text)
+
+
 def test_cancelling_a_job_that_already_ended_shows_the_job(factory: Factory) -> None:
     job_id = factory.submit("amina", command=["true"], project="llm")
     factory.wait_state(job_id, {"succeeded"})
