@@ -200,6 +200,13 @@ def test_settle_activates_exhausts_reactivates_and_lapses() -> None:
         al.supplement(a, policy(), by="olu", amount=hours(MA_H100, 1), at_=at(a.expires))
 
 
+def test_activation_is_dated_by_the_start_not_by_who_looks_when() -> None:
+    a = gateway(h=10)
+    late, later = al.settle(a, T0 + 7, {}), al.settle(a, T0 + DAY, {})
+    assert late.history == later.history  # every reader sees the same history
+    assert late.history[-1].at == max(T0, *(e.at for e in a.history))
+
+
 def test_unreleased_tranches_lapse_too() -> None:
     a = al.settle(awarded(80_000), at(awarded().expires), {MA_H100: 10_000 * HOUR})
     assert a.lapsed_gpu_seconds == 70_000 * HOUR
