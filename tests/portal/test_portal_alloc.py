@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -452,3 +452,14 @@ def test_statement_without_a_rate_shows_a_dash_and_names_the_rate(world: Factory
         with world.state.db.write() as s:
             for row in (*rows, rate):
                 s.delete(s.merge(row))
+
+
+def test_a_start_in_the_past_is_shown_next_to_the_start_field(world: Factory) -> None:
+    earliest = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+    for lang, words in (("en", f"Start on {earliest} or later"),
+                        ("fr", f"Commencez le {earliest} ou plus tard"),
+                        ("ar", f"ابدأ في {earliest} أو بعده")):
+        with signed_in(world, "salma", lang) as c:
+            r = request_form(c, start="2020-01-01")
+            assert r.status_code == 422, r.text
+            assert words in field_error(text(r), "start"), lang
