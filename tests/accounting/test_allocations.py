@@ -1,3 +1,4 @@
+import functools
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -249,3 +250,18 @@ def test_progress_reports_fall_due_after_1_3_and_9_months_and_at_expiry() -> Non
     late = al.reports_due(a, policy(), day(400))
     assert late == [NOV + timedelta(days=91), NOV + timedelta(days=274), a.expires]
     assert al.reports_due(gateway(), policy(), day(400)) == []  # no reports in that tier
+
+
+@pytest.mark.parametrize(("days_back", "refused"), [(0, False), (1, False), (2, True), (400, True)])
+def test_a_start_more_than_a_day_before_today_is_refused(days_back: int, refused: bool) -> None:
+    now = T0 + 10 * HOUR
+    start = date(2026, 11, 1) - timedelta(days=days_back)
+    ask = functools.partial(al.request, policy(), id="a", project="p1", pi="pia", tier="gateway",
+                            amount=hours(("ma-1", H100), 10), start=start, duration_days=30,
+                            justification="x", at_=now)
+    if not refused:
+        assert ask().start == start
+        return
+    with pytest.raises(AccountingError) as err:
+        ask()
+    assert err.value.code == "start-in-past" and "2026-10-31 or later" in err.value.message

@@ -20,7 +20,7 @@ from masnaa.accounting.balance import (
     wait_reason,
 )
 from masnaa.accounting.errors import AccountingError
-from masnaa.accounting.instants import DAY, HOUR, at
+from masnaa.accounting.instants import DAY, HOUR, at, day_of
 from masnaa.accounting.metering import (
     ChargePolicy,
     SegmentEnd,
@@ -154,7 +154,8 @@ def test_balance_book_matches_recomputing_every_pass() -> None:
         op = rng.random()
         if op < 0.15 or not allocs:
             i = len(allocs)
-            start = date(2026, 11, 1) + timedelta(days=rng.randrange(0, 20))
+            # From yesterday (the earliest start a request may have) to 19 days ahead.
+            start = day_of(now) + timedelta(days=rng.randrange(-1, 19))
             a = al.request(pol, id=f"a{i}", project=rng.choice([*projects, "postpaid"]),
                            pi="pia", tier="gateway", amount=hours(MA_H100, rng.randrange(1, 50)),
                            start=start, duration_days=rng.randrange(1, 15), justification="x",

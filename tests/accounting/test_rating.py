@@ -64,11 +64,16 @@ def test_site_currency_and_unknown_tenant() -> None:
     assert err.value.code == "unknown-tenant"
 
 
-def test_missing_fx_rate_fails_clearly() -> None:
-    ctx = context(fx_day=date(2026, 10, 15))  # no ZAR rate before 1 Nov
-    with pytest.raises(AccountingError) as err:
-        rate([rec(site="za-1")], MONTH, ctx, {})
-    assert err.value.code == "no-exchange-rate"
+def test_a_missing_fx_rate_leaves_out_only_the_usd_view() -> None:
+    ctx = context(fx_day=date(2026, 10, 15))  # no ZAR rate before 1 Nov; MAD has one
+    records = [rec("j1", site="za-1", tenant="corp"), rec("j2", site="ma-1", tenant="corp")]
+    za, ma = rate(records, MONTH, ctx, {})
+    assert (za.net, za.net_usd) == (Money.of("240.00", "ZAR"), None)  # charged all the same
+    assert ma.net_usd == Money.of("24.00", "USD")  # 240 MAD at 10 per USD
+    (gap,) = ctx.missing_rates(li.currency for li in (za, ma))
+    assert (gap.currency, gap.day, gap.first) == ("ZAR", date(2026, 10, 15), date(2026, 11, 1))
+    assert "ZAR/USD" in gap.message and "2026-11-01" in gap.message
+    assert context(fx_day=None).missing_rates(["ZAR"]) == ()  # no USD view asked: none missing
 
 
 def test_fast_path_equals_reference_path_on_random_usage() -> None:

@@ -1,5 +1,6 @@
 import csv
 import io
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
@@ -10,7 +11,8 @@ from masnaa.accounting import allocations as al
 from masnaa.accounting.errors import AccountingError
 from masnaa.accounting.instants import DAY, HOUR
 from masnaa.accounting.money import Money
-from masnaa.accounting.rating import rate
+from masnaa.accounting.prices import ExchangeRate, ExchangeRates
+from masnaa.accounting.rating import RatingContext, rate
 from masnaa.accounting.statements import (
     build_statements,
     funders_report,
@@ -70,6 +72,62 @@ def test_statement_html_per_locale(locale: str, needles: list[str]) -> None:
     page = statement_html(mad, locale)
     for n in needles:
         assert n in page, n
+
+
+def _without_kes() -> RatingContext:
+    """Rates for MAD and ZAR only (``acct_builders.fx`` minus KES)."""
+    rates = ExchangeRates([
+        ExchangeRate(date(2026, 11, 1), "MAD", Decimal("9.5")),
+        ExchangeRate(date(2026, 11, 1), "ZAR", Decimal("18")),
+    ])  # fmt: skip
+    return replace(context(), fx=rates)
+
+
+def test_a_missing_rate_empties_the_usd_view_and_keeps_the_money() -> None:
+    records = [rec("j1", tenant="corp", allocation=None),
+               rec("j2", site="ke-1", tenant="corp", allocation=None)]  # fmt: skip
+    ctx = _without_kes()
+    lines = rate(records, MONTH, ctx, {})
+    kes, mad = build_statements(lines, "corp", MONTH, TAX, ctx.missing_rates(
+        li.currency for li in lines))  # fmt: skip
+    full_kes, full_mad = build_statements(rate(records, MONTH, context(), {}), "corp", MONTH, TAX)
+    assert (mad.total_usd, mad.missing_rates) == (full_mad.total_usd, ())
+    assert kes.total == full_kes.total == Money.of("278.40", "KES")  # 240 + 16 % tax
+    assert (kes.subtotal, kes.tax) == (full_kes.subtotal, full_kes.tax)
+    assert kes.total_usd is None and [li.net_usd for li in kes.lines] == [None]
+    assert [(g.currency, g.day) for g in kes.missing_rates] == [("KES", date(2026, 11, 30))]
+    rows = list(csv.reader(io.StringIO(statement_csv(kes))))
+    assert rows[2][rows[1].index("net_usd")] == "—"
+    summary = {r[0]: r[1:] for r in rows if r[0].startswith("#")}
+    assert summary["# total"] == ["278.40", "KES"] and summary["# total_usd"] == ["—", "USD"]
+    assert summary["# missing_exchange_rate"][:2] == ["KES", "2026-11-30"]
+    assert "# missing_exchange_rate" not in statement_csv(mad)
+    for locale, words in (("en", "No KES/USD"), ("fr", "Aucun taux"), ("ar", "لا يوجد سعر صرف")):
+        page = statement_html(kes, locale)
+        assert words in page and "—" in page, locale
+        assert words not in statement_html(mad, locale)
+
+
+def test_without_any_rates_there_is_no_usd_view_and_nothing_is_missing() -> None:
+    ctx = replace(context(), fx=None, fx_day=None)
+    lines = rate([rec("j1", site="ke-1", tenant="corp", allocation=None)], MONTH, ctx, {})
+    (kes,) = build_statements(lines, "corp", MONTH, TAX, ctx.missing_rates(["KES"]))
+    assert (kes.total_usd, kes.missing_rates) == (None, ())
+    text = statement_csv(kes)
+    assert "—" not in text and "# total_usd" not in text
+
+
+def test_operator_report_names_the_missing_rate_on_its_rows() -> None:
+    records = [rec("j1", tenant="corp", allocation=None),
+               rec("j2", site="ke-1", tenant="corp", allocation=None)]  # fmt: skip
+    ctx = _without_kes()
+    lines = rate(records, MONTH, ctx, {})
+    ke, ma = operator_report(lines, {}, MONTH, ctx.missing_rates(li.currency for li in lines))
+    assert (ke.site, ke.net, ke.net_usd) == ("ke-1", Money.of("240.00", "KES"), None)
+    assert ke.missing_rate is not None and ke.missing_rate.currency == "KES"
+    assert ma.net_usd is not None and ma.missing_rate is None
+    rows = list(csv.DictReader(io.StringIO(operator_report_csv([ke, ma]))))
+    assert [r["revenue_usd"] for r in rows] == ["—", str(ma.net_usd.amount)]
 
 
 def test_html_escapes_names() -> None:

@@ -110,8 +110,10 @@ def test_supplement_then_a_second_one_is_refused(world: World) -> None:
 
 
 def test_unused_hours_lapse_at_expiry(world: World) -> None:
-    start = TODAY - timedelta(days=40)
-    a = ask(world, tier="gateway", **hours(10), start=start.isoformat(), duration_days=30)
+    # The earliest start a request may have is yesterday: one day long, it expired at
+    # today's midnight, before it could be used.
+    start = TODAY - timedelta(days=1)
+    a = ask(world, tier="gateway", **hours(10), start=start.isoformat(), duration_days=1)
     assert a["state"] == "expired"
     assert a["lapsed_gpu_seconds"] == 36_000 and a["balance_gpu_seconds"] == 0
 
@@ -174,6 +176,15 @@ def test_bad_input_is_refused_with_a_code(world: World, case: str, status: int, 
         )
     assert error(r) == (status, code), r.text
     assert r.json()["error"]["message"]
+
+
+def test_a_start_more_than_a_day_past_is_refused(world: World) -> None:
+    body = {"project": "llm", "tier": "gateway", **hours(10), "duration_days": 30,
+            "justification": "x", "start": (TODAY - timedelta(days=2)).isoformat()}
+    r = world["um6p-alice"].client.post("/api/v1/allocations", json=body)
+    assert error(r) == (422, "start-in-past"), r.text
+    assert (TODAY - timedelta(days=1)).isoformat() in r.json()["error"]["message"]
+    assert world["um6p-alice"].client.get("/api/v1/allocations").json() == []
 
 
 def test_another_tenants_allocation_usage_and_statement_are_not_found(world: World) -> None:

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import func, select
 
 from masnaa.accounting.balance import BurnDownPoint
+from masnaa.accounting.instants import at
 from masnaa.portal.charts_alloc import burn_down_chart
 from masnaa.portal.i18n import Lang
 from masnaa.portal.routes_alloc import ERRORS, decimal_of
@@ -419,3 +420,46 @@ def test_statement_rates_a_finished_job_and_downloads_as_csv(world: Factory) -> 
         bad = c.get("/statements?period=novembre")
         assert bad.status_code == 422
         assert "Enter a month as YYYY-MM" in text(bad)
+
+
+def test_statement_without_a_rate_shows_a_dash_and_names_the_rate(world: Factory) -> None:
+    # A month of its own (the factory is shared): usage at both sites, a MAD rate only.
+    lo = at(date(2030, 3, 1))
+    rows = [
+        t.UsageRecordRow(job_id=f"j-fx-{site}", attempt=0, start=lo, end=lo + 7200, gpus=1,
+                         gpu_type=gpu, site=site, tenant="atlas", project="atlas/vision")
+        for site, gpu in (("ma-1", "h100-sxm-80gb"), ("ke-1", "a100-80gb"))
+    ]
+    rate = t.ExchangeRateRow(day=date(2030, 1, 1), currency="MAD", per_usd="10")
+    with world.state.db.write() as s:
+        s.add_all([*rows, rate])
+    try:
+        for lang, note in (("en", "No KES/USD exchange rate on or before 2030-03-31"),
+                           ("fr", "Aucun taux de change KES/USD au 2030-03-31 ou avant"),
+                           ("ar", "لا يوجد سعر صرف KES/USD في 2030-03-31")):
+            with signed_in(world, "yassine", lang) as c:
+                r = c.get("/statements?period=2030-03")
+                assert r.status_code == 200, r.text
+                page = text(r)
+                assert note in page, (lang, page)
+                assert page.count(note) == 1  # said on the KES statement, not the MAD one
+                assert "<dd>—</dd>" in page
+        with signed_in(world, "yassine") as c:
+            got = c.get("/statements.csv?period=2030-03").text
+            assert "# missing_exchange_rate,KES,2030-03-31," in got
+            assert "# total_usd,—,USD" in got
+    finally:
+        with world.state.db.write() as s:
+            for row in (*rows, rate):
+                s.delete(s.merge(row))
+
+
+def test_a_start_in_the_past_is_shown_next_to_the_start_field(world: Factory) -> None:
+    earliest = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+    for lang, words in (("en", f"Start on {earliest} or later"),
+                        ("fr", f"Commencez le {earliest} ou plus tard"),
+                        ("ar", f"ابدأ في {earliest} أو بعده")):
+        with signed_in(world, "salma", lang) as c:
+            r = request_form(c, start="2020-01-01")
+            assert r.status_code == 422, r.text
+            assert words in field_error(text(r), "start"), lang

@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -178,3 +180,62 @@ def test_rows_from_before_phrases_keep_their_english_reason(engine: Engine) -> N
         assert job is not None and (job.state_reason, job.state_phrases) == ("submitted", [])
         (event,) = s.scalars(select(m.JobEvent)).all()
         assert (event.reason, event.phrases) == ("submitted", [])
+
+
+def _usage(start: int, end: int, gpus: int, job: str = "j-wide") -> Any:
+    from masnaa.store import accounting as t
+
+    return t.UsageRecordRow(job_id=job, attempt=0, start=start, end=end, gpus=gpus,
+                            gpu_type="h100-sxm-80gb", site="ma-1", tenant="um6p",
+                            project="um6p/llm")
+
+
+Y2040 = 2208988800  # 2040-01-01 00:00 UTC, past 2^31 seconds (2038-01-19)
+
+
+def test_usage_after_2038_and_gpu_seconds_past_2_31_round_trip(engine: Engine) -> None:
+    from masnaa.store import accounting as t
+
+    # 1,024 GPUs for 30 days: 2,654,208,000 GPU-seconds in one record, > 2^31.
+    month = 30 * 86400
+    with session_factory(engine).begin() as s:
+        s.add(_usage(Y2040, Y2040 + month, 1024))
+        s.add(t.RunSegmentRow(job_id="j-wide", attempt=0, start=Y2040, end=Y2040 + month,
+                              gpus=1024, gpu_type="h100-sxm-80gb", site="ma-1", tenant="um6p",
+                              project="um6p/llm", preempt_notice=Y2040 + month - 60,
+                              last_checkpoint=Y2040 + 3600))
+    U = t.UsageRecordRow
+    with session_factory(engine)() as s:
+        row = s.scalars(select(U).where(U.start >= Y2040)).one()
+        assert (row.start, row.end) == (Y2040, Y2040 + month)
+        held = s.scalar(select(func.sum(U.gpus * (U.end - U.start))))
+        assert int(held) == 1024 * month > 2**31
+        seg = s.get(t.RunSegmentRow, ("j-wide", 0))
+        assert seg is not None and seg.preempt_notice == Y2040 + month - 60
+
+
+def test_widening_instants_keeps_the_rows(engine: Engine) -> None:
+    from alembic import command
+
+    from masnaa.store import accounting as t
+    from masnaa.store.db import _alembic_config
+
+    with session_factory(engine).begin() as s:
+        s.add(_usage(1_793_491_200, 1_793_491_260, 8))  # 2026-11-01, fits in 32 bits
+    cfg = _alembic_config(engine)
+    with engine.connect() as connection:  # back to 32-bit instants on PostgreSQL, rows kept
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0004")
+        connection.commit()
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn, pytest.raises(DBAPIError):  # the bug: 2040 did not fit
+            conn.execute(t.UsageRecordRow.__table__.insert().values(
+                job_id="j-2040", attempt=0, start=Y2040, end=Y2040 + 60, gpus=1,
+                gpu_type="h100-sxm-80gb", site="ma-1", tenant="um6p", project="um6p/llm"))
+    upgrade(engine)
+    with session_factory(engine).begin() as s:
+        s.add(_usage(Y2040, Y2040 + 60, 1, job="j-2040"))
+    with session_factory(engine)() as s:
+        rows = s.scalars(select(t.UsageRecordRow).order_by(t.UsageRecordRow.start)).all()
+        assert [(r.job_id, r.start, r.gpus) for r in rows] == [
+            ("j-wide", 1_793_491_200, 8), ("j-2040", Y2040, 1)]

@@ -62,8 +62,11 @@ from masnaa.accounting.allocation import (
     Tier,
 )
 from masnaa.accounting.errors import AccountingError
-from masnaa.accounting.instants import HOUR, Instant, at
+from masnaa.accounting.instants import HOUR, Instant, at, day_of
 from masnaa.accounting.money import to_decimal
+
+START_GRACE_DAYS = 1
+"""How far before today (UTC) a requested start may lie (``start-in-past``)."""
 
 
 def _deny(code: str, message: str) -> AccountingError:
@@ -137,6 +140,16 @@ def request(
             f"1..{t.max_duration_days} days",
         )
     _check_caps(t, amount, seconds, "request")
+    earliest = day_of(at_) - timedelta(days=START_GRACE_DAYS)
+    if start < earliest:
+        # Such a start would be settled straight into active or expired, its past days
+        # lapsed unused; one day back still lets a request dated "today" in a time zone
+        # behind UTC through.
+        raise _deny(
+            "start-in-past",
+            f"start {start} is more than {START_GRACE_DAYS} day before today ({day_of(at_)}); "
+            f"start on {earliest} or later",
+        )
     if not justification.strip():
         raise _deny("no-justification", "a request needs a justification; say what it is for")
     a = Allocation(

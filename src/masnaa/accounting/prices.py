@@ -242,6 +242,24 @@ class ExchangeRate:
     per_usd: Decimal
 
 
+@dataclass(frozen=True, slots=True)
+class MissingRate:
+    """No ``currency``/USD rate applies on ``day``: none on or before it (``first``:
+    the earliest rate of that currency, later than ``day``, if there is one)."""
+
+    currency: str
+    day: date
+    first: date | None = None
+
+    @property
+    def message(self) -> str:
+        later = f" (the first is on {self.first})" if self.first else ""
+        return (
+            f"no {self.currency}/USD rate on or before {self.day}{later}; add a rate dated "
+            f"{self.day} or earlier"
+        )
+
+
 class ExchangeRates:
     """Dated rates; the rate for a date is the latest on or before it."""
 
@@ -264,19 +282,23 @@ class ExchangeRates:
         self._days = {c: sorted(d) for c, d in by_cur.items()}
         self._rates = {c: [by_cur[c][d] for d in self._days[c]] for c in by_cur}
 
+    def missing(self, currency: str, day: date) -> MissingRate | None:
+        """What is missing to convert ``currency`` on ``day``; ``None`` if a rate applies."""
+        if currency == "USD":
+            return None
+        days = self._days.get(currency, [])
+        if bisect.bisect_right(days, day) > 0:
+            return None
+        return MissingRate(currency, day, days[0] if days else None)
+
     def per_usd(self, currency: str, day: date) -> Decimal:
+        gap = self.missing(currency, day)
+        if gap is not None:
+            raise AccountingError("no-exchange-rate", gap.message)
         if currency == "USD":
             return Decimal(1)
-        days = self._days.get(currency, [])
-        i = bisect.bisect_right(days, day) - 1
-        if i < 0:
-            first = f" (the first is on {days[0]})" if days else ""
-            raise AccountingError(
-                "no-exchange-rate",
-                f"no {currency}/USD rate on or before {day}{first}; add a rate dated {day} "
-                "or earlier",
-            )
-        return self._rates[currency][i]
+        days = self._days[currency]
+        return self._rates[currency][bisect.bisect_right(days, day) - 1]
 
     def to_usd(self, amount: Money, day: date) -> Money:
         """The unrounded USD value of ``amount`` at the rate of ``day``."""

@@ -11,7 +11,9 @@ view. Money rule, applied once per line item:
 
 so that every line reconciles by hand and a statement's totals are plain sums
 of its lines. The USD view is ``round(net / per_usd(fx_day))`` — informative,
-at one dated rate per statement.
+at one dated rate per statement; a currency with no rate on ``fx_day`` gets no
+USD view (``net_usd`` is ``None``, ``RatingContext.missing_rates`` names the
+rate), and its money is rated all the same.
 
 Two paths give identical line items (a test checks it):
 - ``rate_records``: the reference, record by record with ``PriceBook.spans``;
@@ -37,7 +39,14 @@ from masnaa.accounting.errors import AccountingError
 from masnaa.accounting.instants import HOUR, Instant
 from masnaa.accounting.metering import UsageRecord, Window
 from masnaa.accounting.money import PRECISION, Money
-from masnaa.accounting.prices import DiscountTable, ExchangeRates, Price, PriceBook, TenantTerms
+from masnaa.accounting.prices import (
+    DiscountTable,
+    ExchangeRates,
+    MissingRate,
+    Price,
+    PriceBook,
+    TenantTerms,
+)
 from masnaa.domain.tenancy import TenantKind
 
 GroupKey = tuple[str, str, str | None, str, str, str, int]
@@ -81,6 +90,16 @@ class RatingContext:
     fx: ExchangeRates | None = None
     fx_day: date | None = None
     """The day of the USD view (a statement uses its last day)."""
+
+    def missing_rates(self, currencies: Iterable[str]) -> tuple[MissingRate, ...]:
+        """The rates the USD view of ``currencies`` lacks on ``fx_day``, by currency.
+
+        Without any rates (``fx`` is ``None``) there is no USD view at all, so
+        nothing is missing."""
+        if self.fx is None or self.fx_day is None:
+            return ()
+        found = (self.fx.missing(c, self.fx_day) for c in sorted(set(currencies)))
+        return tuple(m for m in found if m is not None)
 
     def terms_of(self, tenant: str) -> TenantTerms:
         try:
@@ -210,7 +229,7 @@ def rate(
 def price_lines(totals: Totals, ctx: RatingContext) -> list[LineItem]:
     """Money for each group, in a stable order (tenant, project, job, site, type, price)."""
     out: list[LineItem] = []
-    usd_rates: dict[str, Decimal] = {}
+    usd_rates: dict[str, Decimal | None] = {}
     with localcontext(prec=PRECISION):
         for key in sorted(totals, key=lambda k: (k[0], k[1], k[2] or "", k[3], k[4], k[5], k[6])):
             tenant, project, alloc, job, site, gpu_type, idx = key
@@ -225,8 +244,13 @@ def price_lines(totals: Totals, ctx: RatingContext) -> list[LineItem]:
             usd: Money | None = None
             if ctx.fx is not None and ctx.fx_day is not None:
                 if cur not in usd_rates:
-                    usd_rates[cur] = ctx.fx.per_usd(cur, ctx.fx_day)
-                usd = Money(net.amount / usd_rates[cur], "USD").rounded()
+                    # The USD view is informative: a missing rate leaves it out
+                    # (``RatingContext.missing_rates`` says which), never the charge.
+                    gap = ctx.fx.missing(cur, ctx.fx_day)
+                    usd_rates[cur] = None if gap else ctx.fx.per_usd(cur, ctx.fx_day)
+                per_usd = usd_rates[cur]
+                if per_usd is not None:
+                    usd = Money(net.amount / per_usd, "USD").rounded()
             out.append(
                 LineItem(
                     tenant=tenant,

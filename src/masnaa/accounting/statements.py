@@ -34,6 +34,7 @@ from masnaa.accounting.errors import AccountingError
 from masnaa.accounting.instants import DAY, HOUR, Instant, day_of, iso
 from masnaa.accounting.metering import UsageRecord, Window, charged_seconds
 from masnaa.accounting.money import Money, to_decimal
+from masnaa.accounting.prices import MissingRate
 from masnaa.accounting.rating import LineItem
 
 # ---------------------------------------------------------------- statements
@@ -52,6 +53,9 @@ class Statement:
     tax: Money
     total: Money
     total_usd: Money | None
+    missing_rates: tuple[MissingRate, ...] = ()
+    """The exchange rates its USD view lacks: then ``total_usd`` and the lines'
+    ``net_usd`` are ``None``, and the amounts in ``currency`` are unchanged."""
 
     @property
     def charged_gpu_seconds(self) -> int:
@@ -63,8 +67,14 @@ def build_statements(
     tenant: str,
     period: tuple[Instant, Instant],
     tax_rates: Mapping[str, Decimal],
+    missing_rates: Iterable[MissingRate] = (),
 ) -> list[Statement]:
-    """One statement per currency for ``tenant``; ``tax_rates``: currency → rate."""
+    """One statement per currency for ``tenant``; ``tax_rates``: currency → rate;
+    ``missing_rates``: the exchange rates rating lacked (``RatingContext.missing_rates``),
+    each told on the statement of its currency."""
+    gaps: dict[str, list[MissingRate]] = {}
+    for gap in missing_rates:
+        gaps.setdefault(gap.currency, []).append(gap)
     by_cur: dict[str, list[LineItem]] = {}
     for li in lines:
         if li.tenant == tenant:
@@ -90,7 +100,12 @@ def build_statements(
             if sub.amount:
                 usd = usd + Money((tax.amount * usd.amount / sub.amount), "USD")
             usd = usd.rounded()
-        out.append(Statement(tenant, period, cur, ls, rate, gross, disc, sub, tax, sub + tax, usd))
+        out.append(
+            Statement(
+                tenant, period, cur, ls, rate, gross, disc, sub, tax, sub + tax, usd,
+                tuple(gaps.get(cur, ())),
+            )
+        )  # fmt: skip
     return out
 
 
@@ -99,6 +114,17 @@ _COLUMNS = (
     "uncharged_gpu_hours", "unit_price", "gross", "discount_rate", "discount", "net",
     "currency", "net_usd",
 )  # fmt: skip
+
+
+NO_FIGURE = "—"
+"""Written for a USD figure that a missing exchange rate leaves out (an empty cell
+means there is no USD view at all: no rates were ever set)."""
+
+
+def _usd(m: Money | None, missing: bool) -> object:
+    if m is not None:
+        return m.amount
+    return NO_FIGURE if missing else ""
 
 
 def _hours(seconds: int) -> str:
@@ -117,7 +143,7 @@ def statement_csv(st: Statement) -> str:
             li.price.valid_from.isoformat(), _hours(li.charged_gpu_seconds),
             _hours(li.uncharged_gpu_seconds), li.price.per_gpu_hour.amount, li.gross.amount,
             li.discount_rate, li.discount.amount, li.net.amount, li.currency,
-            "" if li.net_usd is None else li.net_usd.amount,
+            _usd(li.net_usd, bool(st.missing_rates)),
         ])  # fmt: skip
     for label, m in (
         ("gross", st.gross), ("discount", st.discount), ("subtotal", st.subtotal),
@@ -125,8 +151,10 @@ def statement_csv(st: Statement) -> str:
     ):  # fmt: skip
         w.writerow([f"# {label}", m.amount, m.currency])
     w.writerow(["# tax_rate", st.tax_rate])
-    if st.total_usd is not None:
-        w.writerow(["# total_usd", st.total_usd.amount, "USD"])
+    if st.total_usd is not None or st.missing_rates:
+        w.writerow(["# total_usd", _usd(st.total_usd, True), "USD"])
+    for gap in st.missing_rates:
+        w.writerow(["# missing_exchange_rate", gap.currency, gap.day.isoformat(), gap.message])
     return buf.getvalue()
 
 
@@ -138,6 +166,12 @@ _LABELS = {
     "ar": ("كشف حساب", "المهمة", "نوع المعالج", "الموقع", "ساعات المعالج", "سعر الوحدة", "الخصم",
            "المبلغ", "المجموع الفرعي", "الضريبة", "المجموع", "بالدولار"),
 }  # fmt: skip
+
+_NO_RATE = {
+    "en": "No {currency}/USD exchange rate on or before {day}: the USD view needs one.",
+    "fr": "Aucun taux de change {currency}/USD au {day} ou avant : l’équivalent USD en demande un.",
+    "ar": "لا يوجد سعر صرف {currency}/USD في {day} أو قبله: يحتاجه العرض بالدولار.",
+}
 
 
 def statement_html(st: Statement, locale: str = "en") -> str:
@@ -172,8 +206,15 @@ def statement_html(st: Statement, locale: str = "en") -> str:
     ]
     if st.total_usd is not None:
         foot.append((c_usd, st.total_usd.format(locale)))
+    elif st.missing_rates:
+        foot.append((c_usd, NO_FIGURE))
     foot_html = "".join(
         f'<tr><th colspan="6">{e(k)}</th><td class="n">{e(v)}</td></tr>' for k, v in foot
+    )
+    notes = "".join(
+        f'<p class="missing-rate">'
+        f"{e(_NO_RATE[lang].format(currency=g.currency, day=g.day.isoformat()))}</p>"
+        for g in st.missing_rates
     )
     return (
         f'<!doctype html>\n<html lang="{e(lang)}" dir="{d}"><head><meta charset="utf-8">'
@@ -183,7 +224,7 @@ def statement_html(st: Statement, locale: str = "en") -> str:
         f"<table><thead><tr><th>{e(c_job)}</th><th>{e(c_type)}</th><th>{e(c_site)}</th>"
         f"<th>{e(c_hours)}</th><th>{e(c_unit)}</th><th>{e(c_disc)}</th><th>{e(c_amount)}</th>"
         f"</tr></thead><tbody>{''.join(rows)}</tbody><tfoot>{foot_html}</tfoot></table>"
-        "</body></html>\n"
+        f"{notes}</body></html>\n"
     )
 
 
@@ -201,17 +242,22 @@ class OperatorRow:
     net_usd: Money | None
     utilisation: Decimal | None
     """Held GPU-seconds of the whole site × type (all kinds) / capacity."""
+    missing_rate: MissingRate | None = None
+    """The exchange rate ``net_usd`` lacks (then ``None``), if one was missing."""
 
 
 def operator_report(
     lines: Iterable[LineItem],
     capacity: Mapping[tuple[str, str], int],
     period: tuple[Instant, Instant],
+    missing_rates: Iterable[MissingRate] = (),
 ) -> list[OperatorRow]:
     """Revenue and utilisation by site, GPU type and tenant kind.
 
-    ``capacity``: (site, GPU type) → GPUs installed during the period.
+    ``capacity``: (site, GPU type) → GPUs installed during the period;
+    ``missing_rates``: the exchange rates rating lacked, named on the rows of their currency.
     """
+    gaps = {g.currency: g for g in missing_rates}
     seconds = period[1] - period[0]
     groups: dict[tuple[str, str, str], list[LineItem]] = {}
     held: dict[tuple[str, str], int] = {}
@@ -234,6 +280,7 @@ def operator_report(
                 sum(li.uncharged_gpu_seconds for li in ls),
                 sum((li.net for li in ls), Money.zero(cur)), usd,
                 None if util is None else util.quantize(Decimal("0.0001")),
+                gaps.get(cur),
             )
         )  # fmt: skip
     return out
@@ -248,7 +295,7 @@ def operator_report_csv(rows: Iterable[OperatorRow]) -> str:
         w.writerow([
             r.site, r.gpu_type, r.tenant_kind, _hours(r.charged_gpu_seconds),
             _hours(r.uncharged_gpu_seconds), r.net.amount, r.net.currency,
-            "" if r.net_usd is None else r.net_usd.amount,
+            _usd(r.net_usd, r.missing_rate is not None),
             "" if r.utilisation is None else r.utilisation,
         ])  # fmt: skip
     return buf.getvalue()

@@ -102,6 +102,7 @@ ERRORS = {
     "negative-hours": N_("Amounts cannot be negative: enter 0 or more."),
     "bad-date": N_("Enter a date as YYYY-MM-DD, for example 2026-12-01."),
     "bad-duration": N_("Enter a number of days between 1 and %(most)s for this tier."),
+    "start-in-past": N_("Start on %(earliest)s or later: time that has passed cannot be used."),
     "no-justification": N_("Say what the GPU-time is for: the reviewers read this."),
     "empty-request": N_("Ask for GPU-hours in a pool, or for credits."),
     "over-tier-limit": N_(
@@ -214,6 +215,9 @@ def explain(exc: ServiceError, lang: Lang, policy: AllocationPolicy, tier: str) 
         return "duration_days", say_error(
             lang, "bad-duration", most=lang.number(found.max_duration_days)
         )
+    if exc.code == "start-in-past":
+        earliest = exc.message.rsplit("start on ", 1)[-1].split(" ", 1)[0]
+        return "start", say_error(lang, "start-in-past", earliest=earliest)
     if "project" in exc.code:
         return "project", say_error(lang, "unknown-project")
     if exc.code in FIELD_OF_CODE:

@@ -214,7 +214,15 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(5)}"
 
 
-def _ground_value(g: GroundIn) -> TransferGround:
+def _ground_value(g: GroundIn, rules: RuleSet, field: str = "") -> TransferGround:
+    if g.condition not in rules.condition_kinds:
+        # A ground under a name no rule asks for would be recorded, audited and never
+        # count: the placement would refuse the transfer with no hint why.
+        raise ServiceError(
+            "unknown-condition",
+            f"condition {g.condition!r} is not one the residency rules know; use one of "
+            f"{', '.join(sorted(rules.condition_kinds))}",
+            status=422, field=f"{field}condition")
     if g.expires is not None and g.expires.utcoffset() is None:
         raise ServiceError("invalid-ground", "expires must carry a timezone, e.g. "
                            "2027-03-31T00:00:00Z", status=422, field="expires")
@@ -270,7 +278,7 @@ def register_dataset(session: Session, caller: Caller, spec: DatasetIn, *, now: 
     record_policy(session, "api", now)
     jurisdiction = (spec.jurisdiction or site.country).upper()
     data_id = _new_id("d")
-    grounds = [_ground_value(g) for g in spec.grounds]
+    grounds = [_ground_value(g, rules, f"grounds[{i}].") for i, g in enumerate(spec.grounds)]
     try:
         value = Dataset(id=data_id, home_site=site.name, jurisdictions=frozenset({jurisdiction}),
                         classes=frozenset({spec.data_class}), owner=spec.owner or caller.user,
@@ -306,7 +314,7 @@ def grant_ground(session: Session, caller: Caller, data_id: str, spec: GroundIn,
     """Record a transfer ground; bump the data's version; audit the grant."""
     row = get_data(session, caller, data_id)
     _may_change(caller, row)
-    g = _ground_value(spec)
+    g = _ground_value(spec, current_rules())
     if g.country not in row.jurisdictions:
         raise ServiceError("invalid-ground", f"ground {g.condition!r} is under {g.country}, but "
                            f"{row.id} is under {', '.join(row.jurisdictions)}: name one of those",

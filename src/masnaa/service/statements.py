@@ -6,11 +6,15 @@ Owns the code that the API (``GET /statements/{tenant}``) and the portal
 - ``month("2026-11")``: the period as instants ``[first day, next month's
   first day)`` and its last day (the day whose exchange rate gives the USD
   view); anything else is ``bad-period`` (422);
-- ``statement_lines(s, tenant, period)``: the usage records of ``tenant``
-  that overlap the month, rated (preempted time uncharged); a month that
-  cannot be rated (``no-price``) is the core's refusal as a ``ServiceError``;
+- ``rated_month(s, period, tenant)``: the usage records (of ``tenant``, or
+  of everyone for the operator report) that overlap the month, rated
+  (preempted time uncharged), with the exchange rates the USD view lacks; a
+  month that cannot be rated (``no-price``) is the core's refusal as a
+  ``ServiceError``, while a missing exchange rate only leaves USD figures out;
+- ``statement_lines(s, tenant, period)``: its span and line items;
 - ``tenant_statements``: one statement per currency, taxed at the operator's
-  rates; ``statement_json``: their machine-readable form.
+  rates, each naming the rates its USD view lacks; ``statement_json``: their
+  machine-readable form.
 
 Visibility (the tenant itself or an operator) is the caller's to check, as it
 differs between the API (404) and the portal (the not-found page).
@@ -18,6 +22,7 @@ differs between the API (404) and the portal (the not-found page).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -25,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from masnaa.accounting.errors import AccountingError
 from masnaa.accounting.instants import Instant, at
+from masnaa.accounting.prices import MissingRate
 from masnaa.accounting.rating import LineItem, rate
 from masnaa.accounting.statements import Statement, build_statements
 from masnaa.service import accounting as svc
@@ -50,33 +56,50 @@ def month(period: str) -> tuple[Instant, Instant, date]:
     return at(first), at(nxt), nxt - timedelta(days=1)
 
 
+@dataclass(frozen=True, slots=True)
+class RatedMonth:
+    span: tuple[Instant, Instant]
+    lines: list[LineItem]
+    missing_rates: tuple[MissingRate, ...]
+    """The exchange rates (of the month's last day) the lines' USD view lacks."""
+
+
+def rated_month(s: Session, period: str, tenant: str | None = None) -> RatedMonth:
+    """The month's usage (``tenant``'s, or everyone's), rated at the month's prices."""
+    lo, hi, last = month(period)
+    where = [t.UsageRecordRow.end > lo, t.UsageRecordRow.start < hi]
+    if tenant is not None:
+        where.append(t.UsageRecordRow.tenant == tenant)
+    records = svc.load_records(s, where=where)
+    ctx = svc.rating_context(s, last)
+    try:
+        lines = rate(records, (lo, hi), ctx, svc.windows_for(s, records))
+    except AccountingError as exc:
+        raise svc.http_error(exc) from exc
+    return RatedMonth((lo, hi), lines, ctx.missing_rates(li.currency for li in lines))
+
+
 def statement_lines(
     s: Session, tenant: str, period: str
 ) -> tuple[tuple[Instant, Instant], list[LineItem]]:
     """The month's span and the rated line items of ``tenant``'s usage in it."""
-    lo, hi, last = month(period)
-    records = svc.load_records(
-        s,
-        where=[
-            t.UsageRecordRow.tenant == tenant,
-            t.UsageRecordRow.end > lo,
-            t.UsageRecordRow.start < hi,
-        ],
-    )
-    ctx = svc.rating_context(s, last)
-    try:
-        return (lo, hi), rate(records, (lo, hi), ctx, svc.windows_for(s, records))
-    except AccountingError as exc:
-        raise svc.http_error(exc) from exc
+    rated = rated_month(s, period, tenant)
+    return rated.span, rated.lines
 
 
 def tenant_statements(s: Session, tenant: str, period: str) -> list[Statement]:
     """``tenant``'s statements for the month, one per currency, taxed."""
-    span, lines = statement_lines(s, tenant, period)
+    rated = rated_month(s, period, tenant)
     try:
-        return build_statements(lines, tenant, span, svc.tax_rates(s) or {})
+        return build_statements(
+            rated.lines, tenant, rated.span, svc.tax_rates(s) or {}, rated.missing_rates
+        )
     except AccountingError as exc:
         raise svc.http_error(exc) from exc
+
+
+def missing_rate_json(gap: MissingRate) -> dict[str, str]:
+    return {"currency": gap.currency, "day": gap.day.isoformat(), "message": gap.message}
 
 
 def statement_json(statements: list[Statement], period: str) -> list[dict[str, Any]]:
@@ -93,6 +116,7 @@ def statement_json(statements: list[Statement], period: str) -> list[dict[str, A
             "tax": str(x.tax.amount),
             "total": str(x.total.amount),
             "total_usd": str(x.total_usd.amount) if x.total_usd else None,
+            "missing_exchange_rates": [missing_rate_json(g) for g in x.missing_rates],
             "lines": [
                 {
                     "job": li.job,
@@ -103,6 +127,7 @@ def statement_json(statements: list[Statement], period: str) -> list[dict[str, A
                     "charged_gpu_seconds": li.charged_gpu_seconds,
                     "uncharged_gpu_seconds": li.uncharged_gpu_seconds,
                     "net": str(li.net.amount),
+                    "net_usd": str(li.net_usd.amount) if li.net_usd else None,
                 }
                 for li in x.lines
             ],

@@ -22,7 +22,7 @@ and what it returned. Writers:
   core's record key (job, attempt, start, end), so re-emitting a tick after a
   crash is a no-op.
 
-Instants are whole UNIX seconds (integers), dates are UTC days, amounts are
+Instants are whole UNIX seconds (64-bit integers, ``SECONDS``), dates are UTC days, amounts are
 decimal strings (exact on every backend).
 """
 
@@ -31,10 +31,14 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, Date, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from masnaa.store.base import Base
+
+SECONDS = BigInteger().with_variant(Integer, "sqlite")
+"""A UNIX instant in whole seconds: 64 bits on PostgreSQL, whose ``integer`` ends in
+2038 (migration 0005); SQLite's ``INTEGER`` is 64 bits already."""
 
 
 class AllocationRow(Base):
@@ -51,7 +55,7 @@ class AllocationRow(Base):
     expires: Mapped[date] = mapped_column(Date)
     seq: Mapped[int] = mapped_column(Integer, unique=True)
     doc: Mapped[dict[str, Any]] = mapped_column(JSON)
-    updated_at: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[int] = mapped_column(SECONDS)
 
 
 class ReviewerRow(Base):
@@ -123,8 +127,8 @@ class RunSegmentRow(Base):
 
     job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
-    start: Mapped[int] = mapped_column(Integer)
-    end: Mapped[int | None] = mapped_column(Integer, default=None)
+    start: Mapped[int] = mapped_column(SECONDS)
+    end: Mapped[int | None] = mapped_column(SECONDS, default=None)
     gpus: Mapped[int] = mapped_column(Integer)
     gpu_type: Mapped[str] = mapped_column(String(64))
     site: Mapped[str] = mapped_column(String(64))
@@ -132,8 +136,8 @@ class RunSegmentRow(Base):
     project: Mapped[str] = mapped_column(String(130))
     allocation_id: Mapped[str | None] = mapped_column(String(40), default=None)
     ended: Mapped[str] = mapped_column(String(16), default="running")
-    preempt_notice: Mapped[int | None] = mapped_column(Integer, default=None)
-    last_checkpoint: Mapped[int | None] = mapped_column(Integer, default=None)
+    preempt_notice: Mapped[int | None] = mapped_column(SECONDS, default=None)
+    last_checkpoint: Mapped[int | None] = mapped_column(SECONDS, default=None)
     metered: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
 
 
@@ -142,8 +146,8 @@ class UsageRecordRow(Base):
 
     job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
-    start: Mapped[int] = mapped_column(Integer, primary_key=True)
-    end: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start: Mapped[int] = mapped_column(SECONDS, primary_key=True)
+    end: Mapped[int] = mapped_column(SECONDS, primary_key=True)
     gpus: Mapped[int] = mapped_column(Integer)
     gpu_type: Mapped[str] = mapped_column(String(64))
     site: Mapped[str] = mapped_column(String(64))

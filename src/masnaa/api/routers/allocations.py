@@ -34,7 +34,7 @@ from masnaa.api.schemas import Strict
 from masnaa.service import accounting as svc
 from masnaa.service import allocation_views as views
 from masnaa.service import supplements
-from masnaa.service.tenancy import Caller, require_operator
+from masnaa.service.tenancy import Caller, ServiceError, require_operator
 from masnaa.store import accounting as t
 from masnaa.store import models as m
 
@@ -324,6 +324,16 @@ def set_reviewer(
     with state.db.write() as s:
         if s.scalar(select(m.User.id).where(m.User.name == user)) is None:
             raise svc.not_found("user", user)
+        known = {step for tier in svc.load_policy(s).tiers.values() for step in tier.review_steps}
+        for i, step in enumerate(body.steps):
+            if step not in known:
+                # Checked before the old rows go: a typo must not strip a reviewer's steps.
+                raise ServiceError(
+                    "unknown-review-step",
+                    f"{step!r} is no review step of any tier; use {', '.join(sorted(known))}",
+                    status=422,
+                    field=f"steps[{i}]",
+                )
         for row in s.scalars(select(t.ReviewerRow).where(t.ReviewerRow.user == user)):
             s.delete(row)
         s.flush()

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
 from masnaa.accounting.errors import AccountingError
-from masnaa.accounting.money import Money
+from masnaa.accounting.money import Money, check_currency
 from masnaa.accounting.prices import (
     Discount,
     DiscountTable,
@@ -188,12 +188,18 @@ def set_terms(tenant: str, body: TermsIn, state: State, caller: CurrentCaller) -
 def set_tax(body: TaxIn, state: State, caller: CurrentCaller) -> dict[str, Any]:
     require_operator(caller, "set tax rates")
     for cur, r in body.rates.items():
-        if not (Decimal(0) <= r < 1) or len(cur) != 3:
+        try:
+            # An ISO 4217 code (what prices and rates accept), not only a site's currency:
+            # an operator may set a country's tax before its site is declared.
+            check_currency(cur)
+        except AccountingError as exc:
+            raise ServiceError(exc.code, exc.message, status=422, field=f"rates.{cur}") from exc
+        if not (Decimal(0) <= r < 1):
             raise ServiceError(
                 "bad-tax-rate",
-                f"tax rate {r} for {cur!r}: use a 3-letter "
-                "currency and a fraction in [0, 1), e.g. 0.20",
+                f"tax rate {r} for {cur}: use a fraction in [0, 1), e.g. 0.20",
                 status=422,
+                field=f"rates.{cur}",
             )
     with state.db.write() as s:
         row = s.get(t.AccountingSetting, svc.TAX_KEY)

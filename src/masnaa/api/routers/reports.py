@@ -20,8 +20,6 @@ from sqlalchemy import select
 
 from masnaa.accounting import allocations as core
 from masnaa.accounting.allocation import LIVE
-from masnaa.accounting.errors import AccountingError
-from masnaa.accounting.rating import rate
 from masnaa.accounting.statements import (
     funders_report,
     funders_report_csv,
@@ -146,16 +144,7 @@ def report_operator(
 ) -> Response:
     require_operator(caller, "read the operator report")
     with state.db.read() as s:
-        lo, hi, last = statements.month(period)
-        records = svc.load_records(
-            s, where=[t.UsageRecordRow.end > lo, t.UsageRecordRow.start < hi]
-        )
-        try:
-            lines = rate(
-                records, (lo, hi), svc.rating_context(s, last), svc.windows_for(s, records)
-            )
-        except AccountingError as exc:
-            raise svc.http_error(exc) from exc
+        rated = statements.rated_month(s, period)
         capacity: dict[tuple[str, str], int] = {}
         for site, gpu, count in s.execute(
             select(m.Site.name, m.GpuType.name, m.Node.gpu_count)
@@ -163,7 +152,7 @@ def report_operator(
             .join(m.GpuType, m.Node.gpu_type_id == m.GpuType.id)
         ).all():
             capacity[(site, gpu)] = capacity.get((site, gpu), 0) + count
-    rows = operator_report(lines, capacity, (lo, hi))
+    rows = operator_report(rated.lines, capacity, rated.span, rated.missing_rates)
     if format == "csv":
         return Response(operator_report_csv(rows), media_type="text/csv")
     return Response(
@@ -179,6 +168,9 @@ def report_operator(
                     "currency": r.net.currency,
                     "revenue_usd": str(r.net_usd.amount) if r.net_usd else None,
                     "utilisation": str(r.utilisation) if r.utilisation is not None else None,
+                    "missing_exchange_rate": statements.missing_rate_json(r.missing_rate)
+                    if r.missing_rate
+                    else None,
                 }
                 for r in rows
             ]
