@@ -2,7 +2,7 @@
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-12-02
+Create Date: 2026-11-28
 
 These columns hold whole UNIX seconds. PostgreSQL's ``integer`` is 32 bits, so it
 could not store an instant after 2038-01-19 03:14:07 UTC, and ``gpus * ("end" -
