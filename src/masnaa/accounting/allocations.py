@@ -498,12 +498,12 @@ def settle(a: Allocation, now: Instant, used: Mapping[Pool, int]) -> Allocation:
         state = State.ACTIVE if left else State.EXHAUSTED
     if state is a.state:
         return a
-    at = now
+    when = now
     if a.state is State.AWARDED and state is State.ACTIVE:
         # It became active when its start came (or when it was awarded, if later), not
         # when someone next looked: every reader must see the same history.
-        at = max([a.starts_at, *(e.at for e in a.history)])
-    return replace(a, state=state, history=_log(a, at, "clock", f"now {state}"))
+        when = max([a.starts_at, *(e.at for e in a.history)])
+    return replace(a, state=state, history=_log(a, when, "clock", f"now {state}"))
 
 
 def visible_reviews(
