@@ -385,6 +385,9 @@ def test_paid_gpu_time_shows_money_in_the_locale(world: Factory) -> None:
 
 
 def test_statement_rates_a_finished_job_and_downloads_as_csv(world: Factory) -> None:
+    with signed_in(world, "yassine") as c:  # GPU-time bought for this test's own job
+        requested(c, project="vision", tier="purchase", hours="50",
+                  justification="Training a retail vision model.")
     job_id = world.submit("yassine", project="vision", command=["sleep", "2"],
                           gpus_per_task=2, gpu_types=["h100-sxm-80gb"], sites=["ma-1"])
     world.wait_state(job_id, {"succeeded"}, timeout=30)
