@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from masnaa.portal.i18n import Lang
 from masnaa.portal.labels import SUBMIT_ERRORS
+from masnaa.service import job_catalog
 from masnaa.service import jobs as svc
 from masnaa.service.tenancy import Caller, ServiceError
 
@@ -103,7 +104,9 @@ def parse(form: dict[str, str], lang: Lang) -> Checked:
     return out
 
 
-def translate(exc: ServiceError, catalog: svc.Catalog, spec: svc.JobSpec, lang: Lang) -> str:
+def translate(
+    exc: ServiceError, catalog: job_catalog.Catalog, spec: svc.JobSpec, lang: Lang
+) -> str:
     """The service's refusal as a sentence in ``lang`` (its English one when unknown)."""
     message = SUBMIT_ERRORS.get(exc.code)
     if message is None:
@@ -116,7 +119,7 @@ def translate(exc: ServiceError, catalog: svc.Catalog, spec: svc.JobSpec, lang: 
     if choices is not None:
         return lang.gettext(message, choices=", ".join(choices))
     if exc.code == "too-many-gpus":
-        fit = svc.what_fits(catalog, spec)
+        fit = job_catalog.what_fits(catalog, spec)
         if spec.gpus_per_task > fit.largest_node:
             return lang.gettext(SUBMIT_ERRORS["too-many-gpus-per-task"],
                                 most=lang.number(fit.largest_node))
@@ -129,7 +132,7 @@ def check(session: Session, caller: Caller, form: dict[str, str], lang: Lang) ->
     out = parse(form, lang)
     if out.spec is None:
         return out
-    catalog = svc.catalog(session)
+    catalog = job_catalog.catalog(session)
     try:
         # The service's own checks (submit runs exactly these); nothing is written.
         svc.prepare(session, caller, [out.spec], now=0.0, single=True)

@@ -54,8 +54,7 @@ from masnaa.portal.i18n import Lang
 from masnaa.portal.labels import N_
 from masnaa.portal.web import Page, PageDep, PortalRoute
 from masnaa.service import accounting as svc
-from masnaa.service import allocation_views, supplements, tenancy
-from masnaa.service import jobs as jobs_svc
+from masnaa.service import allocation_views, job_catalog, supplements, tenancy
 from masnaa.service import statements as statements_svc
 from masnaa.service.tenancy import Caller, ServiceError
 from masnaa.store import accounting as t
@@ -311,7 +310,7 @@ def my_allocations(page: PageDep) -> Response:
 
 
 def _form_choices(s: Session, caller: Caller, policy: AllocationPolicy) -> dict[str, Any]:
-    catalog = jobs_svc.catalog(s)
+    catalog = job_catalog.catalog(s)
     tenant_names = {x.id: x.name for x in tenancy.list_tenants(s, caller)}
     return {
         "projects": [

@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from masnaa.portal import forms, session
 from masnaa.portal.labels import JOB_STATES
 from masnaa.portal.web import Page, PageDep, PortalRoute
-from masnaa.service import job_views, tenancy
+from masnaa.service import job_catalog, job_views, tenancy
 from masnaa.service import jobs as svc
 from masnaa.service.tenancy import Caller, ServiceError
 from masnaa.store import models as m
@@ -110,7 +110,7 @@ def jobs_list(
 
 
 def _form_choices(read: Session, caller: Caller) -> dict[str, list[str]]:
-    catalog = svc.catalog(read)
+    catalog = job_catalog.catalog(read)
     projects = tenancy.list_projects(read, caller)
     tenant_names = {t.id: t.name for t in tenancy.list_tenants(read, caller)}
     return {

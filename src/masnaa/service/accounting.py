@@ -72,7 +72,7 @@ from masnaa.accounting.prices import (
 )
 from masnaa.accounting.rating import RatingContext
 from masnaa.domain.tenancy import TenantKind
-from masnaa.service.jobs import catalog
+from masnaa.service.job_catalog import catalog
 from masnaa.service.tenancy import Caller, ServiceError
 from masnaa.store import accounting as t
 from masnaa.store import models as m

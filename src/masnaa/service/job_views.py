@@ -22,7 +22,8 @@ from typing import Literal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from masnaa.service.jobs import get_job, priority_values, visible
+from masnaa.service.job_catalog import priority_values
+from masnaa.service.jobs import get_job, visible
 from masnaa.service.tenancy import Caller, ServiceError
 from masnaa.store import models as m
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -34,8 +33,8 @@ from sqlalchemy.orm import Session
 
 from masnaa.domain import reasons
 from masnaa.domain.reasons import Phrase
-from masnaa.domain.tenancy import DEFAULT_PRIORITY_CLASSES
 from masnaa.service.caches import TtlCache
+from masnaa.service.job_catalog import Catalog, catalog, forget_catalogs, what_fits
 from masnaa.service.tenancy import Caller, ServiceError, forbidden, not_found
 from masnaa.store import models as m
 from masnaa.store.events import transition
@@ -121,43 +120,6 @@ def new_job_id() -> str:
     return "j-" + "".join(ID_ALPHABET[(bits >> shift) & 31] for shift in range(45, -5, -5))
 
 
-# --- the factory's declared capacity ------------------------------------------
-
-
-@dataclass(slots=True)
-class Catalog:
-    """What submissions are validated against (read once per request)."""
-
-    gpu_types: list[str]
-    sites: set[str]
-    priority_classes: dict[str, int]
-    node_gpus: dict[tuple[str, str], list[int]] = field(default_factory=dict)
-    """(site, GPU type) → GPU count of each node."""
-
-    @staticmethod
-    def load(session: Session) -> Catalog:
-        types = list(session.scalars(select(m.GpuType.name).order_by(m.GpuType.name)))
-        sites = set(session.scalars(select(m.Site.name)))
-        classes = priority_values(session)
-        node_gpus: dict[tuple[str, str], list[int]] = defaultdict(list)
-        rows = session.execute(
-            select(m.Site.name, m.GpuType.name, m.Node.gpu_count)
-            .join(m.Site, m.Node.site_id == m.Site.id)
-            .join(m.GpuType, m.Node.gpu_type_id == m.GpuType.id)
-        )
-        for site, gpu_type, count in rows:
-            node_gpus[(site, gpu_type)].append(count)
-        return Catalog(types, sites, classes, dict(node_gpus))
-
-    def tasks_that_fit(self, site: str, gpu_type: str, gpus_per_task: int) -> int:
-        return sum(c // gpus_per_task for c in self.node_gpus.get((site, gpu_type), ()))
-
-    def largest_node(self, gpu_type: str, sites: Sequence[str]) -> int:
-        return max((max(self.node_gpus.get((s, gpu_type), ()), default=0) for s in sites),
-                   default=0)
-
-
-_CATALOGS = TtlCache()
 _SUBMITTED: reasons.Reason = (Phrase("submitted"),)
 _SUBMITTED_TEXT, _SUBMITTED_JSON = reasons.english(_SUBMITTED), reasons.to_json(_SUBMITTED)
 _PROJECTS = TtlCache()
@@ -165,17 +127,8 @@ _PROJECTS = TtlCache()
 
 def invalidate_caches() -> None:
     """Forget cached hardware and projects (after declaring or deleting them)."""
-    _CATALOGS.clear()
+    forget_catalogs()
     _PROJECTS.clear()
-
-
-def catalog(session: Session) -> Catalog:
-    engine = session.get_bind()
-    found: Catalog | None = _CATALOGS.get(engine, "catalog")
-    if found is None:
-        found = Catalog.load(session)
-        _CATALOGS.put(engine, "catalog", found)
-    return found
 
 
 def _field(prefix: str, name: str) -> str:
@@ -260,40 +213,6 @@ def _validate(
             field=_field(prefix, "gpus_per_task"),
         )
     return gpu_types, spec.sites
-
-
-@dataclass(frozen=True, slots=True)
-class Fit:
-    """What the allowed sites could give a job refused as ``too-many-gpus``."""
-
-    largest_node: int
-    """GPUs of the largest node of an allowed site and type: the most per task."""
-    tasks: int
-    """Tasks of the job's size that fit at one site, at the best site and type."""
-    site: str
-    gpu_type: str
-
-    def advice(self, gpus_per_task: int) -> str:
-        if gpus_per_task > self.largest_node:
-            return (
-                f"the largest node allowed has {self.largest_node} GPUs: ask for at most "
-                f"{self.largest_node} per task"
-            )
-        return (
-            f"at most {self.tasks} tasks of {gpus_per_task} GPUs fit at one site "
-            f"({self.site}, {self.gpu_type!r}): ask for fewer tasks or fewer GPUs per task"
-        )
-
-
-def what_fits(catalog: Catalog, spec: JobSpec) -> Fit:
-    sites = spec.sites if spec.sites is not None else sorted(catalog.sites)
-    types = list(dict.fromkeys(spec.gpu_types)) or list(catalog.gpu_types)
-    node = max((catalog.largest_node(t, sites) for t in types), default=0)
-    tasks, site, kind = max(
-        ((catalog.tasks_that_fit(s, t, spec.gpus_per_task), s, t) for s in sites for t in types),
-        default=(0, "", ""),
-    )
-    return Fit(node, tasks, site, kind)
 
 
 _NAMED = 5
@@ -492,14 +411,6 @@ def prepare(
 def visible(stmt: Any, caller: Caller) -> Any:
     """``stmt`` over jobs, narrowed to the caller's tenant unless an operator asks."""
     return stmt if caller.is_operator else stmt.where(m.Job.tenant_id == caller.tenant_id)
-
-
-def priority_values(session: Session) -> dict[str, int]:
-    """Priority class → value, as declared (the defaults where none are)."""
-    return {
-        name: value
-        for name, value in session.execute(select(m.PriorityClass.name, m.PriorityClass.value))
-    } or {p.name: p.value for p in DEFAULT_PRIORITY_CLASSES}
 
 
 def get_job(session: Session, caller: Caller, job_id: str, *, for_update: bool = False) -> m.Job:
