@@ -95,7 +95,7 @@ def build_cluster(trace: Trace, nodes: int, *, gpus_per_node: int = 8) -> Cluste
         for si, site in enumerate(sites)
     }
     if len(counts) > 1:
-        _fit_largest_jobs(trace, counts, nodes, gpus_per_node, sites)
+        _fit_largest_jobs(trace, counts, nodes, gpus_per_node, len(types), sites)
     parts = []
     for (ti, site), n in counts.items():
         if n == 0:
@@ -114,7 +114,7 @@ def build_cluster(trace: Trace, nodes: int, *, gpus_per_node: int = 8) -> Cluste
 
 def _fit_largest_jobs(
     trace: Trace, counts: dict[tuple[int, str], int], nodes: int, gpus_per_node: int,
-    sites: list[str],
+    types: int, sites: list[str],
 ) -> None:
     """Grow pools so that every job that fits ``nodes`` whole nodes fits one of the pools
     it may use (a gang runs on one GPU type at one site).
@@ -124,7 +124,7 @@ def _fit_largest_jobs(
     job's need goes, largest first, to the pool among its choices that is largest
     already, so the cluster grows by as little as this greedy finds."""
     needs: dict[tuple[tuple[int, str], ...], int] = {}
-    all_types = tuple(range(max(ti for ti, _ in counts) + 1))
+    all_types = tuple(range(types))
     row_sites = trace.sites or [None] * len(trace)
     for gpus, tasks, ti, allowed in zip(trace.gpus.tolist(), trace.tasks.tolist(),
                                         trace.gpu_type.tolist(), row_sites, strict=True):

@@ -58,11 +58,9 @@ def _owned_option(arg: str) -> str | None:
         name = arg[2:].split("=", 1)[0]
         if not name:
             return None
-        exact = [o for o in _OWNED_LONG if o == name]
-        if exact or any(o.startswith(name) for o in _OWNED_LONG):
-            return "--" + (exact[0] if exact else next(o for o in _OWNED_LONG
-                                                       if o.startswith(name)))
-        return None
+        if name in _OWNED_LONG:
+            return "--" + name
+        return next(("--" + o for o in _OWNED_LONG if o.startswith(name)), None)
     if arg.startswith("-") and len(arg) > 1:
         for letter in arg[1:]:
             if letter in _OWNED_SHORT:

@@ -15,18 +15,22 @@ from masnaa.sim.errors import TraceError
 
 
 def read_text(path: Path) -> str:
-    """A trace file's text: UTF-8, with or without a byte-order mark (spreadsheets
-    write one), plain or gzip-compressed (read by its magic bytes, whatever its name).
+    """A trace file's text (``decode``)."""
+    return decode(path.read_bytes(), path.name)
+
+
+def decode(raw: bytes, name: str) -> str:
+    """A trace's text: UTF-8, with or without a byte-order mark (spreadsheets write
+    one), plain or gzip-compressed (read by its magic bytes, whatever its name).
 
     A file in another encoding is refused with the line where it stops being UTF-8:
     ``--lenient`` skips malformed lines, but cannot guess an encoding.
     """
-    raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
-            raise TraceError("bad-file", f"{path.name} looks gzip-compressed but is not "
+            raise TraceError("bad-file", f"{name} looks gzip-compressed but is not "
                              f"readable as such ({exc})", 1) from None
     try:
         return raw.decode("utf-8-sig")

@@ -11,7 +11,6 @@ a planning estimate (``masnaa.sim.limits``).
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 from datetime import UTC, datetime
 from importlib import resources
@@ -19,7 +18,7 @@ from typing import TextIO
 
 from masnaa.sim.errors import TraceError
 from masnaa.sim.loaders import Loader, TraceSource, register
-from masnaa.sim.loaders.fields import count, positive, read_text
+from masnaa.sim.loaders.fields import count, decode, positive, read_text
 from masnaa.sim.trace import Trace, TraceBuilder
 
 COLUMNS = ("timestamp", "duration", "num_gpus", "gpu_time", "cluster")
@@ -28,8 +27,8 @@ COLUMNS = ("timestamp", "duration", "num_gpus", "gpu_time", "cluster")
 def _open(source: TraceSource) -> TextIO:
     if source.path is not None:
         return io.StringIO(read_text(source.path))
-    raw = resources.files("masnaa").joinpath("data/traces/philly.csv.gz").read_bytes()
-    return io.StringIO(gzip.decompress(raw).decode("utf-8"))
+    bundled = resources.files("masnaa").joinpath("data/traces/philly.csv.gz")
+    return io.StringIO(decode(bundled.read_bytes(), "philly.csv.gz"))
 
 
 def load(source: TraceSource) -> Trace:
