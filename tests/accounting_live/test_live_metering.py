@@ -20,6 +20,7 @@ from masnaa.accounting import allocations as core
 from masnaa.accounting.metering import UsageRecord
 from masnaa.accounting.statements import build_statements
 from masnaa.service import accounting as acct
+from masnaa.service import terms
 from masnaa.service.loop import ControlLoop, LoopConfig
 from masnaa.service.metering import Meter, _insert_record
 from masnaa.service.metrics import Metrics
@@ -136,7 +137,11 @@ def test_records_tile_the_run_across_a_restart_and_reconcile(factory: Factory) -
                 currency="MAD",
             )
         )
-        s.add(t.AccountingSetting(key=acct.TAX_KEY, value={"MAD": "0.20"}))
+        s.add(
+            t.DatedTermRow(
+                term=terms.TAX_RATES, valid_from=date(2026, 1, 1), value={"rates": {"MAD": "0.20"}}
+            )
+        )
     with factory.sessions() as s:
         tenant = recs[0].tenant
         span, lines = statement_lines(s, tenant, date.today().strftime("%Y-%m"))
@@ -145,7 +150,7 @@ def test_records_tile_the_run_across_a_restart_and_reconcile(factory: Factory) -
                 func.sum(t.UsageRecordRow.gpus * (t.UsageRecordRow.end - t.UsageRecordRow.start))
             ).where(t.UsageRecordRow.tenant == tenant)
         )
-        (st,) = build_statements(lines, tenant, span, acct.tax_rates(s))
+        (st,) = build_statements(lines, tenant, span, terms.tax_rates(s, span[0]))
     assert sum(li.charged_gpu_seconds + li.uncharged_gpu_seconds for li in lines) == total_records
     assert st.subtotal.amount == sum(li.net.amount for li in lines)
     assert st.tax.amount == (st.subtotal.amount * Decimal("0.20")).quantize(Decimal("0.01"))

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import time
 
-from masnaa.service import accounting as svc
-from masnaa.service import tenancy
+from masnaa.accounting.instants import to_second
+from masnaa.service import tenancy, terms
 from masnaa.service.tenancy import Caller
 from masnaa.service.tokens import issue_token
 from masnaa.store import models as m
@@ -72,9 +72,10 @@ def ensure_world(factory: Factory) -> Factory:
         if new:
             r = c.post("/api/v1/prices", json={"prices": new})
             assert r.status_code == 201, r.text
-        # Tax rates replace the whole table: keep what others set.
+        # Tax rates replace the whole table from this month on: keep what others set.
         with factory.state.db.read() as s:
-            rates = {k: str(v) for k, v in svc.tax_rates(s).items()}
+            now = to_second(factory.state.now())
+            rates = {k: str(v) for k, v in terms.tax_rates(s, now).items()}
         rates.setdefault("MAD", "0.20")
         rates.setdefault("KES", "0.16")
         r = c.put("/api/v1/tax-rates", json={"rates": rates})

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +241,43 @@ def test_widening_instants_keeps_the_rows(engine: Engine) -> None:
         rows = s.scalars(select(t.UsageRecordRow).order_by(t.UsageRecordRow.start)).all()
         assert [(r.job_id, r.start, r.gpus) for r in rows] == [
             ("j-wide", 1_793_491_200, 8), ("j-2040", Y2040, 1)]
+
+
+def test_dating_terms_keeps_the_discounts_tax_rates_and_tiers(engine: Engine) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from masnaa.accounting.prices import TenantTerms
+    from masnaa.service import terms
+    from masnaa.store.db import _alembic_config
+
+    cfg = _alembic_config(engine)
+    with engine.connect() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0005")
+        connection.commit()
+    with engine.begin() as conn:  # what the schema before 0006 held
+        conn.execute(text("INSERT INTO discounts (kind, tier, rate) VALUES "
+                          "('university', '', '0.6'), ('startup', 'seed', '0.4')"))
+        conn.execute(text("INSERT INTO tenant_terms (tenant, tier, enforced) VALUES "
+                          "('atlas', 'seed', false), ('um6p', '', true)"))
+        conn.execute(text("INSERT INTO accounting_settings (key, value) VALUES "
+                          "('tax-rates', '{\"MAD\": \"0.2\"}')"))  # fmt: skip
+    upgrade(engine)
+    with session_factory(engine)() as s:
+        book = terms.terms_book(s)
+        assert terms.versions(s, terms.TIER + "atlas") == [
+            (date(1970, 1, 1), {"tier": "seed"})]  # fmt: skip
+        assert terms.versions(s, terms.TIER + "um6p") == []  # no tier, no version
+        assert book.taxes(0) == {"MAD": Decimal("0.2")}
+        seed = TenantTerms(domain.TenantKind.STARTUP, "seed")
+        assert book.discount_table(0).rate_for(seed) == Decimal("0.4")
+        uni = TenantTerms(domain.TenantKind.UNIVERSITY, None)
+        assert book.discount_table(0).rate_for(uni) == Decimal("0.6")
+    with engine.connect() as connection:  # and back: the latest version of each
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0005")
+        connection.commit()
+        rows = connection.execute(text("SELECT tenant, tier FROM tenant_terms ORDER BY tenant"))
+        assert [tuple(r) for r in rows] == [("atlas", "seed"), ("um6p", "")]
+    upgrade(engine)

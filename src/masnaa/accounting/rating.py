@@ -226,6 +226,23 @@ def rate(
     return price_lines(aggregate(records, period, ctx.prices, windows), ctx)
 
 
+def rate_in_parts(
+    records: Iterable[UsageRecord],
+    parts: Iterable[tuple[tuple[Instant, Instant], RatingContext]],
+    windows: Mapping[str, Mapping[int, Window]],
+) -> list[LineItem]:
+    """Line items for consecutive periods, each rated under its own context.
+
+    A span over which discounts or tiers change (``terms.TermsBook.cuts``) is rated
+    in parts, so a job's time before the change keeps the terms it was used under;
+    each part gives its own line items."""
+    kept = records if isinstance(records, list) else list(records)
+    out: list[LineItem] = []
+    for period, ctx in parts:
+        out.extend(rate(kept, period, ctx, windows))
+    return out
+
+
 def price_lines(totals: Totals, ctx: RatingContext) -> list[LineItem]:
     """Money for each group, in a stable order (tenant, project, job, site, type, price)."""
     out: list[LineItem] = []

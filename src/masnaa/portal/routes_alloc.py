@@ -46,7 +46,7 @@ from masnaa.accounting.allocation import Allocation, AllocationPolicy, Amount
 from masnaa.accounting.balance import burn_down
 from masnaa.accounting.errors import AccountingError
 from masnaa.accounting.money import Money
-from masnaa.accounting.rating import rate
+from masnaa.accounting.rating import rate_in_parts
 from masnaa.accounting.statements import Statement, statement_csv
 from masnaa.portal import session
 from masnaa.portal.charts_alloc import burn_down_chart
@@ -54,7 +54,7 @@ from masnaa.portal.i18n import Lang
 from masnaa.portal.labels import N_
 from masnaa.portal.web import Page, PageDep, PortalRoute
 from masnaa.service import accounting as svc
-from masnaa.service import allocation_views, job_catalog, supplements, tenancy
+from masnaa.service import allocation_views, job_catalog, supplements, tenancy, terms
 from masnaa.service import statements as statements_svc
 from masnaa.service.tenancy import Caller, ServiceError
 from masnaa.store import accounting as t
@@ -240,10 +240,12 @@ def _money(s: Session, a: Allocation, view: dict[str, Any], now: float) -> dict[
     """Charged so far, and the balance at the current list price (per currency)."""
     n = int(now)
     records = svc.load_records(s, where=[t.UsageRecordRow.allocation_id == a.id])
-    ctx = svc.rating_context(s, today_of(now))
+    # Rated in parts where discounts or tiers changed: each month keeps its own terms.
+    parts = terms.rating_parts(s, a.starts_at, max(n, a.starts_at), today_of(now))
+    ctx = parts[-1][1]
     out: dict[str, Any] = {"charged": [], "worth": [], "unpriced": False}
     try:
-        lines = rate(records, (a.starts_at, max(n, a.starts_at)), ctx, svc.windows_for(s, records))
+        lines = rate_in_parts(records, parts, svc.windows_for(s, records))
     except AccountingError:
         out["unpriced"] = True
         lines = []

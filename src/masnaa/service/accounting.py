@@ -59,18 +59,6 @@ from masnaa.accounting.errors import AccountingError
 from masnaa.accounting.instants import Instant
 from masnaa.accounting.metering import ChargePolicy, Segment, SegmentEnd, UsageRecord, Window
 from masnaa.accounting.metering import uncharged_windows as _uncharged_windows
-from masnaa.accounting.money import Money
-from masnaa.accounting.prices import (
-    DEFAULT_DISCOUNTS,
-    Discount,
-    DiscountTable,
-    ExchangeRate,
-    ExchangeRates,
-    Price,
-    PriceBook,
-    TenantTerms,
-)
-from masnaa.accounting.rating import RatingContext
 from masnaa.domain.tenancy import TenantKind
 from masnaa.service.job_catalog import catalog
 from masnaa.service.tenancy import Caller, ServiceError
@@ -78,9 +66,7 @@ from masnaa.store import accounting as t
 from masnaa.store import models as m
 
 POSTPAID_KINDS = frozenset({TenantKind.STARTUP.value, TenantKind.ENTERPRISE.value})
-TAX_KEY = "tax-rates"
 TERMS_REV_KEY = "terms-revision"
-DEFAULT_TAX = Decimal(0)
 
 FORBIDDEN_CODES = frozenset(
     {"not-a-reviewer", "not-an-operator", "not-allowed", "conflict-of-interest"}
@@ -296,39 +282,6 @@ def enforced_projects(s: Session) -> set[str]:
         if enforced:
             out.add(f"{tenant}/{project}")
     return out
-
-
-def rating_context(s: Session, fx_day: date | None) -> RatingContext:
-    currencies = dict(s.execute(select(m.Site.name, m.Site.currency)).all())
-    prices = [
-        Price(r.site, r.gpu_type, Money.of(r.amount, r.currency), r.valid_from, r.valid_to)
-        for r in s.scalars(select(t.PriceRow))
-    ]
-    disc_rows = list(s.scalars(select(t.DiscountRow)))
-    discounts = (
-        [Discount(TenantKind(r.kind), Decimal(r.rate), r.tier or None) for r in disc_rows]
-        if disc_rows
-        else list(DEFAULT_DISCOUNTS)
-    )
-    tiers = dict(s.execute(select(t.TenantTermsRow.tenant, t.TenantTermsRow.tier)).all())
-    terms = {
-        name: TenantTerms(TenantKind(kind), tiers.get(name) or None)
-        for name, kind in tenant_kinds(s).items()
-    }
-    rates = [
-        ExchangeRate(r.day, r.currency, Decimal(r.per_usd))
-        for r in s.scalars(select(t.ExchangeRateRow))
-    ]
-    # The USD view is informative: without any exchange rate there is none.
-    fx = ExchangeRates(rates) if rates else None
-    return RatingContext(
-        PriceBook(prices, currencies), DiscountTable(discounts), terms, fx, fx_day if fx else None
-    )
-
-
-def tax_rates(s: Session) -> dict[str, Decimal]:
-    row = s.get(t.AccountingSetting, TAX_KEY)
-    return {k: Decimal(v) for k, v in (row.value if row else {}).items()}
 
 
 # --- allocations ----------------------------------------------------------------------------

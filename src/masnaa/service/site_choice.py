@@ -31,7 +31,7 @@ from masnaa.accounting.comparison import ComparisonPrices, comparison_prices
 from masnaa.accounting.errors import AccountingError
 from masnaa.accounting.instants import DAY, day_of, to_second
 from masnaa.factory.apply import PREFERENCES_KEY
-from masnaa.service.accounting import rating_context
+from masnaa.service.terms import rating_context
 from masnaa.store import models as m
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def with_preferences(
 def load_prices(session: Session, now: float) -> ComparisonPrices:
     """Every (site, GPU type)'s price in force at ``now``, in one unit."""
     t = to_second(now)
-    ctx = rating_context(session, day_of(t))
+    ctx = rating_context(session, day_of(t), t)
     return comparison_prices(ctx.prices, ctx.fx, t)
 
 

@@ -10,7 +10,9 @@ Owns the code that the API (``GET /statements/{tenant}``) and the portal
   of everyone for the operator report) that overlap the month, rated
   (preempted time uncharged), with the exchange rates the USD view lacks; a
   month that cannot be rated (``no-price``) is the core's refusal as a
-  ``ServiceError``, while a missing exchange rate only leaves USD figures out;
+  ``ServiceError``, while a missing exchange rate only leaves USD figures out.
+  Discounts, tiers and tax rates are those in force in the month
+  (``service.terms``), so a later change never re-rates it;
 - ``statement_lines(s, tenant, period)``: its span and line items;
 - ``tenant_statements``: one statement per currency, taxed at the operator's
   rates, each naming the rates its USD view lacks; ``statement_json``: their
@@ -31,9 +33,10 @@ from sqlalchemy.orm import Session
 from masnaa.accounting.errors import AccountingError
 from masnaa.accounting.instants import Instant, at
 from masnaa.accounting.prices import MissingRate
-from masnaa.accounting.rating import LineItem, rate
+from masnaa.accounting.rating import LineItem, rate_in_parts
 from masnaa.accounting.statements import Statement, build_statements
 from masnaa.service import accounting as svc
+from masnaa.service import terms
 from masnaa.service.tenancy import ServiceError
 from masnaa.store import accounting as t
 
@@ -71,11 +74,12 @@ def rated_month(s: Session, period: str, tenant: str | None = None) -> RatedMont
     if tenant is not None:
         where.append(t.UsageRecordRow.tenant == tenant)
     records = svc.load_records(s, where=where)
-    ctx = svc.rating_context(s, last)
+    parts = terms.rating_parts(s, lo, hi, last)
     try:
-        lines = rate(records, (lo, hi), ctx, svc.windows_for(s, records))
+        lines = rate_in_parts(records, parts, svc.windows_for(s, records))
     except AccountingError as exc:
         raise svc.http_error(exc) from exc
+    ctx = parts[-1][1]  # every part has the month's exchange rates
     return RatedMonth((lo, hi), lines, ctx.missing_rates(li.currency for li in lines))
 
 
@@ -92,7 +96,7 @@ def tenant_statements(s: Session, tenant: str, period: str) -> list[Statement]:
     rated = rated_month(s, period, tenant)
     try:
         return build_statements(
-            rated.lines, tenant, rated.span, svc.tax_rates(s) or {}, rated.missing_rates
+            rated.lines, tenant, rated.span, terms.tax_rates(s, rated.span[0]), rated.missing_rates
         )
     except AccountingError as exc:
         raise svc.http_error(exc) from exc

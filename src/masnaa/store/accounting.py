@@ -11,9 +11,10 @@ and what it returned. Writers:
   ``seq`` grows by one on every write anywhere in the table, so the loop finds
   what changed with one index lookup; a write is a compare-and-set on ``seq``.
 - ``allocation_reviewers``: operators (who may review which step).
-- ``prices``, ``discounts``, ``exchange_rates``, ``credit_rates``,
-  ``tenant_terms``, ``accounting_settings`` (tax rates): operators, validated
-  by building the core's table before commit.
+- ``prices``, ``exchange_rates``, ``credit_rates``, ``dated_terms`` (discounts,
+  tax rates and tenants' tiers, month by month), ``tenant_terms``,
+  ``accounting_settings``: operators, validated by building the core's table
+  before commit.
 - ``run_segments``: the control loop; a row per run (job, attempt), written in
   the transaction that marks the job running, closed (``end``, ``ended``) in
   the transaction that settles it. ``metered`` becomes true once its usage
@@ -78,13 +79,19 @@ class PriceRow(Base):
     currency: Mapped[str] = mapped_column(String(3))
 
 
-class DiscountRow(Base):
-    __tablename__ = "discounts"
+class DatedTermRow(Base):
+    """One version of a dated term (``accounting.terms``), in force from ``valid_from``
+    (a month's first day) until the next version of the same ``term``.
 
-    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
-    tier: Mapped[str] = mapped_column(String(32), primary_key=True, default="")
-    """'' for the kind's default row."""
-    rate: Mapped[str] = mapped_column(String(40))
+    ``term`` is ``discounts`` (value: ``{"discounts": [{kind, tier, rate}]}``),
+    ``tax-rates`` (``{"rates": {currency: rate}}``) or ``tier:<tenant>``
+    (``{"tier": name or null}``)."""
+
+    __tablename__ = "dated_terms"
+
+    term: Mapped[str] = mapped_column(String(80), primary_key=True)
+    valid_from: Mapped[date] = mapped_column(Date, primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class ExchangeRateRow(Base):
@@ -104,17 +111,17 @@ class CreditRateRow(Base):
 
 
 class TenantTermsRow(Base):
-    """Per tenant: discount tier, and whether its projects need an allocation to run."""
+    """Per tenant: whether its projects need an allocation to run (its discount tier
+    is a dated term, ``DatedTermRow``)."""
 
     __tablename__ = "tenant_terms"
 
     tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tier: Mapped[str] = mapped_column(String(32), default="")
     enforced: Mapped[bool] = mapped_column(Boolean)
 
 
 class AccountingSetting(Base):
-    """Key/value operator settings, e.g. ``tax-rates`` → {currency: rate}."""
+    """Key/value operator settings, e.g. ``terms-revision``."""
 
     __tablename__ = "accounting_settings"
 

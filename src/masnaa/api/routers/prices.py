@@ -7,6 +7,11 @@ stored (``PriceBook``, ``ExchangeRates``, ``DiscountTable`` of
 ``accounting.prices``) before anything is written, so a refusal
 (``overlapping-price``, ``currency-mismatch`` ...) comes back as 4xx with the
 core's code and leaves the tables as they were.
+
+Discounts, tenants' tiers and tax rates are dated by month (``service.terms``): a
+PUT sets them from its ``effective`` month on (the current month if left out), and
+a month that has ended is closed (``closed-month``), so no statement already sent
+ever changes. ``GET /discounts`` and ``GET /tax-rates`` list the versions.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from sqlalchemy import select
 from masnaa.accounting.errors import AccountingError
 from masnaa.accounting.money import Money, check_currency
 from masnaa.accounting.prices import (
+    DEFAULT_DISCOUNTS,
     Discount,
     DiscountTable,
     ExchangeRate,
@@ -33,6 +39,7 @@ from masnaa.api.errors import ERROR_RESPONSES
 from masnaa.api.schemas import Strict
 from masnaa.domain.tenancy import TenantKind
 from masnaa.service import accounting as svc
+from masnaa.service import terms
 from masnaa.service.tenancy import ServiceError, require_operator
 from masnaa.store import accounting as t
 from masnaa.store import models as m
@@ -73,15 +80,21 @@ class DiscountIn(Strict):
 
 class DiscountsIn(Strict):
     discounts: list[DiscountIn]
+    effective: str | None = None
+    """The month it takes effect (``2026-12``); the current month if left out."""
 
 
 class TermsIn(Strict):
     enforced: bool
     tier: str | None = None
+    effective: str | None = None
+    """The month it takes effect (``2026-12``); the current month if left out."""
 
 
 class TaxIn(Strict):
     rates: dict[str, Decimal]
+    effective: str | None = None
+    """The month it takes effect (``2026-12``); the current month if left out."""
 
 
 @router.get("/prices", summary="Price lists")
@@ -153,38 +166,66 @@ def add_rates(body: RatesIn, state: State, caller: CurrentCaller) -> dict[str, A
     return {"added": len(body.rates)}
 
 
-@router.put("/discounts", summary="Replace the discount table (operators)")
+def _versions_json(rows: list[tuple[date, dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [{"effective": terms.month_label(d), **value} for d, value in rows]
+
+
+@router.get("/discounts", summary="The discount tables, month by month")
+def list_discounts(state: State, caller: CurrentCaller) -> dict[str, Any]:
+    with state.db.read() as s:
+        rows = terms.versions(s, terms.DISCOUNTS)
+    return {
+        "versions": _versions_json(rows),
+        # In force before the first version (and always, if there is none).
+        "defaults": terms.discounts_value(DEFAULT_DISCOUNTS)["discounts"],
+    }
+
+
+@router.put("/discounts", summary="The discount table from a month on (operators)")
 def set_discounts(body: DiscountsIn, state: State, caller: CurrentCaller) -> dict[str, Any]:
     require_operator(caller, "set discounts")
+    month = terms.effective_month(body.effective, state.now())
+    found = [Discount(d.kind, d.rate, d.tier) for d in body.discounts]
     try:
-        DiscountTable(Discount(d.kind, d.rate, d.tier) for d in body.discounts)
+        DiscountTable(found)
     except AccountingError as exc:
         raise svc.http_error(exc) from exc
     with state.db.write() as s:
-        for row in s.scalars(select(t.DiscountRow)):
-            s.delete(row)
-        s.flush()
-        for d in body.discounts:
-            s.add(t.DiscountRow(kind=d.kind.value, tier=d.tier or "", rate=str(d.rate)))
-    return {"discounts": len(body.discounts)}
+        terms.put_version(s, terms.DISCOUNTS, month, terms.discounts_value(found))
+    return {"discounts": len(found), "effective": terms.month_label(month)}
 
 
 @router.put("/tenant-terms/{tenant}", summary="A tenant's discount tier and enforcement")
 def set_terms(tenant: str, body: TermsIn, state: State, caller: CurrentCaller) -> dict[str, Any]:
     require_operator(caller, "set tenant terms")
+    month = terms.effective_month(body.effective, state.now())
     with state.db.write() as s:
         if s.scalar(select(m.Tenant.id).where(m.Tenant.name == tenant)) is None:
             raise svc.not_found("tenant", tenant)
         row = s.get(t.TenantTermsRow, tenant)
         if row is None:
-            s.add(t.TenantTermsRow(tenant=tenant, tier=body.tier or "", enforced=body.enforced))
+            s.add(t.TenantTermsRow(tenant=tenant, enforced=body.enforced))
         else:
-            row.tier, row.enforced = body.tier or "", body.enforced
+            row.enforced = body.enforced
+        # Enforcement applies at once (it decides who may run); the tier is dated,
+        # as it sets the discount statements read.
+        terms.put_version(s, terms.TIER + tenant, month, {"tier": body.tier})
         svc.bump_terms(s)
-    return {"tenant": tenant, "enforced": body.enforced, "tier": body.tier}
+    return {
+        "tenant": tenant,
+        "enforced": body.enforced,
+        "tier": body.tier,
+        "effective": terms.month_label(month),
+    }
 
 
-@router.put("/tax-rates", summary="Tax rate per currency (operators)")
+@router.get("/tax-rates", summary="Tax rates per currency, month by month")
+def list_tax(state: State, caller: CurrentCaller) -> dict[str, Any]:
+    with state.db.read() as s:
+        return {"versions": _versions_json(terms.versions(s, terms.TAX_RATES))}
+
+
+@router.put("/tax-rates", summary="Tax rate per currency from a month on (operators)")
 def set_tax(body: TaxIn, state: State, caller: CurrentCaller) -> dict[str, Any]:
     require_operator(caller, "set tax rates")
     for cur, r in body.rates.items():
@@ -201,13 +242,8 @@ def set_tax(body: TaxIn, state: State, caller: CurrentCaller) -> dict[str, Any]:
                 status=422,
                 field=f"rates.{cur}",
             )
+    month = terms.effective_month(body.effective, state.now())
+    rates = {k: str(v) for k, v in body.rates.items()}
     with state.db.write() as s:
-        row = s.get(t.AccountingSetting, svc.TAX_KEY)
-        value = {k: str(v) for k, v in body.rates.items()}
-        if row is None:
-            s.add(t.AccountingSetting(key=svc.TAX_KEY, value=value))
-        else:
-            row.value = value
-    return {"rates": {k: str(v) for k, v in body.rates.items()}}
-
-
+        terms.put_version(s, terms.TAX_RATES, month, {"rates": rates})
+    return {"rates": rates, "effective": terms.month_label(month)}
