@@ -5,6 +5,7 @@ isolation between tenants and the regulator's report."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -340,3 +341,96 @@ def test_an_expired_ground_narrows_a_pending_jobs_sites_or_fails_it(
     ops.post("/api/v1/sites/ke-1/state", json={"state": "up"})
     drive(loop, lambda: job(bob, wide["id"])["state"] == "succeeded")
     assert job(bob, wide["id"])["site"] == "ke-1"
+
+
+def test_a_job_requeued_after_its_ground_expired_goes_back_only_where_its_data_may_go(
+    world: World, loop: ControlLoop,
+) -> None:
+    bob, ops = world["uon-bob"].client, world["ops"].client
+    ops.put("/api/v1/quotas", json={"tenant": "uon", "site": "ma-1",
+                                    "gpu_type": "h100-sxm-80gb", "nominal": 8})
+    expires = datetime.now(UTC) + timedelta(seconds=4)
+    d = register(bob, name="survey", home_site="ke-1", data_class="personal",
+                 grounds=[{"country": "KE", "condition": "consent", "kind": "consent",
+                           "expires": expires.isoformat()}])
+    ops.post("/api/v1/sites/ke-1/state", json={"state": "drained"})
+    wide = world.submit("uon-bob", project="llm", datasets=[d["id"]], command=["sleep", "60"])
+    abroad = world.submit("uon-bob", project="llm", datasets=[d["id"]], sites=["ma-1"],
+                          command=["sleep", "60"])
+    drive(loop, lambda: all(job(bob, j["id"])["state"] == "running" for j in (wide, abroad)))
+    assert {job(bob, j["id"])["site"] for j in (wide, abroad)} == {"ma-1"}
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.1)
+    # Running on: the placement was lawful when made. Its sites already shrink.
+    drive(loop, lambda: job(bob, wide["id"])["sites"] == ["ke-1"])
+    assert job(bob, wide["id"])["state"] == job(bob, abroad["id"])["state"] == "running"
+
+    ops.post("/api/v1/sites/ma-1/state", json={"state": "unreachable", "reason": "fibre cut"})
+    drive(loop, lambda: job(bob, abroad["id"])["state"] == "failed"
+          and job(bob, wide["id"])["state"] == "pending")
+    failed = job(bob, abroad["id"])["state_reason"]
+    assert failed.startswith("its data may no longer go to any of its sites"), failed
+    assert "expired" in failed
+    ops.post("/api/v1/sites/ma-1/state", json={"state": "up"})
+    for _ in range(5):
+        loop.run_pass()
+    assert job(bob, wide["id"])["state"] == "pending"  # Morocco is back, and not lawful
+    ops.post("/api/v1/sites/ke-1/state", json={"state": "up"})
+    drive(loop, lambda: job(bob, wide["id"])["state"] == "running")
+    assert job(bob, wide["id"])["site"] == "ke-1"
+    placements = [json.loads(line) for line in ops.get("/api/v1/audit/export").text.splitlines()
+                  if '"placement"' in line]
+    mine = [p for p in placements if p["details"]["job_id"] in (wide["id"], abroad["id"])]
+    assert [p["site"] for p in mine] == ["ma-1", "ma-1", "ke-1"]
+    assert all(f["allowed"] for p in mine for f in p["details"]["findings"]), mine
+    assert bob.post(f"/api/v1/jobs/{wide['id']}/cancel").status_code == 200
+    drive(loop, lambda: job(bob, wide["id"])["state"] == "cancelled")
+
+
+def test_every_rules_change_the_loop_takes_up_is_on_the_chain_before_its_placements(
+    world: World, loop: ControlLoop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from masnaa.policy.loader import default_rules_path
+    from masnaa.service.residency import RULES_ENV
+
+    rules = tmp_path / "rules.toml"
+    strict = default_rules_path().read_text()
+    adequate = strict.replace(
+        "adequate_destinations = []   # fill from the CNDP's published list",
+        'adequate_destinations = ["KE"]')
+    assert adequate != strict
+    rules.write_text(strict)
+    monkeypatch.setenv(RULES_ENV, str(rules))
+    alice, ops = world["um6p-alice"].client, world["ops"].client
+    ops.put("/api/v1/quotas", json={"tenant": "um6p", "site": "ke-1",
+                                    "gpu_type": "a100-80gb", "nominal": 4})
+    d = register(alice, name="survey", home_site="ma-1", data_class="personal")
+    refused = alice.post("/api/v1/jobs", json={"command": ["true"], "project": "llm",
+                                               "datasets": [d["id"]], "sites": ["ke-1"]})
+    assert refused.status_code == 422, refused.text
+
+    def edit(text: str, stamp: int) -> None:
+        rules.write_text(text)
+        os.utime(rules, (stamp, stamp))  # a new modification time, however fast the edit
+        loop.run_pass()
+
+    edit(adequate, 1_800_000_000)  # the loop takes it up: no registration needed
+    j = world.submit("um6p-alice", project="llm", datasets=[d["id"]], sites=["ke-1"],
+                     command=["sleep", "30"])
+    drive(loop, lambda: job(alice, j["id"])["state"] == "running")
+    edit(strict, 1_800_000_100)
+
+    records = [json.loads(line) for line in ops.get("/api/v1/audit/export").text.splitlines()]
+    changes = [r["details"] for r in records if r["action"] == "policy-change"]
+    assert len(changes) == 3, changes
+    first, loose, back = changes
+    assert (loose["previous_digest"], back["previous_digest"]) == (
+        first["digest"], loose["digest"])
+    assert back["digest"] == first["digest"] != loose["digest"]
+    in_force = None
+    for r in records:  # every placement is judged under the rules last put on the chain
+        if r["action"] == "policy-change":
+            in_force = r["details"]["digest"]
+        elif r["action"] == "placement":
+            assert r["details"]["rules_digest"] == in_force == loose["digest"]
+    assert alice.post(f"/api/v1/jobs/{j['id']}/cancel").status_code == 200
+    drive(loop, lambda: job(alice, j["id"])["state"] == "cancelled")

@@ -108,11 +108,15 @@ def download_event(actor: str, data: Dataset, destination_country: str,
                        "data": _data((data,)), "findings": _findings(decision.findings)})
 
 
-def policy_change_event(actor: str, before: RuleSet | None, after: RuleSet) -> AuditEvent:
+def policy_change_event(actor: str, before: tuple[str | None, str | None] | None,
+                        after: RuleSet) -> AuditEvent:
+    """The rules in force became ``after``; ``before``: the (version, digest) of the last
+    rules recorded, as that record has them (the file they came from may have been
+    edited since)."""
     return AuditEvent(actor, AuditAction.POLICY_CHANGE, None, (), None, None,
                       {"version": after.version, "digest": after.digest,
-                       "previous_version": before.version if before else None,
-                       "previous_digest": before.digest if before else None,
+                       "previous_version": before[0] if before else None,
+                       "previous_digest": before[1] if before else None,
                        "source": after.source})
 
 

@@ -24,7 +24,6 @@ from sqlalchemy.orm import Session
 
 from masnaa.audit.chain import AuditRecord, Verification, format_time, parse_time, verify
 from masnaa.audit.events import AuditEvent, policy_change_event, seal_event
-from masnaa.policy.loader import load_rules
 from masnaa.service.tenancy import ServiceError
 from masnaa.store.residency import AuditHead, AuditRow
 
@@ -103,10 +102,5 @@ def record_policy(session: Session, actor: str, now: float) -> AuditRecord | Non
                            .order_by(AuditRow.seq.desc()).limit(1)).first()
     if last is not None and last.details.get("digest") == rules.digest:
         return None
-    before = None
-    if last is not None and last.details.get("source"):
-        try:
-            before = load_rules(str(last.details["source"]))
-        except Exception:  # the previous file may be gone or edited: record without it
-            before = None
+    before = None if last is None else (last.details.get("version"), last.details.get("digest"))
     return append_audit(session, policy_change_event(actor, before, rules), now)

@@ -402,7 +402,11 @@ class ControlLoop:
                 s, now=now, launched=launched, rejected=rejected, ended=ended,
                 meter=self.meter, queues=queues, max_attempts=self.config.max_attempts,
             )
+            # A ground may have expired, or the rules changed, while a requeued job ran: it
+            # goes back only to a site its data may go to now, or fails if none is left.
+            _, unlawful = self.lawful.judge(s, done.requeued, now)
         report.transitions.extend(done.transitions)
+        report.transitions.extend(("pending", "failed") for _ in unlawful)
         report.settled += done.settled
         # The store has it; now the index follows.
         for job_id, (attempt, _seen) in ended.items():
@@ -410,7 +414,8 @@ class ControlLoop:
         with self.read() as s:
             for job_id in done.released:
                 self.live.release(job_id, now)
-            for item in self.live.load_pending(s, done.requeued):
+            requeued = [j for j in done.requeued if j not in unlawful]
+            for item in self.live.load_pending(s, requeued):
                 self.live.enqueue(item)
 
     # -- phase 4: apply the decision -----------------------------------------------------------

@@ -390,6 +390,8 @@ def audit_placements(session: Session, admitted: Iterable[Any], *, now: float,
     reads = job_data(session, by_job)
     if not reads:
         return 0
+    # The rules these placements were judged under are on the chain before them.
+    record_policy(session, actor, now)
     tenants = dict(session.execute(
         select(m.Job.id, m.Tenant.name).join(m.Tenant, m.Job.tenant_id == m.Tenant.id)
         .where(m.Job.id.in_(list(reads)))).all())
@@ -405,15 +407,18 @@ def audit_placements(session: Session, admitted: Iterable[Any], *, now: float,
 
 
 class PendingSites:
-    """Keeps pending jobs' lawful sites true as grounds expire and rules change.
+    """Keeps jobs' lawful sites true as grounds expire and rules change.
 
     Owned by the control loop (one per loop). ``due(session, now)`` is cheap
     (one indexed read): true when the rules' digest changed, a ground was
     recorded since the last refresh, or the earliest ground expiry has
-    passed. ``refresh`` then re-judges the pending jobs that read data: a job
-    keeps only those of its sites that are still lawful (grounds only expire,
-    so a site is never added back on its own); a job left with none fails
-    with the first refusal as its reason.
+    passed. ``refresh`` then re-judges every job that reads data and has not
+    ended: a job keeps only those of its sites that are still lawful (grounds
+    only expire, so a site is never added back on its own); a pending job left
+    with none fails with the first refusal as its reason. A running job whose
+    own site is no longer lawful runs on (its placement was lawful when made);
+    ``judge`` re-judges it when it is requeued, before it can be placed again,
+    so it goes back only to a site still lawful then, or fails.
     """
 
     def __init__(self) -> None:
@@ -427,26 +432,54 @@ class PendingSites:
         return session.scalar(select(func.max(TransferGroundRow.id))) != self.last_ground
 
     def refresh(self, session: Session, now: float) -> tuple[list[str], list[str]]:
-        """(jobs whose sites shrank, jobs failed); writes both in ``session``."""
+        """(pending jobs whose sites shrank, jobs failed); writes both in ``session``."""
+        rules = current_rules()
+        if rules.digest != self.digest:  # taken up by the loop: on the chain at once
+            record_policy(session, "scheduler", now)
+        live = [s.value for s in m.JobState if not s.terminal]
+        jobs = list(session.scalars(
+            select(m.Job).where(m.Job.state.in_(live), m.Job.id.in_(select(JobDataset.job_id)))))
+        changed, failed = self._judge(session, jobs, now)
+        self.digest = rules.digest
+        self.last_ground = session.scalar(select(func.max(TransferGroundRow.id)))
+        # Any ground's next expiry (not only those read now: a job may arrive meanwhile).
+        upcoming = session.scalar(select(func.min(TransferGroundRow.expires))
+                                  .where(TransferGroundRow.expires > now))
+        self.next_check = float("inf") if upcoming is None else float(upcoming)
+        return changed, failed
+
+    def judge(self, session: Session, job_ids: Iterable[str], now: float
+              ) -> tuple[list[str], list[str]]:
+        """Re-judge these jobs (those just requeued) as ``refresh`` judges all."""
+        ids = list(job_ids)
+        if not ids:
+            return [], []
+        jobs = list(session.scalars(
+            select(m.Job).where(m.Job.id.in_(ids), m.Job.id.in_(select(JobDataset.job_id)))
+            .execution_options(populate_existing=True)))
+        return self._judge(session, jobs, now)
+
+    @staticmethod
+    def _judge(session: Session, jobs: list[m.Job], now: float) -> tuple[list[str], list[str]]:
         from masnaa.store.events import transition  # the one way to change a job's state
 
-        rules = current_rules()
-        pending = list(session.scalars(
-            select(m.Job).where(m.Job.state == m.JobState.PENDING.value,
-                                m.Job.id.in_(select(JobDataset.job_id)))))
-        reads = job_data(session, [j.id for j in pending])
+        reads = job_data(session, [j.id for j in jobs])
         changed: list[str] = []
         failed: list[str] = []
-        for job in pending:
+        for job in jobs:
             values = to_policy(session, reads.get(job.id, []))
             e = eligibility(session, values, now)
             lawful = set(e.lawful_sites)
             kept = [site for site in (job.sites or e.lawful_sites) if site in lawful]
             if kept == list(job.sites or ()):
                 continue
+            pending = job.state == m.JobState.PENDING.value
             if kept:
                 job.sites = kept
-                changed.append(job.id)
+                if pending:
+                    changed.append(job.id)
+                continue
+            if not pending:  # judged again if it is requeued
                 continue
             try:
                 check_named_sites(job.sites, e)
@@ -458,12 +491,6 @@ class PendingSites:
                        reason=(Phrase("no-lawful-site", {"detail": why}),))
             job.ended_at = now
             failed.append(job.id)
-        self.digest = rules.digest
-        self.last_ground = session.scalar(select(func.max(TransferGroundRow.id)))
-        # Any ground's next expiry (not only those read now: a job may arrive meanwhile).
-        upcoming = session.scalar(select(func.min(TransferGroundRow.expires))
-                                  .where(TransferGroundRow.expires > now))
-        self.next_check = float("inf") if upcoming is None else float(upcoming)
         return changed, failed
 
 
