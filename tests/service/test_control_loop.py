@@ -228,6 +228,25 @@ def test_a_claim_that_never_spawned_is_lost_and_requeued(factory: Factory, tmp_p
     assert (tmp_path / "runs").read_text() == "2\n"
 
 
+def test_a_launch_the_machine_fails_waits_and_the_others_go_on(
+    factory: Factory, loop: ControlLoop, tmp_path: Path
+) -> None:
+    (first,) = factory.submit([{"command": ["sh", "-c", "sleep 0.5; exit 3"]}])
+    drive(loop, lambda: states(factory, first) == ["running"])
+    (blocked,) = factory.submit([{"command": ["sh", "-c", "echo ran >> " + str(tmp_path / "b")]}])
+    # A file where its run directory goes: even root cannot make that directory.
+    (factory.home / "jobs" / blocked).write_text("in the way")
+    for _ in range(10):
+        loop.run_pass()
+    drive(loop, lambda: states(factory, first) == ["failed"])  # its exit still recorded
+    assert factory.jobs()[first].exit_code == 3
+    assert states(factory, blocked) == ["admitted"]  # waits for the machine, not failed
+    (factory.home / "jobs" / blocked).unlink()
+    drive(loop, ended(factory, blocked))
+    assert states(factory, blocked) == ["succeeded"]
+    assert (tmp_path / "b").read_text() == "ran\n"
+
+
 def test_one_loop_per_database(factory: Factory, loop: ControlLoop) -> None:
     other = make_loop(factory)
     other.lease.identity = {**other.lease.identity, "host": "another-host"}

@@ -231,6 +231,10 @@ class Executor(abc.ABC):
                 self.start(spec)
             except ExecutorError as exc:
                 out.append(exc)
+            except OSError as exc:
+                # The machine failed this one launch (a directory it cannot write, a full
+                # disk): the job waits for a later pass, and the others start meanwhile.
+                out.append(ExecutorUnavailable(f"cannot start {spec.job_id} here now: {exc}"))
             else:
                 out.append(None)
         return out
