@@ -128,3 +128,46 @@ def test_up_submit_logs_restart_and_adopt(tmp_path: Path) -> None:
         assert (home / "credentials.toml").read_text() == before
     finally:
         stop(proc)
+
+
+@pytest.mark.slow
+def test_a_deleted_database_takes_no_jobs_and_the_next_up_names_the_runs_it_lost(
+    tmp_path: Path,
+) -> None:
+    from masnaa.executors import records
+
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MASNAA_")}
+    env.update(MASNAA_HOME=str(home), MASNAA_VIRTUAL_GPUS="1x8")
+    port = free_port()
+    log = tmp_path / "up.log"
+    proc = start_up(env, port, log)
+    token = re.search(r"token\s+(msn_\S+)", log.read_text())
+    assert token
+    auth = {"Authorization": f"Bearer {token.group(1)}"}
+    api = f"http://127.0.0.1:{port}"
+    try:
+        job = masnaa(env, "submit", "--", "sleep", "60", cwd=tmp_path).strip()
+        wait_state(port, token.group(1), job, ("running",))
+        (home / "masnaa.sqlite").unlink()
+        ready = httpx.get(f"{api}/readyz", timeout=5)
+        assert ready.status_code == 503, ready.text
+        assert "deleted or replaced" in ready.json()["error"]["message"]
+        r = httpx.post(f"{api}/api/v1/jobs", json={"command": ["true"]}, headers=auth, timeout=5)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "database-unavailable"
+    finally:
+        stop(proc)
+    refused = subprocess.run([*CLI, "up", "--port", str(port)], env=env, capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+    assert refused.returncode == 1 and "unknown-runs" in refused.stderr, refused
+    assert f"{job} run 1" in refused.stderr
+    run = records.attempt_dir(home / "jobs", job, 1)
+    shim = records.read_json(run / records.SHIM)
+    assert shim is not None
+    os.kill(int(shim["pid"]), signal.SIGTERM)  # the operator stops the run it names
+    deadline = time.monotonic() + 30
+    while records.live_attempts(home / "jobs"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    proc = start_up(env, port, log)  # and then a new factory starts
+    stop(proc)

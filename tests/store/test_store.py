@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from datetime import date
@@ -161,6 +162,32 @@ def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+    engine.dispose()
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_database_file_deleted_or_replaced_takes_no_more_writes(
+    tmp_path: Path, how: str
+) -> None:
+    import shutil
+
+    from sqlalchemy import text
+
+    from masnaa.store.db import DatabaseFileGone
+
+    path = tmp_path / "masnaa.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    with session_factory(engine).begin() as s:
+        _seed(s)
+    shutil.copy(path, tmp_path / "copy.sqlite")
+    if how == "deleted":
+        path.unlink()
+    else:  # e.g. a backup restored over it while Masnaa runs
+        os.replace(tmp_path / "copy.sqlite", path)
+    for _ in range(2):  # and it stays refused
+        with pytest.raises(DatabaseFileGone, match="deleted or replaced"), engine.begin() as conn:
+            conn.execute(text("SELECT 1"))
     engine.dispose()
 
 

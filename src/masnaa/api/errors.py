@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from masnaa.service.tenancy import ServiceError
+from masnaa.store.db import DatabaseFileGone
 
 log = logging.getLogger("masnaa.api")
 
@@ -197,6 +198,11 @@ def install(app: FastAPI) -> None:
             "a value in the request cannot be stored or compared (a NUL character, or a "
             "number out of range): send printable text and numbers of sensible size",
         )
+
+    @app.exception_handler(DatabaseFileGone)
+    async def _gone(_: Request, exc: DatabaseFileGone) -> JSONResponse:
+        log.error("%s", exc)
+        return error_response(503, "database-unavailable", str(exc))
 
     @app.exception_handler(OperationalError)
     async def _db(_: Request, exc: OperationalError) -> JSONResponse:

@@ -78,6 +78,26 @@ def _fail(message: str, code: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+def unknown_live_runs(engine: Engine, home: Path) -> list[tuple[str, int]]:
+    """Runs alive under ``home/jobs`` whose job this database does not know as active:
+    after the database was deleted or replaced, their GPUs are in use unseen."""
+    from sqlalchemy import inspect, select
+
+    from masnaa.executors.records import live_attempts
+    from masnaa.store import models as m
+
+    live = live_attempts(home / "jobs")
+    if not live:
+        return []
+    known: set[tuple[str, int]] = set()
+    if inspect(engine).has_table(m.Job.__tablename__):
+        with engine.connect() as conn:
+            active = [s.value for s in m.ACTIVE_STATES]
+            rows = conn.execute(select(m.Job.id, m.Job.attempt).where(m.Job.state.in_(active)))
+            known = {(job, attempt) for job, attempt in rows}
+    return [run for run in live if run not in known]
+
+
 def prepare(
     engine: Engine,
     *,
@@ -229,6 +249,16 @@ def up(
     home.mkdir(parents=True, exist_ok=True)
     db_url = db or default_db_url()
     engine = make_engine(db_url, pool_size=10)
+    strays = unknown_live_runs(engine, home)
+    if strays:
+        named = ", ".join(f"{job} run {attempt}" for job, attempt in strays[:5])
+        raise _fail(
+            f"{len(strays)} run(s) under {home / 'jobs'} are alive but this database does not "
+            f"know them ({named}{', ...' if len(strays) > 5 else ''}): was the database deleted "
+            "or replaced? Their GPUs are in use. Restore the database they belong to, or stop "
+            "them (each one's supervisor holds jobs/JOB/RUN/lock) and start again",
+            "unknown-runs",
+        )
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{shown_host}:{port}"
     ready = prepare(

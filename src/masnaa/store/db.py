@@ -28,6 +28,15 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY = "masnaa_read_only"
 
 
+class DatabaseFileGone(RuntimeError):
+    """The SQLite file this engine opened was deleted or replaced while it ran.
+
+    Every transaction checks it first (one ``stat``): SQLite keeps writing through the
+    connections already open to the unlinked file, and a new connection would make an
+    empty one at the path, so without the check jobs are accepted and run into a
+    database nobody can read again."""
+
+
 def masnaa_home() -> Path:
     return Path(os.environ.get("MASNAA_HOME") or Path.home() / ".masnaa")
 
@@ -72,16 +81,30 @@ def make_engine(
         else:  # one shared in-memory database, for throw-away uses
             pool = {"poolclass": StaticPool}
         engine = create_engine(url, connect_args=connect_args, **pool, **kwargs)
-        _configure_sqlite(engine, wal_autocheckpoint)
+        file = Path(database) if database and database != ":memory:" else None
+        _configure_sqlite(engine, wal_autocheckpoint, file)
         return engine
     return create_engine(
         url, pool_size=pool_size, max_overflow=2 * pool_size, pool_pre_ping=True, **kwargs
     )
 
 
-def _configure_sqlite(engine: Engine, wal_autocheckpoint: int) -> None:
+def _identity(file: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(file)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _configure_sqlite(engine: Engine, wal_autocheckpoint: int, file: Path | None) -> None:
+    opened: list[tuple[int, int] | None] = []
+    """The file's (device, inode) when the first connection opened it."""
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if file is not None and not opened:
+            opened.append(_identity(file))
         # Let SQLAlchemy's "begin" hook (below) emit BEGIN itself.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -94,6 +117,12 @@ def _configure_sqlite(engine: Engine, wal_autocheckpoint: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if file is not None and opened and _identity(file) != opened[0]:
+            raise DatabaseFileGone(
+                f"the database file {file} was deleted or replaced while Masnaa ran; "
+                "nothing more is written. Stop Masnaa, put the file back (or restore it "
+                "from a backup) and start again"
+            )
         if conn.get_execution_options().get(READ_ONLY):
             conn.exec_driver_sql("BEGIN")
         else:
