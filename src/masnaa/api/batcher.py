@@ -12,7 +12,9 @@ of the group ahead; throughput no longer pays one commit per job.
 
 Invariants: a request's answer is sent only after its job is committed; no
 job is written twice; a job refused by validation never reaches the
-database.
+database. A request with an ``Idempotency-Key`` its user already used gets the
+job that key made (``service.submit_keys``); a second request with the same key
+in one group waits for the group's commit, then gets the first one's job.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
+from masnaa.service import submit_keys
 from masnaa.service.jobs import JobSpec, Submitted, prepare, write_submitted
+from masnaa.service.submit_keys import Replayed
 from masnaa.service.tenancy import Caller, ServiceError
 
 log = logging.getLogger(__name__)
@@ -32,15 +38,19 @@ log = logging.getLogger(__name__)
 MAX_GROUP = 256
 
 
+Outcome = Submitted | Replayed
+
+
 @dataclass(slots=True)
 class _Item:
     caller: Caller
     spec: JobSpec
+    key: str | None
     loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Submitted]
+    future: asyncio.Future[Outcome]
 
 
-def _settle(future: asyncio.Future[Submitted], result: Submitted | BaseException) -> None:
+def _settle(future: asyncio.Future[Outcome], result: Outcome | BaseException) -> None:
     if future.done():  # the client went away
         return
     if isinstance(result, BaseException):
@@ -67,11 +77,11 @@ class SubmitBatcher:
                 )
                 self._thread.start()
 
-    async def submit(self, caller: Caller, spec: JobSpec) -> Submitted:
+    async def submit(self, caller: Caller, spec: JobSpec, key: str | None = None) -> Outcome:
         self._ensure_started()
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Submitted] = loop.create_future()
-        self._queue.put(_Item(caller, spec, loop, future))
+        future: asyncio.Future[Outcome] = loop.create_future()
+        self._queue.put(_Item(caller, spec, key, loop, future))
         return await future
 
     def close(self) -> None:
@@ -100,20 +110,25 @@ class SubmitBatcher:
             if stop:
                 return
 
-    def _write(self, group: list[_Item]) -> None:
-        outcomes: list[Submitted | BaseException] = []
+    def _write(self, group: list[_Item], *, again: bool = False) -> None:
+        outcomes: list[Outcome | BaseException | None] = []
+        later: list[_Item] = []  # a key repeated within the group: answered after the commit
         try:
             with self._db.write() as session:
                 now = self._clock()
                 accepted: list[Submitted] = []
+                keys: set[tuple[int, str]] = set()
                 for item in group:
                     try:
-                        done = prepare(session, item.caller, [item.spec], now=now, single=True)
+                        outcome = self._one(session, item, now, keys)
                     except ServiceError as exc:
                         outcomes.append(exc)
                         continue
-                    accepted.append(done)
-                    outcomes.append(done)
+                    if outcome is None:
+                        later.append(item)
+                    elif isinstance(outcome, Submitted):
+                        accepted.append(outcome)
+                    outcomes.append(outcome)
                 write_submitted(session, accepted)
         except Exception as exc:  # nothing of this group was written
             if len(group) > 1:
@@ -123,7 +138,32 @@ class SubmitBatcher:
                 for item in group:
                     self._write([item])
                 return
+            if isinstance(exc, IntegrityError) and group[0].key is not None and not again:
+                # Another API worker committed the same key first: answer with its job.
+                self._write(group, again=True)
+                return
             log.warning("a submission failed: %s", exc)
-            outcomes = [exc]
-        for item, outcome in zip(group, outcomes, strict=True):
-            item.loop.call_soon_threadsafe(_settle, item.future, outcome)
+            outcomes, later = [exc], []
+        for item, result in zip(group, outcomes, strict=True):
+            if result is not None:
+                item.loop.call_soon_threadsafe(_settle, item.future, result)
+        for item in later:
+            self._write([item])
+
+    @staticmethod
+    def _one(session: Any, item: _Item, now: float, keys: set[tuple[int, str]]
+             ) -> Outcome | None:
+        """Validate one request, or find the job its key made; None: its key is already
+        used by an earlier request of this group."""
+        if item.key is None:
+            return prepare(session, item.caller, [item.spec], now=now, single=True)
+        request = submit_keys.digest(item.spec)
+        if (item.caller.user_id, item.key) in keys:
+            return None
+        known = submit_keys.replay(session, item.caller, item.key, request)
+        if known is not None:
+            return Replayed(known)
+        done = prepare(session, item.caller, [item.spec], now=now, single=True)
+        done.job_rows[0].update(idempotency_key=item.key, request_digest=request)
+        keys.add((item.caller.user_id, item.key))
+        return done

@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -300,7 +301,8 @@ def submit(
         spec["command"] = list(command or [])
         spec["name"] = spec["name"] or Path(spec["command"][0]).name
     with api() as client:
-        job = client.submit(**spec)
+        # A fresh key per job: a retry after a dropped connection never makes a second one.
+        job = client.submit(idempotency_key=uuid.uuid4().hex, **spec)
     if as_json:
         out.print_json(json.dumps(job))
     else:

@@ -2,13 +2,15 @@
 
 Every non-2xx answer raises ``MasnaaError(code, message, status, field)``
 carrying the API's error body; a server that cannot be reached raises
-``MasnaaError("unreachable", ...)`` with status 0. The methods return the
+``MasnaaError("unreachable", ...)`` with status 0 (a submission with an
+idempotency key is sent again on that error: see ``submit``). The methods return the
 API's JSON (documented by ``/api/v1/openapi.json``) as dicts, so the client
 never lags the server's fields.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -26,6 +28,8 @@ class MasnaaError(Exception):
 
 
 Json = Any
+SUBMIT_BACKOFF = (0.5, 1.0, 2.0, 4.0)
+"""Seconds before each retry of a keyed submission whose answer was lost."""
 
 
 class MasnaaClient:
@@ -87,9 +91,23 @@ class MasnaaClient:
 
     # --- jobs -------------------------------------------------------------------
 
-    def submit(self, **spec: Any) -> Json:
-        """Submit one job; ``spec`` holds the fields of ``JobSpec``."""
-        return self._call("POST", "/jobs", json=spec)
+    def submit(self, *, idempotency_key: str | None = None, **spec: Any) -> Json:
+        """Submit one job; ``spec`` holds the fields of ``JobSpec``.
+
+        With ``idempotency_key``, a request whose answer was lost (the connection
+        failed) is sent again with the same key, up to ``SUBMIT_RETRIES`` times: the
+        server makes the job once and answers a retry with it."""
+        if idempotency_key is None:
+            return self._call("POST", "/jobs", json=spec)
+        headers = {"Idempotency-Key": idempotency_key}
+        for wait in (*SUBMIT_BACKOFF, None):
+            try:
+                return self._call("POST", "/jobs", json=spec, headers=headers)
+            except MasnaaError as exc:
+                if exc.code != "unreachable" or wait is None:
+                    raise
+                time.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def submit_batch(self, specs: list[dict[str, Any]]) -> Json:
         return self._call("POST", "/jobs/batch", json={"jobs": specs})["jobs"]

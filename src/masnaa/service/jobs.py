@@ -387,6 +387,8 @@ def prepare(
                 "attempt": 0,
                 "cancel_requested": False,
                 "attained_service": 0.0,
+                "idempotency_key": None,
+                "request_digest": None,
                 "version": 1,
             }
         )

@@ -232,6 +232,7 @@ class Job(Base):
         Index("ix_jobs_state_submitted_at", "state", "submitted_at"),
         Index("ix_jobs_tenant_id_state", "tenant_id", "state"),
         Index("ix_jobs_project_id", "project_id"),
+        Index("ix_jobs_user_id_idempotency_key", "user_id", "idempotency_key", unique=True),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -285,6 +286,10 @@ class Job(Base):
     """GPU-seconds received by earlier runs (fair share and LAS across restarts)."""
     stdout_path: Mapped[str | None] = mapped_column(Text, default=None)
     stderr_path: Mapped[str | None] = mapped_column(Text, default=None)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), default=None)
+    """The submitter's ``Idempotency-Key``: one job per user and key (``service.submit_keys``)."""
+    request_digest: Mapped[str | None] = mapped_column(String(64), default=None)
+    """SHA-256 of the request that created it, to tell a retry from a key reused."""
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012

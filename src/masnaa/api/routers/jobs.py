@@ -34,7 +34,7 @@ from masnaa.api.schemas import (
     job_phrases,
     wait_phrases,
 )
-from masnaa.service import job_views
+from masnaa.service import job_views, submit_keys
 from masnaa.service import jobs as svc
 from masnaa.service.tenancy import Caller
 from masnaa.store import models as m
@@ -113,14 +113,21 @@ the same checks done by plain calls."""
     "/jobs",
     status_code=201,
     response_model=JobOut,
-    summary="Submit a job",
+    summary="Submit a job (with an Idempotency-Key header, a retry returns the same job)",
+    responses={200: {"model": JobOut, "description": "a retry: the job this key made"}},
     openapi_extra={"security": [{"HTTPBearer": []}]},
 )
 async def submit(spec: svc.JobSpec, request: Request) -> Response:
     caller = await caller_for(request, bearer_secret(request))
     check_query(request)
     state = state_of(request)
-    done = await state.batcher.submit(caller, spec)  # group commit, see api/batcher.py
+    key = submit_keys.check_key(request.headers.get(submit_keys.HEADER))
+    done = await state.batcher.submit(caller, spec, key)  # group commit, see api/batcher.py
+    if isinstance(done, submit_keys.Replayed):  # a retry: the job its key made, as it is now
+        with state.db.read() as session:
+            again = _render(session, caller, [svc.get_job(session, caller, done.job_id)])[0]
+        return Response(again.model_dump_json(), status_code=200, media_type="application/json",
+                        headers={submit_keys.REPLAYED: "true"})
     # Render straight from the inserted row: no ORM object needed on this hot path.
     row = SimpleNamespace(**_NOT_YET, **done.job_rows[0])
     out = _render(None, caller, [row], names=done.names)[0]
