@@ -28,3 +28,32 @@ def test_one_project_needs_no_name_in_the_hint(tmp_path: Path) -> None:
 def test_a_factory_with_several_projects_names_one_in_the_hint(tmp_path: Path) -> None:
     # The example declares projects under three tenants; the first by name is hinted.
     assert _prepared_project(tmp_path, EXAMPLE) == "atlas-ai/default"
+
+
+def test_a_start_that_loses_the_race_issues_no_token(tmp_path: Path) -> None:
+    from sqlalchemy import func, select
+
+    from masnaa.cli.up import operator_token
+    from masnaa.store import models as m
+
+    db_url = f"sqlite:///{tmp_path / 'masnaa.sqlite'}"
+    engine = make_engine(db_url)
+
+    def tokens() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(m.ApiToken)).scalar_one())
+
+    try:
+        first = prepare(engine, db_url=db_url, home=tmp_path, url="http://127.0.0.1:1",
+                        factory=None, virtual_gpus="1x8")
+        assert first.token is not None and tokens() == 1  # bootstrap's own
+        # A second start on the same fresh home, before the first wrote its credentials:
+        # it has no token to show, and makes none until it holds the lease.
+        second = prepare(engine, db_url=db_url, home=tmp_path, url="http://127.0.0.1:1",
+                         factory=None, virtual_gpus="1x8")
+        assert second.token is None and tokens() == 1
+        assert operator_token(engine, first) == first
+        won = operator_token(engine, second)  # had it won the lease
+        assert won.token is not None and tokens() == 2
+    finally:
+        engine.dispose()

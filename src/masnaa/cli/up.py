@@ -19,6 +19,7 @@ them, and records the real exit status of those that ended meanwhile.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -44,7 +45,8 @@ class Prepared:
     url: str
     db_url: str
     home: Path
-    token: str
+    token: str | None
+    """None until ``operator_token`` issues one (after the lease is taken)."""
     gpus: str
     """What the factory runs on, in words (real or virtual, and how many)."""
     applied: str
@@ -112,9 +114,7 @@ def prepare(
     from masnaa.client.config import read_credentials
     from masnaa.discovery import discover
     from masnaa.factory import FactoryError, apply_factory, from_inventory, load_factory
-    from masnaa.service.tenancy import Caller, bootstrap
-    from masnaa.service.tokens import issue_token
-    from masnaa.store import models as m
+    from masnaa.service.tenancy import bootstrap
     from masnaa.store.db import session_factory, upgrade
 
     upgrade(engine)
@@ -148,14 +148,29 @@ def prepare(
                 token = known.token
             except Exception:
                 token = None
-        if token is None:
-            op = s.scalars(
-                select(m.User).where(m.User.role == m.Role.OPERATOR.value).order_by(m.User.id)
-            ).first()
-            assert op is not None
-            caller = Caller(op.id, op.name, m.Role.OPERATOR, None, None, 0)
-            token = issue_token(s, caller, None, now=_now(), label="masnaa up").secret
     return Prepared(url, db_url, home, token, what, report.summary(), project)
+
+
+def operator_token(engine: Engine, ready: Prepared) -> Prepared:
+    """``ready`` with a token for the CLI: the one it has, or a new operator token.
+
+    Called once this process holds the control loop's lease, so that a start refused
+    because another one runs (even one racing it on a fresh home) issues nothing."""
+    from masnaa.service.tenancy import Caller
+    from masnaa.service.tokens import issue_token
+    from masnaa.store import models as m
+    from masnaa.store.db import session_factory
+
+    if ready.token is not None:
+        return ready
+    with session_factory(engine)() as s, s.begin():
+        op = s.scalars(
+            select(m.User).where(m.User.role == m.Role.OPERATOR.value).order_by(m.User.id)
+        ).first()
+        assert op is not None
+        caller = Caller(op.id, op.name, m.Role.OPERATOR, None, None, 0)
+        token = issue_token(s, caller, None, now=_now(), label="masnaa up").secret
+    return dataclasses.replace(ready, token=token)
 
 
 def publish(ready: Prepared) -> None:
@@ -279,6 +294,7 @@ def up(
         loop.start()
     except LeaseHeld as exc:
         raise _fail(str(exc), "loop-running") from None
+    ready = operator_token(engine, ready)
     publish(ready)
     stop = threading.Event()
     thread = threading.Thread(target=loop.run, args=(stop,), name="masnaa-loop", daemon=True)
