@@ -2,7 +2,7 @@
 
 Format (TOML, written by ``masnaa up`` on first run, mode 0600)::
 
-    url = "http://127.0.0.1:8420"
+    url = "http://127.0.0.1:8642"
     token = "msn_..."
 
 ``MASNAA_URL`` and ``MASNAA_TOKEN`` override the file, field by field.
