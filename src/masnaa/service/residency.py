@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from masnaa.audit.chain import AuditRecord, verify
 from masnaa.audit.events import download_event, ground_event, placement_event, registration_event
-from masnaa.audit.report import RegulatorReport, regulator_report
+from masnaa.audit.report import RegulatorReport, ReportRefused, check_request, regulator_report
 from masnaa.domain.reasons import Phrase
 from masnaa.policy import (
     Dataset,
@@ -620,21 +620,15 @@ def refusal_of(decision: DownloadDecision) -> ResidencyError | None:
 
 def report(session: Session, country: str, start: datetime, end: datetime) -> RegulatorReport:
     """Which jobs touched ``country``'s data in ``[start, end)``, where, on which grounds."""
-    if start.utcoffset() is None or end.utcoffset() is None:
-        raise ServiceError("invalid-period", "since and until must carry a timezone "
-                           "(e.g. 2026-11-01T00:00:00Z)", status=422)
-    if not end > start:
-        raise ServiceError("invalid-period", f"until ({end.isoformat()}) must come after since "
-                           f"({start.isoformat()})", status=422)
-    countries = current_rules().countries
-    if country.upper() not in countries:
-        # An empty report for a country the rules do not know would read as "no job
-        # touched its data", which is not what is known.
-        raise ServiceError("unknown-country", f"country {country!r} has no residency rules: "
-                           f"use one of {', '.join(sorted(countries))}", field="country")
+    rules = current_rules()
+    try:
+        country = check_request(country, start, end, rules)
+    except ReportRefused as refused:
+        raise ServiceError(refused.code, refused.message, field=refused.field,
+                           status=422 if refused.code == "invalid-period" else 400) from None
     records = audit_records(session)
     checked = verify(records, audit_head(session))
     if not checked.ok:
         raise ServiceError("audit-broken", f"the audit chain is broken, no report can be built "
                            f"from it: {checked.message}", status=409)
-    return regulator_report(records, country.upper(), start, end, current_rules())
+    return regulator_report(records, country, start, end, rules)
