@@ -128,3 +128,39 @@ def test_cli_report(tmp_path: Path, fmt: str) -> None:
     broken = CliRunner().invoke(app, ["audit", "report", str(path), "--country", "KE",
                                       "--since", "2026-11-01", "--until", "2026-12-01"])
     assert broken.exit_code == 1 and "broken log" in broken.output
+
+
+def _logged(tmp_path: Path) -> Path:
+    path = tmp_path / "audit.jsonl"
+    log = JsonlAuditLog(path)
+    for r in build_log():
+        log.append(at=r.at, actor=r.actor, action=r.action, site=r.site, data_ids=r.data_ids,
+                   rule_id=r.rule_id, legal_basis=r.legal_basis, details=r.details)
+    return path
+
+
+@pytest.mark.parametrize(("country", "since", "until", "code"), [
+    ("XX", "2026-11-01", "2026-12-01", "unknown-country"),  # no rules: no report
+    ("KE", "2026-12-01", "2026-11-01", "invalid-period"),   # ends before it starts
+    ("KE", "2026-11-01", "2026-11-01", "invalid-period"),   # as the API: until after since
+])
+def test_cli_report_refuses_what_the_api_refuses(tmp_path: Path, country: str, since: str,
+                                                 until: str, code: str) -> None:
+    out = CliRunner().invoke(app, ["audit", "report", str(_logged(tmp_path)), "--country",
+                                   country, "--since", since, "--until", until])
+    assert out.exit_code == 2 and f"({code})" in out.output, out.output
+    assert "at,seq" not in out.output  # no (empty) report
+
+
+def test_cli_report_on_a_file_it_cannot_read_says_so_like_verify(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.jsonl"
+    args = ["--country", "KE", "--since", "2026-11-01", "--until", "2026-12-01"]
+    report = CliRunner().invoke(app, ["audit", "report", str(missing), *args])
+    verify_ = CliRunner().invoke(app, ["audit", "verify", str(missing)])
+    assert report.exit_code == verify_.exit_code == 2
+    assert report.exception is None or isinstance(report.exception, SystemExit)
+    said = f"error: cannot read {missing}: No such file or directory"
+    assert said in report.output and said in verify_.output
+    rules = CliRunner().invoke(app, ["audit", "report", str(_logged(tmp_path)), *args,
+                                     "--rules", str(tmp_path / "none.toml")])
+    assert rules.exit_code == 2 and "rules-invalid" in rules.output, rules.output

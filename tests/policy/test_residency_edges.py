@@ -6,7 +6,7 @@ answer cached before noon must not be served at noon either.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from residency_builders import NOW, RULES, SITES, ds, ground
@@ -56,3 +56,17 @@ def test_an_authorisation_needs_both_its_reference_and_its_expiry(
                        reference, expires)  # type: ignore[arg-type]
     assert TransferGround("MA", "cndp_transfer_authorisation", GroundKind.AUTHORISATION,
                           "MA-AUTH-7", ONE_DAY).expires == ONE_DAY
+
+
+@pytest.mark.parametrize(("expires", "shown"), [
+    (datetime(2026, 11, 28, 15, 25, tzinfo=UTC), "2026-11-28T15:25:00Z"),
+    # Another offset is shown as the UTC instant it is (here the previous UTC day).
+    (datetime(2026, 11, 29, 1, 0, tzinfo=timezone(timedelta(hours=2))), "2026-11-28T23:00:00Z"),
+    (datetime(2026, 11, 28, 15, 25, 0, 250000, tzinfo=UTC), "2026-11-28T15:25:00.250000Z"),
+])
+def test_the_basis_names_the_instant_a_ground_expires_not_only_its_day(
+    expires: datetime, shown: str
+) -> None:
+    g = TransferGround("MA", "cndp_transfer_authorisation", GroundKind.AUTHORISATION,
+                       "CNDP-1", expires)
+    assert g.describe() == f"cndp_transfer_authorisation: authorisation CNDP-1 valid until {shown}"

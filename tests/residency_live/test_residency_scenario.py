@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from masnaa.cli.main import app as cli
@@ -67,3 +68,18 @@ def test_the_cli_prints_both_runs_side_by_side() -> None:
     cost = next(line for line in lines if line.startswith("│ cost USD"))
     cells = [c.strip() for c in cost.strip("│").split("│")][1:]
     assert cells == [f"{r['cost']:,.0f}" for r in body["runs"]]
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("--load", "nan"), ("--load", "inf"), ("--load", "-inf"), ("--load", "0"),
+    ("--load", "1e-320"),  # positive, yet the arrival span overflows
+    ("--share", "nan"), ("--share", "inf"), ("--share", "-0.5"),
+    ("--seed", "-1"),
+    ("--jobs", "0"), ("--jobs", "-3"), ("--jobs", "100000000000000000000"),
+])
+def test_numbers_that_cannot_be_are_refused_before_the_run(option: str, value: str) -> None:
+    done = CliRunner().invoke(cli, ["sim-residency", "--jobs", "20", option, value])
+    assert done.exit_code == 1, done.output
+    assert isinstance(done.exception, SystemExit), done.exception  # not a traceback
+    assert "invalid-option" in done.output and option in done.output, done.output
+    assert "load inf" not in done.output  # no report was printed

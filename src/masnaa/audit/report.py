@@ -1,7 +1,8 @@
 """A regulator's report from the audit log (PURE): who touched a country's data, where, why.
 
-Owns: ``regulator_report`` (rows for one country and period) and its CSV and
-JSON renderings.
+Owns: ``regulator_report`` (rows for one country and period), its CSV and
+JSON renderings, and ``check_request``: which country and period a report may
+be asked for (the API and the offline command both refuse with its codes).
 
 A row is one (placement or download) × one datum under the country: the time,
 the job, the site and its country, the datum, the rule and the legal basis
@@ -64,6 +65,39 @@ class RegulatorReport:
             "abroad": sum(not r.in_country for r in self.rows),
             "by_site": dict(sorted(Counter(r.site or "-" for r in self.rows).items())),
         }
+
+
+class ReportRefused(ValueError):
+    """A report that cannot be built as asked; ``code`` is stable and machine-readable:
+    ``invalid-period`` (no timezone, or ``end`` not after ``start``) or
+    ``unknown-country`` (the rules have no entry for it)."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+def check_request(country: str, start: datetime, end: datetime, rules: RuleSet) -> str:
+    """``country`` in capitals when a report for it over ``[start, end)`` means something;
+    else ``ReportRefused``.
+
+    An empty report for a country the rules do not know, or for a period that ends
+    before it starts, would read as "no job touched its data", which is not what is
+    known.
+    """
+    if start.utcoffset() is None or end.utcoffset() is None:
+        raise ReportRefused("invalid-period", "since and until must carry a timezone "
+                            "(e.g. 2026-11-01T00:00:00Z)")
+    if not end > start:
+        raise ReportRefused("invalid-period", f"until ({end.isoformat()}) must come after "
+                            f"since ({start.isoformat()})")
+    code = country.upper()
+    if code not in rules.countries:
+        raise ReportRefused("unknown-country", f"country {country!r} has no residency rules: "
+                            f"use one of {', '.join(sorted(rules.countries))}", field="country")
+    return code
 
 
 def regulator_report(records: Iterable[AuditRecord], country: str, start: datetime,

@@ -2,15 +2,17 @@
 
 Owns the verbs ``audit verify FILE`` (exit 0 when the chain is intact, 1
 naming the first broken record, 2 when the file cannot be read) and
-``audit report FILE --country CC`` (CSV or JSON on stdout). Both read a
-JSON-lines audit file and need no server.
+``audit report FILE --country CC`` (CSV or JSON on stdout; 1 when the chain
+is broken, 2 when the file or the rules cannot be read or the country or the
+period is refused with the API's code: ``unknown-country``, ``invalid-period``).
+Both read a JSON-lines audit file and need no server.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -50,6 +52,11 @@ def verify_cmd(
     raise typer.Exit(1)
 
 
+def _error(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
 def _day(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text)
@@ -69,17 +76,34 @@ def report_cmd(
 ) -> None:
     """Which jobs touched COUNTRY's data in the period, where they ran, on which grounds."""
     from masnaa.audit.jsonl import read_records, verify_file
-    from masnaa.audit.report import regulator_report, render_csv, render_json
-    from masnaa.policy.loader import load_rules
+    from masnaa.audit.report import (
+        ReportRefused,
+        check_request,
+        regulator_report,
+        render_csv,
+        render_json,
+    )
+    from masnaa.policy.loader import RulesError, load_rules
 
     if fmt not in ("csv", "json"):
         raise typer.BadParameter("--format is csv or json")
-    check = verify_file(file)
-    if not check.ok:
-        typer.echo(f"refusing to report from a broken log: {check.message}", err=True)
-        raise typer.Exit(1)
-    report = regulator_report(read_records(file), country.upper(), _day(since), _day(until),
-                              load_rules(rules))
+    start, end = _day(since), _day(until)
+    try:
+        rule_set = load_rules(rules)
+        code = check_request(country, start, end, rule_set)
+    except RulesError as exc:
+        _error(f"{exc} ({exc.code})")
+    except ReportRefused as refused:
+        _error(f"{refused.message} ({refused.code})")
+    try:
+        check = verify_file(file)
+        if not check.ok:
+            typer.echo(f"refusing to report from a broken log: {check.message}", err=True)
+            raise typer.Exit(1)
+        records = read_records(file)
+    except OSError as exc:
+        _error(f"cannot read {file}: {exc.strerror}")
+    report = regulator_report(records, code, start, end, rule_set)
     typer.echo(render_csv(report) if fmt == "csv" else render_json(report), nl=fmt == "json")
 
 

@@ -11,6 +11,7 @@ names the rule, the law and the remedy for a residency refusal) and exit 1.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -237,12 +238,38 @@ def _zoned(text: str) -> str:
     return text + "Z"
 
 
+SIM_MAX_JOBS = 1_000_000
+"""The workload is drawn in memory and replayed two or three times: 5,000 jobs took 7 s
+on the shared 2-vCPU machine (2026-11-28), so a million is already most of an hour, and
+far above it numpy refuses the arrays ("Maximum allowed dimension exceeded")."""
+SIM_MIN_LOAD = 0.001
+"""Arrivals spread over offered GPU-time ÷ (load × GPUs): far below this the span
+overflows a float (OverflowError), and a factory idle 99.9 % of the time shows nothing."""
+
+
+def _scenario_option_errors(*, jobs: int, share: float, seed: int, load: float) -> list[str]:
+    """What is wrong with sim-residency's numbers, one sentence each (nan and inf fail
+    every comparison below, so each is refused as not being in its range)."""
+    wrong = []
+    if not 1 <= jobs <= SIM_MAX_JOBS:
+        wrong.append(f"--jobs is between 1 and {SIM_MAX_JOBS:,} (got {jobs})")
+    if not 0 <= share <= 1:
+        wrong.append(f"--share is between 0 and 1 (got {share})")
+    if seed < 0:
+        wrong.append(f"--seed is 0 or more (got {seed})")
+    if not (math.isfinite(load) and load >= SIM_MIN_LOAD):
+        wrong.append(f"--load is a finite number of at least {SIM_MIN_LOAD:g} (got {load})")
+    return wrong
+
+
 def sim_residency(
-    jobs: Annotated[int, typer.Option("--jobs", help="Jobs in the workload.")] = 1000,
+    jobs: Annotated[int, typer.Option(
+        "--jobs", help="Jobs in the workload (1 to 1,000,000).")] = 1000,
     share: Annotated[float, typer.Option(
-        "--share", help="Share of jobs that read country-bound data.")] = 0.6,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the workload.")] = 7,
-    load: Annotated[float, typer.Option("--load", help="Offered load of the factory.")] = 0.85,
+        "--share", help="Share of jobs that read country-bound data (0 to 1).")] = 0.6,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the workload (0 or more).")] = 7,
+    load: Annotated[float, typer.Option(
+        "--load", help="Offered load of the factory (at least 0.001).")] = 0.85,
     policy: Annotated[str, typer.Option("--policy", help="Scheduling policy.")] = "masnaa",
     as_json: JsonFlag = False,
     prices: Annotated[bool, typer.Option(
@@ -255,8 +282,9 @@ def sim_residency(
     if policy not in POLICIES:
         fail(f"unknown policy {policy!r}: use one of {', '.join(sorted(POLICIES))}",
              "unknown-policy")
-    if not (0 <= share <= 1) or jobs < 1 or load <= 0:
-        fail("--share is between 0 and 1, --jobs at least 1, --load above 0", "invalid-option")
+    wrong = _scenario_option_errors(jobs=jobs, share=share, seed=seed, load=load)
+    if wrong:
+        fail("; ".join(wrong), "invalid-option")
     result = run_scenario(ScenarioConfig(jobs=jobs, bound_share=share, seed=seed, load=load,
                                          policy=policy, price_aware=prices))
     if as_json:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from masnaa.domain import Site
@@ -48,6 +48,11 @@ class SiteView:
     @staticmethod
     def of(site: Site, state: SiteState = SiteState.UP) -> SiteView:
         return SiteView(site.name, site.country, state)
+
+
+def _instant(value: datetime) -> str:
+    """``2026-11-28T15:25:00Z``: a timezone-aware time as the UTC instant it is."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _aware(value: datetime | None, what: str) -> None:
@@ -86,7 +91,9 @@ class TransferGround:
         return self.destinations is None or destination in self.destinations
 
     def describe(self) -> str:
-        """The legal basis in words, e.g. ``authorisation CNDP-42 valid until 2027-03-31``."""
+        """The legal basis in words, e.g. ``authorisation CNDP-42 valid until
+        2027-03-31T15:25:00Z``: the expiry to the second in UTC (fractions when it has
+        them), so a placement on the expiry day can be told before or after it."""
         if self.kind is GroundKind.AUTHORISATION:
             text = f"authorisation {self.reference}"
         else:
@@ -94,7 +101,7 @@ class TransferGround:
             if self.reference:
                 text += f" ({self.reference})"
         if self.expires is not None:
-            text += f" valid until {self.expires.date().isoformat()}"
+            text += f" valid until {_instant(self.expires)}"
         return f"{self.condition}: {text}"
 
 

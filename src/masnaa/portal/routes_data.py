@@ -253,6 +253,8 @@ def _service_error(exc: ServiceError, page: Page, choices: dict[str, list[str]]
         return {"tenant": _say(page, "tenant-required")}
     if exc.code == "tenant-not-found":
         return {"tenant": _say(page, "choose", choices=", ".join(choices["tenants"]))}
+    if exc.code == "invalid-country" and exc.field == "jurisdiction":
+        return {"jurisdiction": _say(page, "country")}
     if exc.code == "invalid-ground":
         field = GROUND_FIELDS.get(exc.field or "", "ground_condition")
         if field == "ground_condition" and "reference" in exc.message:

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from masnaa.audit.chain import AuditRecord, verify
 from masnaa.audit.events import download_event, ground_event, placement_event, registration_event
-from masnaa.audit.report import RegulatorReport, regulator_report
+from masnaa.audit.report import RegulatorReport, ReportRefused, check_request, regulator_report
 from masnaa.domain.reasons import Phrase
 from masnaa.policy import (
     Dataset,
@@ -57,7 +57,7 @@ from masnaa.policy import (
 from masnaa.policy.loader import default_rules_path, load_rules
 from masnaa.policy.rules import RuleSet
 from masnaa.service.audit import append_audit, audit_head, audit_records, record_policy, to_time
-from masnaa.service.tenancy import Caller, ServiceError, forbidden, not_found
+from masnaa.service.tenancy import Caller, ServiceError, check_country, forbidden, not_found
 from masnaa.store import models as m
 from masnaa.store.residency import DataKind, DatasetRow, JobDataset, TransferGroundRow
 
@@ -214,6 +214,29 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(5)}"
 
 
+def _country(code: str, field: str) -> str:
+    """A country as typed, in capitals: ``invalid-country`` unless it is an alpha-2 code."""
+    return check_country(code.upper(), field)
+
+
+def _jurisdiction(session: Session, code: str, rules: RuleSet) -> str:
+    """A jurisdiction the rules know, or the country of a site here (data under it can
+    be processed there, in-country); else ``unknown-country``: every job reading the
+    data would be refused (``jurisdiction.unknown``)."""
+    code = _country(code, "jurisdiction")
+    if code in rules.countries:
+        return code
+    sites = set(session.scalars(select(m.Site.country)))
+    if code not in sites:
+        raise ServiceError(
+            "unknown-country",
+            f"jurisdiction {code!r} has no residency rules and no site of this factory is "
+            f"in it, so no job could read the data: use one of "
+            f"{', '.join(sorted({*rules.countries, *sites}))}, or add the country to the "
+            "rules", field="jurisdiction")
+    return code
+
+
 def _ground_value(g: GroundIn, rules: RuleSet, field: str = "") -> TransferGround:
     if g.condition not in rules.condition_kinds:
         # A ground under a name no rule asks for would be recorded, audited and never
@@ -226,12 +249,13 @@ def _ground_value(g: GroundIn, rules: RuleSet, field: str = "") -> TransferGroun
     if g.expires is not None and g.expires.utcoffset() is None:
         raise ServiceError("invalid-ground", "expires must carry a timezone, e.g. "
                            "2027-03-31T00:00:00Z", status=422, field="expires")
+    country = _country(g.country, f"{field}country")
+    destinations = None if g.destinations is None else frozenset(
+        _country(d, f"{field}destinations[{i}]") for i, d in enumerate(g.destinations))
     try:
         return TransferGround(
-            country=g.country.upper(), condition=g.condition, kind=g.kind, reference=g.reference,
-            expires=g.expires,
-            destinations=None if g.destinations is None
-            else frozenset(d.upper() for d in g.destinations))
+            country=country, condition=g.condition, kind=g.kind, reference=g.reference,
+            expires=g.expires, destinations=destinations)
     except ValueError as exc:
         raise ServiceError("invalid-ground", str(exc), status=422) from None
 
@@ -275,18 +299,19 @@ def register_dataset(session: Session, caller: Caller, spec: DatasetIn, *, now: 
                            f"factory: use one of {known or '(none declared)'}", status=422,
                            field="home_site")
     rules = current_rules()
-    record_policy(session, "api", now)
-    jurisdiction = (spec.jurisdiction or site.country).upper()
+    # Every field is checked before anything is written (the policy record included).
+    jurisdiction = _jurisdiction(session, spec.jurisdiction or site.country, rules)
+    serving = frozenset(_country(c, f"serving_copy_countries[{i}]")
+                        for i, c in enumerate(spec.serving_copy_countries))
     data_id = _new_id("d")
     grounds = [_ground_value(g, rules, f"grounds[{i}].") for i, g in enumerate(spec.grounds)]
     try:
         value = Dataset(id=data_id, home_site=site.name, jurisdictions=frozenset({jurisdiction}),
                         classes=frozenset({spec.data_class}), owner=spec.owner or caller.user,
-                        grounds=tuple(grounds),
-                        serving_copy_countries=frozenset(c.upper()
-                                                         for c in spec.serving_copy_countries))
+                        grounds=tuple(grounds), serving_copy_countries=serving)
     except ValueError as exc:
         raise ServiceError("invalid-dataset", str(exc), status=422) from None
+    record_policy(session, "api", now)
     row = DatasetRow(id=data_id, tenant_id=tenant_id, name=spec.name, kind=DataKind.DATASET,
                      home_site=site.name, jurisdictions=[jurisdiction],
                      classes=[spec.data_class], owner=value.owner,
@@ -333,7 +358,7 @@ def add_serving_copy(session: Session, caller: Caller, data_id: str, country: st
     """Record that a serving copy stays in ``country`` (Kenya's mode); bump the version."""
     row = get_data(session, caller, data_id)
     _may_change(caller, row)
-    country = country.upper()
+    country = _country(country, "country")
     if country not in row.serving_copy_countries:
         row.serving_copy_countries = sorted({*row.serving_copy_countries, country})
         row.version += 1
@@ -574,8 +599,8 @@ def check_download(session: Session, caller: Caller, data_id: str, destination: 
     """Judge a download and audit it either way; the caller commits, THEN refuses if refused."""
     row = get_data(session, caller, data_id)
     value = to_policy(session, [row])[0]
-    dest = destination.upper()
-    person = person_country.upper() if person_country else None
+    dest = _country(destination, "destination")
+    person = _country(person_country, "person_country") if person_country else None
     role = _role(caller, row)
     decision = may_download(value, dest, person, role, current_rules(), to_time(now))
     record = append_audit(session, download_event(caller.user, value, dest, person, role,
@@ -595,21 +620,15 @@ def refusal_of(decision: DownloadDecision) -> ResidencyError | None:
 
 def report(session: Session, country: str, start: datetime, end: datetime) -> RegulatorReport:
     """Which jobs touched ``country``'s data in ``[start, end)``, where, on which grounds."""
-    if start.utcoffset() is None or end.utcoffset() is None:
-        raise ServiceError("invalid-period", "since and until must carry a timezone "
-                           "(e.g. 2026-11-01T00:00:00Z)", status=422)
-    if not end > start:
-        raise ServiceError("invalid-period", f"until ({end.isoformat()}) must come after since "
-                           f"({start.isoformat()})", status=422)
-    countries = current_rules().countries
-    if country.upper() not in countries:
-        # An empty report for a country the rules do not know would read as "no job
-        # touched its data", which is not what is known.
-        raise ServiceError("unknown-country", f"country {country!r} has no residency rules: "
-                           f"use one of {', '.join(sorted(countries))}", field="country")
+    rules = current_rules()
+    try:
+        country = check_request(country, start, end, rules)
+    except ReportRefused as refused:
+        raise ServiceError(refused.code, refused.message, field=refused.field,
+                           status=422 if refused.code == "invalid-period" else 400) from None
     records = audit_records(session)
     checked = verify(records, audit_head(session))
     if not checked.ok:
         raise ServiceError("audit-broken", f"the audit chain is broken, no report can be built "
                            f"from it: {checked.message}", status=409)
-    return regulator_report(records, country.upper(), start, end, current_rules())
+    return regulator_report(records, country, start, end, rules)

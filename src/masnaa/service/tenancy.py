@@ -57,6 +57,19 @@ class ServiceError(Exception):
             self.status = status
 
 
+def check_country(code: str, field: str = "country") -> str:
+    """``code`` when it is an ISO 3166 alpha-2 code (two capital letters), else
+    ``invalid-country`` naming ``field``. Whether the residency rules know the
+    country is ``service.residency``'s question."""
+    if not re.fullmatch(r"[A-Z]{2}", code):
+        raise ServiceError(
+            "invalid-country",
+            f"{field} {code!r} must be an ISO 3166 alpha-2 code such as 'MA' or 'KE'",
+            field=field,
+        )
+    return code
+
+
 def not_found(kind: str, name: str) -> ServiceError:
     return ServiceError(
         f"{kind}-not-found",
@@ -157,12 +170,7 @@ def create_tenant(
             f"kind {kind!r} is not known: use one of {', '.join(k.value for k in TenantKind)}",
             field="kind",
         ) from None
-    if not re.fullmatch(r"[A-Z]{2}", country):
-        raise ServiceError(
-            "invalid-country",
-            f"country {country!r} must be an ISO 3166 alpha-2 code such as 'MA' or 'KE'",
-            field="country",
-        )
+    check_country(country)
     if not 0 <= share <= MAX_SHARE:
         raise ServiceError(
             "invalid-share",
