@@ -115,6 +115,25 @@ def test_logs_print_the_output(world: World, tmp_path: Path) -> None:
     assert code == 0 and out == "epoch 1 loss 2.3\nepoch 2 loss 1.9\n"
 
 
+def test_logs_of_a_job_whose_files_were_deleted_fail_with_the_reason(
+    world: World, tmp_path: Path
+) -> None:
+    job_id = world.submit("um6p-alice", project="llm")["id"]
+    log = tmp_path / job_id / "1" / "stdout.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("gone soon\n")
+    world.set_job(job_id, state="succeeded", attempt=1, stdout_path=str(log), exit_code=0,
+                  started_at=time.time() - 5, ended_at=time.time())
+    log.unlink()
+    # Plain, following, and following the run by number (there is no run after it to
+    # go on to: the reason is said, not a complaint about a run 2).
+    for args in ([], ["-f"], ["-f", "--run", "1"]):
+        code, out, err = run(world, "um6p-alice", "logs", job_id, *args)
+        assert code == 1 and out == "", (args, out, err)
+        assert "log-not-found" in err and "run 1's stdout is gone" in err, (args, err)
+        assert "invalid-run" not in err and "run 2" not in err, (args, err)
+
+
 def test_explain_of_a_failed_job_says_where_its_error_is(world: World, tmp_path: Path) -> None:
     job_id = world.submit("um6p-alice", project="llm")["id"]
     err_log = tmp_path / "stderr"

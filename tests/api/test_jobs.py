@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -180,6 +181,64 @@ def test_logs_of_each_run_of_a_requeued_job(world: World, tmp_path: Path) -> Non
     world.set_job(job, stdout_path=str(tmp_path / "custom.out"))
     r = client.get(f"/api/v1/jobs/{job}/logs", params={"run": 1})
     assert r.status_code == 404 and r.json()["error"]["code"] == "log-not-found", r.text
+
+
+def test_logs_of_an_ended_run_whose_files_are_gone_say_so(world: World, tmp_path: Path) -> None:
+    job = world.submit("um6p-alice", project="llm")["id"]
+    client = world["um6p-alice"].client
+    run_dir = tmp_path / job / "1"
+    run_dir.mkdir(parents=True)
+    out = run_dir / "stdout.log"
+    # Started, but it has not opened its file yet: empty, and more may come.
+    world.set_job(job, state="running", attempt=1, stdout_path=str(out),
+                  stderr_path=str(run_dir / "stderr.log"), started_at=time.time())
+    r = client.get(f"/api/v1/jobs/{job}/logs")
+    assert r.status_code == 200 and (r.json()["data"], r.json()["complete"]) == ("", False)
+    out.write_text("done\n")
+    world.set_job(job, state="succeeded", ended_at=time.time(), exit_code=0)
+    assert client.get(f"/api/v1/jobs/{job}/logs").json()["complete"] is True
+    # The file is deleted, then the whole directory: the reader is told, not shown nothing.
+    for remove in (out.unlink, lambda: shutil.rmtree(tmp_path / job)):
+        remove()
+        for stream in ("stdout", "stderr"):
+            r = client.get(f"/api/v1/jobs/{job}/logs", params={"stream": stream})
+            assert r.status_code == 404, r.text
+            error = r.json()["error"]
+            assert error["code"] == "log-not-found"
+            assert f"run 1's {stream} is gone" in error["message"]
+            assert str(run_dir / f"{stream}.log") in error["message"]
+
+
+def test_logs_of_a_run_that_never_began_are_empty_and_complete(
+    world: World, tmp_path: Path
+) -> None:
+    # Cancelled (or refused) before it was launched: no file was ever written.
+    job = world.submit("um6p-alice", project="llm")["id"]
+    world.set_job(job, state="cancelled", attempt=1, ended_at=time.time(),
+                  stdout_path=str(tmp_path / job / "1" / "stdout.log"))
+    r = world["um6p-alice"].client.get(f"/api/v1/jobs/{job}/logs")
+    assert r.status_code == 200 and (r.json()["data"], r.json()["complete"]) == ("", True)
+
+
+def test_logs_of_an_earlier_run_whose_files_are_gone_say_so(world: World, tmp_path: Path) -> None:
+    job = world.submit("um6p-alice", project="llm")["id"]
+    client = world["um6p-alice"].client
+    latest = tmp_path / job / "3" / "stdout.log"
+    latest.parent.mkdir(parents=True)
+    latest.write_text("run three\n")
+    world.set_job(job, state="running", attempt=3, stdout_path=str(latest),
+                  started_at=time.time())
+    # Run 1 began (the loop wrote its start), its directory was removed since; run 2
+    # was requeued before it was launched, so it never had files.
+    with world.server.state.db.write() as s:
+        s.add(m.JobEvent(job_id=job, at=time.time(), from_state="admitted", to_state="running",
+                         code="started", reason="run 1 started", attempt=1))
+    r = client.get(f"/api/v1/jobs/{job}/logs", params={"run": 1})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "log-not-found", r.text
+    assert "run 1's stdout is gone" in r.json()["error"]["message"]
+    second = client.get(f"/api/v1/jobs/{job}/logs", params={"run": 2})
+    assert second.status_code == 200, second.text
+    assert (second.json()["data"], second.json()["complete"]) == ("", True)
 
 
 def test_logs_never_split_a_character(world: World, tmp_path: Path) -> None:

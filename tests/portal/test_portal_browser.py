@@ -181,6 +181,26 @@ def test_a_researcher_cannot_open_another_tenants_job(
     page.screenshot(path=str(artifacts / "en-7-isolation-404.png"), full_page=True)
 
 
+def test_a_job_whose_output_was_deleted_says_so_and_stops_asking(
+    factory: Factory, context: Any
+) -> None:
+    job_id = factory.submit("amina", project="llm", command=["echo", "soon deleted"],
+                            gpu_types=["h100-sxm-80gb"])
+    job = factory.wait_state(job_id, {"succeeded"})
+    assert job.stdout_path is not None
+    Path(job.stdout_path).unlink()
+    page = context.new_page()
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "logs.json?stream=stdout" in r.url
+            else None)
+    sign_in(page, factory, "amina", "en")
+    page.goto(f"{factory.url}/jobs/{job_id}")
+    page.locator("#log-stdout").filter(has_text="This output is gone").wait_for()
+    seen = len(asked)
+    page.wait_for_timeout(4500)  # two more ticks of the page's poll
+    assert len(asked) == seen, f"the page keeps asking for a file that is gone: {asked}"
+
+
 # --- page weight -------------------------------------------------------------------
 
 

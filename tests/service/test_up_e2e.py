@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from masnaa.executors import records
 
 CLI = [sys.executable, "-c", "from masnaa.cli.main import app; app()"]
 
@@ -171,3 +174,61 @@ def test_a_deleted_database_takes_no_jobs_and_the_next_up_names_the_runs_it_lost
         time.sleep(0.1)
     proc = start_up(env, port, log)  # and then a new factory starts
     stop(proc)
+
+
+def _pid_of(pid_file: Path) -> tuple[int, int]:
+    deadline = time.monotonic() + 30
+    while not pid_file.exists():
+        assert time.monotonic() < deadline, f"{pid_file} never appeared"
+        time.sleep(0.05)
+    pid = int(pid_file.read_text())
+    ticks = records.process_start_ticks(pid)
+    assert ticks is not None
+    return pid, ticks
+
+
+@pytest.mark.slow
+def test_what_jobs_detach_ends_with_them_and_a_deleted_log_is_an_error(tmp_path: Path) -> None:
+    """The audit's two findings, as it ran them: `setsid` children outlived their job's
+    end and its cancel, and `masnaa logs` of a deleted log printed nothing and exited 0."""
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MASNAA_")}
+    env.update(MASNAA_HOME=str(home), MASNAA_VIRTUAL_GPUS="1x8")
+    port = free_port()
+    proc = start_up(env, port, tmp_path / "up.log")
+    token = re.search(r"token\s+(msn_\S+)", (tmp_path / "up.log").read_text())
+    assert token is not None
+    left: list[tuple[int, int]] = []
+    try:
+        scripts = {}
+        for name in ("a", "b"):
+            scripts[name] = tmp_path / f"{name}.sh"
+            scripts[name].write_text(
+                f"echo $$ > {tmp_path}/{name}.tmp; mv {tmp_path}/{name}.tmp {tmp_path}/{name}.pid;"
+                " exec sleep 300\n"
+            )
+        a = masnaa(env, "submit", "-J", "a", "--", "sh", "-c",
+                   f"setsid sh {scripts['a']} & echo hello; sleep 2; exit 0", cwd=tmp_path).strip()
+        b = masnaa(env, "submit", "-J", "b", "--", "sh", "-c",
+                   f"setsid sh {scripts['b']} & sleep 100", cwd=tmp_path).strip()
+        left += [_pid_of(tmp_path / "a.pid"), _pid_of(tmp_path / "b.pid")]
+        wait_state(port, token.group(1), b, ("running",))
+        masnaa(env, "cancel", b, cwd=tmp_path)
+        wait_state(port, token.group(1), a, ("succeeded",))
+        wait_state(port, token.group(1), b, ("cancelled",))
+        for pid, ticks in left:
+            assert not records.same_process(pid, ticks), "a detached process outlived its job"
+
+        assert masnaa(env, "logs", a, cwd=tmp_path) == "hello\n"
+        run_dir = home / "jobs" / a / "1"
+        for remove in ((run_dir / "stdout.log").unlink, lambda: shutil.rmtree(home / "jobs" / a)):
+            remove()
+            done = subprocess.run([*CLI, "logs", a], env=env, cwd=tmp_path, capture_output=True,
+                                  text=True, timeout=60)
+            assert done.returncode == 1 and done.stdout == "", done
+            assert "log-not-found" in done.stderr and "is gone" in done.stderr, done.stderr
+    finally:
+        stop(proc)
+        for pid, ticks in left:
+            if records.same_process(pid, ticks):
+                os.kill(pid, signal.SIGKILL)

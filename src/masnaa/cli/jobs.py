@@ -448,10 +448,12 @@ def logs(
             try:
                 chunk = client.logs(job_id, stream=stream, offset=offset, run=run)
             except MasnaaError as exc:
-                if not (follow and exc.code == "log-not-found" and run):
-                    raise
                 # A site that writes logs to paths of its own keeps only the latest
-                # run's where Masnaa reads them: go on with the run after this one.
+                # run's where Masnaa reads them, and an ended run's files may have been
+                # deleted: go on with the run after this one, if there is one.
+                if not (follow and exc.code == "log-not-found" and run
+                        and client.job(job_id)["attempt"] > run):
+                    raise
                 err.print(f"--- {job_id}: run {run} cannot be read further; "
                           f"run {run + 1} ---", style="dim")
                 run, offset = run + 1, 0

@@ -35,7 +35,8 @@ Observation
     - ``absent``: nothing was ever claimed for this attempt.
 
 Stopping (preemption, cancellation, time limit)
-    The job's processes get SIGTERM (to the whole process group), then
+    The job's processes get SIGTERM (every one of them: its process group,
+    and what it detached from it, for ``local`` see ``proctrack``), then
     ``grace_seconds`` to checkpoint and exit, then SIGKILL. The time limit
     is enforced by the executor in the same way, without the control loop
     being alive; such a run ends with ``reason="time-limit"``.

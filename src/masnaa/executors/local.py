@@ -7,13 +7,15 @@ Contract (see ``base`` for the words):
   The claim is created with ``link``: a second ``start`` of the same
   ``(job_id, attempt)`` — from this object, a new one, or another process —
   finds it and does nothing. The shim spawns the job in a new session too, so
-  the job is its own process group and signals reach all its processes.
+  the job is its own process group; what the job detaches from that group
+  (``setsid``, daemons) is still found and signalled with it (``proctrack``).
 - **GPUs**: the job sees exactly the placed GPUs of this node:
   ``CUDA_VISIBLE_DEVICES`` lists their NVML indices (with
   ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so that CUDA numbers GPUs as NVML does),
   ``NVIDIA_VISIBLE_DEVICES`` their UUIDs where known (else the indices).
   The user's environment cannot override these. ``MASNAA_JOB_ID``,
-  ``MASNAA_ATTEMPT``, ``MASNAA_NODELIST`` and ``MASNAA_GPUS`` describe the run.
+  ``MASNAA_ATTEMPT``, ``MASNAA_NODELIST`` and ``MASNAA_GPUS`` describe the run;
+  ``MASNAA_RUN_TAG``, unique to the run, lets its processes be found.
   A placement that spans several (declared) nodes runs the command once,
   on the first node's GPUs, like a batch script on its first node.
 - **Environment**: a short list of variables of the executor's own
@@ -29,10 +31,12 @@ Contract (see ``base`` for the words):
   that ends while the control loop is down keeps its real exit code.
 - **Lost**: claimed, no live shim, no result (the shim was SIGKILLed, the
   machine rebooted, or the launcher died between claim and spawn). ``poll``
-  then kills what remains of the job's process group.
+  then kills what remains of the job: its process group and every process
+  carrying its run tag.
 - **Stop**: ``stop.json`` (grace, reason) then SIGTERM to the shim, which
-  SIGTERMs the job's group and SIGKILLs it after the grace. A stop that
-  arrives before the shim is ready is read by the shim before it spawns.
+  SIGTERMs every process of the run (its group, what it detached) and
+  SIGKILLs them after the grace. A stop that arrives before the shim is ready
+  is read by the shim before it spawns.
 - **Time limit** is enforced by the shim (SIGTERM, ``kill_grace``, SIGKILL)
   whether or not the control loop is alive.
 
@@ -44,13 +48,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from masnaa.executors import records
+from masnaa.executors import proctrack, records
 from masnaa.executors.base import (
     Capabilities,
     Executor,
@@ -76,8 +81,11 @@ BASE_ENV_KEYS: tuple[str, ...] = (
 """Variables of the executor's environment a job inherits; everything else it gets from its spec."""
 
 
-def job_environment(spec: LaunchSpec, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The exact environment the job runs with (pure; tested as such)."""
+def job_environment(
+    spec: LaunchSpec, base: dict[str, str] | None = None, tag: str | None = None
+) -> dict[str, str]:
+    """The exact environment the job runs with (pure; tested as such); ``tag``, the
+    run's ``MASNAA_RUN_TAG`` (``start`` draws one per run)."""
     source = os.environ if base is None else base
     env = {k: source[k] for k in BASE_ENV_KEYS if k in source}
     env.update(spec.env)
@@ -95,6 +103,8 @@ def job_environment(spec: LaunchSpec, base: dict[str, str] | None = None) -> dic
             "MASNAA_GPUS": str(sum(len(s.indices) for s in spec.placement)),
         }
     )
+    if tag is not None:
+        env[proctrack.RUN_TAG] = tag
     return env
 
 
@@ -156,7 +166,7 @@ class LocalExecutor(Executor):
                     "job_id": spec.job_id,
                     "attempt": spec.attempt,
                     "argv": argv,
-                    "env": job_environment(spec),
+                    "env": job_environment(spec, tag=_run_tag(spec)),
                     "workdir": str(workdir),
                     "stdout": stdout,
                     "stderr": stderr,
@@ -248,6 +258,13 @@ class LocalExecutor(Executor):
         if job and records.same_process(job.get("pid"), job.get("start_ticks")):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(int(job["pid"]), signal.SIGKILL)
+        # Its supervisor is gone, so what the job detached went to init: found by its tag
+        # (also a job whose pid was never recorded).
+        spec = records.read_json(d / records.SPEC) or {}
+        env = spec.get("env")
+        tag = env.get(proctrack.RUN_TAG) if isinstance(env, dict) else None
+        if isinstance(tag, str) and tag:
+            proctrack.sweep(signal.SIGKILL, tag=tag, timeout=1.0)
 
     def news(self) -> bool:
         # A shim this object spawned has exited: its run has a result to read.
@@ -277,6 +294,11 @@ class LocalExecutor(Executor):
     def close(self) -> None:
         for child in self._children.values():
             child.poll()  # reap if done; the rest keep running on their own
+
+
+def _run_tag(spec: LaunchSpec) -> str:
+    """A token naming one run on this machine, whatever other homes run the same job id."""
+    return f"{spec.job_id}.{spec.attempt}.{secrets.token_hex(8)}"
 
 
 def _observed_exit(result: dict[str, object]) -> Observed:

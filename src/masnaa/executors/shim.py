@@ -6,14 +6,20 @@ running and its exit status is still recorded. The shim:
 
 1. holds the attempt's ``lock`` (inherited as ``--lock-fd``) until it exits:
    lock held ⇔ a supervisor is alive;
-2. installs its SIGTERM handler, then writes ``shim.json`` (pid + start time);
-3. spawns the job in a new session (so the job is its own process group),
-   with stdin from /dev/null and stdout/stderr appended to the log files;
-4. enforces the time limit: SIGTERM to the job's group, ``kill_grace``
-   seconds, then SIGKILL;
-5. on SIGTERM (a stop request; grace and reason read from ``stop.json``)
+2. makes itself the *child subreaper* of what it starts (``proctrack``), so
+   that a process the job detaches (``setsid``, a daemon's double fork) stays
+   its descendant instead of going to init;
+3. installs its SIGTERM handler, then writes ``shim.json`` (pid + start time);
+4. creates the log files, then spawns the job in a new session (so the job is
+   its own process group), with stdin from /dev/null and stdout/stderr
+   appended to them;
+5. enforces the time limit: SIGTERM to the job's group and to every other
+   process of the run (``proctrack.sweep``: its descendants and the processes
+   carrying its ``MASNAA_RUN_TAG``), ``kill_grace`` seconds, then SIGKILL;
+6. on SIGTERM (a stop request; grace and reason read from ``stop.json``)
    does the same with the requested grace;
-6. after the job ends, SIGKILLs whatever is left of its process group and
+7. after the job ends, SIGKILLs whatever is left of the run, its group and
+   every process it started however it detached, until none is left; then
    writes ``result.json`` atomically, *then* exits (releasing the lock).
 
 Exit codes follow the shell: a job ended by signal N has ``exit_code`` 128+N
@@ -36,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from masnaa.executors import records
+from masnaa.executors import proctrack, records
 
 
 class _Supervisor:
@@ -51,6 +57,9 @@ class _Supervisor:
         self._guard = threading.RLock()
         self._term_sent = False
         self._timers: list[threading.Timer] = []
+        env = spec.get("env")
+        tag = env.get(proctrack.RUN_TAG) if isinstance(env, dict) else None
+        self.tag = tag if isinstance(tag, str) and tag else None  # None: a run from before tags
 
     # -- escalation: SIGTERM to the group, grace, SIGKILL ---------------------------------------
     def escalate(self, reason: str, grace: float, stop_reason: str | None) -> None:
@@ -70,10 +79,13 @@ class _Supervisor:
         self._after(self.grace, lambda: self._signal_group(signal.SIGKILL))
 
     def _signal_group(self, sig: int) -> None:
+        """``sig`` to the job's process group, then to every other process of the run
+        (detached ones included): SIGKILL until none is left."""
         if self.child is None:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.child.pid, sig)
+        proctrack.sweep(sig, tag=self.tag, root=os.getpid(), skip_group=self.child.pid)
 
     def _after(self, seconds: float, action: Any) -> None:
         timer = threading.Timer(max(0.0, seconds), action)
@@ -90,13 +102,15 @@ class _Supervisor:
     def run(self) -> dict[str, Any]:
         spec = self.spec
         started = time.time()
-        if (self.dir / records.STOP).exists():
-            # Stopped before it began: the job never ran.
-            request = records.read_json(self.dir / records.STOP) or {}
-            return self._result(None, None, "stopped", started, request.get("reason"), "")
+        # The log files exist from here on, whether the job runs or not: a run that
+        # ended without its files is one whose files were removed (``read_log``).
         out = open(spec["stdout"], "ab")  # noqa: SIM115 - handed to the child, closed below
         err = open(spec["stderr"], "ab")  # noqa: SIM115
         try:
+            if (self.dir / records.STOP).exists():
+                # Stopped before it began: the job never ran.
+                request = records.read_json(self.dir / records.STOP) or {}
+                return self._result(None, None, "stopped", started, request.get("reason"), "")
             try:
                 child = subprocess.Popen(
                     spec["argv"],
@@ -139,11 +153,12 @@ class _Supervisor:
             float(spec["time_limit"]),
             lambda: self.escalate("time-limit", float(spec.get("kill_grace", 30.0)), None),
         )
-        returncode = child.wait()
+        returncode = _wait(child)
         for timer in self._timers:
             timer.cancel()
-        # Whatever the job left behind in its group goes with it.
+        # Whatever the job left behind goes with it: its group, and what it detached.
         self._signal_group(signal.SIGKILL)
+        _reap_all()
         sig = -returncode if returncode < 0 else None
         code = 128 + sig if sig is not None else returncode
         return self._result(code, sig, self.reason or "exited", started, self.stop_reason, "")
@@ -168,6 +183,26 @@ class _Supervisor:
         }
 
 
+def _wait(child: subprocess.Popen[bytes]) -> int:
+    """The job's exit status. As the run's subreaper the shim inherits the job's
+    orphans: each one that ends is reaped here too, so none lingers as a zombie."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:  # not reachable while the job is unreaped; be safe
+            return child.wait()
+        if pid == child.pid:
+            child.returncode = os.waitstatus_to_exitcode(status)
+            return child.returncode
+
+
+def _reap_all() -> None:
+    """Reap the orphans that the final sweep killed (those still alive are left)."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 3 or argv[1] != "--lock-fd":
         sys.stderr.write("usage: python -m masnaa.executors.shim ATTEMPT_DIR --lock-fd N\n")
@@ -181,6 +216,8 @@ def main(argv: list[str]) -> int:
     if spec is None:
         sys.stderr.write(f"masnaa shim: no {records.SPEC} in {directory}\n")
         return 2
+    # Before anything is spawned: every orphan of the run is reparented to this process.
+    proctrack.become_subreaper()
     supervisor = _Supervisor(directory, spec)
     signal.signal(signal.SIGTERM, supervisor.on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

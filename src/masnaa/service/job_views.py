@@ -201,7 +201,15 @@ def read_log(
     """Bytes of one run's output from ``offset``: the latest run, or run ``run``.
 
     A requeued job (preempted, evacuated, or lost) writes each run to its own files,
-    so a reader follows one run to its end and then goes on to the next."""
+    so a reader follows one run to its end and then goes on to the next.
+
+    A file that is not there reads as empty while its run may still create it (the
+    run is the latest and the job has not ended: it may not have opened it yet), and
+    as empty and complete for a run that never began (cancelled or refused before it
+    was launched). A run that began and is over always has its files (the executors
+    create them before the job starts, whatever follows), so their absence is an
+    error, 404 ``log-not-found``: they were deleted or moved, or this server cannot
+    read where they are."""
     job = get_job(session, caller, job_id)
     if offset < 0:
         raise ServiceError("invalid-offset", f"offset must be ≥ 0, got {offset}", field="offset")
@@ -228,6 +236,14 @@ def read_log(
             f.seek(min(offset, size))
             data = f.read(limit)
     except FileNotFoundError:
+        if over and _began(session, job, run):
+            raise ServiceError(
+                "log-not-found",
+                f"run {run}'s {stream} is gone: {str(path)!r} is not there any more (deleted "
+                "or moved, or on a filesystem this server cannot read); nothing of it can be "
+                "shown",
+                status=404,
+            ) from None
         return empty
     cut = len(data) if over and offset + len(data) >= size else _utf8_cut(data)
     data = data[:cut]
@@ -242,6 +258,16 @@ def read_log(
         run,
         runs,
     )
+
+
+def _began(session: Session, job: m.Job, run: int) -> bool:
+    """Whether run ``run`` of ``job`` was launched (and so created its log files)."""
+    if run == job.attempt:
+        return job.started_at is not None
+    started = select(m.JobEvent.id).where(
+        m.JobEvent.job_id == job.id, m.JobEvent.attempt == run, m.JobEvent.code == "started"
+    )
+    return session.execute(started.limit(1)).first() is not None
 
 
 def _run_path(latest: Path, job: m.Job, run: int) -> Path:

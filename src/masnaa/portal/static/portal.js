@@ -38,19 +38,30 @@
     var ended = job.getAttribute("data-terminal") === "yes";
     var offsets = { stdout: 0, stderr: 0 }, done = { stdout: false, stderr: false };
     var runs = { stdout: 0, stderr: 0 };  // the run each stream reads: 0 until the job has run
+    var gone = { stdout: false, stderr: false };  // the run before this one could not be read
     var pull = function (stream) {
       if (done[stream]) { return Promise.resolve(); }
+      var log = document.getElementById("log-" + stream);
       var url = "/jobs/" + id + "/logs.json?stream=" + stream + "&offset=" + offsets[stream];
       if (runs[stream]) { url += "&run=" + runs[stream]; }
       return fetch(url, { credentials: "same-origin" })
         .then(function (r) {
-          // 404 for a pinned run: its site keeps only the latest run's logs; go on.
-          if (r.status === 404 && runs[stream]) { runs[stream] += 1; offsets[stream] = 0; }
-          return r.ok ? r.json() : null;
+          if (r.ok) { return r.json(); }
+          if (r.status === 404 && runs[stream]) {
+            // A pinned run cannot be read (its site keeps only the latest run's logs,
+            // or its files were deleted): go on with the next run, if there is one.
+            gone[stream] = true; runs[stream] += 1; offsets[stream] = 0;
+          } else if (r.status === 404 || (r.status === 400 && gone[stream])) {
+            // No run after it: say that its output is gone, and stop asking.
+            var said = job.getAttribute("data-log-gone");
+            log.appendChild(document.createTextNode((log.textContent ? "\n" : "") + said + "\n"));
+            done[stream] = true;
+          }
+          return null;
         })
         .then(function (c) {
           if (!c) { return; }
-          var log = document.getElementById("log-" + stream);
+          gone[stream] = false;
           if (c.data) { log.appendChild(document.createTextNode(c.data)); }
           offsets[stream] = c.next_offset;
           if (c.run) { runs[stream] = c.run; }
