@@ -257,3 +257,26 @@ def test_a_script_job_is_tagged_like_a_command(ex: LocalExecutor) -> None:
                         script='echo "$MASNAA_RUN_TAG"\n'))
     wait_done(ex, "scr")
     assert ex.log_files("scr", 1)[0].read_text().startswith("scr.1.")
+
+
+def test_a_run_whose_directory_was_deleted_is_stopped_before_it_is_called_lost(
+    ex: LocalExecutor, tmp_path: Path, escaped: list[Proc]
+) -> None:
+    import shutil
+
+    line, pid_file = detached(tmp_path, "orphan")
+    ex.start(spec("deleted", f"{line} sleep 300"))
+    daemon = found(pid_file, escaped)
+    d = ex.attempt_dir("deleted", 1)
+    wait_for_file(d / records.JOB)
+    job = records.read_json(d / records.JOB)
+    shim = records.read_json(d / records.SHIM)
+    assert job is not None and shim is not None
+    escaped.append((int(job["pid"]), int(job["start_ticks"])))
+    shutil.rmtree(ex.root / "deleted")  # its supervisor still runs, holding a deleted lock
+    seen = ex.poll("deleted", 1)
+    assert seen.state == "lost" and "deleted" in (seen.message or ""), seen
+    for proc in (daemon, (int(job["pid"]), int(job["start_ticks"])),
+                 (int(shim["pid"]), int(shim["start_ticks"]))):  # fmt: skip
+        assert gone(proc, timeout=5), "a run whose records were deleted ran on"
+    assert ex.poll("deleted", 1).state == "absent"  # nothing left of it: a new run may go

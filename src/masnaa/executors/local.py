@@ -217,6 +217,13 @@ class LocalExecutor(Executor):
         if result is not None:
             return _observed_exit(result)
         if not (d / records.SPEC).exists():
+            # Never launched, or its records were deleted under it: then its shim and job
+            # may still run, and must not run on beside the next run on the same GPUs.
+            if proctrack.sweep_unrecorded(d):
+                return Observed(
+                    "lost", message="its run directory was deleted while it ran; what still "
+                    "ran of it was stopped",
+                )
             return Observed("absent")
         if child is not None and child.returncode is None:
             return Observed("running", started_at=self._started_at(d))

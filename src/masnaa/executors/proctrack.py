@@ -165,3 +165,47 @@ def sweep(
                 refused.add((p.pid, p.ticks))
         if sig == signal.SIGKILL:
             time.sleep(0.005)  # let them die before looking again
+
+
+def _shim_of(attempt_dir: Path, uid: int) -> _Proc | None:
+    """The live shim whose argv names ``attempt_dir``, if any."""
+    want = str(attempt_dir).encode()
+    for p in _processes().values():
+        path = _PROC / str(p.pid)
+        try:
+            if path.stat().st_uid != uid:
+                continue
+            argv = (path / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if want in argv and any(a.endswith(b"masnaa.executors.shim") for a in argv):
+            return p
+    return None
+
+
+def sweep_unrecorded(attempt_dir: Path, timeout: float = 2.0) -> int:
+    """SIGKILL what still runs of a run whose attempt directory was deleted under it:
+    its shim (found by the directory its argv names) and the shim's descendants (all
+    the job's processes, the shim being their subreaper). How many were killed.
+
+    The tag's random part went with the directory, so a run whose shim is gone too
+    cannot be told from another home's run of the same job id: it is left alone."""
+    uid = os.geteuid()
+    shim = _shim_of(attempt_dir, uid)
+    if shim is None:
+        return 0
+    killed = 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() <= deadline:
+        alive = records.process_start_ticks(shim.pid) == shim.ticks
+        if alive:
+            _kill(shim, signal.SIGSTOP)  # it starts nothing more while its tree is killed
+        found = list(run_processes(tag=None, root=shim.pid).values())
+        if not found:
+            if alive:
+                killed += _kill(shim, signal.SIGKILL)
+            break
+        for p in found:
+            killed += _kill(p, signal.SIGKILL)
+        time.sleep(0.005)
+    return killed
