@@ -46,7 +46,7 @@ CASES = [
          "authorisation CNDP-2026-17 valid until 2026-12-25T12:00:00Z"),
     Case("MA health with expired CNDP authorisation",
          (ds("d", "MA", "health", ground("MA", "cndp_transfer_authorisation", days=-1)),),
-         "ng-1", False, "MA.conditional", "expired on 2026-11-24"),
+         "ng-1", False, "MA.conditional", "expired at 2026-11-24T12:00:00Z"),
     Case("MA consent limited to NG does not cover ZA",
          (ds("d", "MA", "personal", ground("MA", "express_consent", to=("NG",))),),
          "za-1", False, "MA.conditional", "does not cover ZA"),

@@ -30,6 +30,9 @@ from masnaa.client import MasnaaClient, MasnaaError
 from masnaa.client.config import CredentialsMissing
 
 out = Console(highlight=False, soft_wrap=True)
+LOG_CHUNK = 1024 * 1024
+"""Bytes of output per request of ``masnaa logs``: the API's largest page
+(``job_views.MAX_LOG_CHUNK``); a 64 KiB page made a gigabyte 16,000 requests."""
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -446,7 +449,8 @@ def logs(
     with api() as client:
         while True:
             try:
-                chunk = client.logs(job_id, stream=stream, offset=offset, run=run)
+                chunk = client.logs(job_id, stream=stream, offset=offset, run=run,
+                                    limit=LOG_CHUNK)
             except MasnaaError as exc:
                 # A site that writes logs to paths of its own keeps only the latest
                 # run's where Masnaa reads them, and an ended run's files may have been

@@ -50,7 +50,7 @@ class SiteView:
         return SiteView(site.name, site.country, state)
 
 
-def _instant(value: datetime) -> str:
+def utc_instant(value: datetime) -> str:
     """``2026-11-28T15:25:00Z``: a timezone-aware time as the UTC instant it is."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -101,7 +101,7 @@ class TransferGround:
             if self.reference:
                 text += f" ({self.reference})"
         if self.expires is not None:
-            text += f" valid until {_instant(self.expires)}"
+            text += f" valid until {utc_instant(self.expires)}"
         return f"{self.condition}: {text}"
 
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from masnaa.policy.data import Dataset, SiteState, SiteView, TransferGround
+from masnaa.policy.data import Dataset, SiteState, SiteView, TransferGround, utc_instant
 from masnaa.policy.rules import (
     ConditionKind,
     CountryRule,
@@ -288,7 +288,7 @@ def _holds(data: Dataset, country: CountryRule, condition: str, destination: str
             notes.append(f"ground {condition!r} is recorded as {g.kind.value}, "
                          f"but the rules need {kind.value}")
         elif not g.valid_at(now):
-            notes.append(f"ground {condition!r} expired on {_day(g)}")
+            notes.append(f"ground {condition!r} expired at {_expiry(g)}")
         elif not g.covers(destination):
             notes.append(f"ground {condition!r} does not cover {destination}")
         else:
@@ -296,8 +296,8 @@ def _holds(data: Dataset, country: CountryRule, condition: str, destination: str
     return None
 
 
-def _day(g: TransferGround) -> str:
-    return g.expires.date().isoformat() if g.expires else "?"
+def _expiry(g: TransferGround) -> str:
+    return utc_instant(g.expires) if g.expires else "?"
 
 
 class _Make(Protocol):
