@@ -182,6 +182,7 @@ def test_artifacts_inherit_their_inputs_residency_and_downloads_are_checked_and_
     e = refused.json()["error"]
     assert e["code"] == "residency-violation" and e["rule"].startswith("MA.")
     assert e["law"] and e["regulator"] == "CNDP" and e["remedy"]
+    assert e["remedy"].endswith("download it to MA only") and "run at" not in e["remedy"]
     ok = alice.get(f"/api/v1/artifacts/{model['id']}/download", params={"destination": "MA"})
     assert ok.status_code == 200, ok.text
     assert ok.json()["uri"] == "s3://ma-1/model.pt" and ok.json()["legal_basis"]

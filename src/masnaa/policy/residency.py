@@ -183,7 +183,9 @@ def judge_transfer(
         return Finding(rule_id, allowed, reason, data.id, jurisdiction, cls, law, regulator,
                        basis, remedy)
 
-    stay = f"run at a site in {jurisdiction}"
+    # The lawful alternative: where a job may run, or where a download may go.
+    stay = (f"run at a site in {jurisdiction}" if placement
+            else f"download it to {jurisdiction} only")
     if destination == jurisdiction:
         return finding(f"{jurisdiction}.in-country", True,
                        f"{data.id} ({shown}) is processed in {jurisdiction}",
@@ -219,11 +221,13 @@ def judge_transfer(
     if country.transfer_default is TransferDefault.FORBIDDEN:
         return finding(country.rule_id("transfer-forbidden"), False,
                        f"{jurisdiction} forbids transfers of {data.id}", remedy=stay)
-    return _conditional(data, country, cls, shown, destination, rules, now, prefix, finding)
+    return _conditional(data, country, cls, shown, destination, rules, now, prefix, finding,
+                        stay)
 
 
 def _conditional(data: Dataset, country: CountryRule, cls: str, shown: str, destination: str,
-                 rules: RuleSet, now: datetime, prefix: str, finding: _Make) -> Finding:
+                 rules: RuleSet, now: datetime, prefix: str, finding: _Make, stay: str
+                 ) -> Finding:
     y = country.code
     notes: list[str] = []
     if country.sensitive_transfer is not None and cls in rules.sensitive_classes:
@@ -260,14 +264,14 @@ def _conditional(data: Dataset, country: CountryRule, cls: str, shown: str, dest
         return finding(rule_id, False,
                        f"moving {data.id} ({shown}) from {y} to {destination} needs a transfer "
                        f"ground, and none holds{why_not}",
-                       remedy=f"{remedy}; or run at a site in {y}")
+                       remedy=f"{remedy}; or {stay}")
     if not auth_ok:
         return finding(country.rule_id("prior-authorisation"), False,
                        f"{shown} data of {y} needs the {country.regulator}'s prior "
                        f"authorisation to go to {destination}{why_not}",
                        remedy=f"record the regulator's {country.authorisation_condition} with its "
                        f"reference and expiry (under {y}, covering {destination}); "
-                       f"or run at a site in {y}")
+                       f"or {stay}")
     used = list(dict.fromkeys(bases + ([auth_basis] if auth_basis else [])))
     if waived:
         used.append(f"{destination} adequate: no prior authorisation needed")
