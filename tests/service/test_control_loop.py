@@ -241,9 +241,12 @@ def test_a_launch_the_machine_fails_waits_and_the_others_go_on(
     drive(loop, lambda: states(factory, first) == ["failed"])  # its exit still recorded
     assert factory.jobs()[first].exit_code == 3
     assert states(factory, blocked) == ["admitted"]  # waits for the machine, not failed
+    row = factory.jobs()[blocked]
+    assert row.wait_code == "launch-retry" and "Not a directory" in (row.wait_message or "")
     (factory.home / "jobs" / blocked).unlink()
     drive(loop, ended(factory, blocked))
     assert states(factory, blocked) == ["succeeded"]
+    assert factory.jobs()[blocked].wait_message is None
     assert (tmp_path / "b").read_text() == "ran\n"
 
 

@@ -65,7 +65,7 @@ from masnaa.service.launch import EXECUTOR_FACTORIES, build_spec
 from masnaa.service.lease import LeaseHeld, LoopLease
 from masnaa.service.metering import Meter
 from masnaa.service.metrics import Metrics
-from masnaa.service.run_writes import write_runs
+from masnaa.service.run_writes import note_launch_retries, write_runs
 from masnaa.service.scheduling import Knob, live_scheduler
 from masnaa.service.site_choice import SitePrices
 from masnaa.service.sites import SiteHealth, owner_names, record_starts
@@ -305,6 +305,7 @@ class ControlLoop:
                 if name is not None and row.site not in self.health.down:
                     to_launch.setdefault(name, []).append(row)
         skip: set[str] = set()
+        retrying: dict[str, tuple[int, str]] = {}
         for name, candidates in to_launch.items():
             batch, specs = [], []
             for row in candidates:
@@ -324,6 +325,9 @@ class ControlLoop:
                     rejected[row.id] = (row.attempt, str(error))
                 else:
                     log.warning("cannot launch %s now: %s", row.id, error)
+                    why = f"its site cannot start it yet ({error}); it is tried again each pass"
+                    if row.wait_message != why:  # written once, not every pass
+                        retrying[row.id] = (row.attempt, why)
         for row in rows:
             executor = self._executor(row.site)
             if executor is None or row.id in skip or row.site in self.health.down:
@@ -354,6 +358,9 @@ class ControlLoop:
                     row.attempt,
                     Observed("lost", message="the executor has no record of it"),
                 )
+        if retrying:
+            with self.write() as s, s.begin():
+                note_launch_retries(s, retrying)
         if began:
             with self.write() as s, s.begin():
                 record_starts(s, began, self.meter.on_start)

@@ -73,6 +73,8 @@ def write_runs(
             continue
         transition(s, row, m.JobState.RUNNING, at=now, code="started",
                    reason=(Phrase("started", {"run": attempt}),))
+        row.wait_code = row.wait_message = None  # a launch retried until it took
+        row.wait_phrases = []
         # A queuing engine holds GPUs, and is charged, only from the start it reports.
         row.started_at = None if queues(row.site) else now
         meter.on_start(s, row)
@@ -121,3 +123,14 @@ def write_runs(
         if outcome.requeued:
             out.requeued.append(job_id)
     return out
+
+
+def note_launch_retries(s: Session, retrying: dict[str, tuple[int, str]]) -> None:
+    """Say why admitted runs have not started: their launch failed on the machine (a
+    directory it cannot write, a full disk) and is tried again each pass."""
+    for job_id, (attempt, why) in retrying.items():
+        row = s.get(m.Job, job_id)
+        if row is None or row.state != m.JobState.ADMITTED.value or row.attempt != attempt:
+            continue
+        # The machine's own words (an OS error): no phrase, like a site's pending reason.
+        row.wait_code, row.wait_message, row.wait_phrases = "launch-retry", why, []

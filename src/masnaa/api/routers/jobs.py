@@ -196,6 +196,8 @@ def _summary(x: job_views.Explanation) -> str:
             return f"waits ({where}): {job.wait_message}"
         return f"waits ({where}): the control loop has not looked at it yet"
     if job.state == m.JobState.ADMITTED.value:
+        if job.wait_message:  # its launch failed on the machine and is retried
+            return f"admitted: its GPUs are chosen, but {job.wait_message}"
         return "admitted: its GPUs are chosen and it is starting"
     if job.state == m.JobState.RUNNING.value:
         extra = " (cancel requested)" if job.cancel_requested else ""
