@@ -9,6 +9,7 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -311,16 +312,26 @@ def test_bad_residency_input_gets_a_clear_error(world: World) -> None:
     assert alice.post("/api/v1/sites/ma-1/state", json={"state": "drained"}).status_code == 403
 
 
+def _kenyan_survey_with_consent_expiring(
+    world: World, seconds: float
+) -> tuple[dict[str, Any], datetime]:
+    """uon may use Moroccan GPUs too; its Kenyan personal data may go abroad on a
+    consent that expires in ``seconds``."""
+    world["ops"].client.put("/api/v1/quotas", json={
+        "tenant": "uon", "site": "ma-1", "gpu_type": "h100-sxm-80gb", "nominal": 8})
+    expires = datetime.now(UTC) + timedelta(seconds=seconds)
+    d = register(world["uon-bob"].client, name="survey", home_site="ke-1",
+                 data_class="personal",
+                 grounds=[{"country": "KE", "condition": "consent", "kind": "consent",
+                           "expires": expires.isoformat()}])
+    return d, expires
+
+
 def test_an_expired_ground_narrows_a_pending_jobs_sites_or_fails_it(
     world: World, loop: ControlLoop,
 ) -> None:
     bob, ops = world["uon-bob"].client, world["ops"].client
-    ops.put("/api/v1/quotas", json={"tenant": "uon", "site": "ma-1",
-                                    "gpu_type": "h100-sxm-80gb", "nominal": 8})
-    expires = datetime.now(UTC) + timedelta(seconds=2)
-    d = register(bob, name="survey", home_site="ke-1", data_class="personal",
-                 grounds=[{"country": "KE", "condition": "consent", "kind": "consent",
-                           "expires": expires.isoformat()}])
+    d, expires = _kenyan_survey_with_consent_expiring(world, seconds=2)
     for site in ("ma-1", "ke-1"):
         ops.post(f"/api/v1/sites/{site}/state", json={"state": "drained"})
     wide = world.submit("uon-bob", project="llm", datasets=[d["id"]])
@@ -348,12 +359,7 @@ def test_a_job_requeued_after_its_ground_expired_goes_back_only_where_its_data_m
     world: World, loop: ControlLoop,
 ) -> None:
     bob, ops = world["uon-bob"].client, world["ops"].client
-    ops.put("/api/v1/quotas", json={"tenant": "uon", "site": "ma-1",
-                                    "gpu_type": "h100-sxm-80gb", "nominal": 8})
-    expires = datetime.now(UTC) + timedelta(seconds=4)
-    d = register(bob, name="survey", home_site="ke-1", data_class="personal",
-                 grounds=[{"country": "KE", "condition": "consent", "kind": "consent",
-                           "expires": expires.isoformat()}])
+    d, expires = _kenyan_survey_with_consent_expiring(world, seconds=4)
     ops.post("/api/v1/sites/ke-1/state", json={"state": "drained"})
     wide = world.submit("uon-bob", project="llm", datasets=[d["id"]], command=["sleep", "60"])
     abroad = world.submit("uon-bob", project="llm", datasets=[d["id"]], sites=["ma-1"],

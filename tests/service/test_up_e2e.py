@@ -35,6 +35,14 @@ def masnaa(env: dict[str, str], *args: str, cwd: Path) -> str:
     return done.stdout
 
 
+def up_env(tmp_path: Path) -> tuple[Path, dict[str, str], int]:
+    """A home of its own, this process's environment without MASNAA_*, a free port."""
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MASNAA_")}
+    env.update(MASNAA_HOME=str(home), MASNAA_VIRTUAL_GPUS="1x8")
+    return home, env, free_port()
+
+
 def start_up(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -74,10 +82,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.mark.slow
 def test_up_submit_logs_restart_and_adopt(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MASNAA_")}
-    env.update(MASNAA_HOME=str(home), MASNAA_VIRTUAL_GPUS="1x8")
-    port = free_port()
+    home, env, port = up_env(tmp_path)
     log = tmp_path / "up.log"
     proc = start_up(env, port, log)
     try:
@@ -139,10 +144,7 @@ def test_a_deleted_database_takes_no_jobs_and_the_next_up_names_the_runs_it_lost
 ) -> None:
     from masnaa.executors import records
 
-    home = tmp_path / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MASNAA_")}
-    env.update(MASNAA_HOME=str(home), MASNAA_VIRTUAL_GPUS="1x8")
-    port = free_port()
+    home, env, port = up_env(tmp_path)
     log = tmp_path / "up.log"
     proc = start_up(env, port, log)
     token = re.search(r"token\s+(msn_\S+)", log.read_text())
@@ -191,10 +193,7 @@ def _pid_of(pid_file: Path) -> tuple[int, int]:
 def test_what_jobs_detach_ends_with_them_and_a_deleted_log_is_an_error(tmp_path: Path) -> None:
     """The audit's two findings, as it ran them: `setsid` children outlived their job's
     end and its cancel, and `masnaa logs` of a deleted log printed nothing and exited 0."""
-    home = tmp_path / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MASNAA_")}
-    env.update(MASNAA_HOME=str(home), MASNAA_VIRTUAL_GPUS="1x8")
-    port = free_port()
+    home, env, port = up_env(tmp_path)
     proc = start_up(env, port, tmp_path / "up.log")
     token = re.search(r"token\s+(msn_\S+)", (tmp_path / "up.log").read_text())
     assert token is not None
