@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.executors.test_local_executor import spec, wait_done, wait_for_file
@@ -60,6 +61,21 @@ def found(pid_file: Path, escaped: list[Proc]) -> Proc:
     assert ticks is not None, "the detached process is not running"
     escaped.append((pid, ticks))
     return pid, ticks
+
+
+def with_a_daemon(
+    ex: LocalExecutor, job: str, tmp_path: Path, escaped: list[Proc]
+) -> tuple[Proc, Path, dict[str, Any]]:
+    """Run ``job`` (sleeping), which detaches a daemon: the daemon, the run's directory
+    once the job is recorded, and its shim's record."""
+    line, pid_file = detached(tmp_path, f"{job}-daemon")
+    ex.start(spec(job, f"{line} sleep 300"))
+    daemon = found(pid_file, escaped)
+    d = ex.attempt_dir(job, 1)
+    wait_for_file(d / records.JOB)
+    shim = records.read_json(d / records.SHIM)
+    assert shim is not None
+    return daemon, d, shim
 
 
 def gone(proc: Proc, timeout: float = 0.0) -> bool:
@@ -165,13 +181,7 @@ def test_the_grace_ends_with_sigkill_for_detached_processes_too(
 def test_a_lost_run_s_detached_processes_are_killed_by_its_tag(
     ex: LocalExecutor, tmp_path: Path, escaped: list[Proc]
 ) -> None:
-    line, pid_file = detached(tmp_path, "left")
-    ex.start(spec("lost", f"{line} sleep 300"))
-    daemon = found(pid_file, escaped)
-    d = ex.attempt_dir("lost", 1)
-    wait_for_file(d / records.JOB)
-    shim = records.read_json(d / records.SHIM)
-    assert shim is not None
+    daemon, _, shim = with_a_daemon(ex, "lost", tmp_path, escaped)
     os.kill(shim["pid"], signal.SIGKILL)  # its orphans go to init now, not to the shim
     deadline = time.monotonic() + 5
     while ex.poll("lost", 1).state == "running":
@@ -264,14 +274,9 @@ def test_a_run_whose_directory_was_deleted_is_stopped_before_it_is_called_lost(
 ) -> None:
     import shutil
 
-    line, pid_file = detached(tmp_path, "orphan")
-    ex.start(spec("deleted", f"{line} sleep 300"))
-    daemon = found(pid_file, escaped)
-    d = ex.attempt_dir("deleted", 1)
-    wait_for_file(d / records.JOB)
+    daemon, d, shim = with_a_daemon(ex, "deleted", tmp_path, escaped)
     job = records.read_json(d / records.JOB)
-    shim = records.read_json(d / records.SHIM)
-    assert job is not None and shim is not None
+    assert job is not None
     escaped.append((int(job["pid"]), int(job["start_ticks"])))
     shutil.rmtree(ex.root / "deleted")  # its supervisor still runs, holding a deleted lock
     seen = ex.poll("deleted", 1)
