@@ -57,3 +57,36 @@ def test_a_start_that_loses_the_race_issues_no_token(tmp_path: Path) -> None:
         assert won.token is not None and tokens() == 2
     finally:
         engine.dispose()
+
+
+def test_a_start_refused_by_a_running_loop_changes_nothing(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from sqlalchemy import select
+
+    from masnaa.executors import records
+    from masnaa.store import models as m
+    from masnaa.store.db import session_factory, upgrade
+
+    db_url = f"sqlite:///{tmp_path / 'masnaa.sqlite'}"
+    engine = make_engine(db_url)
+    try:
+        upgrade(engine)
+        with session_factory(engine)() as s, s.begin():  # a live loop holds the database
+            me = os.getpid()
+            s.add(m.ServiceState(key="control-loop", updated_at=9e18, value={
+                "host": os.uname().nodename, "pid": me,
+                "start_ticks": records.process_start_ticks(me)}))  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MASNAA_")}
+        done = subprocess.run(
+            [sys.executable, "-c", "from masnaa.cli.main import app; app()", "up", "--db",
+             db_url, "--home", str(tmp_path / "home"), "--factory", str(EXAMPLE),
+             "--port", "1"], env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 1 and "loop-running" in done.stderr, done
+        with session_factory(engine)() as s:
+            assert s.scalars(select(m.Site.name)).all() == []  # its factory was not applied
+            assert s.scalars(select(m.Tenant.name)).all() == []
+    finally:
+        engine.dispose()

@@ -308,3 +308,33 @@ def test_dating_terms_keeps_the_discounts_tax_rates_and_tiers(engine: Engine) ->
         rows = connection.execute(text("SELECT tenant, tier FROM tenant_terms ORDER BY tenant"))
         assert [tuple(r) for r in rows] == [("atlas", "seed"), ("um6p", "")]
     upgrade(engine)
+
+
+def test_a_schema_behind_the_code_is_named(engine: Engine) -> None:
+    from alembic import command
+
+    from masnaa.store.db import _alembic_config, head_revision, schema_behind
+
+    with session_factory(engine)() as s:
+        assert schema_behind(s) is None
+    cfg = _alembic_config(engine)
+    with engine.connect() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0006")
+        connection.commit()
+    try:
+        with session_factory(engine)() as s:
+            behind = schema_behind(s)
+        assert behind is not None and "at 0006" in behind and f"needs {head_revision()}" in behind
+    finally:
+        upgrade(engine)
+
+
+def test_an_empty_database_has_no_schema(tmp_path: Path) -> None:
+    from masnaa.store.db import schema_behind
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'empty.sqlite'}")
+    with session_factory(engine)() as s:
+        behind = schema_behind(s)
+    engine.dispose()
+    assert behind is not None and "no schema" in behind

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from masnaa import __version__
 from masnaa.api import errors
@@ -29,7 +29,13 @@ from masnaa.api.routers import hardware, jobs, tenancy
 from masnaa.api.schemas import Health
 from masnaa.api.settings import Settings
 from masnaa.service.metrics import Metrics
-from masnaa.store.db import make_engine, read_session_factory, session_factory, upgrade
+from masnaa.store.db import (
+    make_engine,
+    read_session_factory,
+    schema_behind,
+    session_factory,
+    upgrade,
+)
 
 API_PREFIX = "/api/v1"
 
@@ -101,11 +107,13 @@ def create_app(
     def readyz(state: State) -> Health | Response:
         try:
             with state.db.read() as session:
-                session.execute(text("SELECT 1"))
+                behind = schema_behind(session)
         except Exception as exc:  # any failure means "not ready"; say which
             return errors.error_response(
                 503, "database-unavailable", f"the database does not answer: {exc}"
             )
+        if behind is not None:  # every request would fail on a column it lacks
+            return errors.error_response(503, "schema-outdated", behind)
         return Health(status="ready")
 
     @app.get("/metrics", include_in_schema=False)

@@ -249,13 +249,20 @@ def up(
 ) -> None:
     """Run the factory here: API, portal and control loop, on SQLite and this machine's GPUs."""
     import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
 
     from masnaa.api.app import create_app
     from masnaa.api.settings import Settings
     from masnaa.service.lease import LeaseHeld
     from masnaa.service.loop import ControlLoop, LoopConfig
     from masnaa.service.metrics import Metrics
-    from masnaa.store.db import default_db_url, make_engine, masnaa_home
+    from masnaa.store.db import (
+        database_error,
+        default_db_url,
+        make_engine,
+        masnaa_home,
+        upgrade,
+    )
 
     knobs, scheduler = _scheduler(policy, knob)
     if home is not None:
@@ -264,7 +271,21 @@ def up(
     home.mkdir(parents=True, exist_ok=True)
     db_url = db or default_db_url()
     engine = make_engine(db_url, pool_size=10)
-    strays = unknown_live_runs(engine, home)
+    loop = ControlLoop(
+        LoopConfig(db_url=db_url, home=home, policy=policy, knobs=knobs),
+        engine=engine,
+        metrics=(metrics := Metrics()),
+    )
+    try:
+        strays = unknown_live_runs(engine, home)
+        # Migrate, then hold the loop's lease before changing anything: a start refused
+        # because another loop runs on this database must leave its factory as it is.
+        upgrade(engine)
+        loop.lease.take(_now())
+    except LeaseHeld as exc:
+        raise _fail(str(exc), "loop-running") from None
+    except SQLAlchemyError as exc:
+        raise _fail(database_error(db_url, exc), "database-unavailable") from None
     if strays:
         named = ", ".join(f"{job} run {attempt}" for job, attempt in strays[:5])
         raise _fail(
@@ -276,22 +297,20 @@ def up(
         )
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{shown_host}:{port}"
-    ready = prepare(
-        engine, db_url=db_url, home=home, url=url, factory=factory, virtual_gpus=virtual_gpus
-    )
+    try:
+        ready = prepare(
+            engine, db_url=db_url, home=home, url=url, factory=factory, virtual_gpus=virtual_gpus
+        )
+    except BaseException:
+        loop.release_lease()
+        raise
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    metrics = Metrics()
     settings = Settings(db_url=db_url, home=home, log_dir=home / "jobs", migrate=False)
     app = create_app(settings, engine=engine, metrics=metrics)
-    loop = ControlLoop(
-        LoopConfig(db_url=db_url, home=home, policy=policy, knobs=knobs),
-        engine=engine,
-        metrics=metrics,
-    )
     try:
-        loop.start()
+        loop.start()  # the lease is this process's already
     except LeaseHeld as exc:
         raise _fail(str(exc), "loop-running") from None
     ready = operator_token(engine, ready)
@@ -352,6 +371,10 @@ def loop(
     cancel_grace: Annotated[
         float, typer.Option(help="Seconds between SIGTERM and SIGKILL on cancel.")
     ] = 30.0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve the loop's Prometheus metrics on 127.0.0.1:PORT/metrics."),
+    ] = None,
 ) -> None:
     """Run the control loop alone (production: next to API workers; one per database)."""
     from masnaa.service.daemon import run_forever
@@ -367,6 +390,7 @@ def loop(
             migrate=migrate,
             kill_grace=kill_grace,
             cancel_grace=cancel_grace,
+            metrics_port=metrics_port,
         )
     )
 

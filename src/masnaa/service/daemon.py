@@ -18,8 +18,11 @@ import signal
 import threading
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
+
 from masnaa.service.lease import LeaseHeld
 from masnaa.service.loop import ControlLoop, LoopConfig
+from masnaa.service.metrics import Metrics
 from masnaa.service.scheduling import (
     Knob,
     SchedulingError,
@@ -27,7 +30,7 @@ from masnaa.service.scheduling import (
     live_scheduler,
     parse_knobs,
 )
-from masnaa.store.db import upgrade
+from masnaa.store.db import database_error, upgrade
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-grace", type=float, default=30.0)
     parser.add_argument("--cancel-grace", type=float, default=30.0)
     parser.add_argument("--no-migrate", action="store_true")
+    parser.add_argument(
+        "--metrics-port", type=int, default=None, metavar="PORT",
+        help="serve the loop's Prometheus metrics on 127.0.0.1:PORT/metrics",
+    )
     args = parser.parse_args(argv)
     try:
         knobs = parse_knobs(args.knob)
@@ -64,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         kill_grace=args.kill_grace,
         cancel_grace=args.cancel_grace,
         migrate=not args.no_migrate,
+        metrics_port=args.metrics_port,
     )
 
 
@@ -77,8 +85,13 @@ def run_forever(
     kill_grace: float = 30.0,
     cancel_grace: float = 30.0,
     migrate: bool = True,
+    metrics_port: int | None = None,
 ) -> int:
-    """The ``masnaa loop`` command: run until SIGTERM or SIGINT."""
+    """The ``masnaa loop`` command: run until SIGTERM or SIGINT.
+
+    ``metrics_port``: serve the loop's own metrics (passes, transitions, metering) on
+    ``127.0.0.1:PORT/metrics``. API workers serve theirs on their own port; under
+    ``masnaa up`` one process serves both."""
     from masnaa.store.db import default_db_url, masnaa_home
 
     logging.basicConfig(
@@ -88,8 +101,12 @@ def run_forever(
         os.environ["MASNAA_HOME"] = str(home)
     home = home or masnaa_home()
     url = db_url or default_db_url()
-    if migrate:
-        upgrade(url)
+    try:
+        if migrate:
+            upgrade(url)
+    except SQLAlchemyError as exc:
+        log.error("%s", database_error(url, exc))
+        return 1
     config = LoopConfig(
         db_url=url,
         home=home,
@@ -99,7 +116,12 @@ def run_forever(
         kill_grace=kill_grace,
         cancel_grace=cancel_grace,
     )
-    loop = ControlLoop(config)
+    metrics = Metrics()
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
+    loop = ControlLoop(config, metrics=metrics)
     log.info("scheduling with %s", describe(loop.scheduler, knobs))
     stop = threading.Event()
 
@@ -109,6 +131,12 @@ def run_forever(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
+        try:
+            loop.start()
+        except (ProgrammingError, OperationalError) as exc:  # absent, unreachable, or old
+            log.error("%s%s", database_error(url, exc),
+                      "" if migrate else " (run with --migrate if its schema is older)")
+            return 1
         loop.run(stop)
     except LeaseHeld as exc:
         log.error("%s", exc)

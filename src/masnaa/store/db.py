@@ -15,12 +15,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -55,6 +57,17 @@ def normalise_url(url: str) -> str:
     if url.startswith("postgres://"):
         return "postgresql+psycopg://" + url[len("postgres://") :]
     return url
+
+
+def database_error(url: str, exc: BaseException) -> str:
+    """One line for a database that cannot be used: its address (no password) and the
+    driver's first line, never a traceback."""
+    parsed = make_url(normalise_url(url))
+    where = (f"{parsed.database} (SQLite)" if parsed.get_backend_name() == "sqlite"
+             else parsed.render_as_string(hide_password=True))
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    return f"cannot use the database {where}: {first}"
 
 
 def make_engine(
@@ -170,3 +183,29 @@ def upgrade(url_or_engine: str | Engine | None = None, revision: str = "head") -
     finally:
         if not isinstance(url_or_engine, Engine):
             engine.dispose()
+
+
+@functools.cache
+def head_revision() -> str:
+    """The newest migration shipped with this Masnaa: the schema its code expects."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(str(Path(__file__).parent / "migrations"))
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+def schema_behind(session: Session) -> str | None:
+    """Why the database's schema is not the one this code expects (None when it is)."""
+    try:
+        found = session.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    except (OperationalError, ProgrammingError):
+        found = []
+        session.rollback()
+    head = head_revision()
+    if found == [head]:
+        return None
+    at = ", ".join(found) or "no schema"
+    return (f"the database schema is at {at}, and this Masnaa needs {head}: migrate it "
+            "(`masnaa loop` migrates by default; API workers with MASNAA_MIGRATE=1)")
