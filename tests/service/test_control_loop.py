@@ -250,6 +250,29 @@ def test_a_launch_the_machine_fails_waits_and_the_others_go_on(
     assert (tmp_path / "b").read_text() == "ran\n"
 
 
+def test_a_run_that_never_launched_is_cancelled_or_moved_at_once(
+    factory: Factory, loop: ControlLoop
+) -> None:
+    cancelled, moved = factory.submit([{"command": ["true"]}, {"command": ["true"]}])
+    for job in (cancelled, moved):  # both wait on a launch the machine fails
+        (factory.home / "jobs" / job).write_text("in the way")
+    drive(loop, lambda: [r.wait_code for r in map(factory.jobs().get, (cancelled, moved))]
+          == ["launch-retry"] * 2)  # fmt: skip
+    with factory.sessions() as s, s.begin():
+        jobs.cancel(s, factory.caller, cancelled, now=time.time())
+        row = s.get(m.Job, moved)
+        assert row is not None
+        row.preempt_deadline = time.time() + 120  # as a drain asks it to move
+    # Back in the queue (it is admitted again at once, and blocked again there).
+    drive(loop, lambda: states(factory, cancelled) == ["cancelled"]
+          and "preempted" in codes(factory, moved))
+    assert factory.jobs()[moved].attempt == 2
+    (factory.home / "jobs" / moved).unlink()
+    (later,) = factory.submit([{"command": ["true"]}])  # and the loop goes on
+    drive(loop, ended(factory, later, moved))
+    assert states(factory, later, moved) == ["succeeded", "succeeded"]
+
+
 def test_one_loop_per_database(factory: Factory, loop: ControlLoop) -> None:
     other = make_loop(factory)
     other.lease.identity = {**other.lease.identity, "host": "another-host"}

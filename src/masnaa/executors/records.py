@@ -88,7 +88,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
     try:
         with path.open("rb") as f:
             data = json.load(f)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no record (a file where its folder goes)
         return None
     return data if isinstance(data, dict) else None
 

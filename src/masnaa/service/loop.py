@@ -300,7 +300,9 @@ class ControlLoop:
         # Launch admitted attempts, batched per executor (idempotent: a restart repeats it).
         to_launch: dict[str, list[m.Job]] = {}
         for row in rows:
-            if row.state == m.JobState.ADMITTED.value and not row.cancel_requested:
+            # A run cancelled or moved (a drain) before it was launched is not launched.
+            if (row.state == m.JobState.ADMITTED.value and not row.cancel_requested
+                    and row.preempt_deadline is None):
                 name = self.site_executor.get(row.site or "")
                 if name is not None and row.site not in self.health.down:
                     to_launch.setdefault(name, []).append(row)
@@ -345,11 +347,16 @@ class ControlLoop:
                 self._stop(executor, row, max(0.0, row.preempt_deadline - now), "preempted")
             try:
                 seen = executor.poll(row.id, row.attempt)
-            except ExecutorUnavailable as exc:
+            except (ExecutorUnavailable, OSError) as exc:  # this run only; the others go on
                 log.warning("cannot poll %s now: %s", row.id, exc)
                 continue
             if seen.done or (seen.state == "absent" and row.cancel_requested):
                 ended[row.id] = (row.attempt, seen)
+            elif (seen.state == "absent" and row.state == m.JobState.ADMITTED.value
+                  and row.preempt_deadline is not None):
+                # Moved before it was launched: back to the queue, nothing to stop.
+                ended[row.id] = (row.attempt, Observed(
+                    "lost", message="it was moved before it started"))
             elif seen.state == "running" and row.started_at is None and row.id not in launched:
                 began[row.id] = (row.attempt, seen)  # held by the engine, or just began
             elif seen.state == "absent" and row.state == m.JobState.RUNNING.value:
