@@ -135,3 +135,16 @@ def _terms(world: World) -> tuple[list[tuple[str, date, dict[str, Any]]], list[b
         rows = s.scalars(select(t.DatedTermRow).order_by(t.DatedTermRow.term))
         versions = [(r.term, r.valid_from, r.value) for r in rows]
         return versions, list(s.scalars(select(t.TenantTermsRow.enforced)))
+
+
+def test_terms_without_a_tier_leave_the_tier_and_bad_rows_are_named(world: World) -> None:
+    ops = world["ops"].client
+    r = ops.put("/api/v1/tenant-terms/um6p", json={"enforced": False, "tier": "partner"})
+    assert r.status_code == 200 and r.json()["tier"] == "partner"
+    r = ops.put("/api/v1/tenant-terms/um6p", json={"enforced": True})  # enforcement only
+    assert r.status_code == 200 and r.json()["tier"] == "partner", r.text
+    bad = [{"kind": "university", "rate": "0.5"}, {"kind": "ngo", "rate": "1.5"}]
+    r = ops.put("/api/v1/discounts", json={"discounts": bad})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "discounts[1].rate", r.text
+    r = ops.put("/api/v1/tax-rates", json={"rates": {"MAD": "0.2"}, "effective": "9999-12"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "bad-effective-month"

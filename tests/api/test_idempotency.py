@@ -101,3 +101,18 @@ def test_the_client_retries_a_lost_answer_and_one_job_is_made(
         MasnaaError, match="unreachable"
     ):
         c.submit(**SPEC)
+
+
+def test_a_batch_refuses_a_key_it_would_not_honour(world: World) -> None:
+    r = world["um6p-alice"].client.post("/api/v1/jobs/batch", json={"jobs": [SPEC]},
+                                        headers=KEY)  # fmt: skip
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "idempotency-key-not-supported"
+    assert _ids(world, "um6p-alice") == []
+
+
+def test_a_refused_key_is_shown_as_it_was_typed(world: World) -> None:
+    odd = world["um6p-alice"].client.post(
+        "/api/v1/jobs", json=SPEC, headers={"Idempotency-Key": "ké".encode()}
+    )
+    assert odd.status_code == 400 and "'ké'" in odd.json()["error"]["message"], odd.text

@@ -44,15 +44,33 @@ class Replayed:
 
 
 def check_key(key: str | None) -> str | None:
-    if key is None or _KEY.fullmatch(key):
+    """The key as sent (spaces around it are not part of an HTTP header's value)."""
+    if key is None:
+        return None
+    key = key.strip()
+    if _KEY.fullmatch(key):
         return key
+    # Headers arrive decoded as Latin-1: show what the client typed.
+    shown = key.encode("latin-1", "replace").decode("utf-8", "replace")
     raise ServiceError(
         "invalid-idempotency-key",
         f"{HEADER} must be 1 to 128 characters of letters, digits and . _ : -, "
-        f"e.g. a UUID; got {key[:40]!r}",
+        f"e.g. a UUID; got {shown[:40]!r}",
         status=400,
         field=HEADER,
     )
+
+
+def refuse_on_batch(key: str | None) -> None:
+    if key is not None:
+        raise ServiceError(
+            "idempotency-key-not-supported",
+            f"POST /jobs/batch takes no {HEADER}: a batch is made whole or not at all, so "
+            "look for its jobs before sending it again, or send each job to POST /jobs "
+            "with a key of its own",
+            status=400,
+            field=HEADER,
+        )
 
 
 def digest(spec: JobSpec) -> str:

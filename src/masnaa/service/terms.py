@@ -132,6 +132,13 @@ def effective_month(value: str | None, now: float) -> date:
             status=422,
             field="effective",
         ) from None
+    if first.year == 9999 and first.month == 12:  # as statements: the month after bounds it
+        raise ServiceError(
+            "bad-effective-month",
+            f"effective {value!r} is past the last month a statement can cover (9999-11)",
+            status=422,
+            field="effective",
+        )
     if first < current:
         raise ServiceError(
             "closed-month",

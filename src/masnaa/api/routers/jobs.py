@@ -140,7 +140,9 @@ async def submit(spec: svc.JobSpec, request: Request) -> Response:
 @router.post(
     "/jobs/batch", status_code=201, response_model=JobList, summary="Submit jobs, all or none"
 )
-def submit_batch(body: BatchIn, state: State, caller: CurrentCaller) -> JobList:
+def submit_batch(body: BatchIn, request: Request, state: State, caller: CurrentCaller
+                 ) -> JobList:
+    submit_keys.refuse_on_batch(request.headers.get(submit_keys.HEADER))
     with state.db.write() as session:
         done = svc.submit_batch(session, caller, body.jobs, now=state.now())
     out = _render(None, caller, done.jobs, names=done.names)

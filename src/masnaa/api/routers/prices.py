@@ -24,6 +24,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
 from masnaa.accounting.errors import AccountingError
+from masnaa.accounting.instants import at
 from masnaa.accounting.money import Money, check_currency
 from masnaa.accounting.prices import (
     DEFAULT_DISCOUNTS,
@@ -186,6 +187,12 @@ def set_discounts(body: DiscountsIn, state: State, caller: CurrentCaller) -> dic
     require_operator(caller, "set discounts")
     month = terms.effective_month(body.effective, state.now())
     found = [Discount(d.kind, d.rate, d.tier) for d in body.discounts]
+    for i, d in enumerate(found):  # name the row a refusal is about
+        try:
+            DiscountTable([d])
+        except AccountingError as exc:
+            raise ServiceError(exc.code, exc.message, status=422,
+                               field=f"discounts[{i}].rate") from exc
     try:
         DiscountTable(found)
     except AccountingError as exc:
@@ -208,13 +215,16 @@ def set_terms(tenant: str, body: TermsIn, state: State, caller: CurrentCaller) -
         else:
             row.enforced = body.enforced
         # Enforcement applies at once (it decides who may run); the tier is dated,
-        # as it sets the discount statements read.
-        terms.put_version(s, terms.TIER + tenant, month, {"tier": body.tier})
+        # as it sets the discount statements read. Left out, the tier stays as it is.
+        if "tier" in body.model_fields_set:
+            terms.put_version(s, terms.TIER + tenant, month, {"tier": body.tier})
         svc.bump_terms(s)
+        s.flush()
+        tier = terms.terms_book(s).tenant_terms(at(month))[tenant].tier
     return {
         "tenant": tenant,
         "enforced": body.enforced,
-        "tier": body.tier,
+        "tier": tier,
         "effective": terms.month_label(month),
     }
 
