@@ -160,6 +160,15 @@ def test_a_deleted_database_takes_no_jobs_and_the_next_up_names_the_runs_it_lost
         assert "deleted or replaced" in ready.json()["error"]["message"]
         r = httpx.post(f"{api}/api/v1/jobs", json={"command": ["true"]}, headers=auth, timeout=5)
         assert r.status_code == 503 and r.json()["error"]["code"] == "database-unavailable"
+        with httpx.Client(base_url=api, timeout=5) as portal:
+            form = portal.get("/login?lang=fr").text
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)
+            assert csrf
+            portal.post("/login", data={"token": token.group(1), "next": "/",
+                                        "csrf_token": csrf.group(1)})  # fmt: skip
+            page = portal.get("/jobs")  # a page that reads the database
+        assert page.status_code == 503 and page.headers["content-type"].startswith("text/html")
+        assert "Indisponible" in page.text  # a page in the reader's language, not JSON
     finally:
         stop(proc)
     refused = subprocess.run([*CLI, "up", "--port", str(port)], env=env, capture_output=True,

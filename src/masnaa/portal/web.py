@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy.exc import OperationalError
 
 from masnaa.api.deps import AppState
 from masnaa.portal import labels, session
@@ -31,6 +32,7 @@ from masnaa.portal.assets import Assets
 from masnaa.portal.i18n import LANG_COOKIE, LANGUAGES, Lang, choose_language
 from masnaa.portal.labels import N_
 from masnaa.service.tenancy import Caller, ServiceError
+from masnaa.store.db import DatabaseFileGone
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -219,6 +221,12 @@ class PortalRoute(APIRoute):
                 return error_page(
                     request, 403, N_("Form expired"),
                     N_("This form could not be verified. Go back, reload the page and try again."),
+                )
+            except (DatabaseFileGone, OperationalError):
+                return error_page(
+                    request, 503, N_("Unavailable"),
+                    N_("The factory's records cannot be read right now. Try again in a "
+                       "moment; if this lasts, tell the operators."),
                 )
             except RequestValidationError:
                 # An address edited by hand, or a value a page's own checks did not
