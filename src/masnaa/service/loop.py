@@ -62,6 +62,7 @@ from masnaa.scheduler.decision import Decision, WaitCode
 from masnaa.service import apply, residency
 from masnaa.service.evacuation import DrainWaits, unreachable_sites
 from masnaa.service.launch import EXECUTOR_FACTORIES, build_spec
+from masnaa.service.lawful_sites import PendingSites
 from masnaa.service.lease import LeaseHeld, LoopLease
 from masnaa.service.metering import Meter
 from masnaa.service.metrics import Metrics
@@ -153,8 +154,8 @@ class ControlLoop:
         self.prices = SitePrices(config.price_interval)
         self.drains = DrainWaits()
         """Words the wait of a job that drains keep from all its sites (``service.evacuation``)."""
-        self.lawful = residency.PendingSites()
-        """Keeps pending jobs' lawful sites true as grounds expire (``service.residency``)."""
+        self.lawful = PendingSites()
+        """Keeps jobs' lawful sites true as grounds expire (``service.lawful_sites``)."""
         self._names: tuple[dict[int, str], dict[int, str]] = ({}, {})
 
     # -- start ---------------------------------------------------------------------------------
