@@ -29,9 +29,9 @@ from sqlalchemy.orm import Session
 from masnaa import domain
 from masnaa.accounting.comparison import ComparisonPrices, comparison_prices
 from masnaa.accounting.errors import AccountingError
-from masnaa.accounting.instants import DAY, day_of, to_second
+from masnaa.accounting.instants import DAY, to_second
 from masnaa.factory.apply import PREFERENCES_KEY
-from masnaa.service.terms import rating_context
+from masnaa.service.terms import exchange_rates, price_book
 from masnaa.store import models as m
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,7 @@ def with_preferences(
 def load_prices(session: Session, now: float) -> ComparisonPrices:
     """Every (site, GPU type)'s price in force at ``now``, in one unit."""
     t = to_second(now)
-    ctx = rating_context(session, day_of(t), t)
-    return comparison_prices(ctx.prices, ctx.fx, t)
+    return comparison_prices(price_book(session), exchange_rates(session), t)
 
 
 class SitePrices:

@@ -24,8 +24,10 @@ differs between the API (404) and the portal (the not-found page).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -65,6 +67,8 @@ class RatedMonth:
     lines: list[LineItem]
     missing_rates: tuple[MissingRate, ...]
     """The exchange rates (of the month's last day) the lines' USD view lacks."""
+    tax_rates: Mapping[str, Decimal]
+    """currency → the tax rate in force in the month."""
 
 
 def rated_month(s: Session, period: str, tenant: str | None = None) -> RatedMonth:
@@ -74,13 +78,15 @@ def rated_month(s: Session, period: str, tenant: str | None = None) -> RatedMont
     if tenant is not None:
         where.append(t.UsageRecordRow.tenant == tenant)
     records = svc.load_records(s, where=where)
-    parts = terms.rating_parts(s, lo, hi, last)
+    book = terms.terms_book(s)
+    parts = terms.rating_parts(s, lo, hi, last, book)
     try:
         lines = rate_in_parts(records, parts, svc.windows_for(s, records))
     except AccountingError as exc:
         raise svc.http_error(exc) from exc
     ctx = parts[-1][1]  # every part has the month's exchange rates
-    return RatedMonth((lo, hi), lines, ctx.missing_rates(li.currency for li in lines))
+    return RatedMonth((lo, hi), lines, ctx.missing_rates(li.currency for li in lines),
+                      book.taxes(lo))
 
 
 def statement_lines(
@@ -96,7 +102,7 @@ def tenant_statements(s: Session, tenant: str, period: str) -> list[Statement]:
     rated = rated_month(s, period, tenant)
     try:
         return build_statements(
-            rated.lines, tenant, rated.span, terms.tax_rates(s, rated.span[0]), rated.missing_rates
+            rated.lines, tenant, rated.span, rated.tax_rates, rated.missing_rates
         )
     except AccountingError as exc:
         raise svc.http_error(exc) from exc

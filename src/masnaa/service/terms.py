@@ -1,6 +1,7 @@
 """Rating inputs in the live service: prices, exchange rates and dated terms over the store.
 
-Owns reading what rating needs (``rating_context``, ``rating_parts``, ``tax_rates``)
+Owns reading what rating needs (``price_book``, ``exchange_rates``, ``rating_parts``,
+``tax_rates``)
 and writing the dated terms (discounts, tax rates, tenants' tiers) that operators set
 through ``/api/v1/discounts``, ``/tax-rates`` and ``/tenant-terms``.
 
@@ -21,7 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from masnaa.accounting.instants import Instant
+from masnaa.accounting.instants import Instant, at
 from masnaa.accounting.money import Money
 from masnaa.accounting.prices import (
     Discount,
@@ -96,17 +97,20 @@ def exchange_rates(s: Session) -> ExchangeRates | None:
 
 
 def rating_parts(
-    s: Session, lo: Instant, hi: Instant, fx_day: date | None
+    s: Session, lo: Instant, hi: Instant, fx_day: date | None, book: TermsBook | None = None
 ) -> list[tuple[tuple[Instant, Instant], RatingContext]]:
     """``[lo, hi)`` cut where a term changes, each part with the terms in force in it
-    (one part for a month: terms change on months' first days)."""
+    (one part for a month: terms change on months' first days); ``book``: the terms,
+    when the caller has read them already."""
     fx = exchange_rates(s)
-    return terms_book(s).parts(lo, hi, price_book(s), fx, fx_day if fx else None)
+    book = terms_book(s) if book is None else book
+    return book.parts(lo, hi, price_book(s), fx, fx_day if fx else None)
 
 
-def rating_context(s: Session, fx_day: date | None, when: Instant) -> RatingContext:
-    """Prices, exchange rates and the terms in force at ``when``."""
-    return rating_parts(s, when, when, fx_day)[0][1]
+def tier_in(s: Session, tenant: str, month: date) -> str | None:
+    """``tenant``'s tier in force in ``month`` (None: no tier)."""
+    tiers = Dated((d, v.get("tier")) for d, v in versions(s, TIER + tenant))
+    return tiers.at(at(month))
 
 
 def tax_rates(s: Session, when: Instant) -> Mapping[str, Decimal]:

@@ -24,7 +24,6 @@ from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
 from masnaa.accounting.errors import AccountingError
-from masnaa.accounting.instants import at
 from masnaa.accounting.money import Money, check_currency
 from masnaa.accounting.prices import (
     DEFAULT_DISCOUNTS,
@@ -220,7 +219,7 @@ def set_terms(tenant: str, body: TermsIn, state: State, caller: CurrentCaller) -
             terms.put_version(s, terms.TIER + tenant, month, {"tier": body.tier})
         svc.bump_terms(s)
         s.flush()
-        tier = terms.terms_book(s).tenant_terms(at(month))[tenant].tier
+        tier = terms.tier_in(s, tenant, month)
     return {
         "tenant": tenant,
         "enforced": body.enforced,
