@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from masnaa.cli.up import prepare
-from masnaa.store.db import make_engine
+from masnaa.store.db import make_engine, upgrade
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "factory.toml"
 
@@ -14,6 +14,7 @@ def _prepared_project(tmp_path: Path, factory: Path | None) -> str | None:
     db_url = f"sqlite:///{tmp_path / 'masnaa.sqlite'}"
     engine = make_engine(db_url)
     try:
+        upgrade(engine)
         ready = prepare(engine, db_url=db_url, home=tmp_path, url="http://127.0.0.1:1",
                         factory=factory, virtual_gpus="1x8")
     finally:
@@ -44,6 +45,7 @@ def test_a_start_that_loses_the_race_issues_no_token(tmp_path: Path) -> None:
             return int(conn.execute(select(func.count()).select_from(m.ApiToken)).scalar_one())
 
     try:
+        upgrade(engine)
         first = prepare(engine, db_url=db_url, home=tmp_path, url="http://127.0.0.1:1",
                         factory=None, virtual_gpus="1x8")
         assert first.token is not None and tokens() == 1  # bootstrap's own
@@ -68,7 +70,7 @@ def test_a_start_refused_by_a_running_loop_changes_nothing(tmp_path: Path) -> No
 
     from masnaa.executors import records
     from masnaa.store import models as m
-    from masnaa.store.db import session_factory, upgrade
+    from masnaa.store.db import session_factory
 
     db_url = f"sqlite:///{tmp_path / 'masnaa.sqlite'}"
     engine = make_engine(db_url)

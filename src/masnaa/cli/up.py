@@ -109,15 +109,14 @@ def prepare(
     factory: Path | None,
     virtual_gpus: str | None,
 ) -> Prepared:
-    """Migrate, apply the factory and bootstrap (idempotent); ``publish`` writes the
-    credentials."""
+    """Apply the factory and bootstrap (idempotent) on a migrated database, which ``up``
+    holds the lease of; ``publish`` writes the credentials."""
     from masnaa.client.config import read_credentials
     from masnaa.discovery import discover
     from masnaa.factory import FactoryError, apply_factory, from_inventory, load_factory
     from masnaa.service.tenancy import bootstrap
-    from masnaa.store.db import session_factory, upgrade
+    from masnaa.store.db import session_factory
 
-    upgrade(engine)
     if factory is not None:
         try:
             spec = load_factory(factory)
@@ -287,6 +286,7 @@ def up(
     except SQLAlchemyError as exc:
         raise _fail(database_error(db_url, exc), "database-unavailable") from None
     if strays:
+        loop.release_lease()
         named = ", ".join(f"{job} run {attempt}" for job, attempt in strays[:5])
         raise _fail(
             f"{len(strays)} run(s) under {home / 'jobs'} are alive but this database does not "
