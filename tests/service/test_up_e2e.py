@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from masnaa.executors import records
+from masnaa.executors.local import LocalExecutor
 
 CLI = [sys.executable, "-c", "from masnaa.cli.main import app; app()"]
 
@@ -180,7 +181,7 @@ def test_a_deleted_database_takes_no_jobs_and_the_next_up_names_the_runs_it_lost
     assert shim is not None
     os.kill(int(shim["pid"]), signal.SIGTERM)  # the operator stops the run it names
     deadline = time.monotonic() + 30
-    while records.live_attempts(home / "jobs"):
+    while LocalExecutor(home / "jobs").running_attempts():
         assert time.monotonic() < deadline
         time.sleep(0.1)
     proc = start_up(env, port, log)  # and then a new factory starts

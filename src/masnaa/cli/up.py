@@ -85,10 +85,10 @@ def unknown_live_runs(engine: Engine, home: Path) -> list[tuple[str, int]]:
     after the database was deleted or replaced, their GPUs are in use unseen."""
     from sqlalchemy import inspect, select
 
-    from masnaa.executors.records import live_attempts
+    from masnaa.executors.local import LocalExecutor
     from masnaa.store import models as m
 
-    live = live_attempts(home / "jobs")
+    live = LocalExecutor(home / "jobs").running_attempts()
     if not live:
         return []
     known: set[tuple[str, int]] = set()

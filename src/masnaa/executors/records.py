@@ -118,24 +118,3 @@ def same_process(pid: int | None, start_ticks: int | None) -> bool:
         return False
     return process_start_ticks(pid) == start_ticks
 
-
-def live_attempts(root: Path) -> list[tuple[str, int]]:
-    """(job id, attempt) of every attempt under ``root`` whose shim is alive (holds its lock)."""
-    import fcntl  # POSIX only, as the shim
-
-    out = []
-    for lock in sorted(root.glob(f"*/*/{LOCK}")):
-        try:
-            attempt = int(lock.parent.name)
-            fd = os.open(lock, os.O_RDWR)
-        except (ValueError, OSError):
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            out.append((lock.parent.parent.name, attempt))
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-    return out
