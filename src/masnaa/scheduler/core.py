@@ -64,6 +64,7 @@ from masnaa.scheduler.pass_view import Key
 from masnaa.scheduler.place import best_placement, place_in_pool
 from masnaa.scheduler.policies import POLICIES
 from masnaa.scheduler.queue import Entry, PendingQueue, SubQueueKey
+from masnaa.scheduler.quota_swap import swap_within_quota
 from masnaa.scheduler.release import earliest_fit, reservation_fit
 from masnaa.scheduler.review import review
 from masnaa.scheduler.snapshot import Snapshot
@@ -317,8 +318,8 @@ def preempt(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
     get scarcer).
     """
     job = entry.job
-    if job.id in p.quota_waits:
-        return False
+    if job.id in p.quota_waits:  # no room under its quota: only its own jobs can make some
+        return swap_within_quota(p, entry, pools)
     claimable = p.unclaimed_preempting()
     can_try = p.attempts_left > 0 and p.preemptions_left > 0
     if not claimable and not can_try:
