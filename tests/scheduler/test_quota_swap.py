@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from masnaa.scheduler.decision import WaitCode
-from tests.scheduler.builders import Scene, job, on
+
+from .builders import Scene, job, on
 
 
 def full_tenant(borrowing: int = 0) -> Scene:
@@ -69,3 +70,4 @@ def test_non_preemptible_own_jobs_are_not_stopped() -> None:
     d = s.decide("masnaa", now=50)
     assert d.preemptions == []
     assert d.wait_for("h").code is WaitCode.QUOTA
+

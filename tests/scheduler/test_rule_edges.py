@@ -395,3 +395,18 @@ def test_the_oracle_stops_a_longer_job_that_ran_the_minimum_run(
     s.oracle = {"r": left, "short": 100.0}
     d = s.decide("srtf-oracle", now=now)
     assert bool(d.preemptions) is stopped
+
+
+def test_a_job_on_a_busy_cluster_is_told_how_many_gpus_are_free() -> None:
+    # Behind the reserved first job. No GPU free: "busy", not "too few on the same
+    # nodes", which is for free GPUs spread out.
+    s = Scene(nodes=1).running(job("r").gpus(8), "n0000")
+    s.pending(job("first").gpus(8).submitted(0), job("one").gpus(1).submitted(1))
+    busy = s.decide("masnaa", now=5).wait_for("one").why
+    assert (busy.key, busy.params["free"]) == ("wait-busy", 0)
+    spread = Scene(nodes=2)
+    spread.running(job("x").gpus(6), on("n0000", 0, 1, 2, 3, 4, 5))
+    spread.running(job("y").gpus(6), on("n0001", 0, 1, 2, 3, 4, 5))
+    spread.pending(job("first").gpus(8).submitted(0), job("four").gpus(4).submitted(1))
+    apart = spread.decide("masnaa", now=5).wait_for("four").why
+    assert (apart.key, apart.params["free"]) == ("wait-not-together", 4)

@@ -402,3 +402,31 @@ def test_a_site_without_its_executor_takes_no_work(factory: Factory) -> None:
     finally:
         only_local.release_lease()
         only_local.close()
+
+
+def test_a_quota_set_while_the_loop_runs_holds_from_the_next_passes(factory: Factory) -> None:
+    from masnaa.service.tenancy import set_quota
+
+    running = ControlLoop(
+        LoopConfig(db_url=factory.url, home=factory.home, tick=0.05, catalog_interval=0.0),
+        engine=factory.engine,
+    )
+    running.start()  # reads tenancy before the quota exists
+    try:
+        with factory.sessions() as s, s.begin():
+            site, gpu = s.execute(select(m.Site.name, m.GpuType.name)).one()
+            set_quota(s, factory.caller, tenant="local", site=site, gpu_type=gpu, nominal=2,
+                      borrowing_limit=0, lending_limit=None)
+        ids = factory.submit([{"command": ["sleep", "30"]} for _ in range(4)])
+        drive(running, lambda: states(factory, *ids).count("running") >= 2)
+        running.run_pass()
+        rows = factory.jobs()
+        assert sorted(states(factory, *ids)) == ["pending", "pending", "running", "running"]
+        assert {rows[i].wait_code for i in ids if rows[i].state == "pending"} == {"quota"}
+        with factory.sessions() as s, s.begin():
+            for i in ids:
+                jobs.cancel(s, factory.caller, i, now=time.time())
+        drive(running, ended(factory, *ids))
+    finally:
+        running.release_lease()
+        running.close()

@@ -188,15 +188,15 @@ def test_a_deleted_database_takes_no_jobs_and_the_next_up_names_the_runs_it_lost
     stop(proc)
 
 
-def _pid_of(pid_file: Path) -> tuple[int, int]:
+def _pid_of(pid_file: Path) -> tuple[int, int | None]:
+    """The process that wrote ``pid_file``, with its start time (``None``: it had already
+    ended when looked at, which on a loaded machine may come after its job's end)."""
     deadline = time.monotonic() + 30
     while not pid_file.exists():
         assert time.monotonic() < deadline, f"{pid_file} never appeared"
         time.sleep(0.05)
     pid = int(pid_file.read_text())
-    ticks = records.process_start_ticks(pid)
-    assert ticks is not None
-    return pid, ticks
+    return pid, records.process_start_ticks(pid)
 
 
 @pytest.mark.slow
@@ -207,7 +207,7 @@ def test_what_jobs_detach_ends_with_them_and_a_deleted_log_is_an_error(tmp_path:
     proc = start_up(env, port, tmp_path / "up.log")
     token = re.search(r"token\s+(msn_\S+)", (tmp_path / "up.log").read_text())
     assert token is not None
-    left: list[tuple[int, int]] = []
+    left: list[tuple[int, int | None]] = []
     try:
         scripts = {}
         for name in ("a", "b"):
@@ -226,7 +226,9 @@ def test_what_jobs_detach_ends_with_them_and_a_deleted_log_is_an_error(tmp_path:
         wait_state(port, token.group(1), a, ("succeeded",))
         wait_state(port, token.group(1), b, ("cancelled",))
         for pid, ticks in left:
-            assert not records.same_process(pid, ticks), "a detached process outlived its job"
+            assert ticks is None or not records.same_process(pid, ticks), (
+                "a detached process outlived its job"
+            )
 
         assert masnaa(env, "logs", a, cwd=tmp_path) == "hello\n"
         run_dir = home / "jobs" / a / "1"
@@ -239,5 +241,5 @@ def test_what_jobs_detach_ends_with_them_and_a_deleted_log_is_an_error(tmp_path:
     finally:
         stop(proc)
         for pid, ticks in left:
-            if records.same_process(pid, ticks):
+            if ticks is not None and records.same_process(pid, ticks):
                 os.kill(pid, signal.SIGKILL)

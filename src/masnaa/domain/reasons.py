@@ -124,8 +124,10 @@ PHRASES: dict[str, str] = {
     "wait-nodes-unavailable": N_("it needs %(gpus)s GPUs; enough exist, but drained or down "
                                  "nodes, or sites that cannot be reached, leave at most "
                                  "%(usable)s usable at one site"),
-    "wait-not-together": N_("it needs %(tasks)s×%(gpt)s GPUs of %(types)s on whole nodes; "
-                            "%(free)s acceptable GPUs are free but not enough together"),
+    "wait-not-together": N_("it needs %(tasks)s×%(gpt)s GPUs of %(types)s, each task on one "
+                            "node; %(free)s acceptable GPUs are free, but too few of them on "
+                            "the same nodes"),
+    "wait-busy": N_("it needs %(gpus)s GPUs of %(types)s; %(free)s acceptable GPUs are free now"),
     # Why a job waits for its project's allocation (``accounting.balance.wait_reason``).
     "alloc-exhausted": N_("allocation %(allocation)s exhausted; request a supplement"),
     "alloc-exhausted-on": N_("allocation %(allocation)s exhausted on %(day)s; request a "

@@ -494,8 +494,13 @@ class Pass(QuotaView):
                 Phrase("wait-nodes-unavailable", {"gpus": job.total_gpus, "usable": avail}),
             )
         free = sum(self.view.free[pool.index] for group in pools for pool in group)
+        types = "/".join(job.gpu_types)
+        if free < job.total_gpus:  # too few free at all: where they are does not matter
+            return WaitCode.NO_CAPACITY, Phrase(
+                "wait-busy", {"gpus": job.total_gpus, "types": types, "free": free}
+            )
         return (
             WaitCode.NO_CAPACITY,
             Phrase("wait-not-together", {"tasks": job.tasks, "gpt": job.gpus_per_task,
-                                         "types": "/".join(job.gpu_types), "free": free}),
+                                         "types": types, "free": free}),
         )

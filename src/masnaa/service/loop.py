@@ -96,6 +96,8 @@ class LoopConfig:
     max_attempts: int = 5
     """Runs a job may have before a lost or outside-stopped run fails it."""
     lease_ttl: float = 15.0
+    catalog_interval: float = 2.0
+    """Seconds between reads of tenants, quotas and priority classes (changed through the API)."""
     full_sync: float = 30.0
     """Seconds between full re-reads of the pending set (see ``LiveState.sync_pending``)."""
     meter_interval: float = 60.0
@@ -146,7 +148,7 @@ class ControlLoop:
         self._probe: int | None = None
         """The newest job event id seen when the last pass began."""
         self.lease = LoopLease(self.write, config.lease_ttl)
-        self._full_sync = time.monotonic()
+        self._full_sync = self._catalog_at = time.monotonic()
         self.wakeup = threading.Event()
         self.meter = Meter(self.read, self.write, interval=config.meter_interval, metrics=metrics)
         self.health = SiteHealth()
@@ -255,6 +257,9 @@ class ControlLoop:
         with self.read() as s:
             self.live.sync_nodes(s)
             self.live.sync_pending(s, full=full)
+            if time.monotonic() - self._catalog_at >= self.config.catalog_interval:
+                self.live.sync_catalog(s)
+                self._catalog_at = time.monotonic()
             stale = self.lawful.due(s, self.clock())
         if stale:  # a ground expired or the rules changed: jobs keep only lawful sites
             with self.write() as s, s.begin():

@@ -113,11 +113,12 @@ class LiveState:
     # -- building ------------------------------------------------------------------------------
     @classmethod
     def load(cls, session: Session, *, now: float, half_life: float) -> LiveState:
+        tenants, quotas, classes = _catalog(session)
         live = cls(
             convert.load_cluster(session),
-            tenants=with_preferences(convert.load_tenants(session), load_preferences(session)),
-            quotas=convert.load_quotas(session),
-            priority_classes=convert.load_priority_classes(session),
+            tenants=tenants,
+            quotas=quotas,
+            priority_classes=classes,
             half_life=half_life,
         )
         live.node_uuids = {n.name: list(n.gpu_uuids or []) for n in session.scalars(select(m.Node))}
@@ -333,6 +334,16 @@ class LiveState:
             if self.state.is_available(name) != available:
                 self.state.set_node_available(name, available)
 
+    def sync_catalog(self, session: Session) -> bool:
+        """Tenants (shares, preferred sites), quotas and priority classes as the store has
+        them now: an operator's ``PUT /quotas`` or a new tenant takes effect at the next
+        pass, without a restart. True if any of them changed."""
+        tenants, quotas, classes = _catalog(session)
+        if (tenants, quotas, classes) == (self.tenants, self.quotas, self.priority_classes):
+            return False
+        self.tenants, self.quotas, self.priority_classes = tenants, quotas, classes
+        return True
+
     def snapshot(self) -> Snapshot:
         return Snapshot(
             state=self.state,
@@ -360,3 +371,15 @@ def _requeued_at(session: Session, ids: list[str]) -> dict[str, float]:
         )
         out.update((job_id, at) for job_id, at in rows)
     return out
+
+
+def _catalog(
+    session: Session,
+) -> tuple[dict[str, domain.Tenant], tuple[domain.Quota, ...], dict[str, domain.PriorityClass]]:
+    """What the scheduler reads of tenancy: tenants with their preferred sites, quotas
+    and priority classes."""
+    return (
+        with_preferences(convert.load_tenants(session), load_preferences(session)),
+        convert.load_quotas(session),
+        convert.load_priority_classes(session),
+    )
