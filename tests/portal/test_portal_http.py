@@ -483,3 +483,31 @@ def test_why_a_job_waits_reads_in_the_pages_language(factory: Factory) -> None:
         with factory.client("wanjiru") as c:
             for job_id in (first, second):
                 c.post(f"/api/v1/jobs/{job_id}/cancel")
+
+
+def test_the_form_offers_only_the_priority_classes_open_to_the_tenant(factory: Factory) -> None:
+    from sqlalchemy import select
+
+    from masnaa.service.jobs import invalidate_caches
+    from masnaa.store import models as m
+
+    def open_high_to(tenants: list[str]) -> None:
+        with factory.state.db.write() as s:
+            row = s.scalars(select(m.PriorityClass).where(m.PriorityClass.name == "high")).one()
+            row.tenants = tenants
+        invalidate_caches()
+
+    open_high_to(["um6p"])
+    try:
+        with signed_in(factory, "wanjiru") as c:
+            page = c.get("/jobs/new").text
+            assert "<option>low</option>" in page and ">high</option>" not in page
+            r = c.post("/jobs/new", data={"csrf_token": csrf_of(page), "command": "true",
+                                          "tasks": "1", "gpus_per_task": "1", "time_limit": "5",
+                                          "project": "llm", "priority_class": "high"})
+            assert r.status_code == 422
+            assert "This priority class is not open to the project&#39;s tenant" in r.text
+        with signed_in(factory, "amina") as c:
+            assert "<option>high</option>" in c.get("/jobs/new").text
+    finally:
+        open_high_to([])

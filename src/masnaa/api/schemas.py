@@ -315,6 +315,11 @@ class PriorityClassOut(BaseModel):
     preemptible: bool
     can_preempt: bool
     grace_seconds: float
+    open_to_all: bool = Field(description="Every tenant's jobs may use it.")
+    tenants: list[str] = Field(
+        description="When not open to all: the tenants whose jobs may use it. Operators see "
+        "every name; anyone else sees at most their own tenant (listed: it may use the class)."
+    )
 
 
 class Health(BaseModel):

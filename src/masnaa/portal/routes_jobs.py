@@ -120,9 +120,10 @@ def _form_choices(read: Session, caller: Caller) -> dict[str, list[str]]:
         ],
         "gpu_types": list(catalog.gpu_types),
         "sites": sorted(catalog.sites),
+        # The classes the caller's tenant may use (an operator submits for any tenant).
         "priority_classes": sorted(
             catalog.priority_classes, key=lambda c: catalog.priority_classes[c]
-        ),
+        ) if caller.is_operator else catalog.classes_for(caller.tenant or ""),
     }
 
 
