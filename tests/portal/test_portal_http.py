@@ -511,3 +511,25 @@ def test_the_form_offers_only_the_priority_classes_open_to_the_tenant(factory: F
             assert "<option>high</option>" in c.get("/jobs/new").text
     finally:
         open_high_to([])
+
+
+def test_a_job_page_does_not_name_another_tenants_preemptor(factory: Factory) -> None:
+    from masnaa.domain.reasons import Phrase
+    from masnaa.store import models as m
+    from masnaa.store.events import transition
+
+    theirs = factory.submit("amina", project="llm")
+    victim = factory.submit("wanjiru", project="llm")
+    factory.wait_state(victim, {"succeeded", "failed"})
+    with factory.state.db.write() as s:  # as the loop writes a victim's event
+        job = s.get(m.Job, victim)
+        assert job is not None
+        transition(s, job, job.state, at=time.time(), code="preempting", reason=(
+            Phrase("victim-priority", {"job": theirs, "class": "high", "victim_class": "normal"}),
+        ))
+    with signed_in(factory, "wanjiru") as c:
+        page = c.get(f"/jobs/{victim}?lang=fr").text
+        assert "priorité : un job d&#39;un autre locataire (high) passe avant normal" in page
+        assert theirs not in page
+    with signed_in(factory, "ops") as c:
+        assert theirs in c.get(f"/jobs/{victim}").text
