@@ -218,3 +218,36 @@ def test_another_tenants_allocation_usage_and_statement_are_not_found(world: Wor
     mine = world["um6p-bob"].client.get("/api/v1/allocations").json()
     assert [x["id"] for x in mine] == [a["id"]]
     assert error(world["um6p-admin"].client.get("/api/v1/reports/funders")) == (403, "forbidden")
+
+
+def test_a_reviewer_does_not_review_a_request_of_their_own_tenant(world: World) -> None:
+    make_reviewer(world, "uon-bob")
+    theirs = ask(world, who="uon-alice")
+    r = review(world, theirs["id"], "admin-check", who="uon-bob")
+    assert error(r) == (403, "conflict-of-interest")
+    assert "of tenant 'uon'" in r.json()["error"]["message"]
+    shown = world["ops"].client.get(f"/api/v1/allocations/{theirs['id']}").json()
+    assert shown["state"] == "requested" and shown["reviews"] == []
+    # Another tenant's request is theirs to review.
+    ours = ask(world, who="um6p-alice")
+    assert review(world, ours["id"], "admin-check", who="uon-bob").json()["state"] == "in-review"
+
+
+def test_a_renewal_names_a_visible_allocation_of_the_same_project(world: World) -> None:
+    base = ask(world, tier="gateway", **hours(10))
+    theirs = ask(world, who="uon-alice", tier="gateway", **hours(10))
+    for ghost in (theirs["id"], "alloc-ghost"):
+        r = world["um6p-bob"].client.post("/api/v1/allocations", json={
+            "project": "llm", "tier": "gateway", **hours(10), "start": TODAY.isoformat(),
+            "duration_days": 30, "justification": "renew", "renewal_of": ghost,
+        })
+        assert error(r) == (404, "allocation-not-found"), r.text
+        assert r.json()["error"]["message"] == f"no allocation {ghost!r} is visible to you"
+    r = world["um6p-bob"].client.post("/api/v1/allocations", json={
+        "project": "vision", "tier": "gateway", **hours(10), "start": TODAY.isoformat(),
+        "duration_days": 30, "justification": "renew", "renewal_of": base["id"],
+    })
+    assert error(r) == (422, "renewal-of-another-project")
+    assert r.json()["error"]["field"] == "renewal_of"
+    renewed = ask(world, who="um6p-bob", tier="gateway", **hours(10), renewal_of=base["id"])
+    assert renewed["renewal_of"] == base["id"]

@@ -128,11 +128,16 @@ def test_explain_and_queue_show_the_loops_reason_and_a_position(world: World) ->
                   estimated_start=eta)
     x = world["um6p-bob"].client.get(f"/api/v1/jobs/{second}/explain").json()
     assert x["wait_code"] == "no-capacity" and x["estimated_start"] == eta
-    assert x["position"] == 3 and x["pending_total"] == 3
+    # Positions count the pending jobs the caller can see: uon's job is not counted.
+    assert x["position"] == 2 and x["pending_total"] == 2
     assert "needs 1 h100" in x["summary"]
 
     view = world["um6p-alice"].client.get("/api/v1/queue").json()
-    assert [(j["id"], j["position"]) for j in view["jobs"]] == [(high, 1), (second, 3)]
+    assert [(j["id"], j["position"]) for j in view["jobs"]] == [(high, 1), (second, 2)]
+    assert world["uon-alice"].client.get(f"/api/v1/jobs/{first}/explain").json()[
+        "pending_total"] == 1
+    ops = world["ops"].client.get(f"/api/v1/jobs/{second}/explain").json()
+    assert (ops["position"], ops["pending_total"]) == (3, 3)  # operators: every tenant
     assert [t["tenant"] for t in view["tenants"]] == ["um6p"]
     assert view["tenants"][0]["quota_nominal"] == {"h100-sxm-80gb": 8}
     assert view["tenants"][0]["pending_jobs"] == 2

@@ -483,3 +483,53 @@ def test_why_a_job_waits_reads_in_the_pages_language(factory: Factory) -> None:
         with factory.client("wanjiru") as c:
             for job_id in (first, second):
                 c.post(f"/api/v1/jobs/{job_id}/cancel")
+
+
+def test_the_form_offers_only_the_priority_classes_open_to_the_tenant(factory: Factory) -> None:
+    from sqlalchemy import select
+
+    from masnaa.service.jobs import invalidate_caches
+    from masnaa.store import models as m
+
+    def open_high_to(tenants: list[str]) -> None:
+        with factory.state.db.write() as s:
+            row = s.scalars(select(m.PriorityClass).where(m.PriorityClass.name == "high")).one()
+            row.tenants = tenants
+        invalidate_caches()
+
+    open_high_to(["um6p"])
+    try:
+        with signed_in(factory, "wanjiru") as c:
+            page = c.get("/jobs/new").text
+            assert "<option>low</option>" in page and ">high</option>" not in page
+            r = c.post("/jobs/new", data={"csrf_token": csrf_of(page), "command": "true",
+                                          "tasks": "1", "gpus_per_task": "1", "time_limit": "5",
+                                          "project": "llm", "priority_class": "high"})
+            assert r.status_code == 422
+            assert "This priority class is not open to the project&#39;s tenant" in r.text
+        with signed_in(factory, "amina") as c:
+            assert "<option>high</option>" in c.get("/jobs/new").text
+    finally:
+        open_high_to([])
+
+
+def test_a_job_page_does_not_name_another_tenants_preemptor(factory: Factory) -> None:
+    from masnaa.domain.reasons import Phrase
+    from masnaa.store import models as m
+    from masnaa.store.events import transition
+
+    theirs = factory.submit("amina", project="llm")
+    victim = factory.submit("wanjiru", project="llm")
+    factory.wait_state(victim, {"succeeded", "failed"})
+    with factory.state.db.write() as s:  # as the loop writes a victim's event
+        job = s.get(m.Job, victim)
+        assert job is not None
+        transition(s, job, job.state, at=time.time(), code="preempting", reason=(
+            Phrase("victim-priority", {"job": theirs, "class": "high", "victim_class": "normal"}),
+        ))
+    with signed_in(factory, "wanjiru") as c:
+        page = c.get(f"/jobs/{victim}?lang=fr").text
+        assert "priorité : un job d&#39;un autre locataire (high) passe avant normal" in page
+        assert theirs not in page
+    with signed_in(factory, "ops") as c:
+        assert theirs in c.get(f"/jobs/{victim}").text

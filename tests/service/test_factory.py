@@ -78,6 +78,16 @@ def _edit(path: str, value: Any) -> dict[str, Any]:
             "quotas[0].tenant",
             "unknown tenant 'uct'",
         ),
+        (
+            _edit("priority_classes", [{"name": "high", "value": 200, "tenants": ["uct"]}]),
+            "priority_classes[0].tenants[0]",
+            "unknown tenant 'uct'",
+        ),
+        (
+            _edit("priority_classes", [{"name": "high", "value": 2, "tenants": ["um6p"] * 2}]),
+            "priority_classes[0].tenants",
+            "listed twice",
+        ),
         (_edit("sites", []), "sites", "at least 1"),
         (
             _edit(
@@ -149,3 +159,18 @@ def test_applying_is_an_idempotent_upsert(database: Database) -> None:
         assert node.domains == ["ma-rabat-1/nvl0003", "ma-rabat-1/leaf0000", "ma-rabat-1"]
         assert s.scalars(select(m.Tenant.share).where(m.Tenant.name == "um6p")).one() == 3.0
         assert len(s.scalars(select(m.Node)).all()) == 10
+
+
+def test_a_priority_class_names_the_tenants_that_may_use_it(database: Database) -> None:
+    spec = load_factory(EXAMPLE)
+    with database.sessions() as s, s.begin():
+        apply_factory(s, spec)
+    with database.sessions() as s:
+        classes = {p.name: p.tenants for p in s.scalars(select(m.PriorityClass))}
+    # The example keeps the non-preemptible class to one tenant; the others are open.
+    assert classes == {"low": [], "normal": [], "high": ["um6p"]}
+    doc = spec.model_dump(mode="json")
+    doc["priority_classes"][2]["tenants"] = []
+    with database.sessions() as s, s.begin():
+        opened = apply_factory(s, parse_factory(doc))
+    assert dict(opened.updated) == {"priority classes": 1}

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from masnaa.domain import reasons
 from masnaa.service.jobs import MAX_BATCH, JobSpec
+from masnaa.service.reason_views import Redactor
 from masnaa.service.tenancy import Caller
 from masnaa.store import models as m
 
@@ -315,6 +316,11 @@ class PriorityClassOut(BaseModel):
     preemptible: bool
     can_preempt: bool
     grace_seconds: float
+    open_to_all: bool = Field(description="Every tenant's jobs may use it.")
+    tenants: list[str] = Field(
+        description="When not open to all: the tenants whose jobs may use it. Operators see "
+        "every name; anyone else sees at most their own tenant (listed: it may use the class)."
+    )
 
 
 class Health(BaseModel):
@@ -325,6 +331,11 @@ def _phrases(stored: object) -> list[PhraseOut]:
     return [PhraseOut(**p.to_json()) for p in reasons.from_json(stored)]
 
 
+def phrases_out(stored: object) -> list[PhraseOut]:
+    """Stored phrases (JSON) as the API answers them."""
+    return _phrases(stored)
+
+
 def job_phrases(job: m.Job) -> list[PhraseOut]:
     return _phrases(job.state_phrases)
 
@@ -333,8 +344,11 @@ def wait_phrases(job: m.Job) -> list[PhraseOut]:
     return _phrases(job.wait_phrases)
 
 
-def event_out(e: m.JobEvent) -> EventOut:
+def event_out(e: m.JobEvent, redact: Redactor | None = None) -> EventOut:
+    """``e`` as the API answers it; ``redact``: as a caller who may not see every job
+    its reason names reads it (``service.reason_views``)."""
+    shown = (redact or Redactor()).reason(e.reason, e.phrases)
     return EventOut(
-        at=e.at, from_state=e.from_state, to_state=e.to_state, code=e.code, reason=e.reason,
-        phrases=_phrases(e.phrases), attempt=e.attempt,
+        at=e.at, from_state=e.from_state, to_state=e.to_state, code=e.code,
+        reason=shown.text or "", phrases=_phrases(shown.phrases), attempt=e.attempt,
     )

@@ -88,6 +88,21 @@ PHRASES: dict[str, str] = {
     "victim-less-service": N_("%(job)s has received less service than %(victim)s"),
     "victim-fair-share": N_("%(job)s has received less service than %(victim)s and tenant "
                             "%(tenant)s is less served"),
+    # The same, as a caller who may not see the other job reads them
+    # (``service.reason_views``): another tenant's job and tenant are not named.
+    "victim-priority-hidden": N_("priority: a job of another tenant (%(class)s) outranks "
+                                 "%(victim_class)s"),
+    "victim-reclaim-hidden": N_("quota reclaim: another tenant takes back GPUs lent to "
+                                "%(victim_tenant)s"),
+    "victim-oracle-hidden": N_("shorter remaining work first (oracle): a job of another "
+                               "tenant needs less"),
+    "victim-less-service-hidden": N_("a job of another tenant has received less service than "
+                                     "%(victim)s"),
+    "victim-fair-share-hidden": N_("a job of another tenant has received less service than "
+                                   "%(victim)s and its tenant is less served"),
+    "wait-held-for-hidden": N_("the free GPUs are held for a job of another tenant, reserved "
+                               "to start at %(start_at)s; only a job that ends before then "
+                               "could use them"),
     # Why a job waits (``scheduler.decision.Wait``): the details under its wait code.
     "wait-not-considered": N_("queued behind jobs that cannot start yet"),
     "wait-no-type-anywhere": N_("no node of the GPU types asked (%(types)s) exists at any site; "

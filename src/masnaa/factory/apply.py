@@ -200,6 +200,7 @@ def apply_factory(session: Session, spec: FactorySpec, *, now: float | None = No
                 "preemptible": p.preemptible,
                 "can_preempt": p.can_preempt,
                 "grace_seconds": p.grace_seconds,
+                "tenants": sorted(p.tenants),
             },
             {"name": p.name},
         )

@@ -22,7 +22,9 @@ Tables (arrays of tables in TOML):
   ``borrowing_limit``, ``lending_limit``.
 - ``[[priority_classes]]``: ``name``, ``value``, ``preemptible``,
   ``can_preempt``, ``grace_seconds`` (none declared: ``low``, ``normal``,
-  ``high``).
+  ``high``), and ``tenants``: the declared tenants whose jobs may use the
+  class (absent or empty: every tenant; docs/scheduler.md "Who may use a
+  priority class").
 
 Every model forbids unknown keys, so a typo is an error, not a silent
 default. Errors name the key path (``nodes[1].gpus``) and say what would be
@@ -143,6 +145,8 @@ class PriorityClassSpec(_Strict):
     preemptible: bool = True
     can_preempt: bool = True
     grace_seconds: float = Field(120.0, ge=0)
+    tenants: list[Name] = Field(default_factory=list)
+    """Tenants whose jobs may use this class; empty: every tenant."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +278,11 @@ def _check_references(spec: FactorySpec) -> None:
                 "a site is listed twice; name each site once, best first",
                 path=f"tenants[{i}].preferred_sites",
             )
+    for i, p in enumerate(spec.priority_classes):
+        for k, tenant in enumerate(p.tenants):
+            known(tenant, tenants, f"priority_classes[{i}].tenants[{k}]", "tenant")
+        if len(set(p.tenants)) != len(p.tenants):
+            raise FactoryError("a tenant is listed twice", path=f"priority_classes[{i}].tenants")
     node_names: set[str] = set()
     for node in spec.expand_nodes():
         if node.name in node_names:

@@ -53,6 +53,9 @@ SUBMIT_ERRORS = {
     "invalid-command": N_("This command cannot be read: close every quote."),
     "invalid-time-limit": N_("Give a time limit between 1 minute and 366 days."),
     "unknown-priority-class": N_("Choose one of: %(choices)s."),
+    "priority-class-not-allowed": N_(
+        "This priority class is not open to the project's tenant: choose another."
+    ),
     "unknown-site": N_("Choose one of: %(choices)s."),
     "unknown-gpu-type": N_("Choose one of: %(choices)s."),
     "too-many-gpus": N_("Too many GPUs: at most %(most)s GPUs fit at one site. Ask for fewer."),

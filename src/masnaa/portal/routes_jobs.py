@@ -16,7 +16,7 @@ import csv
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from masnaa.portal import forms, session
 from masnaa.portal.labels import JOB_STATES
 from masnaa.portal.web import Page, PageDep, PortalRoute
-from masnaa.service import job_catalog, job_views, tenancy
+from masnaa.service import job_catalog, job_views, reason_views, tenancy
 from masnaa.service import jobs as svc
 from masnaa.service.tenancy import Caller, ServiceError
 from masnaa.store import models as m
@@ -42,18 +42,23 @@ PAGE_SIZE = 50
 class JobRow:
     """A job as the pages show it (names resolved, position when pending)."""
 
-    job: m.Job
+    job: Any
+    """The job row, its reasons as the caller may read them (``reason_views.ShownJob``)."""
     tenant: str
     project: str
     user: str | None
     position: int | None
 
 
-def _rows(session: Session, jobs: Sequence[m.Job], positions: dict[str, int]) -> list[JobRow]:
+def _rows(
+    session: Session, caller: Caller, jobs: Sequence[m.Job], positions: dict[str, int]
+) -> list[JobRow]:
     names = svc.names(session, jobs)
+    redact = reason_views.redactor(
+        session, caller, [r for j in jobs for r in reason_views.job_reasons(j)])
     return [
         JobRow(
-            j,
+            reason_views.ShownJob(j, redact),
             names["tenant"].get(j.tenant_id, "?"),
             names["project"].get(j.project_id, "?"),
             names["user"].get(j.user_id) if j.user_id is not None else None,
@@ -69,15 +74,15 @@ def dashboard(page: PageDep) -> Response:
     with page.state.db.read() as read:
         active = svc.list_jobs(read, caller, states=ACTIVE, user=caller.user, limit=200)
         recent = svc.list_jobs(read, caller, states=FINISHED, user=caller.user, limit=10)
-        positions = job_views.pending_positions(read) if active else {}
+        positions = job_views.pending_positions(read, caller) if active else {}
         running = [j for j in active if j.state != m.JobState.PENDING.value]
         waiting = [j for j in active if j.state == m.JobState.PENDING.value]
         waiting.sort(key=lambda j: positions.get(j.id, 0))
         return page.render(
             "dashboard.html",
-            running=_rows(read, running, positions),
-            waiting=_rows(read, waiting, positions),
-            recent=_rows(read, recent, positions),
+            running=_rows(read, caller, running, positions),
+            waiting=_rows(read, caller, waiting, positions),
+            recent=_rows(read, caller, recent, positions),
             pending_total=len(positions),
         )
 
@@ -95,12 +100,12 @@ def jobs_list(
             jobs = svc.list_jobs(read, caller, states=states, limit=PAGE_SIZE, before=before)
         except ServiceError:  # a stale "older" link: the newest page, not an error page
             jobs = svc.list_jobs(read, caller, states=states, limit=PAGE_SIZE)
-        positions = job_views.pending_positions(read) if any(
+        positions = job_views.pending_positions(read, caller) if any(
             j.state == m.JobState.PENDING.value for j in jobs
         ) else {}
         return page.render(
             "jobs.html",
-            rows=_rows(read, jobs, positions),
+            rows=_rows(read, caller, jobs, positions),
             state=state if states else "",
             next_before=jobs[-1].id if len(jobs) == PAGE_SIZE else None,
         )
@@ -120,9 +125,10 @@ def _form_choices(read: Session, caller: Caller) -> dict[str, list[str]]:
         ],
         "gpu_types": list(catalog.gpu_types),
         "sites": sorted(catalog.sites),
+        # The classes the caller's tenant may use (an operator submits for any tenant).
         "priority_classes": sorted(
             catalog.priority_classes, key=lambda c: catalog.priority_classes[c]
-        ),
+        ) if caller.is_operator else catalog.classes_for(caller.tenant or ""),
     }
 
 
@@ -199,12 +205,16 @@ def job_detail(job_id: str, page: PageDep) -> Response:
     with page.state.db.read() as read:
         explained = job_views.explain(read, caller, job_id)
         job = explained.job
-        row = _rows(read, [job], {job.id: explained.position} if explained.position else {})[0]
+        history = svc.job_events(read, job)
+        redact = reason_views.redactor(read, caller, [
+            *reason_views.job_reasons(job), *reason_views.event_reasons(history)])
+        row = _rows(read, caller, [job],
+                    {job.id: explained.position} if explained.position else {})[0]
         return page.render(
             "job.html",
             row=row,
-            job=job,
-            events=svc.job_events(read, job),
+            job=row.job,
+            events=[reason_views.ShownEvent(e, redact) for e in history],
             pending_total=explained.pending_total,
             may_cancel=_may_cancel(caller, job),
             terminal=m.JobState(job.state).terminal,

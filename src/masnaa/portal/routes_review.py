@@ -56,7 +56,10 @@ HISTORY_SIZE = 50
 
 REFUSALS = {
     "not-a-reviewer": N_("You are not a reviewer of this step."),
-    "conflict-of-interest": N_("You are a member of this allocation and may not review it."),
+    "conflict-of-interest": N_(
+        "You are a member of this request, or of the tenant that made it, and may not "
+        "review it."
+    ),
     "wrong-review-step": N_("This request has moved on meanwhile: reload the page."),
     "allocation-changed": N_("This request has moved on meanwhile: reload the page."),
     "bad-state": N_("This request has moved on meanwhile: reload the page."),
@@ -104,11 +107,18 @@ class QueueRow:
     """Whether the caller may act on it now (review this step, or award)."""
 
 
+def _conflicted(caller: Caller, a: Allocation) -> bool:
+    """Whether ``caller`` may not review ``a``: a member of it, or of its tenant (the
+    rules of ``service.accounting.review``)."""
+    own_tenant = caller.tenant is not None and a.project.partition("/")[0] == caller.tenant
+    return caller.user in a.members or own_tenant
+
+
 def _may_act(caller: Caller, a: Allocation, policy: AllocationPolicy) -> bool:
     step = current_step(a, policy)
     if step is not None:
-        return caller.user in policy.reviewers.get(step, frozenset()) and (
-            caller.user not in a.members
+        return caller.user in policy.reviewers.get(step, frozenset()) and not _conflicted(
+            caller, a
         )
     return a.state is State.APPROVED and caller.is_operator
 
@@ -187,7 +197,7 @@ def _render(
         steps=policy.tier(a.tier).review_steps,
         reviews=core.visible_reviews(a, policy, caller.user),
         may_review=step is not None and _may_act(caller, a, policy),
-        member=caller.user in a.members,
+        member=_conflicted(caller, a),
         award_with_approval=is_last and caller.is_operator,
         may_award=a.state is State.APPROVED and caller.is_operator,
         may_supplement=a.state in LIVE and caller.is_operator,
@@ -272,14 +282,8 @@ async def review(alloc_id: str, request: Request, page: PageDep) -> Response:
         amount = _amount(d.values, lang, d.errors) if with_award else None
         if d.errors:
             return ""
-        svc.command(
-            s, caller, alloc_id,
-            lambda a, p: core.review(
-                a, p, step=step or "", reviewer=caller.user, approve=verdict == "approve",
-                comment=comment, at_=int(page.now),
-            ),
-            now=page.now,
-        )
+        svc.review(s, caller, alloc_id, step=step or "", approve=verdict == "approve",
+                   comment=comment, now=page.now)
         if amount is not None:
             done = supplements.award(s, caller, alloc_id, amount=amount, now=page.now)
             return "supplemented" if done.supplement_of else "awarded"

@@ -11,6 +11,13 @@ Terms and rules:
 - The core names people by user name; an **operator** is a user with the
   operator role; a **reviewer** of a step is a row of
   ``allocation_reviewers`` (operators manage them).
+- **Conflict of interest**: a reviewer reviews no request of their own tenant
+  (403 ``conflict-of-interest``, the code and status of the core's rule for the
+  allocation's own members): the core knows people by name only, so this rule
+  is the service's (``review``).
+- **Renewals**: ``renewal_of`` names an allocation the caller can see, of the
+  same project (404 ``allocation-not-found`` / 422 ``renewal-of-another-project``),
+  as the portal's form already required.
 - **Visibility**: operators and reviewers see every allocation; anyone else
   sees the allocations of their own tenant. Another tenant's allocation,
   usage or statement answers 404, as if it did not exist. Reviews are shown
@@ -410,6 +417,18 @@ def request_allocation(
     tenant, qualified = project_ref(s, caller, project)
     if caller.tenant != tenant and not caller.is_operator:
         raise not_found("project", project)
+    if renewal_of is not None:
+        _, base = get(s, caller, renewal_of)  # 404 as for any allocation one cannot see
+        if base.project != qualified:
+            # Reviewers credit a renewal with its base's record: it must be this project's.
+            raise ServiceError(
+                "renewal-of-another-project",
+                f"allocation {renewal_of!r} is of project {base.project!r}, not {qualified!r}: "
+                "a renewal continues an allocation of the same project; name one of its "
+                "allocations, or leave renewal_of out",
+                status=422,
+                field="renewal_of",
+            )
     check_pools(s, amount.gpu_hours)
     policy = load_policy(s)
     alloc_id = f"alloc-{secrets.token_hex(4)}"
@@ -454,6 +473,31 @@ def command(
         raise http_error(exc) from exc
     save(s, new, tenant=row.tenant, now=now, old_seq=row.seq)
     return new
+
+
+def review(
+    s: Session, caller: Caller, alloc_id: str, *, step: str, approve: bool, comment: str,
+    now: float,
+) -> Allocation:
+    """Record one review step as ``caller`` (the core's rules), unless the request is of
+    the reviewer's own tenant: checked after the core's, so that someone who reviews
+    nothing still hears ``not-a-reviewer``."""
+
+    def apply(a: Allocation, policy: AllocationPolicy) -> Allocation:
+        done = allocations.review(a, policy, step=step, reviewer=caller.user, approve=approve,
+                                  comment=comment, at_=int(now))
+        tenant = a.project.partition("/")[0]
+        if caller.tenant is not None and tenant == caller.tenant:
+            raise ServiceError(
+                "conflict-of-interest",
+                f"{caller.user!r} is of tenant {tenant!r}, which asked for allocation "
+                f"{a.id!r}, and may not review it: a reviewer of another tenant or an "
+                "operator may",
+                status=403,
+            )
+        return done
+
+    return command(s, caller, alloc_id, apply, now=now)
 
 
 def add_member(

@@ -1,6 +1,7 @@
 """What submissions are checked against: the factory's declared GPU types, sites,
-priority classes and node sizes (``Catalog``, cached per database for a few
-seconds), and what the allowed sites could give a job too large for them (``Fit``).
+priority classes (and the tenants each is open to) and node sizes (``Catalog``,
+cached per database for a few seconds), and what the allowed sites could give a
+job too large for them (``Fit``).
 
 Owned apart from ``service.jobs`` (which re-exports it) so that reading the
 hardware stays one room, and the submission rules another.
@@ -33,6 +34,8 @@ class Catalog:
     priority_classes: dict[str, int]
     node_gpus: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     """(site, GPU type) → GPU count of each node."""
+    class_tenants: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Priority class → the tenants whose jobs may use it; absent or empty: every tenant."""
 
     @staticmethod
     def load(session: Session) -> Catalog:
@@ -47,7 +50,23 @@ class Catalog:
         )
         for site, gpu_type, count in rows:
             node_gpus[(site, gpu_type)].append(count)
-        return Catalog(types, sites, classes, dict(node_gpus))
+        open_to = {
+            name: frozenset(tenants or ())
+            for name, tenants in session.execute(
+                select(m.PriorityClass.name, m.PriorityClass.tenants)
+            )
+        }
+        return Catalog(types, sites, classes, dict(node_gpus), open_to)
+
+    def may_use(self, priority_class: str, tenant: str) -> bool:
+        """Whether jobs of ``tenant`` may use ``priority_class`` (a declared class)."""
+        allowed = self.class_tenants.get(priority_class)
+        return not allowed or tenant in allowed
+
+    def classes_for(self, tenant: str) -> list[str]:
+        """The classes ``tenant``'s jobs may use, lowest value first."""
+        return sorted((c for c in self.priority_classes if self.may_use(c, tenant)),
+                      key=lambda c: (self.priority_classes[c], c))
 
     def tasks_that_fit(self, site: str, gpu_type: str, gpus_per_task: int) -> int:
         return sum(c // gpus_per_task for c in self.node_gpus.get((site, gpu_type), ()))

@@ -4,6 +4,10 @@ it, logs, and GPU-hours per project.
 - Queue position (display only) is the order among pending jobs by priority
   value (high first), then submission time — the loop's real order also
   weighs fair share, which ``explain`` reports through the loop's wait code.
+  It counts only the pending jobs the caller can see (their tenant's; every
+  job for operators): a position among every tenant's jobs would tell anyone
+  how much the other tenants queue, and the order across tenants is fair
+  share's anyway, which this display order does not follow.
 - Logs are read in chunks of at most ``MAX_LOG_CHUNK`` bytes, never cutting a
   UTF-8 sequence unless the job has ended and the file is read to its end.
 - Usage counts earlier runs (``attained_service``) plus the current or last run,
@@ -33,12 +37,13 @@ MAX_LOG_CHUNK = 1024 * 1024
 # --- explain and queue ---------------------------------------------------------
 
 
-def pending_positions(session: Session) -> dict[str, int]:
-    """1-based display position of every pending job (priority, then age)."""
+def pending_positions(session: Session, caller: Caller) -> dict[str, int]:
+    """1-based display position of every pending job the caller can see (priority,
+    then age), among those jobs only."""
     values = priority_values(session)
     rows = list(
         session.execute(
-            select(m.Job.id, m.Job.priority_class, m.Job.submitted_at).where(
+            visible(select(m.Job.id, m.Job.priority_class, m.Job.submitted_at), caller).where(
                 m.Job.state == m.JobState.PENDING.value
             )
         )
@@ -60,7 +65,7 @@ def explain(session: Session, caller: Caller, job_id: str) -> Explanation:
     position = None
     total = 0
     if job.state == m.JobState.PENDING.value:
-        positions = pending_positions(session)
+        positions = pending_positions(session, caller)
         position = positions.get(job.id)
         total = len(positions)
     last = session.scalars(
@@ -98,7 +103,7 @@ def queue(session: Session, caller: Caller, *, limit: int = 500) -> QueueView:
         m.JobState.ADMITTED.value,
         m.JobState.RUNNING.value,
     ]
-    positions = pending_positions(session)
+    positions = pending_positions(session, caller)
     jobs = list(
         session.scalars(
             visible(select(m.Job).where(m.Job.state.in_(active)), caller)

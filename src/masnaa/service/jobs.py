@@ -6,7 +6,10 @@ owns everything after ``pending`` (see ``masnaa.store.models``).
 
 Invariants:
 - A submitted job is valid against what the factory declares: known GPU
-  types, sites and priority class, a project of the caller's tenant, a
+  types, sites and priority class, a class open to the job's tenant (403
+  ``priority-class-not-allowed`` otherwise; checked at submission only, so a
+  job already queued keeps its class when the operator narrows it), a project
+  of the caller's tenant, a
   positive time limit, and a gang that fits at least one site (each task on one
   node, all tasks at one site). Drained or down nodes count: they come back.
 - Submit writes the job row and its ``submitted`` event in the caller's
@@ -215,6 +218,21 @@ def _validate(
     return gpu_types, spec.sites
 
 
+def _check_class_open(catalog: Catalog, priority_class: str, tenant: str, prefix: str) -> None:
+    """Refuse a class its operator did not open to ``tenant`` (operators submitting
+    into a tenant's project included: the class is the tenant's entitlement)."""
+    if catalog.may_use(priority_class, tenant):
+        return
+    allowed = catalog.classes_for(tenant)
+    raise ServiceError(
+        "priority-class-not-allowed",
+        f"priority class {priority_class!r} is not open to tenant {tenant!r}: its jobs may "
+        f"use {', '.join(allowed) if allowed else 'no class (ask an operator)'}",
+        status=403,
+        field=_field(prefix, "priority_class"),
+    )
+
+
 _NAMED = 5
 """Projects a ``project-required`` error names, so that the caller can pick one."""
 
@@ -353,6 +371,7 @@ def prepare(
         prefix = "" if single else f"jobs[{i}]."
         gpu_types, sites = _validate(spec, known, prefix)
         project = _resolve_project(session, caller, spec.project, prefix)
+        _check_class_open(known, spec.priority_class, project.tenant, prefix)
         names["tenant"][project.tenant_id] = project.tenant
         names["project"][project.id] = project.name
         job_id = new_job_id()

@@ -5,7 +5,17 @@ SHA-256 of the whole token is stored; the secret is shown once, at issue.
 A token may expire (``expires_at``) and may be revoked; either makes it
 invalid at once for this process and within ``TOKEN_CACHE_SECONDS`` for
 other API workers. Who may issue, list or revoke whose tokens follows the
-roles of ``service.tenancy``.
+roles of ``service.tenancy``, with two limits on issuing:
+
+- A tenant admin issues tokens for the tenant's plain members only: not for
+  another tenant admin, nor for a reviewer (a factory-wide right an operator
+  gave that person, which would let the admin read every tenant's allocations
+  and review as them). Both are 403 ``token-needs-operator``.
+- A token never issues one that outlives it: a token that expires issues only
+  tokens that expire no later (422 ``token-outlives-parent``, naming the latest
+  allowed expiry). Refused rather than silently shortened, so that a script
+  never holds a token that dies before it expected. A token without expiry is
+  not limited.
 
 Every function takes the caller's session and does not commit: the caller
 (an API route, ``masnaa up``) owns the transaction, so nothing is
@@ -18,6 +28,7 @@ import hashlib
 import secrets
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -159,13 +170,55 @@ def issue_token(
             raise not_found("user", user.name)
         if user.tenant_id is not None and not caller.admin_of(user.tenant_id):
             raise forbidden("only a tenant admin or an operator may issue tokens for other users")
+        if not caller.is_operator:
+            _check_within_tenant(session, user)
     if ttl_seconds is not None and ttl_seconds <= 0:
         raise ServiceError(
             "invalid-ttl",
             f"a token's lifetime must be positive seconds, got {ttl_seconds}",
             field="ttl_seconds",
         )
+    _check_not_outliving(session, caller, now, ttl_seconds)
     return issue_unchecked(session, user, now=now, ttl_seconds=ttl_seconds, label=label)
+
+
+def _check_within_tenant(session: Session, user: m.User) -> None:
+    """A tenant admin's token for ``user`` may carry no right beyond the tenant's."""
+    from masnaa.store.accounting import ReviewerRow
+
+    if m.Role(user.role) is m.Role.TENANT_ADMIN:
+        held = "is a tenant admin too"
+    elif session.scalars(select(ReviewerRow.step).where(ReviewerRow.user == user.name)).first():
+        held = "is an allocation reviewer (a right over every tenant's requests)"
+    else:
+        return
+    raise ServiceError(
+        "token-needs-operator",
+        f"{user.name!r} {held}: a tenant admin issues tokens only for the tenant's members; "
+        "ask an operator, or let them issue their own",
+        status=403,
+        field="user",
+    )
+
+
+def _check_not_outliving(
+    session: Session, caller: Caller, now: float, ttl_seconds: float | None
+) -> None:
+    """Refuse a token that would expire after the caller's own token."""
+    parent = session.get(m.ApiToken, caller.token_id)
+    if parent is None or parent.expires_at is None:
+        return
+    if ttl_seconds is not None and now + ttl_seconds <= parent.expires_at:
+        return
+    latest = datetime.fromtimestamp(parent.expires_at, UTC).isoformat(timespec="seconds")
+    left = max(0, int(parent.expires_at - now))
+    raise ServiceError(
+        "token-outlives-parent",
+        f"the token you call with expires at {latest}; a token it issues may not outlive it: "
+        f"give ttl_seconds of at most {left}, or issue it with a token that does not expire",
+        status=422,
+        field="ttl_seconds",
+    )
 
 
 def issue_unchecked(
@@ -195,7 +248,8 @@ def list_tokens(session: Session, caller: Caller, user_name: str | None = None) 
         if user.id != caller.user_id and not (
             caller.is_operator or (user.tenant_id is not None and caller.admin_of(user.tenant_id))
         ):
-            raise not_found("user", user_name)
+            # A peer the caller sees (``GET /users`` lists them): may see, may not manage.
+            raise forbidden("you may list only your own tokens")
         stmt = stmt.where(m.ApiToken.user_id == user.id)
     elif caller.role is m.Role.TENANT_ADMIN:
         stmt = stmt.where(m.User.tenant_id == caller.tenant_id)

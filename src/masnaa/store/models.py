@@ -222,6 +222,8 @@ class PriorityClass(Base):
     preemptible: Mapped[bool] = mapped_column(Boolean, default=True)
     can_preempt: Mapped[bool] = mapped_column(Boolean, default=True)
     grace_seconds: Mapped[float] = mapped_column(Float, default=120.0)
+    tenants: Mapped[list[str]] = mapped_column(JSON, default=list)
+    """Names of the tenants whose jobs may use the class; empty: every tenant."""
 
 
 class Job(Base):

@@ -189,20 +189,11 @@ def _command(
 
 @router.post("/allocations/{alloc_id}/reviews", summary="Review a step (reviewers)")
 def review(alloc_id: str, body: ReviewIn, state: State, caller: CurrentCaller) -> dict[str, Any]:
-    return _command(
-        state,
-        caller,
-        alloc_id,
-        lambda a, p, n: core.review(
-            a,
-            p,
-            step=body.step,
-            reviewer=caller.user,
-            approve=body.approve,
-            comment=body.comment,
-            at_=n,
-        ),
-    )
+    now = state.now()
+    with state.db.write() as s:
+        a = svc.review(s, caller, alloc_id, step=body.step, approve=body.approve,
+                       comment=body.comment, now=now)
+        return _show(s, caller, a, now)
 
 
 @router.post(

@@ -4,7 +4,9 @@ A drain evacuates the node's runs unless ``evacuate`` is false
 (``service.evacuation``); the answer names the jobs asked to move.
 
 Everyone signed in may read the hardware and priority classes: they are what
-a submission is validated against. Quotas are scoped like tenants.
+a submission is validated against. A class's ``tenants`` (who may use it) name
+only the caller's own tenant to anyone but an operator. Quotas are scoped like
+tenants.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from masnaa.api.schemas import (
 )
 from masnaa.service import evacuation
 from masnaa.service import tenancy as svc
+from masnaa.service.tenancy import Caller
 from masnaa.store import models as m
 
 router = APIRouter(tags=["factory"], responses=ERROR_RESPONSES,
@@ -114,6 +117,14 @@ def priority_classes(state: State, caller: CurrentCaller) -> list[PriorityClassO
         rows = list(session.scalars(select(m.PriorityClass).order_by(m.PriorityClass.value)))
         return [
             PriorityClassOut(name=p.name, value=p.value, preemptible=p.preemptible,
-                             can_preempt=p.can_preempt, grace_seconds=p.grace_seconds)
+                             can_preempt=p.can_preempt, grace_seconds=p.grace_seconds,
+                             open_to_all=not p.tenants, tenants=_tenants_shown(caller, p))
             for p in rows
         ]
+
+
+def _tenants_shown(caller: Caller, p: m.PriorityClass) -> list[str]:
+    """A class's tenants as the caller may read them: other tenants' names are not
+    shown to anyone but operators (lists never mention another tenant)."""
+    names = sorted(p.tenants or ())
+    return names if caller.is_operator else [t for t in names if t == caller.tenant]

@@ -1,4 +1,8 @@
-"""``/api/v1/jobs``, ``/api/v1/queue`` and ``/api/v1/usage``."""
+"""``/api/v1/jobs``, ``/api/v1/queue`` and ``/api/v1/usage``.
+
+Reasons (a job's, its events', ``explain``'s) are shown as the caller may read them:
+another tenant's job that a reason names is "a job of another tenant"
+(``service.reason_views``)."""
 
 from __future__ import annotations
 
@@ -31,10 +35,9 @@ from masnaa.api.schemas import (
     TenantUseOut,
     UsageOut,
     event_out,
-    job_phrases,
-    wait_phrases,
+    phrases_out,
 )
-from masnaa.service import job_views, submit_keys
+from masnaa.service import job_views, reason_views, submit_keys
 from masnaa.service import jobs as svc
 from masnaa.service.tenancy import Caller
 from masnaa.store import models as m
@@ -49,13 +52,19 @@ def _render(
     jobs: Sequence[Any],
     positions: dict[str, int] | None = None,
     names: dict[str, dict[int, str]] | None = None,
+    redact: reason_views.Redactor | None = None,
 ) -> list[JobOut]:
     if names is None:
         assert session is not None
         names = svc.names(session, jobs)
+    if redact is None:  # a just-submitted job (no session) names no other job
+        redact = reason_views.Redactor() if session is None else reason_views.redactor(
+            session, caller, [r for j in jobs for r in reason_views.job_reasons(j)])
     out = []
     for j in jobs:
         may_see_env = j.user_id == caller.user_id or caller.admin_of(j.tenant_id)
+        said = redact.reason(j.state_reason, j.state_phrases)
+        waits = redact.reason(j.wait_message, j.wait_phrases)
         out.append(
             JobOut(
                 id=j.id,
@@ -64,8 +73,8 @@ def _render(
                 project=names["project"].get(j.project_id, "?"),
                 user=names["user"].get(j.user_id) if j.user_id is not None else None,
                 state=j.state,
-                state_reason=j.state_reason,
-                state_phrases=job_phrases(j),
+                state_reason=said.text or "",
+                state_phrases=phrases_out(said.phrases),
                 attempt=j.attempt,
                 cancel_requested=j.cancel_requested,
                 command=list(j.command),
@@ -87,8 +96,8 @@ def _render(
                 site=j.site,
                 gpu_type=j.gpu_type,
                 wait_code=j.wait_code,
-                wait_message=j.wait_message,
-                wait_phrases=wait_phrases(j),
+                wait_message=waits.text,
+                wait_phrases=phrases_out(waits.phrases),
                 estimated_start=j.estimated_start,
                 position=positions.get(j.id) if positions is not None else None,
             )
@@ -175,8 +184,11 @@ def list_jobs(
 def show(job_id: str, state: State, caller: CurrentCaller) -> JobDetail:
     with state.db.read() as session:
         job = svc.get_job(session, caller, job_id)
-        base = _render(session, caller, [job])[0]
-        events = [event_out(e) for e in svc.job_events(session, job)]
+        history = svc.job_events(session, job)
+        redact = reason_views.redactor(session, caller, [
+            *reason_views.job_reasons(job), *reason_views.event_reasons(history)])
+        base = _render(session, caller, [job], redact=redact)[0]
+        events = [event_out(e, redact) for e in history]
     return JobDetail(**base.model_dump(), events=events)
 
 
@@ -190,42 +202,48 @@ def cancel(job_id: str, state: State, caller: CurrentCaller) -> JobOut:
     return out
 
 
-def _summary(x: job_views.Explanation) -> str:
+def _summary(x: job_views.Explanation, shown: JobOut) -> str:
+    """One sentence; ``shown``: the job as the caller reads it (its reasons redacted)."""
     job = x.job
+    wait_message = shown.wait_message
     if job.state == m.JobState.PENDING.value:
         where = f"position {x.position} of {x.pending_total} pending" if x.position else "pending"
-        if job.wait_message:
-            return f"waits ({where}): {job.wait_message}"
+        if wait_message:
+            return f"waits ({where}): {wait_message}"
         return f"waits ({where}): the control loop has not looked at it yet"
     if job.state == m.JobState.ADMITTED.value:
-        if job.wait_message:  # its launch failed on the machine and is retried
-            return f"admitted: its GPUs are chosen, but {job.wait_message}"
+        if wait_message:  # its launch failed on the machine and is retried
+            return f"admitted: its GPUs are chosen, but {wait_message}"
         return "admitted: its GPUs are chosen and it is starting"
     if job.state == m.JobState.RUNNING.value:
         extra = " (cancel requested)" if job.cancel_requested else ""
-        if job.started_at is None and job.wait_message:
+        if job.started_at is None and wait_message:
             # Handed to the site's own scheduler, which holds it: its reason says why.
             return (f"handed to {job.site or '?'} ({job.gpu_type or '?'}), not started yet: "
-                    f"{job.wait_message}{extra}")
+                    f"{wait_message}{extra}")
         return f"running on {job.site or '?'} ({job.gpu_type or '?'}){extra}"
-    return f"{job.state}: {job.state_reason}"
+    return f"{job.state}: {shown.state_reason}"
 
 
 @router.get("/jobs/{job_id}/explain", response_model=ExplainOut, summary="Why a job waits")
 def explain(job_id: str, state: State, caller: CurrentCaller) -> ExplainOut:
     with state.db.read() as session:
         x = job_views.explain(session, caller, job_id)
+        last = [x.last_event] if x.last_event is not None else []
+        redact = reason_views.redactor(session, caller, [
+            *reason_views.job_reasons(x.job), *reason_views.event_reasons(last)])
+        shown = _render(session, caller, [x.job], redact=redact)[0]
         return ExplainOut(
             id=x.job.id,
             state=x.job.state,
-            summary=_summary(x),
+            summary=_summary(x, shown),
             wait_code=x.job.wait_code,
-            wait_message=x.job.wait_message,
-            wait_phrases=wait_phrases(x.job),
+            wait_message=shown.wait_message,
+            wait_phrases=shown.wait_phrases,
             estimated_start=x.job.estimated_start,
             position=x.position,
             pending_total=x.pending_total,
-            last_event=event_out(x.last_event) if x.last_event is not None else None,
+            last_event=event_out(x.last_event, redact) if x.last_event is not None else None,
         )
 
 
