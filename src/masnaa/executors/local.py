@@ -175,8 +175,8 @@ class LocalExecutor(Executor):
         if (d / records.SPEC).exists():
             return
         account = self.account(spec)
-        d.parent.mkdir(mode=0o700, exist_ok=True)
-        d.mkdir(mode=0o700, exist_ok=True)
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(d.parent, 0o700)  # made with the default mode
         workdir = Path(spec.workdir) if spec.workdir else d
         if spec.workdir and not workdir.is_dir():
             raise LaunchRejected(
