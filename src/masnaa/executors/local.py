@@ -184,8 +184,9 @@ class LocalExecutor(Executor):
                 "machine; give an existing directory or none"
             )
         argv = list(spec.argv)
-        script = d / records.SCRIPT if spec.script is not None else None
-        if spec.script is not None and script is not None:
+        script: Path | None = None
+        if spec.script is not None:
+            script = d / records.SCRIPT
             script.write_text(spec.script, encoding="utf-8")
             argv = list(script_argv(spec.script, str(script)))
         stdout = spec.stdout or str(d / records.STDOUT)

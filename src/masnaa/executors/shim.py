@@ -124,7 +124,7 @@ class _Supervisor:
             except subprocess.SubprocessError:
                 # Only ``_enter`` runs in the child before exec: the account may not enter
                 # the working directory (the child wrote why to the job's stderr).
-                account, workdir = spec["run_as"]["user"], spec["workdir"]
+                account, workdir = (spec.get("run_as") or {}).get("user"), spec["workdir"]
                 message = f"the account {account!r} cannot enter the working directory {workdir!r}"
                 return self._result(126, None, "launch-failed", started, None, message)
             except (OSError, ValueError) as exc:
