@@ -91,6 +91,9 @@ def test_up_submit_logs_restart_and_adopt(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{port}" in banner
         assert str(home / "masnaa.sqlite") in banner
         assert re.search(r"\d+ (virtual|real) GPUs", banner), banner
+        # No account named: one plain line says whose jobs these are, and what that means.
+        assert re.search(r"jobs +run as \S+.*tenants are not isolated", banner), banner
+        assert home.stat().st_mode & 0o777 == 0o700  # the database and credentials: ours
         token = re.search(r"token\s+(msn_\S+)", banner)
         assert token and token.group(1) in (home / "credentials.toml").read_text()
 

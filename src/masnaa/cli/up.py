@@ -114,6 +114,7 @@ def prepare(
     from masnaa.client.config import read_credentials
     from masnaa.discovery import discover
     from masnaa.factory import FactoryError, apply_factory, from_inventory, load_factory
+    from masnaa.factory.spec import check_unix_users
     from masnaa.service.tenancy import bootstrap
     from masnaa.store.db import session_factory
 
@@ -133,6 +134,11 @@ def prepare(
         spec = from_inventory(inventory)
         kind = "virtual" if inventory.virtual else "real"
         what = f"{inventory.gpu_count} {kind} GPUs — {inventory.source}"
+    if os.geteuid() == 0 and any(site.executor == "local" for site in spec.sites):
+        try:  # jobs will run as these accounts: each must exist here, and not be root
+            check_unix_users(spec)
+        except FactoryError as exc:
+            raise _fail(str(exc), exc.code) from None
     sessions = session_factory(engine)
     with sessions() as s, s.begin():
         report = apply_factory(s, spec)
@@ -267,7 +273,10 @@ def up(
     if home is not None:
         os.environ["MASNAA_HOME"] = str(home.resolve())
     home = masnaa_home().resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # The database, the operator's credentials and every run's records: the control
+    # plane's alone (jobs that run as other accounts must not read them).
+    os.chmod(home, 0o700)
     db_url = db or default_db_url()
     engine = make_engine(db_url, pool_size=10)
     loop = ControlLoop(
@@ -324,6 +333,7 @@ def up(
     out.print(f"  scheduler    {scheduler}", markup=False)
     out.print(f"  factory      {ready.applied}")
     out.print(f"  job logs     {home / 'jobs'}")
+    out.print(f"  jobs         {_jobs_identity(engine)}", markup=False)
     out.print(f"  credentials  {home / 'credentials.toml'}")
     out.print(f"  token        {ready.token}")
     charge = f"-p {ready.project} " if ready.project else ""
@@ -345,6 +355,15 @@ def up(
             loop.close()
             engine.dispose()
         out.print("Masnaa stopped; running jobs keep running and are adopted on the next start.")
+
+
+def _jobs_identity(engine: Engine) -> str:
+    """The banner's line on whose Unix account jobs run as (never root unsaid)."""
+    from masnaa.service.launch import jobs_identity
+    from masnaa.store.db import read_session_factory
+
+    with read_session_factory(engine)() as s:
+        return jobs_identity(s)[0]
 
 
 def _display(db_url: str) -> str:

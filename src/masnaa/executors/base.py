@@ -47,6 +47,14 @@ Speed
     to end or for a grace period to elapse. Waiting is the control loop's
     business, through later polls.
 
+Accounts
+    ``LaunchSpec.run_as`` names the Unix account the job's processes run as
+    (the tenant's, from the factory description). ``local`` honours it when
+    it runs as root and refuses the launch (``LaunchRejected``) when the
+    account does not exist or is root; otherwise the job runs as the
+    executor's own user. ``slurm`` submits as the control plane's user
+    whatever it says: on a Slurm site, isolation is Slurm's own.
+
 Errors
     ``ExecutorUnavailable`` means "try again later" (the engine is
     unreachable); the job stays where it is in the store. ``LaunchRejected``
@@ -150,6 +158,8 @@ class LaunchSpec:
     """The owning tenant's name (engines map it to their accounts or partitions)."""
     project: str | None = None
     """The project's name within its tenant."""
+    run_as: str | None = None
+    """The Unix account the job runs as (see "Accounts"); None: the executor's own user."""
 
     def __post_init__(self) -> None:
         if bool(self.argv) == (self.script is not None):

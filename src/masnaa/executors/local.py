@@ -23,7 +23,21 @@ Contract (see ``base`` for the words):
   spec's ``env``, then the GPU variables. Nothing else leaks from the
   control plane (no database URL, no tokens).
 - **Files**: ``$MASNAA_HOME/jobs/<job>/<attempt>/``, see ``records``; the
-  working directory defaults to that directory.
+  working directory defaults to that directory. The jobs root and every run
+  directory are ``0700``, owned by the executor's user.
+- **Accounts**: run as root, the executor runs a job whose spec names an
+  account (``run_as``, its tenant's) as that account: the shim opens the log
+  files, then the job's process drops to the account (its groups, then its
+  gid, then its uid) and enters its working directory with the account's own
+  rights. It writes its output through the inherited descriptors but cannot
+  open its run directory, other runs' records or ``$MASNAA_HOME``: so
+  ``HOME``, ``USER``, ``LOGNAME`` and ``SHELL`` are the account's, a script
+  is handed to its interpreter as ``/proc/self/fd/N`` (a private copy), and a
+  job without a working directory gets a fresh one of its own under the
+  system's temporary directory (removed after the run if left empty). An
+  account that does not exist, or is root, refuses the launch
+  (``LaunchRejected``). Not root, or no account named: the job runs as the
+  executor's own user, as before (``masnaa up`` says so).
 - **Liveness** is judged by the shim's ``flock`` on the attempt's ``lock``,
   never by a pid alone; a pid read from a file is signalled only if its
   process start time still matches (pid reuse).
@@ -48,10 +62,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import pwd
 import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -82,12 +98,23 @@ BASE_ENV_KEYS: tuple[str, ...] = (
 
 
 def job_environment(
-    spec: LaunchSpec, base: dict[str, str] | None = None, tag: str | None = None
+    spec: LaunchSpec,
+    base: dict[str, str] | None = None,
+    tag: str | None = None,
+    account: pwd.struct_passwd | None = None,
 ) -> dict[str, str]:
     """The exact environment the job runs with (pure; tested as such); ``tag``, the
-    run's ``MASNAA_RUN_TAG`` (``start`` draws one per run)."""
+    run's ``MASNAA_RUN_TAG`` (``start`` draws one per run); ``account``, the one the
+    job runs as, whose home, name and shell replace the executor's."""
     source = os.environ if base is None else base
     env = {k: source[k] for k in BASE_ENV_KEYS if k in source}
+    if account is not None:
+        env.update(
+            HOME=account.pw_dir,
+            USER=account.pw_name,
+            LOGNAME=account.pw_name,
+            SHELL=account.pw_shell or "/bin/sh",
+        )
     env.update(spec.env)
     first = spec.placement[0] if spec.placement else None
     indices = ",".join(str(i) for i in first.indices) if first else ""
@@ -116,10 +143,17 @@ class LocalExecutor(Executor):
         supports_adoption=True, enforces_time_limit=True, pins_gpus=True, multi_node=False
     )
 
-    def __init__(self, root: Path, python: str | None = None) -> None:
+    def __init__(
+        self, root: Path, python: str | None = None, switch_users: bool | None = None
+    ) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Jobs run as other accounts must not reach any run's records (an older home
+        # may have made it 0755).
+        os.chmod(self.root, 0o700)
         self.python = python or sys.executable
+        self.switch_users = os.geteuid() == 0 if switch_users is None else switch_users
+        """Whether a spec's ``run_as`` is honoured: only root can switch accounts."""
         # Shims this object spawned: kept only to reap them (no zombies), never for truth.
         self._children: dict[tuple[str, int], subprocess.Popen[bytes]] = {}
 
@@ -140,14 +174,17 @@ class LocalExecutor(Executor):
         d = self.attempt_dir(spec.job_id, spec.attempt)
         if (d / records.SPEC).exists():
             return
-        d.mkdir(parents=True, exist_ok=True)
+        account = self.account(spec)
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(d.parent, 0o700)  # made with the default mode
         workdir = Path(spec.workdir) if spec.workdir else d
-        if not workdir.is_dir():
+        if spec.workdir and not workdir.is_dir():
             raise LaunchRejected(
                 f"job {spec.job_id}: working directory {str(workdir)!r} does not exist on this "
                 "machine; give an existing directory or none"
             )
         argv = list(spec.argv)
+        script: Path | None = None
         if spec.script is not None:
             script = d / records.SCRIPT
             script.write_text(spec.script, encoding="utf-8")
@@ -160,22 +197,31 @@ class LocalExecutor(Executor):
                 fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return  # a shim of this attempt is alive: it was started already
+            scratch = None
+            if account is not None and not spec.workdir:
+                scratch = _scratch(spec, account)  # the run directory is not the job's
+                workdir = scratch
             claimed = records.create_json(
                 d / records.SPEC,
                 {
                     "job_id": spec.job_id,
                     "attempt": spec.attempt,
                     "argv": argv,
-                    "env": job_environment(spec, tag=_run_tag(spec)),
+                    "env": job_environment(spec, tag=_run_tag(spec), account=account),
                     "workdir": str(workdir),
                     "stdout": stdout,
                     "stderr": stderr,
                     "time_limit": spec.time_limit,
                     "kill_grace": spec.kill_grace,
                     "claimed_at": time.time(),
+                    **({"script": str(script)} if script is not None else {}),
+                    **({"run_as": _identity(account)} if account is not None else {}),
+                    **({"scratch": str(scratch)} if scratch is not None else {}),
                 },
             )
             if not claimed:
+                if scratch is not None:
+                    os.rmdir(scratch)
                 return
             with open(d / "shim.log", "ab") as shim_log:
                 child = subprocess.Popen(
@@ -191,6 +237,25 @@ class LocalExecutor(Executor):
         finally:
             # The shim holds the lock through its inherited copy; ours goes.
             os.close(lock_fd)
+
+    def account(self, spec: LaunchSpec) -> pwd.struct_passwd | None:
+        """The account ``spec`` runs as here; None: this process's own user."""
+        if spec.run_as is None or not self.switch_users:
+            return None
+        try:
+            account = pwd.getpwnam(spec.run_as)
+        except KeyError:
+            raise LaunchRejected(
+                f"job {spec.job_id}: its tenant's jobs run as the Unix account "
+                f"{spec.run_as!r}, which does not exist on this machine; create it, or name "
+                "another one for the tenant (unix_user in the factory description)"
+            ) from None
+        if account.pw_uid == 0:
+            raise LaunchRejected(
+                f"job {spec.job_id}: its tenant's jobs would run as {spec.run_as!r}, which is "
+                "root; name an unprivileged account for the tenant (unix_user)"
+            )
+        return account
 
     # -- stop ---------------------------------------------------------------------------------
     def stop(self, job_id: str, attempt: int, grace_seconds: float, reason: str) -> None:
@@ -271,7 +336,7 @@ class LocalExecutor(Executor):
         env = spec.get("env")
         tag = env.get(proctrack.RUN_TAG) if isinstance(env, dict) else None
         if isinstance(tag, str) and tag:
-            proctrack.sweep(signal.SIGKILL, tag=tag, timeout=1.0)
+            proctrack.sweep(signal.SIGKILL, tag=tag, timeout=1.0, uids=records.run_uids(spec))
 
     def news(self) -> bool:
         # A shim this object spawned has exited: its run has a result to read.
@@ -301,6 +366,24 @@ class LocalExecutor(Executor):
     def close(self) -> None:
         for child in self._children.values():
             child.poll()  # reap if done; the rest keep running on their own
+
+
+def _identity(account: pwd.struct_passwd) -> dict[str, object]:
+    """What the shim needs to drop to ``account``: numbers, resolved once here, and its
+    supplementary groups as ``initgroups`` would set them."""
+    return {
+        "user": account.pw_name,
+        "uid": account.pw_uid,
+        "gid": account.pw_gid,
+        "groups": os.getgrouplist(account.pw_name, account.pw_gid),
+    }
+
+
+def _scratch(spec: LaunchSpec, account: pwd.struct_passwd) -> Path:
+    """A fresh working directory only ``account`` may use, outside ``$MASNAA_HOME``."""
+    path = Path(tempfile.mkdtemp(prefix=f"masnaa-{spec.job_id}.{spec.attempt}-"))
+    os.chown(path, account.pw_uid, account.pw_gid)
+    return path
 
 
 def _run_tag(spec: LaunchSpec) -> str:

@@ -14,8 +14,9 @@ processes, and the shim uses both:
    environment. This is the primary mechanism: a process cannot leave the
    tree by itself.
 2. **A tag.** Each run's environment carries ``MASNAA_RUN_TAG``, a token
-   unique to the run; processes of the caller's uid whose initial environment
-   (``/proc/PID/environ``) holds it are the run's. This one also works when
+   unique to the run; processes of the caller's uid, or of the account the run
+   runs as (``uids``), whose initial environment (``/proc/PID/environ``) holds
+   it are the run's. This one also works when
    the shim is gone (a *lost* run: the orphans went to init) and for the
    instant between spawning the job and recording its pid. A process that
    clears its environment (``env -i``) or overwrites it (``setproctitle``)
@@ -83,19 +84,22 @@ def _processes() -> dict[int, _Proc]:
     return found
 
 
-def _has_tag(pid: int, entry: bytes, uid: int) -> bool:
+def _has_tag(pid: int, entry: bytes, uids: frozenset[int]) -> bool:
     path = _PROC / str(pid)
     try:
-        if path.stat().st_uid != uid:
+        if path.stat().st_uid not in uids:
             return False
         return entry in (path / "environ").read_bytes().split(b"\0")
     except OSError:
         return False  # gone, or not ours to read
 
 
-def run_processes(*, tag: str | None, root: int | None) -> dict[int, _Proc]:
+def run_processes(
+    *, tag: str | None, root: int | None, uids: frozenset[int] = frozenset()
+) -> dict[int, _Proc]:
     """The run's live processes: descendants of ``root`` (the shim) and those of this
-    uid whose environment carries ``tag``. Never this process."""
+    uid, or of ``uids`` (the account a run runs as), whose environment carries ``tag``.
+    Never this process."""
     procs = _processes()
     mine: dict[int, _Proc] = {}
     if root is not None:
@@ -110,9 +114,9 @@ def run_processes(*, tag: str | None, root: int | None) -> dict[int, _Proc]:
                 todo.extend(children.get(pid, ()))
     if tag:
         entry = f"{RUN_TAG}={tag}".encode()
-        uid = os.geteuid()
+        owners = uids | {os.geteuid()}
         for p in procs.values():
-            if p.pid not in mine and _has_tag(p.pid, entry, uid):
+            if p.pid not in mine and _has_tag(p.pid, entry, owners):
                 mine[p.pid] = p
     mine.pop(os.getpid(), None)
     return mine
@@ -138,6 +142,7 @@ def sweep(
     root: int | None = None,
     skip_group: int | None = None,
     timeout: float = 5.0,
+    uids: frozenset[int] = frozenset(),
 ) -> int:
     """Send ``sig`` to every process of the run; how many processes got it.
 
@@ -145,13 +150,14 @@ def sweep(
     fork while being swept) or ``timeout`` seconds pass. Any other signal goes
     once to each process, rescanning until no new one appears (bounded the same
     way); members of ``skip_group`` (the job's process group, which the caller
-    signals as a group) are left out so that no process gets it twice.
+    signals as a group) are left out so that no process gets it twice. ``uids``: the
+    account the run runs as, whose tagged processes are the run's too.
     """
     seen: set[tuple[int, int]] = set()
     refused: set[tuple[int, int]] = set()
     deadline = time.monotonic() + timeout
     while True:
-        found = run_processes(tag=tag, root=root)
+        found = run_processes(tag=tag, root=root, uids=uids)
         targets = [
             p for p in found.values()
             if (p.pid, p.ticks) not in refused

@@ -6,6 +6,8 @@ crash leaves either the old state or the new one, never half a file:
 
 - ``spec.json``: the claim. Its presence means "this attempt was started";
   it is created with ``link`` so that two launchers cannot both claim it.
+  ``run_as`` (user, uid, gid, groups), when present, is the account the job
+  runs as; ``scratch``, the working directory made for it.
 - ``lock``: held (``flock``) by the attempt's shim for its whole life. The
   lock, not a pid, is how liveness is judged: it cannot be fooled by pid reuse
   and is released by the kernel when the shim dies however it dies.
@@ -110,6 +112,14 @@ def process_start_ticks(pid: int) -> int | None:
     if state in (b"Z", b"X"):
         return None
     return int(fields[19])
+
+
+def run_uids(spec: dict[str, Any]) -> frozenset[int]:
+    """The uid a run's job runs as (``spec.json``'s ``run_as``), for ``proctrack``; empty
+    when it runs as the executor's own user."""
+    account = spec.get("run_as")
+    uid = account.get("uid") if isinstance(account, dict) else None
+    return frozenset({uid}) if isinstance(uid, int) else frozenset()
 
 
 def same_process(pid: int | None, start_ticks: int | None) -> bool:

@@ -12,7 +12,12 @@ running and its exit status is still recorded. The shim:
 3. installs its SIGTERM handler, then writes ``shim.json`` (pid + start time);
 4. creates the log files, then spawns the job in a new session (so the job is
    its own process group), with stdin from /dev/null and stdout/stderr
-   appended to them;
+   appended to them; a job with an account (``run_as`` in ``spec.json``)
+   drops to it in the child after the files are open (supplementary groups,
+   then gid, then uid, for good: real, effective and saved ids), then enters
+   its working directory with the account's rights (``cd`` as root would let
+   it start in a directory it may not reach), and gets its script through an
+   inherited descriptor, as the run directory is not its to read;
 5. enforces the time limit: SIGTERM to the job's group and to every other
    process of the run (``proctrack.sweep``: its descendants and the processes
    carrying its ``MASNAA_RUN_TAG``), ``kill_grace`` seconds, then SIGKILL;
@@ -60,6 +65,7 @@ class _Supervisor:
         env = spec.get("env")
         tag = env.get(proctrack.RUN_TAG) if isinstance(env, dict) else None
         self.tag = tag if isinstance(tag, str) and tag else None  # None: a run from before tags
+        self.uids = records.run_uids(spec)  # the tag is searched among its account's processes
 
     # -- escalation: SIGTERM to the group, grace, SIGKILL ---------------------------------------
     def escalate(self, reason: str, grace: float, stop_reason: str | None) -> None:
@@ -85,7 +91,9 @@ class _Supervisor:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.child.pid, sig)
-        proctrack.sweep(sig, tag=self.tag, root=os.getpid(), skip_group=self.child.pid)
+        proctrack.sweep(
+            sig, tag=self.tag, root=os.getpid(), skip_group=self.child.pid, uids=self.uids
+        )
 
     def _after(self, seconds: float, action: Any) -> None:
         timer = threading.Timer(max(0.0, seconds), action)
@@ -112,16 +120,13 @@ class _Supervisor:
                 request = records.read_json(self.dir / records.STOP) or {}
                 return self._result(None, None, "stopped", started, request.get("reason"), "")
             try:
-                child = subprocess.Popen(
-                    spec["argv"],
-                    cwd=spec["workdir"],
-                    env=spec["env"],
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    start_new_session=True,
-                    close_fds=True,
-                )
+                child = _spawn(spec, out, err)
+            except subprocess.SubprocessError:
+                # Only ``_enter`` runs in the child before exec: the account may not enter
+                # the working directory (the child wrote why to the job's stderr).
+                account, workdir = (spec.get("run_as") or {}).get("user"), spec["workdir"]
+                message = f"the account {account!r} cannot enter the working directory {workdir!r}"
+                return self._result(126, None, "launch-failed", started, None, message)
             except (OSError, ValueError) as exc:
                 # ValueError: an environment or argument exec cannot take (a job
                 # stored before submission checked it); one launch failure with the
@@ -183,6 +188,68 @@ class _Supervisor:
         }
 
 
+def _spawn(spec: dict[str, Any], out: Any, err: Any) -> subprocess.Popen[bytes]:
+    """Start the job: as this process's user, or as its account (``run_as``)."""
+    account = spec.get("run_as")
+    if not isinstance(account, dict):
+        return subprocess.Popen(
+            spec["argv"],
+            cwd=spec["workdir"],
+            env=spec["env"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+            close_fds=True,
+        )
+    argv = list(spec["argv"])
+    passed: tuple[int, ...] = ()
+    script = spec.get("script")
+    if isinstance(script, str):
+        # A private copy the account may read: the run directory is root's alone.
+        fd = os.memfd_create("masnaa-script")
+        data = Path(script).read_bytes()
+        while data:
+            data = data[os.write(fd, data) :]
+        argv = [f"/proc/self/fd/{fd}" if a == script else a for a in argv]
+        passed = (fd,)
+    try:
+        # Popen switches ids in the child in initgroups' order: setgroups, setgid, setuid
+        # (real, effective and saved: no way back); ``_enter`` runs after that.
+        return subprocess.Popen(
+            argv,
+            env=spec["env"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+            close_fds=True,
+            pass_fds=passed,
+            user=int(account["uid"]),
+            group=int(account["gid"]),
+            extra_groups=[int(g) for g in account["groups"]],
+            # Safe in a child of this process: no thread of it exists before the job does.
+            preexec_fn=_enter(spec["workdir"], str(account["user"])),
+        )
+    finally:
+        for fd in passed:
+            os.close(fd)
+
+
+def _enter(workdir: str, user: str) -> Any:
+    """The child's last step before exec, once it is the account: ``cd`` with the
+    account's rights (as root it could start in a directory it may not reach)."""
+
+    def enter() -> None:
+        try:
+            os.chdir(workdir)
+        except OSError as exc:
+            os.write(2, f"masnaa: {user} cannot enter {workdir!r}: {exc.strerror}\n".encode())
+            raise
+
+    return enter
+
+
 def _wait(child: subprocess.Popen[bytes]) -> int:
     """The job's exit status. As the run's subreaper the shim inherits the job's
     orphans: each one that ends is reaped here too, so none lingers as a zombie."""
@@ -227,6 +294,10 @@ def main(argv: list[str]) -> int:
         {"pid": os.getpid(), "start_ticks": records.process_start_ticks(os.getpid())},
     )
     result = supervisor.run()
+    scratch = spec.get("scratch")
+    if isinstance(scratch, str):
+        with contextlib.suppress(OSError):  # kept when the job left something in it
+            os.rmdir(scratch)
     records.write_json(directory / records.RESULT, result)
     return 0
 

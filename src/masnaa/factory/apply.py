@@ -9,7 +9,9 @@ columns (a node's or site's ``state`` and ``reason``) are never touched.
 A site's executor settings (``[sites.slurm]``) are kept in ``service_state``
 under ``site-options:<site>``, where the control loop reads them; tenants'
 ``preferred_sites`` in one row, ``tenant-site-preferences`` (tenant → sites),
-read by ``service.site_choice``.
+read by ``service.site_choice``; the Unix accounts of tenants' jobs in
+``tenant-unix-users`` (a default, and tenant → account), read by the control
+loop when it launches (``service.launch``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ SITE_OPTIONS = "site-options:"
 """``service_state`` key prefix of a site's executor settings (``{"slurm": {...}}``)."""
 PREFERENCES_KEY = "tenant-site-preferences"
 """``service_state`` key of every tenant's preferred sites (``{tenant: [site, ...]}``)."""
+UNIX_USERS_KEY = "tenant-unix-users"
+"""``service_state`` key of the Unix accounts tenants' jobs run as (``_apply_unix_users``)."""
 
 
 @dataclass(slots=True)
@@ -161,6 +165,8 @@ def apply_factory(session: Session, spec: FactorySpec, *, now: float | None = No
             prefs_row.value, prefs_row.updated_at = wanted, now
             report.updated["site preferences"] += 1
 
+    _apply_unix_users(session, report, spec, now)
+
     projects = {(p.tenant_id, p.name) for p in session.scalars(select(m.Project))}
     for t in spec.tenants:
         tenant_id = tenants[t.name].id
@@ -206,3 +212,22 @@ def apply_factory(session: Session, spec: FactorySpec, *, now: float | None = No
         )
     session.flush()
     return report
+
+
+def _apply_unix_users(session: Session, report: ApplyReport, spec: FactorySpec, now: float) -> None:
+    """The file's default account, and the accounts of the tenants it declares (other
+    tenants keep theirs): ``{"default": user | None, "tenants": {tenant: user}}``."""
+    row = session.get(m.ServiceState, UNIX_USERS_KEY)
+    known = dict(row.value) if row is not None else {}
+    declared = {t.name for t in spec.tenants}
+    tenants = {k: v for k, v in known.get("tenants", {}).items() if k not in declared}
+    tenants.update({t.name: t.unix_user for t in spec.tenants if t.unix_user is not None})
+    wanted = {"default": spec.default_unix_user, "tenants": tenants}
+    if wanted == known or (row is None and not spec.default_unix_user and not tenants):
+        return
+    if row is None:
+        session.add(m.ServiceState(key=UNIX_USERS_KEY, value=wanted, updated_at=now))
+        report.created["unix users"] += 1
+    else:
+        row.value, row.updated_at = wanted, now
+        report.updated["unix users"] += 1

@@ -17,7 +17,11 @@ Tables (arrays of tables in TOML):
   named node).
 - ``[[tenants]]``: ``name``, ``kind``, ``country``, ``share``, ``projects``,
   ``preferred_sites`` (declared sites, best first: where its jobs go when
-  several eligible sites could start them; docs/scheduler.md "Site choice").
+  several eligible sites could start them; docs/scheduler.md "Site choice"),
+  ``unix_user`` (the Unix account its jobs run as on ``local`` sites when the
+  control plane runs as root; docs/operations.md "Isolating tenants").
+- ``default_unix_user`` (a top-level key, before the first table): the
+  account of the tenants that name none.
 - ``[[quotas]]``: ``tenant``, ``site``, ``gpu_type``, ``nominal``,
   ``borrowing_limit``, ``lending_limit``.
 - ``[[priority_classes]]``: ``name``, ``value``, ``preemptible``,
@@ -50,6 +54,7 @@ Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
 NodeName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,126}$")]
 Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+UnixUser = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")]
 
 
 class FactoryError(ValueError):
@@ -128,6 +133,8 @@ class TenantSpec(_Strict):
     share: float = Field(1.0, ge=0, le=MAX_SHARE)
     projects: list[Name] = Field(default_factory=lambda: ["default"])
     preferred_sites: list[Name] = Field(default_factory=list)
+    unix_user: UnixUser | None = None
+    """The Unix account its jobs run as (``local`` sites, control plane run as root)."""
 
 
 class QuotaSpec(_Strict):
@@ -164,6 +171,8 @@ class ExpandedNode:
 
 
 class FactorySpec(_Strict):
+    default_unix_user: UnixUser | None = None
+    """The account of the jobs of tenants that name none (``TenantSpec.unix_user``)."""
     sites: list[SiteSpec] = Field(min_length=1)
     gpu_types: list[GpuTypeSpec] = Field(min_length=1)
     nodes: list[NodeGroupSpec] = Field(min_length=1)
@@ -292,6 +301,36 @@ def _check_references(spec: FactorySpec) -> None:
                 path="nodes",
             )
         node_names.add(node.name)
+
+
+def check_unix_users(spec: FactorySpec, lookup: Any = None) -> None:
+    """Every account the file names exists on this machine and is not root (``lookup``:
+    ``pwd.getpwnam``, replaceable in tests); checked where jobs would run as them."""
+    import pwd
+
+    find = lookup or pwd.getpwnam
+    named = [("default_unix_user", spec.default_unix_user)] + [
+        (f"tenants[{i}].unix_user", t.unix_user) for i, t in enumerate(spec.tenants)
+    ]
+    for path, account in named:
+        if account is None:
+            continue
+        try:
+            uid = find(account).pw_uid
+        except KeyError:
+            raise FactoryError(
+                f"no Unix account {account!r} on this machine; create it (e.g. useradd "
+                f"--system --no-create-home {account}) or name an existing one",
+                code="unknown-unix-user",
+                path=path,
+            ) from None
+        if uid == 0:
+            raise FactoryError(
+                f"{account!r} is root: jobs would run with every right on the machine; "
+                "name an unprivileged account",
+                code="root-unix-user",
+                path=path,
+            )
 
 
 def parse_factory(data: dict[str, Any], source: str = "factory") -> FactorySpec:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
+from masnaa.service.launch import jobs_identity
 from masnaa.service.lease import LeaseHeld
 from masnaa.service.loop import ControlLoop, LoopConfig
 from masnaa.service.metrics import Metrics
@@ -137,6 +138,9 @@ def run_forever(
             log.error("%s%s", database_error(url, exc),
                       "" if migrate else " (run with --migrate if its schema is older)")
             return 1
+        with loop.read() as s:  # said once, plainly: whose account every job runs as
+            line, isolated = jobs_identity(s)
+        log.log(logging.INFO if isolated else logging.WARNING, "jobs %s", line)
         loop.run(stop)
     except LeaseHeld as exc:
         log.error("%s", exc)

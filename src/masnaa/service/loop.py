@@ -61,7 +61,7 @@ from masnaa.scheduler import decide
 from masnaa.scheduler.decision import Decision, WaitCode
 from masnaa.service import apply, residency
 from masnaa.service.evacuation import DrainWaits, unreachable_sites
-from masnaa.service.launch import EXECUTOR_FACTORIES, build_spec
+from masnaa.service.launch import EXECUTOR_FACTORIES, Accounts, build_spec
 from masnaa.service.lawful_sites import PendingSites
 from masnaa.service.lease import LeaseHeld, LoopLease
 from masnaa.service.metering import Meter
@@ -159,6 +159,7 @@ class ControlLoop:
         self.lawful = PendingSites()
         """Keeps jobs' lawful sites true as grounds expire (``service.lawful_sites``)."""
         self._names: tuple[dict[int, str], dict[int, str]] = ({}, {})
+        self.accounts = Accounts()  # the Unix account of each tenant's jobs (``launch``)
 
     # -- start ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -175,6 +176,7 @@ class ControlLoop:
             }
             self.live = LiveState.load(s, now=now, half_life=self.config.half_life)
             self.meter.load(s, now)
+            self.accounts = Accounts.load(s)
         self.live.balances = self.meter.balances
         for site, name in sites.items():
             key = name if name == "local" else f"{name}:{site}"
@@ -394,6 +396,7 @@ class ControlLoop:
         if row.tenant_id not in tenants or row.project_id not in projects:
             with self.read() as s:
                 self._names = tenants, projects = owner_names(s)
+                self.accounts = Accounts.load(s)
         return build_spec(
             row,
             node_uuids=self.live.node_uuids,
@@ -401,6 +404,7 @@ class ControlLoop:
             kill_grace=self.config.kill_grace,
             tenant=tenants.get(row.tenant_id),
             project=projects.get(row.project_id),
+            run_as=self.accounts.of(tenants.get(row.tenant_id)),
         )
 
     def _write_runs(
