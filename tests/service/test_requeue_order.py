@@ -57,3 +57,14 @@ def test_a_running_row_tells_the_core_how_often_it_was_requeued() -> None:
                 gpu_type="h100", attained_service=50.0, preempt_deadline=None)
     run = running_job(row, job)  # attempt 3 is the third run: two requeues before it
     assert (run.requeues, run.attained_service, run.start_time) == (2, 50.0, 100.0)
+
+
+def test_the_jobs_of_one_batch_queue_in_the_order_they_were_submitted(factory: Factory) -> None:
+    # One batch stamps one submission time on all its jobs; their ids are random.
+    ids = factory.submit([{"command": ["true"], "name": f"b{i}"} for i in range(12)])
+    assert sorted(ids) != ids  # else this test would prove nothing
+    with factory.sessions() as s:
+        loaded = LiveState.load_pending(s, None)
+        some = LiveState.load_pending(s, reversed(ids[3:9]))
+    assert [item.job.id for item in loaded] == ids
+    assert [item.job.id for item in some] == ids[3:9]

@@ -306,7 +306,8 @@ class LiveState:
                 )
                 # A pending row's ``attempt`` counts its runs, each ended by a requeue.
                 out.append(Queued(job, att, requeued.get(jid), runs))
-        out.sort(key=lambda item: (item.job.submit_time, item.job.id))
+        first = _first_events(session, out)
+        out.sort(key=lambda item: (item.job.submit_time, first.get(item.job.id, 0), item.job.id))
         return out
 
     def block_site(self, site: str) -> None:
@@ -383,3 +384,22 @@ def _catalog(
         convert.load_quotas(session),
         convert.load_priority_classes(session),
     )
+
+
+def _first_events(session: Session, queued: list[Queued]) -> dict[str, int]:
+    """For jobs that share a submission time with another (a batch stamps one time on
+    all its jobs), the id of each one's first event: the order they were submitted in,
+    which their random ids do not keep. Other jobs need no query."""
+    count: dict[float, int] = {}
+    for item in queued:
+        count[item.job.submit_time] = count.get(item.job.submit_time, 0) + 1
+    tied = sorted(item.job.id for item in queued if count[item.job.submit_time] > 1)
+    out: dict[str, int] = {}
+    for i in range(0, len(tied), 500):
+        for job_id, event in session.execute(
+            select(m.JobEvent.job_id, func.min(m.JobEvent.id))
+            .where(m.JobEvent.job_id.in_(tied[i : i + 500]))
+            .group_by(m.JobEvent.job_id)
+        ):
+            out[job_id] = event
+    return out
