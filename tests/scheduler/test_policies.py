@@ -271,6 +271,20 @@ def test_quota_caps_borrowing_and_reports_it() -> None:
     assert d.starts[0].borrowed_gpus == 0
 
 
+def test_a_job_beyond_its_tenants_quota_ceiling_is_told_it_cannot_start_as_it_is() -> None:
+    s = Scene(nodes=2).quota("a", 4, borrowing_limit=2).quota("b", 8)
+    # a holds 4 of its ceiling of 6: a 4-GPU job waits for a's own jobs to end, an
+    # 8-GPU gang can never start while the quota stays as it is.
+    s.pending(job("big").gang(2, 4).tenant("a"), job("ok").gpus(4).tenant("a").submitted(1))
+    s.running(job("a1").gpus(4).tenant("a"), on("n0000", 0, 1, 2, 3))
+    d = s.decide("masnaa")
+    big, ok = d.wait_for("big"), d.wait_for("ok")
+    assert big.code is ok.code is WaitCode.QUOTA
+    assert (big.why.key, big.why.params["most"]) == ("wait-quota-ceiling", 6)
+    assert ok.why.key == "wait-quota"
+    assert "operator raises" in big.message
+
+
 def test_borrowing_idle_capacity_is_marked_reclaimable() -> None:
     s = Scene(nodes=2).quota("a", 8).quota("b", 8)
     s.pending(job("a1").gpus(8).tenant("a"), job("a2").gpus(8).tenant("a").submitted(1))

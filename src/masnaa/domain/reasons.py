@@ -130,6 +130,9 @@ PHRASES: dict[str, str] = {
                         "%(start_at)s; only a job that ends before then could use them"),
     "wait-quota": N_("tenant %(tenant)s would exceed its quota (nominal + borrowing limit) or "
                      "the idle capacity it may borrow for every acceptable GPU type"),
+    "wait-quota-ceiling": N_("it needs %(gpus)s GPUs, more than tenant %(tenant)s may ever hold "
+                             "where it may run (at most %(most)s: nominal quota + borrowing "
+                             "limit); it can start only if an operator raises that quota"),
     "wait-first-in-line": N_("not enough free GPUs now; it is first in line for GPUs as running "
                              "jobs end"),
     "wait-would-delay": N_("it fits now, but its time limit would delay the job reserved at "

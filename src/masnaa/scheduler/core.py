@@ -273,11 +273,7 @@ def place(p: Pass, entry: Entry, pools: PoolsByType) -> bool:
         p.start(entry, found[0], found[1], backfilled=p.reservation is not None)
         return True
     if quota_blocked == sum(len(g) for g in pools):
-        p.wait(
-            job,
-            WaitCode.QUOTA,
-            Phrase("wait-quota", {"tenant": job.tenant}),
-        )
+        p.wait(job, WaitCode.QUOTA, p.quota_wait(job, pools))
         p.quota_waits.add(job.id)
     elif not quota_blocked and pools is p.eligible_pools(job):
         # Only a failure on every pool of its eligibility holds for another job of the

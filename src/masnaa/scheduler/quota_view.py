@@ -12,6 +12,7 @@ keeps ``pool_delta`` and the caches here current.
 from __future__ import annotations
 
 from masnaa.domain.job import Job, RunningJob
+from masnaa.domain.reasons import Phrase
 from masnaa.domain.tenancy import Quota
 from masnaa.scheduler.config import SchedulerConfig
 from masnaa.scheduler.pass_view import PassView, VictimTest
@@ -92,6 +93,23 @@ class QuotaView(PassView):
         free = self.view.free[pool.index]
         # Too few free GPUs at all is a matter of capacity (placement says so), not quota.
         return free < job.total_gpus or free - protected >= job.total_gpus
+
+    def quota_wait(self, job: Job, pools: tuple[tuple[Pool, ...], ...]) -> Phrase:
+        """Why quotas keep ``job`` out of all its ``pools``: beyond what its tenant may
+        ever hold in any of them (nominal + borrowing limit), or beyond what it may
+        hold now."""
+        most = -1
+        for group in pools:
+            for pool in group:
+                q = self.quotas.get((job.tenant, pool.index))
+                if q is None or q.borrowing_limit is None:
+                    most = job.total_gpus  # it may borrow without a limit here
+                    break
+                most = max(most, q.nominal + q.borrowing_limit)
+        if most < 0 or most >= job.total_gpus:
+            return Phrase("wait-quota", {"tenant": job.tenant})
+        return Phrase("wait-quota-ceiling", {"tenant": job.tenant, "gpus": job.total_gpus,
+                                             "most": most})
 
     def borrowed(self, job: Job, pool: Pool) -> int:
         q = self.quotas.get((job.tenant, pool.index))
