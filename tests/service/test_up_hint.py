@@ -31,6 +31,28 @@ def test_a_factory_with_several_projects_names_one_in_the_hint(tmp_path: Path) -
     assert _prepared_project(tmp_path, EXAMPLE) == "atlas-ai/default"
 
 
+def test_a_factory_that_declares_its_tenants_gets_no_other(tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from masnaa.store import models as m
+
+    _prepared_project(tmp_path, EXAMPLE)
+    engine = make_engine(f"sqlite:///{tmp_path / 'masnaa.sqlite'}")
+    try:
+        with engine.connect() as conn:
+            names = sorted(conn.execute(select(m.Tenant.name)).scalars())
+            operators = conn.execute(
+                select(m.User.name).where(m.User.role == m.Role.OPERATOR.value)
+            ).scalars().all()
+    finally:
+        engine.dispose()
+    assert names == ["atlas-ai", "uct", "um6p"]  # no "local" beside the declared three
+    assert operators == ["operator"]
+    # Without a factory there is the default tenant to submit to.
+    (tmp_path / "bare").mkdir()
+    assert _prepared_project(tmp_path / "bare", None) is None
+
+
 def test_a_start_that_loses_the_race_issues_no_token(tmp_path: Path) -> None:
     from sqlalchemy import func, select
 

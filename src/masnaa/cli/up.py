@@ -142,7 +142,8 @@ def prepare(
     sessions = session_factory(engine)
     with sessions() as s, s.begin():
         report = apply_factory(s, spec)
-        boot = bootstrap(s)
+        # A factory that declares its tenants gets no tenant it did not declare.
+        boot = bootstrap(s, tenant=None if spec.tenants else "local")
         if factory is None:
             _default_quotas(s, boot.tenant)
         project = _first_of_several_projects(s)

@@ -381,7 +381,8 @@ class Bootstrap:
     operator: str
     token: IssuedToken | None
     """The new operator's token; ``None`` when the factory was already bootstrapped."""
-    tenant: str
+    tenant: str | None
+    """The default tenant (``None``: the factory declares its own)."""
     project: str
 
 
@@ -390,12 +391,13 @@ def bootstrap(
     *,
     now: float | None = None,
     operator: str = "operator",
-    tenant: str = "local",
+    tenant: str | None = "local",
     project: str = "default",
 ) -> Bootstrap:
     """First run of a factory: an operator with a token, a default tenant and
-    project (so the operator can submit at once), and the default priority
-    classes. Idempotent: a factory with an operator gets nothing new."""
+    project (so the operator can submit at once; ``tenant=None``: none, for a factory
+    that declares its own tenants), and the default priority classes. Idempotent: a
+    factory with an operator gets nothing new."""
     # Not at module level: tokens imports Caller and ServiceError from here.
     from masnaa.service.tokens import issue_unchecked
 
@@ -407,6 +409,15 @@ def bootstrap(
         return Bootstrap(existing.name, None, tenant, project)
     user = m.User(name=operator, role=m.Role.OPERATOR.value, created_at=now)
     session.add(user)
+    if tenant is not None:
+        _default_project(session, tenant, project, now)
+    ensure_priority_classes(session)
+    session.flush()
+    issued = issue_unchecked(session, user, now=now, ttl_seconds=None, label="bootstrap")
+    return Bootstrap(user.name, issued, tenant, project)
+
+
+def _default_project(session: Session, tenant: str, project: str, now: float) -> None:
     owner = session.scalars(select(m.Tenant).where(m.Tenant.name == tenant)).first()
     if owner is None:
         owner = m.Tenant(name=tenant, kind="public-body", created_at=now)
@@ -419,10 +430,6 @@ def bootstrap(
         is None
     ):
         session.add(m.Project(tenant_id=owner.id, name=project, created_at=now))
-    ensure_priority_classes(session)
-    session.flush()
-    issued = issue_unchecked(session, user, now=now, ttl_seconds=None, label="bootstrap")
-    return Bootstrap(user.name, issued, tenant, project)
 
 
 def ensure_priority_classes(session: Session) -> None:
