@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping
 
 import pytest
 
+from masnaa.domain.tenancy import DEFAULT_PRIORITY_CLASSES
 from masnaa.scheduler import PendingQueue, SchedulerConfig, Snapshot, WaitCode, decide
 
 from .builders import Scene, home, job, on, started
@@ -301,6 +302,24 @@ def test_lending_limit_keeps_part_of_the_nominal_free() -> None:
     assert d.wait_for("a2").code is WaitCode.QUOTA
 
 
+def test_a_job_that_will_reclaim_is_dated_by_the_reclaim_not_by_the_borrowers_limits() -> None:
+    s = Scene(nodes=2).quota("a", 8).quota("b", 8)
+    s.running(job("a1").gpus(8).tenant("a").limit(86_400), "n0000", start=0)
+    s.running(job("a2").gpus(8).tenant("a").limit(86_400), "n0001", start=10)  # borrowed
+    s.pending(job("b1").gpus(8).tenant("b").submitted(20),
+              job("b2").gpus(8).tenant("b").submitted(21))
+    d = s.decide("masnaa", now=30, reclaim_after=3_600.0, default_grace=60.0)
+    b1, b2 = d.wait_for("b1"), d.wait_for("b2")
+    # b1 takes back a2's 8 GPUs after waiting an hour, then a2 has its class's grace.
+    grace = DEFAULT_CLASSES["normal"].grace_seconds
+    assert b1.estimated_start == 20 + 3_600.0 + grace
+    assert b1.why.key == "wait-reclaim" and b1.why.params["gpus"] == 8
+    # Only 8 GPUs are lent: b2 is not dated by the same reclaim (and b would then
+    # hold its whole nominal quota).
+    assert b2.why.key != "wait-reclaim"
+    assert b2.estimated_start is None or b2.estimated_start > 86_000
+
+
 def test_lender_reclaims_borrowed_gpus_by_preemption() -> None:
     s = Scene(nodes=2).quota("a", 8).quota("b", 8)
     s.running(job("a1").gpus(8).tenant("a"), "n0000", start=0)
@@ -571,3 +590,6 @@ def test_backfill_depth_bounds_the_scan() -> None:
     assert len(d.waiting) == 6  # the head and five more
     assert d.wait_for("tiny").code is WaitCode.NOT_CONSIDERED
     assert started(s.decide("fifo-backfill", now=1)) == ["tiny"]
+
+
+DEFAULT_CLASSES = {c.name: c for c in DEFAULT_PRIORITY_CLASSES}

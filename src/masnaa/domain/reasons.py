@@ -133,6 +133,9 @@ PHRASES: dict[str, str] = {
     "wait-quota-ceiling": N_("it needs %(gpus)s GPUs, more than tenant %(tenant)s may ever hold "
                              "where it may run (at most %(most)s: nominal quota + borrowing "
                              "limit); it can start only if an operator raises that quota"),
+    "wait-reclaim": N_("not enough free GPUs now; once it has waited %(after)s s, tenant "
+                       "%(tenant)s may take back the %(gpus)s GPUs it needs from tenants that "
+                       "borrowed them, whose jobs then have their grace period to checkpoint"),
     "wait-first-in-line": N_("not enough free GPUs now; it is first in line for GPUs as running "
                              "jobs end"),
     "wait-would-delay": N_("it fits now, but its time limit would delay the job reserved at "

@@ -65,6 +65,7 @@ from masnaa.scheduler.place import best_placement, place_in_pool
 from masnaa.scheduler.policies import POLICIES
 from masnaa.scheduler.queue import Entry, PendingQueue, SubQueueKey
 from masnaa.scheduler.quota_swap import swap_within_quota
+from masnaa.scheduler.reclaim_estimate import earlier_by_reclaim
 from masnaa.scheduler.release import earliest_fit, reservation_fit
 from masnaa.scheduler.review import review
 from masnaa.scheduler.snapshot import Snapshot
@@ -589,6 +590,8 @@ def explain(p: Pass) -> None:
         for job_id, (t, _) in found.items():
             w = p.decision.waiting[job_id]
             p.decision.waiting[job_id] = Wait(w.code, w.why, estimated_start=t)
+    if p.config.explain_waits:
+        earlier_by_reclaim(p, targets)
     p.decision.spent = spent_projects(p)
     if p.stop_reason is not None:
         p.decision.default_wait = p.stop_reason
