@@ -76,6 +76,7 @@ from masnaa.scheduler.decision import Decision, WaitCode
 from masnaa.scheduler.memo import PassMemo
 from masnaa.sim.build import core_build
 from masnaa.sim.errors import InvariantViolation, SimError
+from masnaa.sim.fit import Pools
 from masnaa.sim.holdings import Holdings
 from masnaa.sim.limits import LimitEstimator
 from masnaa.sim.records import EngineConfig, RunResult
@@ -145,6 +146,7 @@ class Engine:
                 "unknown-policy",
                 f"unknown policy {config.policy!r}; valid policies: {', '.join(sorted(POLICIES))}",
             )
+        trace.check_replayable()
         self.cfg = config
         self.trace = trace
         self.cluster = cluster
@@ -207,11 +209,7 @@ class Engine:
         self.holdings = Holdings(cluster)
         self.capacity = self.holdings.capacity
         self.all_types = tuple(t.name for t in cluster.gpu_types)
-        self.pool_cap: dict[tuple[str, str], tuple[int, int]] = {}
-        for node in cluster.nodes:
-            total, biggest = self.pool_cap.get((node.site, node.gpu_type), (0, 0))
-            self.pool_cap[(node.site, node.gpu_type)] = (
-                total + node.gpu_count, max(biggest, node.gpu_count))
+        self.pools = Pools(cluster)
 
         nt = len(trace.tenants)
         self.running_t = [0] * nt
@@ -292,6 +290,8 @@ class Engine:
             ta = submit[ptr] if ptr < n else INF
             te = heap[0][0] if heap else INF
             t = ta if ta < te else te
+            if t != t:  # NaN: every test against it is false, so the clock would stand still
+                raise SimError("bad-time", f"an event of the replay fell at {t} seconds")
             if t == INF:
                 if len(self.queue):  # the last events were stale: no pass stranded them
                     self._strand(self.now)
@@ -367,20 +367,12 @@ class Engine:
             id=str(i), tenant=tenant, project=tenant, tasks=tasks, gpus_per_task=per_task,
             gpu_types=types, time_limit=limit, submit_time=t, sites=sites,
         )
-        if not self._fits_somewhere(job):
+        if not self.pools.fits(job.total_gpus, job.gpus_per_task, types, sites):
             self._fail(i, WaitCode.TOO_LARGE.value)
             return
         self.status[i] = PENDING
         self.demand_t[k] += gpus
         self.queue.add(job, 0.0)
-
-    def _fits_somewhere(self, job: Job) -> bool:
-        for (site, gpu_type), (total, biggest) in self.pool_cap.items():
-            if gpu_type not in job.gpu_types or (job.sites is not None and site not in job.sites):
-                continue
-            if job.total_gpus <= total and job.gpus_per_task <= biggest:
-                return True
-        return False
 
     def _complete(self, i: int, t: float) -> None:
         running = self._release(i, t)

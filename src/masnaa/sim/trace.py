@@ -76,6 +76,25 @@ class Trace:
         """Seconds from the first submission to the last."""
         return float(self.submit[-1] - self.submit[0]) if len(self) else 0.0
 
+    def check_replayable(self) -> None:
+        """Raise ``TraceError`` unless every submit time is finite, every runtime finite
+        and > 0, and every limit NaN (none) or finite and > 0. The loaders refuse such
+        lines already; this guards traces made in code, since a NaN event time would
+        stop the engine's clock (no comparison with it is ever true) for ever."""
+        limits = self.time_limit[~np.isnan(self.time_limit)]
+        bad = [
+            name for name, ok in (
+                ("submit times", np.isfinite(self.submit).all()),
+                ("runtimes", (np.isfinite(self.runtime) & (self.runtime > 0)).all()),
+                ("time limits", (np.isfinite(limits) & (limits > 0)).all()),
+            ) if not ok
+        ]
+        if bad:
+            raise TraceError(
+                "bad-trace", f"trace {self.name!r} has {' and '.join(bad)} that are not finite "
+                "positive numbers; the twin cannot replay them"
+            )
+
     def work(self) -> FloatArray:
         """Seconds of work each job does: its runtime, cut at its limit where it has one."""
         limited = np.where(np.isnan(self.time_limit), np.inf, self.time_limit)

@@ -3,7 +3,8 @@
 Header row required; columns in any order, names exact:
 
 - ``submit_time`` (required): seconds, or an ISO 8601 date-time;
-- ``runtime`` (required): seconds the job ran (> 0);
+- ``runtime`` (required): seconds the job ran (> 0, at most 10 years:
+  ``fields.MAX_DURATION``);
 - ``gpus`` (required): GPUs of the whole job (≥ 1; rows with 0 are counted as
   CPU-only and ignored);
 - ``tenant`` (required): who submitted it;
@@ -27,7 +28,7 @@ import io
 
 from masnaa.sim.errors import TraceError
 from masnaa.sim.loaders import Loader, TraceSource, register
-from masnaa.sim.loaders.fields import count, instant, positive, read_text
+from masnaa.sim.loaders.fields import count, duration, instant, read_text
 from masnaa.sim.trace import Trace, TraceBuilder
 
 REQUIRED = ("submit_time", "runtime", "gpus", "tenant")
@@ -67,13 +68,13 @@ def load(source: TraceSource) -> Trace:
                         "malformed-line", f"expected {len(header)} fields, got {len(row)}", line
                     )
                 submit = instant("submit_time", get(row, "submit_time"), line)
-                runtime = positive("runtime", get(row, "runtime"), line)
+                runtime = duration("runtime", get(row, "runtime"), line)
                 gpus = count("gpus", get(row, "gpus"), line)
                 tenant = get(row, "tenant")
                 if not tenant:
                     raise TraceError("malformed-line", "tenant is empty", line)
                 raw_limit = get(row, "time_limit")
-                limit = positive("time_limit", raw_limit, line) if raw_limit else None
+                limit = duration("time_limit", raw_limit, line) if raw_limit else None
                 raw_nodes = get(row, "nodes")
                 nodes = count("nodes", raw_nodes, line) if raw_nodes else 0
                 sites = [s.strip() for s in get(row, "sites").split(";") if s.strip()]

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from masnaa.sim.errors import TraceError
 from masnaa.sim.loaders import Loader, TraceSource, register
-from masnaa.sim.loaders.fields import count, instant, read_text, slurm_duration
+from masnaa.sim.loaders.fields import bounded, count, instant, read_text, slurm_duration
 from masnaa.sim.trace import Trace, TraceBuilder
 
 DEFAULT_ORDER = (
@@ -126,7 +126,9 @@ def load(source: TraceSource) -> Trace:
             if elapsed is None and start is not None:
                 end_raw = get("End")
                 if end_raw.lower() not in _NOT_A_TIME:
-                    elapsed = instant("End", end_raw.replace("T", " "), line) - start
+                    end = instant("End", end_raw.replace("T", " "), line)
+                    elapsed = bounded("End − Start", f"{end_raw} − {get('Start')}", end - start,
+                                      line)
             tres = get(tres_col) or get("ReqTRES")
             gpus, gpu_type, nodes = parse_tres(tres, line)
             if "NNodes" in col and get("NNodes"):
