@@ -25,9 +25,10 @@ reasons only explain, never change what starts, and the twin does not read them.
 True runtimes live only here. ``Snapshot.oracle`` (a lazy mapping job id →
 true remaining seconds) is passed only when the policy declares ``oracle``.
 
-Time limits: a trace's requested limit is the job's ``time_limit`` and the job
-is killed when it reaches it (its work is cut there, counted in
-``killed_at_limit``). Without one, the limit is a planning estimate from the
+Time limits: a trace's requested limit is the job's ``time_limit``, per run as in
+Slurm and the live service: each run, restarts included, may last that long from
+its own start (reload time included), and a run that reaches it kills the job (its
+work is cut there, counted in ``killed_at_limit``). Without one, the limit is a planning estimate from the
 tenant's completed jobs (``LimitEstimator``); a job that outruns it is not
 killed: at its expected end the engine doubles the time it has run so far as
 the new expected end (``update_expected_end``), so the reservations that
@@ -111,7 +112,9 @@ class _Oracle(Mapping[str, float]):
             return max(0.0, e.end_at[i] - e.now)
         if st == PENDING:
             overhead = e.cfg.restart_overhead if e.attempts[i] else 0.0
-            return float(e.work[i] - e.progress[i] + overhead)
+            rest = float(e.work[i] - e.progress[i] + overhead)
+            limit = e.limit_col[i]
+            return rest if math.isnan(limit) else min(rest, limit)  # a run ends at its limit
         raise KeyError(job_id)
 
     def __iter__(self) -> Iterator[str]:
@@ -177,14 +180,10 @@ class Engine:
 
         # Trace columns as Python containers: element access on NumPy arrays is slow.
         self.submit = array("d", trace.submit.tolist())
-        self.work = array("d", trace.work().tolist())
+        # The work each job does: its runtime, until a run is killed at its limit.
+        self.work = array("d", trace.runtime.tolist())
         self.limit_col = trace.time_limit.tolist()
-        self.killed = bytearray(
-            [
-                1 if (not math.isnan(lim) and rt > lim) else 0
-                for rt, lim in zip(trace.runtime.tolist(), self.limit_col, strict=True)
-            ]
-        )
+        self.killing = bytearray(n)  # the current run ends at the job's requested limit
         self.gpus_col = array("q", trace.gpus.tolist())
         self.tenant_col = array("q", trace.tenant.tolist())
         self.type_col = trace.gpu_type.tolist()
@@ -381,9 +380,10 @@ class Engine:
         self.done += 1
         k = self.tenant_col[i]
         self.demand_t[k] -= running.job.total_gpus
-        self.useful += self.work[i] * self.gpus_col[i]
-        if self.killed[i]:
+        if self.killing[i]:
             self.killed_at_limit += 1
+            self.work[i] = self.progress[i] + max(0.0, t - self.run_start[i] - self.run_overhead[i])
+        self.useful += self.work[i] * self.gpus_col[i]
         self.limits.completed(running.job.tenant, self.work[i])
 
     def _requeue(self, i: int, t: float) -> None:
@@ -491,6 +491,10 @@ class Engine:
             expected = t + overhead + max(job.time_limit - self.progress[i], 60.0)
         else:
             expected = t + job.time_limit  # a requested limit is per run, as in Slurm
+        # A run that would outlast its requested limit is killed there, ending the job.
+        self.killing[i] = not math.isnan(self.limit_col[i]) and expected < end
+        if self.killing[i]:
+            end = expected
         try:
             self.state.allocate(
                 # The run resumes from its last checkpoint once the restart is paid.
