@@ -94,6 +94,19 @@ def test_a_requested_limit_applies_afresh_to_each_run(
     assert s["bounds"]["hold"] and s["jobs"]["killed_at_limit"] == killed
 
 
+def test_gpu_hours_lost_are_the_stopped_runs_held_and_not_saved() -> None:
+    # docs/twin.md, "Metrics": A's first run held 0 → 4,120 and saved 3,600 s, so 520 s
+    # × 8 GPUs are lost (the reload it would have had is part of a stopped run's loss).
+    # The reload of A's second run, which completed, is no loss: busy − useful counts
+    # it beside the loss.
+    r = run(trace((0, 20_000, 8, "a"), (4_000, 100, 8, "b")), policy="las")
+    assert r.lost_gpu_seconds == pytest.approx(520 * 8)
+    s = summarize(r)
+    span_cap = 8 * s["makespan"]
+    held_not_useful = (s["busy_utilisation"] - s["utilisation"]) * span_cap
+    assert held_not_useful == pytest.approx(r.lost_gpu_seconds + 60 * 8)
+
+
 def test_each_job_counts_its_preemptions() -> None:
     # As above, and a third job at 50,000 stops A again: A was preempted twice.
     r = run(trace((0, 100_000, 8, "a"), (10_000, 100, 8, "b"), (50_000, 100, 8, "c")),
