@@ -9,7 +9,12 @@ Terms:
 - **entitled share** of a tenant = its offered GPU-seconds ÷ all offered
   GPU-seconds (a tenant is entitled to the fraction of the factory its demand
   is of the whole). Its quota at each (site, GPU type) pool is that fraction of
-  the pool, rounded down, with unlimited borrowing of idle GPUs.
+  the pool, rounded down, with unlimited borrowing of idle GPUs;
+- **served** jobs: those the built cluster can hold at all (``fit``). A job larger
+  than every pool it may use is rejected at arrival (``too-large``) and counted, and
+  it is no part of the workload the cluster serves: entitlement, quotas, the load
+  factor and the peak demand are over the served jobs only (``served``), so one
+  impossible job cannot raise its tenant's quota or the load a report shows.
 
 The cluster is whole nodes of ``gpus_per_node`` GPUs (``Cluster.uniform``:
 NVLink domain = one node, 32 nodes per leaf switch). A trace naming GPU types
@@ -30,6 +35,7 @@ import numpy as np
 
 from masnaa.domain import Cluster, Quota, Tenant
 from masnaa.sim.errors import SimError
+from masnaa.sim.fit import Pools
 from masnaa.sim.trace import Trace, job_shape
 
 DEFAULT_GPU_TYPE = "h100-sxm-80gb"
@@ -44,7 +50,30 @@ class Sizing:
     gpus: int
 
 
+def served(trace: Trace, cluster: Cluster, gpus_per_node: int = 8) -> Trace:
+    """The jobs of ``trace`` that fit ``cluster`` (``fit.Pools``, the engine's own rule),
+    rebased to the first of them; ``trace`` itself when every job fits."""
+    pools = Pools(cluster)
+    all_types = tuple(t.name for t in cluster.gpu_types)
+    shapes: dict[tuple[int, int, int, tuple[str, ...] | None], bool] = {}
+    keep = np.ones(len(trace), dtype=bool)
+    row_sites = trace.sites or [None] * len(trace)
+    for k, (gpus, tasks, ti, sites) in enumerate(zip(
+        trace.gpus.tolist(), trace.tasks.tolist(), trace.gpu_type.tolist(), row_sites,
+        strict=True,
+    )):
+        key = (gpus, tasks, ti, sites)
+        fits = shapes.get(key)
+        if fits is None:
+            n, per = job_shape(gpus, tasks, gpus_per_node)
+            types = (trace.gpu_types[ti],) if ti >= 0 else all_types
+            fits = shapes[key] = pools.fits(n * per, per, types, sites)
+        keep[k] = fits
+    return trace if keep.all() else trace.take(np.nonzero(keep)[0])
+
+
 def load_factor(trace: Trace, gpus: int) -> float:
+    """Offered GPU-seconds ÷ (``gpus`` × span); give it the ``served`` jobs."""
     span = trace.span
     return trace.offered_gpu_seconds() / (gpus * span) if span > 0 and gpus > 0 else math.inf
 
@@ -170,9 +199,12 @@ def entitlement(trace: Trace) -> dict[str, float]:
             for i, t in enumerate(trace.tenants)}
 
 
-def tenancy(trace: Trace, cluster: Cluster) -> tuple[tuple[Tenant, ...], tuple[Quota, ...]]:
-    """Tenants weighted by entitled share, and a quota per tenant × pool."""
-    shares = entitlement(trace)
+def tenancy(
+    trace: Trace, cluster: Cluster, gpus_per_node: int = 8,
+) -> tuple[tuple[Tenant, ...], tuple[Quota, ...]]:
+    """Tenants weighted by entitled share over the jobs ``cluster`` serves (a tenant all
+    of whose jobs are too large has share 0), and a quota per tenant × pool."""
+    shares = entitlement(served(trace, cluster, gpus_per_node))
     tenants = tuple(Tenant(name, share=share) for name, share in shares.items())
     pools: dict[tuple[str, str], int] = {}
     for node in cluster.nodes:
