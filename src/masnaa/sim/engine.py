@@ -28,10 +28,10 @@ true remaining seconds) is passed only when the policy declares ``oracle``.
 Time limits: a trace's requested limit is the job's ``time_limit``, per run as in
 Slurm and the live service: each run, restarts included, may last that long from
 its own start (reload time included), and a run that reaches it kills the job (its
-work is cut there, counted in ``killed_at_limit``). Without one, the limit is a planning estimate from the
-tenant's completed jobs (``LimitEstimator``); a job that outruns it is not
-killed: at its expected end the engine doubles the time it has run so far as
-the new expected end (``update_expected_end``), so the reservations that
+work is cut there, counted in ``killed_at_limit``). Without one, the limit is a
+planning estimate from the tenant's completed jobs (``LimitEstimator``); a job that
+outruns it is not killed: at its expected end the engine doubles the time it has run
+so far as the new expected end (``update_expected_end``), so the reservations that
 leaned on it are recomputed at the next pass.
 
 Invariants, checked on every start and release (a violation raises
