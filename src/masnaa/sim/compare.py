@@ -123,6 +123,7 @@ def compare(
             "skipped_lines": [{"line": s.line, "reason": s.reason} for s in trace.skipped[:100]],
             "skipped_count": len(trace.skipped),
             "ignored": trace.ignored,
+            "notes": trace.notes,
             "origin": trace.origin,
         },
         "cluster": {

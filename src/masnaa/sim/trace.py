@@ -63,6 +63,9 @@ class Trace:
     skipped: list[SkippedLine] = field(default_factory=list)
     ignored: dict[str, int] = field(default_factory=dict)
     """Well-formed rows that are not GPU jobs to replay, by reason (e.g. CPU-only)."""
+    notes: dict[str, int] = field(default_factory=dict)
+    """Rows replayed with a field taken as unknown, by reason (e.g. a recorded start
+    before the submit time)."""
     origin: str | None = None
     """Wall-clock time of ``submit == 0`` where the trace has one (ISO 8601)."""
     started: FloatArray | None = None
@@ -144,6 +147,7 @@ class Trace:
             sites=[self.sites[int(i)] for i in rows] if self.sites is not None else None,
             skipped=list(self.skipped),
             ignored=dict(self.ignored),
+            notes=dict(self.notes),
             origin=self.origin,
             started=None if self.started is None else self.started[rows] - base,
         )
@@ -208,6 +212,7 @@ class TraceBuilder:
         self._type_index: dict[str, int] = {}
         self.skipped: list[SkippedLine] = []
         self.ignored: dict[str, int] = {}
+        self.notes: dict[str, int] = {}
 
     def add(
         self,
@@ -244,8 +249,13 @@ class TraceBuilder:
     def skip(self, line: int, reason: str) -> None:
         self.skipped.append(SkippedLine(line, reason))
 
-    def ignore(self, reason: str) -> None:
-        self.ignored[reason] = self.ignored.get(reason, 0) + 1
+    def ignore(self, reason: str, jobs: int = 1) -> None:
+        """Count ``jobs`` well-formed jobs left out of the replay for ``reason``."""
+        self.ignored[reason] = self.ignored.get(reason, 0) + jobs
+
+    def note(self, reason: str) -> None:
+        """Count a replayed row with a field taken as unknown for ``reason``."""
+        self.notes[reason] = self.notes.get(reason, 0) + 1
 
     def build(self, origin: str | None = None) -> Trace:
         if not self._submit:
@@ -281,6 +291,7 @@ class TraceBuilder:
             sites=[self._sites[int(i)] for i in order] if self._any_sites else None,
             skipped=self.skipped,
             ignored=self.ignored,
+            notes=self.notes,
             origin=origin,
             started=(
                 np.asarray(self._started, dtype=np.float64)[order] - base

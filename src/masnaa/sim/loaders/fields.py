@@ -15,6 +15,7 @@ import math
 import re
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from masnaa.sim.errors import TraceError
 
@@ -28,6 +29,20 @@ MAX_INSTANT = 1e11
 """The largest plain-number instant, in seconds (about 3,000 years of epoch time): a
 larger one is no date, and spans built on it would swamp every duration."""
 _SLURM_DURATION = re.compile(r"^(?:(\d+)-)?(\d+(?::\d+){0,2})(\.\d+)?$")
+
+
+def zone(name: str) -> tzinfo:
+    """The IANA time zone ``name`` (``--timezone``); ``TraceError`` ``bad-option`` if unknown."""
+    if name == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise TraceError(
+            "bad-option",
+            f"unknown time zone {name!r}: give an IANA name such as Europe/Berlin or "
+            "America/New_York (the zone the history was printed in)",
+        ) from None
 
 
 def read_text(path: Path) -> str:
