@@ -46,7 +46,8 @@ METRICS: dict[str, tuple[str, str]] = {
 }
 """Target name → where its value sits in a replay's summary (seconds)."""
 
-_UNITS = {"s": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+"""No ``m``: an operator may read it as months (or metres); minutes are ``min``."""
 _TARGET = re.compile(r"^\s*([a-z0-9-]+)\s*<=\s*([0-9]*\.?[0-9]+)\s*([a-z]*)\s*$")
 
 

@@ -39,6 +39,12 @@ from masnaa.sim.fit import Pools
 from masnaa.sim.trace import Trace, job_shape
 
 DEFAULT_GPU_TYPE = "h100-sxm-80gb"
+MAX_GPUS = 100_000
+"""The largest cluster the twin builds: ten times the 10,000-GPU factory it is made and
+measured for, about the largest single GPU clusters built today. Every node is an
+object with its own bookkeeping: 100,000 GPUs build in a fraction of a second, while
+1,000,000 took 4 s and 2.3 GB before the first event (over the twin's 2 GB target),
+and a mistyped 99,999,999,999 would never finish building."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +97,11 @@ def size_for(
     if (load is None) == (gpus is None):
         raise SimError("bad-option", "give exactly one of --load or --gpus")
     if gpus is not None:
-        if gpus <= 0:
-            raise SimError("bad-option", f"--gpus must be positive, got {gpus}")
+        check_gpus("--gpus", gpus)
         nodes = math.ceil(gpus / gpus_per_node)
     else:
         assert load is not None
-        if not load > 0:
-            raise SimError("bad-option", f"--load must be > 0, got {load}")
+        check_load(load)
         if trace.span <= 0:
             raise SimError(
                 "bad-option", "--load needs a trace spanning more than one instant; use --gpus"
@@ -106,7 +110,26 @@ def size_for(
         if len(trace):
             nodes = max(nodes, math.ceil(int(trace.gpus.max()) / gpus_per_node))
     total = nodes * gpus_per_node
+    if total > MAX_GPUS:
+        raise SimError(
+            "bad-option", f"a mean load of {load:g} needs {total:,} GPUs, more than the "
+            f"{MAX_GPUS:,} the twin builds; give a higher --load or a slice of the trace",
+        )
     return Sizing(nodes=nodes, gpus=total)
+
+
+def check_gpus(option: str, gpus: int) -> None:
+    """A cluster size in GPUs the twin can build: ``SimError`` ``bad-option`` unless
+    1 ≤ ``gpus`` ≤ ``MAX_GPUS``."""
+    if not 0 < gpus <= MAX_GPUS:
+        raise SimError("bad-option", f"{option} must be a positive number of GPUs of at most "
+                       f"{MAX_GPUS:,} (the largest cluster the twin builds), got {gpus:,}")
+
+
+def check_load(load: float) -> None:
+    """A mean load factor: finite and > 0 (``inf`` would size the smallest cluster)."""
+    if not 0 < load < math.inf:
+        raise SimError("bad-option", f"--load must be a finite number > 0, got {load}")
 
 
 def build_cluster(trace: Trace, nodes: int, *, gpus_per_node: int = 8) -> Cluster:
