@@ -23,7 +23,10 @@ from pathlib import Path
 from setuptools import setup
 
 COMPILED = ("src/masnaa/domain", "src/masnaa/scheduler")
-TWIN = ("src/masnaa/sim/engine.py", "src/masnaa/sim/holdings.py", "src/masnaa/sim/limits.py")
+TWIN = (
+    "src/masnaa/sim/engine.py", "src/masnaa/sim/fit.py", "src/masnaa/sim/holdings.py",
+    "src/masnaa/sim/limits.py",
+)
 
 
 def _core_modules() -> list[str]:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build Masnaa with its pure core (masnaa.domain, masnaa.scheduler) and the twin's
-# event loop (masnaa.sim.engine, holdings, limits) compiled by mypyc.
+# event loop (masnaa.sim.engine, fit, holdings, limits) compiled by mypyc.
 #
 #   bash scripts/build-compiled.sh [OUT]        # OUT defaults to build/compiled
 #

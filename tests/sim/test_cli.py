@@ -338,8 +338,9 @@ def test_a_synthetic_trace_is_made_for_the_load_it_is_replayed_at(tmp_path: Path
 @pytest.mark.parametrize(
     ("extra", "words"),
     [
-        (["--gpus", "0"], "--gpus must be a positive number of GPUs, got 0"),
-        (["--load", "0"], "--load must be > 0, got 0.0"),  # not taken for the default
+        (["--gpus", "0"], "--gpus must be a positive number of GPUs of at most 100,000 (the "
+                          "largest cluster the twin builds), got 0"),
+        (["--load", "0"], "--load must be a finite number > 0, got 0.0"),  # not the default
         (["--load", "0.5", "--gpus", "64"], "give either --load or --gpus"),
     ],
 )

@@ -49,7 +49,7 @@ def test_every_module_of_the_pure_core_and_the_twins_loop_is_compiled_and_nothin
     assert [m for m in ["masnaa.domain", "masnaa.scheduler", *core] if not _compiled(m)] == []
     # The twin's event loop and its bookkeeping are compiled too (setup.py); the rest of
     # the twin, and the service, stay Python.
-    twin = ["masnaa.sim.engine", "masnaa.sim.holdings", "masnaa.sim.limits"]
+    twin = ["masnaa.sim.engine", "masnaa.sim.fit", "masnaa.sim.holdings", "masnaa.sim.limits"]
     assert [m for m in twin if not _compiled(m)] == []
     others = ["masnaa.sim.records", "masnaa.sim.timeline", "masnaa.sim.metrics", "masnaa.service"]
     assert [m for m in others if _compiled(m)] == []

@@ -73,6 +73,40 @@ def test_las_preempts_a_long_job_for_a_short_one_and_charges_lost_work() -> None
     assert r.lost_gpu_seconds == pytest.approx((10_120 - 9_000) * 8)
 
 
+@pytest.mark.parametrize("runtime,end,killed,work", [
+    # Its second run starts at 4,220 and may last 15,000 s: killed at 19,220, having
+    # done 3,600 s saved + 14,940 s after its 60 s reload.
+    (20_000, 19_220.0, 1, 18_540.0),
+    # 12,400 s still to do after the restart fit in the second run: not killed, though
+    # its two runs together outlast the limit.
+    (16_000, 16_680.0, 0, 16_000.0),
+])
+def test_a_requested_limit_applies_afresh_to_each_run(
+    runtime: int, end: float, killed: int, work: float,
+) -> None:
+    # A (limit 15,000 s) is stopped by B at 4,000 (grace 120 s) having saved 3,600 s;
+    # B runs 4,120 → 4,220. The scheduler is told each run ends by start + limit, and
+    # the engine ends it there too (docs/twin.md, "Time limits").
+    r = run(trace((0, runtime, 8, "a", 15_000), (4_000, 100, 8, "a", 200)), policy="las")
+    assert r.preemptions == 1 and r.end[0] == end
+    assert r.killed_at_limit == killed and r.work[0] == work
+    s = summarize(r)
+    assert s["bounds"]["hold"] and s["jobs"]["killed_at_limit"] == killed
+
+
+def test_gpu_hours_lost_are_the_stopped_runs_held_and_not_saved() -> None:
+    # docs/twin.md, "Metrics": A's first run held 0 → 4,120 and saved 3,600 s, so 520 s
+    # × 8 GPUs are lost (the reload it would have had is part of a stopped run's loss).
+    # The reload of A's second run, which completed, is no loss: busy − useful counts
+    # it beside the loss.
+    r = run(trace((0, 20_000, 8, "a"), (4_000, 100, 8, "b")), policy="las")
+    assert r.lost_gpu_seconds == pytest.approx(520 * 8)
+    s = summarize(r)
+    span_cap = 8 * s["makespan"]
+    held_not_useful = (s["busy_utilisation"] - s["utilisation"]) * span_cap
+    assert held_not_useful == pytest.approx(r.lost_gpu_seconds + 60 * 8)
+
+
 def test_each_job_counts_its_preemptions() -> None:
     # As above, and a third job at 50,000 stops A again: A was preempted twice.
     r = run(trace((0, 100_000, 8, "a"), (10_000, 100, 8, "b"), (50_000, 100, 8, "c")),

@@ -8,19 +8,23 @@ from pathlib import Path
 import pytest
 from twin_builders import trace
 
+from masnaa.domain import Cluster
 from masnaa.sim.compare import compare
 from masnaa.sim.engine import DONE, Engine
 from masnaa.sim.errors import SimError
 from masnaa.sim.loaders import TraceSource, load_trace
 from masnaa.sim.records import EngineConfig
 from masnaa.sim.shape import (
+    Sizing,
     apportion,
     build_cluster,
     entitlement,
     load_factor,
+    served,
     size_for,
     tenancy,
 )
+from masnaa.sim.trace import Trace, TraceBuilder
 
 
 def test_load_factor_and_sizing() -> None:
@@ -155,3 +159,41 @@ def test_no_job_is_rejected_for_how_the_nodes_were_split(
     for node in build_cluster(t, 2).nodes:
         pools[node.site, node.gpu_type] = pools.get((node.site, node.gpu_type), 0) + 1
     assert max(pools.values()) < 4
+
+
+def _alternating(big: bool) -> Trace:
+    b = TraceBuilder("rej")
+    if big:  # one job no cluster of 32 GPUs can hold
+        b.add(submit=0, runtime=360_000, gpus=64, tenant="b", job_id="big")
+    for k in range(24):
+        b.add(submit=300 * k, runtime=3600, gpus=8, tenant="ab"[k % 2], job_id=f"j{k}")
+    return b.build()
+
+
+def test_a_job_too_large_for_the_cluster_defines_no_share_quota_or_load() -> None:
+    # The audit's rej_with.csv, small: the rejected 64-GPU job of b must not raise b's
+    # share (and masnaa quota), the load factor or the peak demand, nor change how the
+    # other jobs are replayed; it is rejected and counted.
+    docs = [compare(_alternating(big), ["masnaa", "fifo-backfill"], Sizing(4, 32),
+                    EngineConfig()) for big in (False, True)]
+    without, with_big = docs
+    assert with_big["trace"]["too_large_jobs"] == 1 and without["trace"]["too_large_jobs"] == 0
+    for key in ("offered_gpu_hours", "peak_demand_gpus"):
+        assert with_big["trace"][key] == without["trace"][key]
+    assert with_big["cluster"]["load_factor"] == without["cluster"]["load_factor"]
+    for p, q in zip(without["policies"], with_big["policies"], strict=True):
+        assert q["jobs"]["rejected"] == {"too-large": 1} and p["jobs"]["rejected"] == {}
+        assert q["jct"] == p["jct"] and q["fairness"]["jain"] == p["fairness"]["jain"]
+        shares = {t["tenant"]: t["entitled_share"] for t in q["fairness"]["tenants"]}
+        assert shares == {"a": 0.5, "b": 0.5}
+        assert [t["fair_ratio"] for t in q["fairness"]["tenants"]] == [
+            t["fair_ratio"] for t in p["fairness"]["tenants"]]
+
+
+def test_served_keeps_the_jobs_the_cluster_can_hold() -> None:
+    t = _alternating(True)
+    assert served(t, Cluster.uniform(8)) is t
+    small = served(t, Cluster.uniform(4))
+    assert len(small) == 24 and "big" not in small.ids
+    _, quotas = tenancy(t, Cluster.uniform(4))
+    assert {q.tenant: q.nominal for q in quotas} == {"a": 16, "b": 16}

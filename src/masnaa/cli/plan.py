@@ -14,6 +14,7 @@ misses a target.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -47,6 +48,7 @@ def plan(
     jobs: opts.JobsOpt = 10_000,
     seed: opts.SeedOpt = 0,
     tenants: opts.TenantsOpt = 12,
+    timezone: opts.TimezoneOpt = "UTC",
     lenient: opts.LenientOpt = False,
     checkpoint_interval: opts.CheckpointOpt = 1800.0,
     restart_overhead: opts.RestartOpt = 60.0,
@@ -55,7 +57,11 @@ def plan(
     workers: Annotated[int | None, typer.Option(
         help="Cluster sizes replayed at once in each round of the search, each in its own "
         "process (default: one per CPU core).")] = None,
-    json_out: opts.JsonOpt = None,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Write the search to this JSON file: the targets, the sizes searched "
+        "and, per policy, each size replayed (GPUs, load factor, whether it met, rejected "
+        "jobs, each target's figure, utilisation, mean JCT, p99 queueing, preemptions) and "
+        "the answer. Not every metric: masnaa sim --gpus N --json gives those.")] = None,
     quiet: opts.QuietOpt = False,
 ) -> None:
     """Find the smallest cluster on which each policy meets delay targets, by replaying."""
@@ -65,7 +71,8 @@ def plan(
     from masnaa.sim.parallel import available_cpus
     from masnaa.sim.plan import default_bounds, parse_target
     from masnaa.sim.plan import plan as search
-    from masnaa.sim.report import write_json
+    from masnaa.sim.report import load_text, write_json
+    from masnaa.sim.shape import MAX_GPUS, check_gpus
 
     console = Console()
     err = Console(stderr=True)
@@ -77,15 +84,15 @@ def plan(
         if workers is not None:
             check_workers(workers)
         for name, value in (("--min-gpus", min_gpus), ("--max-gpus", max_gpus)):
-            if value is not None and value <= 0:
-                raise SimError("bad-option", f"{name} must be a positive number of GPUs")
+            if value is not None:
+                check_gpus(name, value)
         cfg = opts.engine_config(names, knob, checkpoint_interval, restart_overhead,
                                  pass_interval)
         gpn = cfg.gpus_per_node
         loaded = opts.load_sliced(
             trace, file, lenient=lenient, seed=seed, jobs=jobs, tenants=tenants,
             capacity_gpus=max_gpus or min_gpus or SYNTHETIC_GPUS, target_load=0.8,
-            start=start, days=days, limit=limit,
+            start=start, days=days, limit=limit, timezone=timezone,
         )
         if not len(loaded):
             raise SimError("bad-option", "the trace (after --start/--days/--limit) has no jobs")
@@ -95,6 +102,11 @@ def plan(
             low = math.ceil(min_gpus / gpn)
         if max_gpus is not None:
             high = math.ceil(max_gpus / gpn)
+        else:  # a mean load of 0.3 may ask for more than the twin builds
+            high = min(high, max(low, MAX_GPUS // gpn))
+        if low * gpn > MAX_GPUS:
+            raise SimError("bad-option", f"the smallest cluster to search ({low * gpn:,} GPUs) "
+                           f"is larger than the {MAX_GPUS:,} the twin builds; give a slice")
         if low > high:
             raise SimError(
                 "bad-option",
@@ -129,8 +141,8 @@ def plan(
             )
             continue
         console.print(
-            f"[bold]{answer['gpus']:,} GPUs[/bold] ({answer['gpus'] // gpn} nodes of {gpn}, load "
-            f"factor {answer['load_factor']:.2f}) is the smallest cluster on which {name} "
+            f"[bold]{answer['gpus']:,} GPUs[/bold] ({_nodes(answer['gpus'] // gpn)} of {gpn}, load "
+            f"factor {load_text(answer['load_factor'])}) is the smallest cluster on which {name} "
             f"meets {wanted}."
         )
         if answer["at_lower_bound"]:
@@ -146,7 +158,7 @@ def _table(doc: dict[str, Any], one: dict[str, Any]) -> Table:
     """One policy's probes, a row per size. Made to fit 80 columns with two targets:
     no node count (the answer's sentence gives it), rejections only where some size
     rejected a job, and headers of words that wrap rather than get cut short."""
-    from masnaa.sim.report import duration, percent
+    from masnaa.sim.report import duration, load_text, percent
 
     trace = doc["trace"]
     out = Table(title=f"{trace['name']}: {trace['jobs']:,} jobs under {one['policy']}, "
@@ -166,7 +178,7 @@ def _table(doc: dict[str, Any], one: dict[str, Any]) -> Table:
         out.add_column(name, justify="right")
     for p in one["probes"]:
         out.add_row(
-            f"{p['gpus']:,}", f"{p['load_factor']:.2f}",
+            f"{p['gpus']:,}", load_text(p["load_factor"]),
             *(duration(p["targets"][t]) for t in texts),
             "[green]yes[/green]" if p["meets"] else "[red]no[/red]",
             *((f"{p['rejected']:,}",) if rejections else ()),
@@ -174,6 +186,10 @@ def _table(doc: dict[str, Any], one: dict[str, Any]) -> Table:
         )
     out.caption = "load: the load factor; util.: utilisation (work); stops: preemptions"
     return out
+
+
+def _nodes(n: int) -> str:
+    return f"{n:,} node{'' if n == 1 else 's'}"
 
 
 def register(app: typer.Typer) -> None:

@@ -33,6 +33,9 @@ DaysOpt = Annotated[float | None, typer.Option(help="Replay only D days from --s
 JobsOpt = Annotated[int, typer.Option(help="synthetic: number of jobs.")]
 SeedOpt = Annotated[int, typer.Option(help="synthetic: random seed.")]
 TenantsOpt = Annotated[int, typer.Option(help="synthetic: number of tenants.")]
+TimezoneOpt = Annotated[str, typer.Option(
+    help="csv/sacct: the IANA time zone of date-times written without one, e.g. "
+    "Europe/Berlin (sacct prints local time; or run TZ=UTC sacct ...).")]
 LenientOpt = Annotated[bool, typer.Option(
     help="Skip malformed trace lines (counted and listed) instead of stopping.")]
 CheckpointOpt = Annotated[float, typer.Option(
@@ -89,6 +92,7 @@ def check_output(path: Path | None, option: str, *, directory: bool = False) -> 
 def load_sliced(
     name: str, file: Path | None, *, lenient: bool, seed: int, jobs: int, tenants: int,
     capacity_gpus: int, target_load: float, start: float, days: float | None, limit: int | None,
+    timezone: str = "UTC",
 ) -> Trace:
     """The trace ``--trace`` names, cut to ``--start``/``--days``/``--limit``."""
     from masnaa.sim.loaders import TraceSource, load_trace
@@ -96,6 +100,7 @@ def load_sliced(
     source = TraceSource(
         path=file, lenient=lenient, seed=seed, jobs=jobs,
         capacity_gpus=capacity_gpus, target_load=target_load, tenants=tenants,
+        timezone=timezone,
     )
     loaded = load_trace(name, source)
     if start or days is not None or limit is not None:
@@ -135,7 +140,10 @@ IGNORED_WHY = {
     "job-step": "job steps (parts of a job)",
     "unfinished": "unfinished when the history was taken",
     "never-started": "never started",
+    "no-runtime": "started but ran for no measurable time",
     "cpu-only": "without GPUs",
+    "het-job-mixed": "heterogeneous jobs whose components differ in GPUs per node, GPU type "
+    "or account (no one gang expresses them)",
 }
 """How ``warn_skipped`` names each ``Trace.ignored`` reason (the loaders' docstrings
 define them)."""
@@ -153,6 +161,11 @@ def warn_skipped(err: Console, loaded: Trace) -> None:
             for reason, n in sorted(loaded.ignored.items(), key=lambda kv: -kv[1])
         )
         err.print(f"[yellow]note[/yellow]: not replayed: {parts}")
+    if loaded.notes.get("start-before-submit"):
+        n = loaded.notes["start-before-submit"]
+        err.print(f"[yellow]note[/yellow]: {n:,} job{'s' if n > 1 else ''} started before "
+                  "submitted, as written: replayed, with the recorded start unknown (was the "
+                  "history printed in another zone than --timezone? TZ=UTC sacct ... avoids it)")
 
 
 @contextmanager

@@ -34,6 +34,7 @@ from masnaa.cli.replay_options import (
     SeedOpt,
     StartOpt,
     TenantsOpt,
+    TimezoneOpt,
     TraceOpt,
     check_output,
     engine_config,
@@ -63,6 +64,7 @@ def sim(
     jobs: JobsOpt = 10_000,
     seed: SeedOpt = 0,
     tenants: TenantsOpt = 12,
+    timezone: TimezoneOpt = "UTC",
     lenient: LenientOpt = False,
     checkpoint_interval: CheckpointOpt = 1800.0,
     restart_overhead: RestartOpt = 60.0,
@@ -90,17 +92,17 @@ def sim(
     from masnaa.sim.loaders import SYNTHETIC_GPUS
     from masnaa.sim.parallel import available_cpus
     from masnaa.sim.report import roomy_note, spread_table, table, tenant_table, write_json
-    from masnaa.sim.shape import size_for
+    from masnaa.sim.shape import check_gpus, check_load, size_for
 
     console = Console()
     err = Console(stderr=True)
     names = [p.strip() for p in policy.split(",") if p.strip()]
     with input_errors(err):
         check_policies(names)
-        if gpus is not None and gpus <= 0:
-            raise SimError("bad-option", f"--gpus must be a positive number of GPUs, got {gpus}")
-        if load is not None and not load > 0:
-            raise SimError("bad-option", f"--load must be > 0, got {load}")
+        if gpus is not None:
+            check_gpus("--gpus", gpus)
+        if load is not None:
+            check_load(load)
         if load is not None and gpus is not None and trace != "synthetic":
             raise SimError(
                 "bad-option",
@@ -118,6 +120,7 @@ def sim(
         loaded = load_sliced(
             trace, file, lenient=lenient, seed=seed, jobs=jobs, tenants=tenants,
             capacity_gpus=capacity, target_load=target, start=start, days=days, limit=limit,
+            timezone=timezone,
         )
         # A synthetic trace with --gpus is made for and replayed on that cluster; without,
         # it is made for SYNTHETIC_GPUS and sized for the load like any trace.
@@ -137,6 +140,9 @@ def sim(
 
     console.print(table(doc))
     built = doc["cluster"]["gpus"]
+    if gpus is not None and sizing.gpus > gpus:
+        err.print(f"[yellow]note[/yellow]: {gpus:,} GPUs asked, {sizing.gpus:,} replayed: the "
+                  f"cluster is whole nodes of {cfg.gpus_per_node}")
     if built > sizing.gpus:
         err.print(
             f"[yellow]note[/yellow]: {sizing.gpus:,} GPUs asked, {built:,} replayed: each of "

@@ -18,7 +18,7 @@ from masnaa.sim.errors import SimError
 from masnaa.sim.parallel import Run, Setup, replay, run_parallel
 from masnaa.sim.recorded import recorded
 from masnaa.sim.records import EngineConfig
-from masnaa.sim.shape import Sizing, load_factor
+from masnaa.sim.shape import Sizing, load_factor, served
 from masnaa.sim.trace import Trace
 
 ProgressFactory = Callable[[str], Callable[[int, int], None]]
@@ -94,6 +94,9 @@ def compare(
                 bar(0, len(moved))
             results.append(replay(setup, world, run, moved, bar))
     summaries = results[: len(policies)]
+    # The workload figures are over the jobs the cluster can hold: one too large is
+    # rejected at arrival and counted (``too_large_jobs``), not offered.
+    held = served(trace, cluster, config.gpus_per_node)
     spread: dict[str, Any] | None = None
     if repeats > 1:
         spread = {
@@ -113,12 +116,14 @@ def compare(
             "name": trace.name,
             "jobs": len(trace),
             "span_days": trace.span / 86400,
-            "offered_gpu_hours": trace.offered_gpu_seconds() / 3600,
-            "peak_demand_gpus": trace.peak_demand(),
+            "offered_gpu_hours": held.offered_gpu_seconds() / 3600,
+            "peak_demand_gpus": held.peak_demand(),
+            "too_large_jobs": len(trace) - len(held),
             "tenants": len(trace.tenants),
             "skipped_lines": [{"line": s.line, "reason": s.reason} for s in trace.skipped[:100]],
             "skipped_count": len(trace.skipped),
             "ignored": trace.ignored,
+            "notes": trace.notes,
             "origin": trace.origin,
         },
         "cluster": {
@@ -129,7 +134,7 @@ def compare(
             "gpu_types": [t.name for t in cluster.gpu_types],
             # The cluster built, which may be larger than asked (one node per GPU type
             # at least: ``shape.apportion``).
-            "load_factor": load_factor(trace, cluster.total_gpus),
+            "load_factor": load_factor(held, cluster.total_gpus),
         },
         "policies": summaries,
     }

@@ -25,12 +25,13 @@ reasons only explain, never change what starts, and the twin does not read them.
 True runtimes live only here. ``Snapshot.oracle`` (a lazy mapping job id →
 true remaining seconds) is passed only when the policy declares ``oracle``.
 
-Time limits: a trace's requested limit is the job's ``time_limit`` and the job
-is killed when it reaches it (its work is cut there, counted in
-``killed_at_limit``). Without one, the limit is a planning estimate from the
-tenant's completed jobs (``LimitEstimator``); a job that outruns it is not
-killed: at its expected end the engine doubles the time it has run so far as
-the new expected end (``update_expected_end``), so the reservations that
+Time limits: a trace's requested limit is the job's ``time_limit``, per run as in
+Slurm and the live service: each run, restarts included, may last that long from
+its own start (reload time included), and a run that reaches it kills the job (its
+work is cut there, counted in ``killed_at_limit``). Without one, the limit is a
+planning estimate from the tenant's completed jobs (``LimitEstimator``); a job that
+outruns it is not killed: at its expected end the engine doubles the time it has run
+so far as the new expected end (``update_expected_end``), so the reservations that
 leaned on it are recomputed at the next pass.
 
 Invariants, checked on every start and release (a violation raises
@@ -76,6 +77,7 @@ from masnaa.scheduler.decision import Decision, WaitCode
 from masnaa.scheduler.memo import PassMemo
 from masnaa.sim.build import core_build
 from masnaa.sim.errors import InvariantViolation, SimError
+from masnaa.sim.fit import Pools
 from masnaa.sim.holdings import Holdings
 from masnaa.sim.limits import LimitEstimator
 from masnaa.sim.records import EngineConfig, RunResult
@@ -110,7 +112,9 @@ class _Oracle(Mapping[str, float]):
             return max(0.0, e.end_at[i] - e.now)
         if st == PENDING:
             overhead = e.cfg.restart_overhead if e.attempts[i] else 0.0
-            return float(e.work[i] - e.progress[i] + overhead)
+            rest = float(e.work[i] - e.progress[i] + overhead)
+            limit = e.limit_col[i]
+            return rest if math.isnan(limit) else min(rest, limit)  # a run ends at its limit
         raise KeyError(job_id)
 
     def __iter__(self) -> Iterator[str]:
@@ -145,6 +149,7 @@ class Engine:
                 "unknown-policy",
                 f"unknown policy {config.policy!r}; valid policies: {', '.join(sorted(POLICIES))}",
             )
+        trace.check_replayable()
         self.cfg = config
         self.trace = trace
         self.cluster = cluster
@@ -175,14 +180,10 @@ class Engine:
 
         # Trace columns as Python containers: element access on NumPy arrays is slow.
         self.submit = array("d", trace.submit.tolist())
-        self.work = array("d", trace.work().tolist())
+        # The work each job does: its runtime, until a run is killed at its limit.
+        self.work = array("d", trace.runtime.tolist())
         self.limit_col = trace.time_limit.tolist()
-        self.killed = bytearray(
-            [
-                1 if (not math.isnan(lim) and rt > lim) else 0
-                for rt, lim in zip(trace.runtime.tolist(), self.limit_col, strict=True)
-            ]
-        )
+        self.killing = bytearray(n)  # the current run ends at the job's requested limit
         self.gpus_col = array("q", trace.gpus.tolist())
         self.tenant_col = array("q", trace.tenant.tolist())
         self.type_col = trace.gpu_type.tolist()
@@ -207,11 +208,7 @@ class Engine:
         self.holdings = Holdings(cluster)
         self.capacity = self.holdings.capacity
         self.all_types = tuple(t.name for t in cluster.gpu_types)
-        self.pool_cap: dict[tuple[str, str], tuple[int, int]] = {}
-        for node in cluster.nodes:
-            total, biggest = self.pool_cap.get((node.site, node.gpu_type), (0, 0))
-            self.pool_cap[(node.site, node.gpu_type)] = (
-                total + node.gpu_count, max(biggest, node.gpu_count))
+        self.pools = Pools(cluster)
 
         nt = len(trace.tenants)
         self.running_t = [0] * nt
@@ -292,6 +289,8 @@ class Engine:
             ta = submit[ptr] if ptr < n else INF
             te = heap[0][0] if heap else INF
             t = ta if ta < te else te
+            if t != t:  # NaN: every test against it is false, so the clock would stand still
+                raise SimError("bad-time", f"an event of the replay fell at {t} seconds")
             if t == INF:
                 if len(self.queue):  # the last events were stale: no pass stranded them
                     self._strand(self.now)
@@ -367,20 +366,12 @@ class Engine:
             id=str(i), tenant=tenant, project=tenant, tasks=tasks, gpus_per_task=per_task,
             gpu_types=types, time_limit=limit, submit_time=t, sites=sites,
         )
-        if not self._fits_somewhere(job):
+        if not self.pools.fits(job.total_gpus, job.gpus_per_task, types, sites):
             self._fail(i, WaitCode.TOO_LARGE.value)
             return
         self.status[i] = PENDING
         self.demand_t[k] += gpus
         self.queue.add(job, 0.0)
-
-    def _fits_somewhere(self, job: Job) -> bool:
-        for (site, gpu_type), (total, biggest) in self.pool_cap.items():
-            if gpu_type not in job.gpu_types or (job.sites is not None and site not in job.sites):
-                continue
-            if job.total_gpus <= total and job.gpus_per_task <= biggest:
-                return True
-        return False
 
     def _complete(self, i: int, t: float) -> None:
         running = self._release(i, t)
@@ -389,9 +380,10 @@ class Engine:
         self.done += 1
         k = self.tenant_col[i]
         self.demand_t[k] -= running.job.total_gpus
-        self.useful += self.work[i] * self.gpus_col[i]
-        if self.killed[i]:
+        if self.killing[i]:
             self.killed_at_limit += 1
+            self.work[i] = self.progress[i] + max(0.0, t - self.run_start[i] - self.run_overhead[i])
+        self.useful += self.work[i] * self.gpus_col[i]
         self.limits.completed(running.job.tenant, self.work[i])
 
     def _requeue(self, i: int, t: float) -> None:
@@ -499,6 +491,10 @@ class Engine:
             expected = t + overhead + max(job.time_limit - self.progress[i], 60.0)
         else:
             expected = t + job.time_limit  # a requested limit is per run, as in Slurm
+        # A run that would outlast its requested limit is killed there, ending the job.
+        self.killing[i] = not math.isnan(self.limit_col[i]) and expected < end
+        if self.killing[i]:
+            end = expected
         try:
             self.state.allocate(
                 # The run resumes from its last checkpoint once the restart is paid.

@@ -70,7 +70,7 @@ class Setup:
         and quotas on it."""
         size = self.nodes if nodes is None else nodes
         cluster = build_cluster(self.trace, size, gpus_per_node=self.config.gpus_per_node)
-        tenants, quotas = tenancy(self.trace, cluster)
+        tenants, quotas = tenancy(self.trace, cluster, self.config.gpus_per_node)
         return World(cluster, tenants, quotas)
 
 

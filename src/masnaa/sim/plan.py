@@ -33,7 +33,7 @@ from typing import Any
 from masnaa.sim.errors import SimError
 from masnaa.sim.parallel import Run, Setup, replay, run_parallel
 from masnaa.sim.records import EngineConfig
-from masnaa.sim.shape import load_factor
+from masnaa.sim.shape import build_cluster, load_factor, served
 from masnaa.sim.trace import Trace
 
 METRICS: dict[str, tuple[str, str]] = {
@@ -46,7 +46,8 @@ METRICS: dict[str, tuple[str, str]] = {
 }
 """Target name → where its value sits in a replay's summary (seconds)."""
 
-_UNITS = {"s": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+"""No ``m``: an operator may read it as months (or metres); minutes are ``min``."""
 _TARGET = re.compile(r"^\s*([a-z0-9-]+)\s*<=\s*([0-9]*\.?[0-9]+)\s*([a-z]*)\s*$")
 
 
@@ -259,7 +260,7 @@ def _policy_doc(
         rows.append({
             "nodes": n,
             "gpus": s["gpus"],  # the cluster built (``shape.apportion``)
-            "load_factor": load_factor(trace, s["gpus"]),
+            "load_factor": _load(trace, n, s, gpn),
             "meets": found.tried[n],
             "rejected": _rejected(s),
             "targets": {t.text: t.value(s) for t in targets},
@@ -274,7 +275,15 @@ def _policy_doc(
         answer = {
             "nodes": found.nodes,
             "gpus": probes[found.nodes]["gpus"],
-            "load_factor": load_factor(trace, probes[found.nodes]["gpus"]),
+            "load_factor": _load(trace, found.nodes, probes[found.nodes], gpn),
             "at_lower_bound": found.at_lower_bound,
         }
     return {"policy": policy, "probes": rows, "answer": answer}
+
+
+def _load(trace: Trace, nodes: int, summary: dict[str, Any], gpn: int) -> float:
+    """The load factor of the probe on ``nodes`` nodes, over the jobs that cluster can hold
+    (``shape.served``: a job too large for it is rejected, not offered)."""
+    if summary["jobs"]["rejected"].get("too-large"):
+        trace = served(trace, build_cluster(trace, nodes, gpus_per_node=gpn), gpn)
+    return load_factor(trace, summary["gpus"])

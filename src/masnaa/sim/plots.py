@@ -18,12 +18,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from masnaa.sim.report import load_text
+
 
 def write_plots(doc: dict[str, Any], directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     c = doc["cluster"]
-    title = f"{doc['trace']['name']}, {c['gpus']} GPUs, load {c['load_factor']:.2f}"
+    title = f"{doc['trace']['name']}, {c['gpus']} GPUs, load {load_text(c['load_factor'])}"
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     history = doc.get("recorded")

@@ -90,7 +90,7 @@ def table(doc: dict[str, Any]) -> Table:
     nodes = f"{c['nodes']:,} node{'' if c['nodes'] == 1 else 's'}"
     title = (
         f"{t['name']}: {jobs} over {duration(t['span_days'] * 86400)} on {c['gpus']:,} GPUs "
-        f"({nodes}) — load factor {c['load_factor']:.2f}"
+        f"({nodes}) — load factor {load_text(c['load_factor'])}"
     )
     out = Table(title=title)
     out.add_column("metric", style="bold")
@@ -105,6 +105,12 @@ def table(doc: dict[str, Any]) -> Table:
             cells.append(_recorded_cell(fn, history))
         out.add_row(name, *cells)
     return out
+
+
+def load_text(load: float | None) -> str:
+    """A load factor for a table: ``—`` where it has no value (``None`` in the JSON, infinite
+    here: every job submitted at one instant, so the span is zero)."""
+    return "—" if load is None or not math.isfinite(load) else f"{load:.2f}"
 
 
 def roomy_note(doc: dict[str, Any]) -> str | None:

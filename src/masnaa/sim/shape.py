@@ -9,7 +9,12 @@ Terms:
 - **entitled share** of a tenant = its offered GPU-seconds ÷ all offered
   GPU-seconds (a tenant is entitled to the fraction of the factory its demand
   is of the whole). Its quota at each (site, GPU type) pool is that fraction of
-  the pool, rounded down, with unlimited borrowing of idle GPUs.
+  the pool, rounded down, with unlimited borrowing of idle GPUs;
+- **served** jobs: those the built cluster can hold at all (``fit``). A job larger
+  than every pool it may use is rejected at arrival (``too-large``) and counted, and
+  it is no part of the workload the cluster serves: entitlement, quotas, the load
+  factor and the peak demand are over the served jobs only (``served``), so one
+  impossible job cannot raise its tenant's quota or the load a report shows.
 
 The cluster is whole nodes of ``gpus_per_node`` GPUs (``Cluster.uniform``:
 NVLink domain = one node, 32 nodes per leaf switch). A trace naming GPU types
@@ -30,9 +35,16 @@ import numpy as np
 
 from masnaa.domain import Cluster, Quota, Tenant
 from masnaa.sim.errors import SimError
+from masnaa.sim.fit import Pools
 from masnaa.sim.trace import Trace, job_shape
 
 DEFAULT_GPU_TYPE = "h100-sxm-80gb"
+MAX_GPUS = 100_000
+"""The largest cluster the twin builds: ten times the 10,000-GPU factory it is made and
+measured for, about the largest single GPU clusters built today. Every node is an
+object with its own bookkeeping: 100,000 GPUs build in a fraction of a second, while
+1,000,000 took 4 s and 2.3 GB before the first event (over the twin's 2 GB target),
+and a mistyped 99,999,999,999 would never finish building."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +56,30 @@ class Sizing:
     gpus: int
 
 
+def served(trace: Trace, cluster: Cluster, gpus_per_node: int = 8) -> Trace:
+    """The jobs of ``trace`` that fit ``cluster`` (``fit.Pools``, the engine's own rule),
+    rebased to the first of them; ``trace`` itself when every job fits."""
+    pools = Pools(cluster)
+    all_types = tuple(t.name for t in cluster.gpu_types)
+    shapes: dict[tuple[int, int, int, tuple[str, ...] | None], bool] = {}
+    keep = np.ones(len(trace), dtype=bool)
+    row_sites = trace.sites or [None] * len(trace)
+    for k, (gpus, tasks, ti, sites) in enumerate(zip(
+        trace.gpus.tolist(), trace.tasks.tolist(), trace.gpu_type.tolist(), row_sites,
+        strict=True,
+    )):
+        key = (gpus, tasks, ti, sites)
+        fits = shapes.get(key)
+        if fits is None:
+            n, per = job_shape(gpus, tasks, gpus_per_node)
+            types = (trace.gpu_types[ti],) if ti >= 0 else all_types
+            fits = shapes[key] = pools.fits(n * per, per, types, sites)
+        keep[k] = fits
+    return trace if keep.all() else trace.take(np.nonzero(keep)[0])
+
+
 def load_factor(trace: Trace, gpus: int) -> float:
+    """Offered GPU-seconds ÷ (``gpus`` × span); give it the ``served`` jobs."""
     span = trace.span
     return trace.offered_gpu_seconds() / (gpus * span) if span > 0 and gpus > 0 else math.inf
 
@@ -62,13 +97,11 @@ def size_for(
     if (load is None) == (gpus is None):
         raise SimError("bad-option", "give exactly one of --load or --gpus")
     if gpus is not None:
-        if gpus <= 0:
-            raise SimError("bad-option", f"--gpus must be positive, got {gpus}")
+        check_gpus("--gpus", gpus)
         nodes = math.ceil(gpus / gpus_per_node)
     else:
         assert load is not None
-        if not load > 0:
-            raise SimError("bad-option", f"--load must be > 0, got {load}")
+        check_load(load)
         if trace.span <= 0:
             raise SimError(
                 "bad-option", "--load needs a trace spanning more than one instant; use --gpus"
@@ -77,7 +110,26 @@ def size_for(
         if len(trace):
             nodes = max(nodes, math.ceil(int(trace.gpus.max()) / gpus_per_node))
     total = nodes * gpus_per_node
+    if total > MAX_GPUS:
+        raise SimError(
+            "bad-option", f"a mean load of {load:g} needs {total:,} GPUs, more than the "
+            f"{MAX_GPUS:,} the twin builds; give a higher --load or a slice of the trace",
+        )
     return Sizing(nodes=nodes, gpus=total)
+
+
+def check_gpus(option: str, gpus: int) -> None:
+    """A cluster size in GPUs the twin can build: ``SimError`` ``bad-option`` unless
+    1 ≤ ``gpus`` ≤ ``MAX_GPUS``."""
+    if not 0 < gpus <= MAX_GPUS:
+        raise SimError("bad-option", f"{option} must be a positive number of GPUs of at most "
+                       f"{MAX_GPUS:,} (the largest cluster the twin builds), got {gpus:,}")
+
+
+def check_load(load: float) -> None:
+    """A mean load factor: finite and > 0 (``inf`` would size the smallest cluster)."""
+    if not 0 < load < math.inf:
+        raise SimError("bad-option", f"--load must be a finite number > 0, got {load}")
 
 
 def build_cluster(trace: Trace, nodes: int, *, gpus_per_node: int = 8) -> Cluster:
@@ -170,9 +222,12 @@ def entitlement(trace: Trace) -> dict[str, float]:
             for i, t in enumerate(trace.tenants)}
 
 
-def tenancy(trace: Trace, cluster: Cluster) -> tuple[tuple[Tenant, ...], tuple[Quota, ...]]:
-    """Tenants weighted by entitled share, and a quota per tenant × pool."""
-    shares = entitlement(trace)
+def tenancy(
+    trace: Trace, cluster: Cluster, gpus_per_node: int = 8,
+) -> tuple[tuple[Tenant, ...], tuple[Quota, ...]]:
+    """Tenants weighted by entitled share over the jobs ``cluster`` serves (a tenant all
+    of whose jobs are too large has share 0), and a quota per tenant × pool."""
+    shares = entitlement(served(trace, cluster, gpus_per_node))
     tenants = tuple(Tenant(name, share=share) for name, share in shares.items())
     pools: dict[tuple[str, str], int] = {}
     for node in cluster.nodes:

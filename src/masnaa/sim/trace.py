@@ -63,6 +63,9 @@ class Trace:
     skipped: list[SkippedLine] = field(default_factory=list)
     ignored: dict[str, int] = field(default_factory=dict)
     """Well-formed rows that are not GPU jobs to replay, by reason (e.g. CPU-only)."""
+    notes: dict[str, int] = field(default_factory=dict)
+    """Rows replayed with a field taken as unknown, by reason (e.g. a recorded start
+    before the submit time)."""
     origin: str | None = None
     """Wall-clock time of ``submit == 0`` where the trace has one (ISO 8601)."""
     started: FloatArray | None = None
@@ -75,6 +78,25 @@ class Trace:
     def span(self) -> float:
         """Seconds from the first submission to the last."""
         return float(self.submit[-1] - self.submit[0]) if len(self) else 0.0
+
+    def check_replayable(self) -> None:
+        """Raise ``TraceError`` unless every submit time is finite, every runtime finite
+        and > 0, and every limit NaN (none) or finite and > 0. The loaders refuse such
+        lines already; this guards traces made in code, since a NaN event time would
+        stop the engine's clock (no comparison with it is ever true) for ever."""
+        limits = self.time_limit[~np.isnan(self.time_limit)]
+        bad = [
+            name for name, ok in (
+                ("submit times", np.isfinite(self.submit).all()),
+                ("runtimes", (np.isfinite(self.runtime) & (self.runtime > 0)).all()),
+                ("time limits", (np.isfinite(limits) & (limits > 0)).all()),
+            ) if not ok
+        ]
+        if bad:
+            raise TraceError(
+                "bad-trace", f"trace {self.name!r} has {' and '.join(bad)} that are not finite "
+                "positive numbers; the twin cannot replay them"
+            )
 
     def work(self) -> FloatArray:
         """Seconds of work each job does: its runtime, cut at its limit where it has one."""
@@ -125,6 +147,7 @@ class Trace:
             sites=[self.sites[int(i)] for i in rows] if self.sites is not None else None,
             skipped=list(self.skipped),
             ignored=dict(self.ignored),
+            notes=dict(self.notes),
             origin=self.origin,
             started=None if self.started is None else self.started[rows] - base,
         )
@@ -189,6 +212,7 @@ class TraceBuilder:
         self._type_index: dict[str, int] = {}
         self.skipped: list[SkippedLine] = []
         self.ignored: dict[str, int] = {}
+        self.notes: dict[str, int] = {}
 
     def add(
         self,
@@ -225,8 +249,13 @@ class TraceBuilder:
     def skip(self, line: int, reason: str) -> None:
         self.skipped.append(SkippedLine(line, reason))
 
-    def ignore(self, reason: str) -> None:
-        self.ignored[reason] = self.ignored.get(reason, 0) + 1
+    def ignore(self, reason: str, jobs: int = 1) -> None:
+        """Count ``jobs`` well-formed jobs left out of the replay for ``reason``."""
+        self.ignored[reason] = self.ignored.get(reason, 0) + jobs
+
+    def note(self, reason: str) -> None:
+        """Count a replayed row with a field taken as unknown for ``reason``."""
+        self.notes[reason] = self.notes.get(reason, 0) + 1
 
     def build(self, origin: str | None = None) -> Trace:
         if not self._submit:
@@ -262,6 +291,7 @@ class TraceBuilder:
             sites=[self._sites[int(i)] for i in order] if self._any_sites else None,
             skipped=self.skipped,
             ignored=self.ignored,
+            notes=self.notes,
             origin=origin,
             started=(
                 np.asarray(self._started, dtype=np.float64)[order] - base

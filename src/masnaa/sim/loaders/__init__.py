@@ -38,6 +38,9 @@ class TraceSource:
     target_load: float = 0.8
     """Synthetic: offered load on ``capacity_gpus`` the arrival rate aims at."""
     tenants: int = 12
+    timezone: str = "UTC"
+    """File loaders that read date-times (``csv``, ``sacct``): the IANA zone of those
+    without one, i.e. the zone the file was written in (sacct prints local time)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,8 @@ class Loader:
     needs_file: bool = True
     reads_file: bool = True
     """False for a generator: a file given to it would be silently ignored."""
+    zoned: bool = False
+    """True where the format has date-times without a zone, read in ``timezone``."""
 
 
 LOADERS: dict[str, Loader] = {}
@@ -74,6 +79,11 @@ def load_trace(name: str, source: TraceSource) -> Trace:
         raise TraceError(
             "bad-option", f"trace {name!r} reads no file; drop --file, or name a file trace "
             f"({', '.join(sorted(n for n, x in LOADERS.items() if x.reads_file))})"
+        )
+    if source.timezone != "UTC" and not loader.zoned:
+        raise TraceError(
+            "bad-option", f"trace {name!r} has no date-times without a zone; --timezone is for "
+            f"{', '.join(sorted(n for n, x in LOADERS.items() if x.zoned))}"
         )
     if source.path is not None and not source.path.is_file():
         raise TraceError("trace-file-missing", f"no such trace file: {source.path}")

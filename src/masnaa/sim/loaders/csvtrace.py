@@ -2,8 +2,10 @@
 
 Header row required; columns in any order, names exact:
 
-- ``submit_time`` (required): seconds, or an ISO 8601 date-time;
-- ``runtime`` (required): seconds the job ran (> 0);
+- ``submit_time`` (required): seconds, or an ISO 8601 date-time (one without a
+  zone is read in ``TraceSource.timezone``, ``--timezone``, default UTC);
+- ``runtime`` (required): seconds the job ran (> 0, at most 10 years:
+  ``fields.MAX_DURATION``);
 - ``gpus`` (required): GPUs of the whole job (≥ 1; rows with 0 are counted as
   CPU-only and ignored);
 - ``tenant`` (required): who submitted it;
@@ -11,7 +13,8 @@ Header row required; columns in any order, names exact:
   (the twin then derives an estimate). A job whose runtime exceeds its limit
   is killed at the limit, as a real cluster would;
 - ``gpu_type`` (optional): the GPU type it ran on or asked for;
-- ``nodes`` (optional): how many nodes (tasks) the gang spans;
+- ``nodes`` (optional): how many nodes (tasks) the gang spans; it must divide
+  ``gpus`` (a gang has the same GPUs on each node);
 - ``job_id`` (optional): shown in reports;
 - ``sites`` (optional): ``;``-separated sites the job may run at;
 - ``start_time`` (optional): when the job started on the cluster the trace
@@ -27,7 +30,7 @@ import io
 
 from masnaa.sim.errors import TraceError
 from masnaa.sim.loaders import Loader, TraceSource, register
-from masnaa.sim.loaders.fields import count, instant, positive, read_text
+from masnaa.sim.loaders.fields import count, duration, instant, read_text, zone
 from masnaa.sim.trace import Trace, TraceBuilder
 
 REQUIRED = ("submit_time", "runtime", "gpus", "tenant")
@@ -36,6 +39,7 @@ OPTIONAL = ("time_limit", "gpu_type", "nodes", "job_id", "sites", "start_time")
 
 def load(source: TraceSource) -> Trace:
     assert source.path is not None
+    tz = zone(source.timezone)
     b = TraceBuilder(source.path.stem)
     with io.StringIO(read_text(source.path), newline="") as f:
         reader = csv.reader(f)
@@ -66,19 +70,24 @@ def load(source: TraceSource) -> Trace:
                     raise TraceError(
                         "malformed-line", f"expected {len(header)} fields, got {len(row)}", line
                     )
-                submit = instant("submit_time", get(row, "submit_time"), line)
-                runtime = positive("runtime", get(row, "runtime"), line)
+                submit = instant("submit_time", get(row, "submit_time"), line, tz)
+                runtime = duration("runtime", get(row, "runtime"), line)
                 gpus = count("gpus", get(row, "gpus"), line)
                 tenant = get(row, "tenant")
                 if not tenant:
                     raise TraceError("malformed-line", "tenant is empty", line)
                 raw_limit = get(row, "time_limit")
-                limit = positive("time_limit", raw_limit, line) if raw_limit else None
+                limit = duration("time_limit", raw_limit, line) if raw_limit else None
                 raw_nodes = get(row, "nodes")
                 nodes = count("nodes", raw_nodes, line) if raw_nodes else 0
+                if nodes and gpus % nodes:
+                    raise TraceError(
+                        "malformed-line", f"{gpus} GPUs do not divide over {nodes} nodes: a "
+                        "gang is nodes × the same GPUs on each", line,
+                    )
                 sites = [s.strip() for s in get(row, "sites").split(";") if s.strip()]
                 raw_start = get(row, "start_time")
-                started = instant("start_time", raw_start, line) if raw_start else None
+                started = instant("start_time", raw_start, line, tz) if raw_start else None
                 if started is not None and started < submit:
                     raise TraceError(
                         "malformed-line",
@@ -110,4 +119,4 @@ def load(source: TraceSource) -> Trace:
 
 
 register(Loader("csv", "generic CSV: submit_time,runtime,gpus,tenant[,time_limit,gpu_type,...]",
-                load))
+                load, zoned=True))

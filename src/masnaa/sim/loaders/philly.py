@@ -18,7 +18,7 @@ from typing import TextIO
 
 from masnaa.sim.errors import TraceError
 from masnaa.sim.loaders import Loader, TraceSource, register
-from masnaa.sim.loaders.fields import count, decode, positive, read_text
+from masnaa.sim.loaders.fields import count, decode, duration, read_text
 from masnaa.sim.trace import Trace, TraceBuilder
 
 COLUMNS = ("timestamp", "duration", "num_gpus", "gpu_time", "cluster")
@@ -60,7 +60,7 @@ def load(source: TraceSource) -> Trace:
                         f"timestamp {row[0]!r} is not a date-time like 2017-10-09 07:01:55",
                         line,
                     ) from None
-                runtime = positive("duration", row[1], line)
+                runtime = duration("duration", row[1], line)
                 gpus = count("num_gpus", row[2], line)
                 if gpus == 0:
                     raise TraceError("malformed-line", "num_gpus must be ≥ 1, got 0", line)
