@@ -219,3 +219,11 @@ def test_the_series_end_with_the_last_job() -> None:
     assert s["makespan"] == 1100.0
     bins = len(s["series"]["utilisation"])
     assert bins * s["series"]["bin_seconds"] < s["makespan"] + s["series"]["bin_seconds"]
+
+
+def test_the_series_end_with_the_last_job_even_when_a_rejected_one_arrives_later() -> None:
+    # The 16-GPU job cannot run on one 8-GPU node; it arrives at 3 s, two seconds after
+    # the only job that ran ended. The clock went there; the series must not.
+    s = summarize(run(trace((0, 1, 1, "a"), (3, 1, 16, "a")), nodes=1, policy="fifo"))
+    assert s["makespan"] == 1.0
+    assert len(s["series"]["utilisation"]) * s["series"]["bin_seconds"] <= 1.0

@@ -580,7 +580,7 @@ class Engine:
             wall_seconds=wall,
             core=core_build(),
             invariant_checks=self.holdings.checks,
-            timeline=self.timeline.finish(),
+            timeline=self.timeline.finish(max((e for e in self.finish if e == e), default=0.0)),
             skipped_lines=len(self.trace.skipped),
             config={
                 "checkpoint_interval": self.cfg.checkpoint_interval,

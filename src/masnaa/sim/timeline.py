@@ -27,6 +27,7 @@ boundaries by the engine (``sample``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -181,8 +182,15 @@ class Timeline:
         np.add.at(self._busy, bins, held.sum(axis=1))
         np.add.at(self._tenant_bins, bins, held)
 
-    def finish(self) -> TimelineResult:
+    def finish(self, until: float | None = None) -> TimelineResult:
+        """The series; ``until``: the makespan, past which the clock may have run (a job
+        rejected after every other ended still arrived) with nothing to record."""
         self._flush()
+        if until is not None:
+            keep = max(1, math.ceil(until / self.bin_width))
+            self._busy = self._busy[:keep]
+            self._tenant_bins = self._tenant_bins[:keep]
+            self.samples = [s for s in self.samples if s[0] <= until]
         return TimelineResult(
             bin_width=self.bin_width,
             busy=self._busy,
