@@ -191,17 +191,12 @@ class _Supervisor:
 def _spawn(spec: dict[str, Any], out: Any, err: Any) -> subprocess.Popen[bytes]:
     """Start the job: as this process's user, or as its account (``run_as``)."""
     account = spec.get("run_as")
+    common: dict[str, Any] = {
+        "env": spec["env"], "stdin": subprocess.DEVNULL, "stdout": out, "stderr": err,
+        "start_new_session": True, "close_fds": True,
+    }
     if not isinstance(account, dict):
-        return subprocess.Popen(
-            spec["argv"],
-            cwd=spec["workdir"],
-            env=spec["env"],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-            close_fds=True,
-        )
+        return subprocess.Popen(spec["argv"], cwd=spec["workdir"], **common)
     argv = list(spec["argv"])
     passed: tuple[int, ...] = ()
     script = spec.get("script")
@@ -218,12 +213,7 @@ def _spawn(spec: dict[str, Any], out: Any, err: Any) -> subprocess.Popen[bytes]:
         # (real, effective and saved: no way back); ``_enter`` runs after that.
         return subprocess.Popen(
             argv,
-            env=spec["env"],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-            close_fds=True,
+            **common,
             pass_fds=passed,
             user=int(account["uid"]),
             group=int(account["gid"]),

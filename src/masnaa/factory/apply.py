@@ -158,12 +158,7 @@ def apply_factory(session: Session, spec: FactorySpec, *, now: float | None = No
         else:
             wanted.pop(t.name, None)
     if wanted != prefs:
-        if prefs_row is None:
-            session.add(m.ServiceState(key=PREFERENCES_KEY, value=wanted, updated_at=now))
-            report.created["site preferences"] += 1
-        else:
-            prefs_row.value, prefs_row.updated_at = wanted, now
-            report.updated["site preferences"] += 1
+        _put_state(session, report, prefs_row, PREFERENCES_KEY, wanted, "site preferences", now)
 
     _apply_unix_users(session, report, spec, now)
 
@@ -225,9 +220,17 @@ def _apply_unix_users(session: Session, report: ApplyReport, spec: FactorySpec, 
     wanted = {"default": spec.default_unix_user, "tenants": tenants}
     if wanted == known or (row is None and not spec.default_unix_user and not tenants):
         return
+    _put_state(session, report, row, UNIX_USERS_KEY, wanted, "unix users", now)
+
+
+def _put_state(
+    session: Session, report: ApplyReport, row: m.ServiceState | None, key: str,
+    value: Any, label: str, now: float,
+) -> None:
+    """Store a declared setting kept in ``service_state``, counting it as made or changed."""
     if row is None:
-        session.add(m.ServiceState(key=UNIX_USERS_KEY, value=wanted, updated_at=now))
-        report.created["unix users"] += 1
+        session.add(m.ServiceState(key=key, value=value, updated_at=now))
+        report.created[label] += 1
     else:
-        row.value, row.updated_at = wanted, now
-        report.updated["unix users"] += 1
+        row.value, row.updated_at = value, now
+        report.updated[label] += 1
