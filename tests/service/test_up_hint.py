@@ -114,3 +114,45 @@ def test_a_start_refused_by_a_running_loop_changes_nothing(tmp_path: Path) -> No
             assert s.scalars(select(m.Tenant.name)).all() == []
     finally:
         engine.dispose()
+
+
+def test_a_start_without_the_file_keeps_the_factory_the_file_declared(tmp_path: Path) -> None:
+    import pytest
+    import typer
+    from sqlalchemy import delete, select
+
+    from masnaa.factory import source
+    from masnaa.store import models as m
+    from masnaa.store.db import session_factory
+
+    factory = tmp_path / "factory.toml"
+    factory.write_text(EXAMPLE.read_text().replace(
+        "[[sites]]", 'default_unix_user = "nobody"\n\n[[sites]]', 1))
+    db_url = f"sqlite:///{tmp_path / 'masnaa.sqlite'}"
+    engine = make_engine(db_url)
+
+    def stored() -> tuple[list[str], dict[str, float], object]:
+        with session_factory(engine)() as s:
+            sites = sorted(s.scalars(select(m.Site.name)))
+            graces = {p.name: p.grace_seconds for p in s.scalars(select(m.PriorityClass))}
+            users = s.get(m.ServiceState, "tenant-unix-users")
+            return sites, graces, None if users is None else users.value
+
+    try:
+        upgrade(engine)
+        first = dict(url="http://127.0.0.1:1", db_url=db_url, home=tmp_path, virtual_gpus=None)
+        prepare(engine, factory=factory, **first)  # type: ignore[arg-type]
+        before = stored()
+        assert before[2] is not None and before[2]["default"] == "nobody"
+        again = prepare(engine, factory=None, **first)  # type: ignore[arg-type]
+        assert stored() == before  # no discovered site, classes and accounts as declared
+        assert str(factory.resolve()) in again.applied and "not applied again" in again.applied
+        with pytest.raises(typer.Exit):  # discovery is refused, not laid over the file's
+            prepare(engine, factory=None, **{**first, "virtual_gpus": "1x8"})  # type: ignore[arg-type]
+        # A home from before the source was recorded: declared, as its sites say.
+        with session_factory(engine)() as s, s.begin():
+            s.execute(delete(m.ServiceState).where(m.ServiceState.key == source.SOURCE_KEY))
+        prepare(engine, factory=None, **first)  # type: ignore[arg-type]
+        assert stored() == before
+    finally:
+        engine.dispose()

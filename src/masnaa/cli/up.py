@@ -111,13 +111,21 @@ def prepare(
 ) -> Prepared:
     """Apply the factory and bootstrap (idempotent) on a migrated database, which ``up``
     holds the lease of; ``publish`` writes the credentials."""
-    from masnaa.client.config import read_credentials
     from masnaa.discovery import discover
-    from masnaa.factory import FactoryError, apply_factory, from_inventory, load_factory
+    from masnaa.factory import FactoryError, apply_factory, from_inventory, load_factory, source
     from masnaa.factory.spec import check_unix_users
     from masnaa.service.tenancy import bootstrap
     from masnaa.store.db import session_factory
 
+    sessions = session_factory(engine)
+    if factory is None:
+        with sessions() as s:
+            declared = source.declared_file(s)
+        if declared is not None:  # a home declared from a file is the file's
+            if virtual_gpus:
+                raise _fail(f"this home's factory was declared in {declared}: give --factory "
+                            "to change it, not --virtual-gpus", "factory-declared")
+            return _as_declared(engine, db_url=db_url, home=home, url=url, declared=declared)
     if factory is not None:
         try:
             spec = load_factory(factory)
@@ -139,22 +147,40 @@ def prepare(
             check_unix_users(spec)
         except FactoryError as exc:
             raise _fail(str(exc), exc.code) from None
-    sessions = session_factory(engine)
     with sessions() as s, s.begin():
         report = apply_factory(s, spec)
+        source.record(s, None if factory is None else str(factory.resolve()))
         # A factory that declares its tenants gets no tenant it did not declare.
         boot = bootstrap(s, tenant=None if spec.tenants else "local")
         if factory is None:
             _default_quotas(s, boot.tenant)
         project = _first_of_several_projects(s)
-        token = boot.token.secret if boot.token is not None else None
-        if token is None:
-            try:
-                known = read_credentials(home)
-                token = known.token
-            except Exception:
-                token = None
+        token = boot.token.secret if boot.token is not None else _known_token(home)
     return Prepared(url, db_url, home, token, what, report.summary(), project)
+
+
+def _known_token(home: Path) -> str | None:
+    """The token the CLI already stores for this home, if it can be read."""
+    from masnaa.client.config import read_credentials
+
+    try:
+        return read_credentials(home).token
+    except Exception:
+        return None
+
+
+def _as_declared(engine: Engine, *, db_url: str, home: Path, url: str, declared: str) -> Prepared:
+    """``prepare`` for a home whose factory a file declared, started without it: the
+    stored factory is used as it is; nothing of this machine's is applied over it."""
+    from masnaa.store import models as m
+    from masnaa.store.db import session_factory
+
+    with session_factory(engine)() as s:
+        gpus = sum(s.scalars(select(m.Node.gpu_count)))
+        project = _first_of_several_projects(s)
+    return Prepared(url, db_url, home, _known_token(home), f"{gpus} GPUs declared in {declared}",
+                    f"as declared in {declared} (not applied again: give --factory to change it)",
+                    project)
 
 
 def operator_token(engine: Engine, ready: Prepared) -> Prepared:
