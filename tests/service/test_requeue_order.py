@@ -68,3 +68,13 @@ def test_the_jobs_of_one_batch_queue_in_the_order_they_were_submitted(factory: F
         some = LiveState.load_pending(s, reversed(ids[3:9]))
     assert [item.job.id for item in loaded] == ids
     assert [item.job.id for item in some] == ids[3:9]
+
+
+def test_queue_positions_of_a_batch_follow_its_order(factory: Factory) -> None:
+    from masnaa.service.job_views import pending_positions
+
+    ids = factory.submit([{"command": ["true"]} for _ in range(12)])
+    assert sorted(ids) != ids
+    with factory.sessions() as s:
+        positions = pending_positions(s, factory.caller)
+    assert sorted(ids, key=positions.__getitem__) == ids

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from masnaa.service.job_catalog import priority_values
 from masnaa.service.jobs import get_job, visible
+from masnaa.service.snapshot import submission_order
 from masnaa.service.tenancy import Caller, ServiceError
 from masnaa.store import models as m
 
@@ -48,7 +49,8 @@ def pending_positions(session: Session, caller: Caller) -> dict[str, int]:
             )
         )
     )
-    rows.sort(key=lambda r: (-values.get(r[1], 0), r[2], r[0]))
+    first = submission_order(session, [(r[0], r[2]) for r in rows])  # a batch's order
+    rows.sort(key=lambda r: (-values.get(r[1], 0), r[2], first.get(r[0], 0), r[0]))
     return {r[0]: i + 1 for i, r in enumerate(rows)}
 
 

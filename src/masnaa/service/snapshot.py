@@ -306,7 +306,7 @@ class LiveState:
                 )
                 # A pending row's ``attempt`` counts its runs, each ended by a requeue.
                 out.append(Queued(job, att, requeued.get(jid), runs))
-        first = _first_events(session, out)
+        first = submission_order(session, [(q.job.id, q.job.submit_time) for q in out])
         out.sort(key=lambda item: (item.job.submit_time, first.get(item.job.id, 0), item.job.id))
         return out
 
@@ -386,14 +386,15 @@ def _catalog(
     )
 
 
-def _first_events(session: Session, queued: list[Queued]) -> dict[str, int]:
-    """For jobs that share a submission time with another (a batch stamps one time on
-    all its jobs), the id of each one's first event: the order they were submitted in,
-    which their random ids do not keep. Other jobs need no query."""
+def submission_order(session: Session, jobs: Iterable[tuple[str, float]]) -> dict[str, int]:
+    """For jobs (id, submission time) that share a submission time with another (a batch
+    stamps one time on all its jobs), the id of each one's first event: the order they
+    were submitted in, which their random ids do not keep. Other jobs need no query."""
+    pairs = list(jobs)
     count: dict[float, int] = {}
-    for item in queued:
-        count[item.job.submit_time] = count.get(item.job.submit_time, 0) + 1
-    tied = sorted(item.job.id for item in queued if count[item.job.submit_time] > 1)
+    for _, at in pairs:
+        count[at] = count.get(at, 0) + 1
+    tied = sorted(job_id for job_id, at in pairs if count[at] > 1)
     out: dict[str, int] = {}
     for i in range(0, len(tied), 500):
         for job_id, event in session.execute(
