@@ -8,13 +8,15 @@ Each resource is a sub-command with ``list`` and the changes its role allows
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from masnaa.cli.jobs import JsonFlag, ago, api, out, parse_duration
+from masnaa.cli.jobs import JsonFlag, ago, api, fail, out, parse_duration
+from masnaa.client import MasnaaError
 
 admin = typer.Typer(help="Administer tenants, projects, users, tokens, nodes and quotas.",
                     no_args_is_help=True)
@@ -167,13 +169,25 @@ def tokens_issue(
 ) -> None:
     """Issue an API token and print it once."""
     with api() as c:
-        t = c.issue_token(
-            user=user, ttl_seconds=parse_duration(ttl) if ttl else None, label=label
-        )
+        try:
+            t = c.issue_token(
+                user=user, ttl_seconds=parse_duration(ttl) if ttl else None, label=label
+            )
+        except MasnaaError as exc:
+            if exc.field != "ttl_seconds":
+                raise
+            fail(_as_ttl_option(exc.message), exc.code)
     out.print(f"token {t['id']} for {t['user']}" + (
         f", expires {ago(t['expires_at'])}" if t["expires_at"] else ""
     ))
     typer.echo(t["token"])
+
+
+def _as_ttl_option(message: str) -> str:
+    """The API's sentence about ``ttl_seconds``, in the words of this command, whose
+    user typed ``--ttl`` (a duration such as 30d: seconds get an ``s``)."""
+    message = re.sub(r"ttl_seconds of at most (\d+)\b", r"--ttl of at most \1s", message)
+    return message.replace("ttl_seconds", "--ttl")
 
 
 @tokens.command("revoke")
