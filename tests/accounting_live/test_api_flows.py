@@ -243,6 +243,7 @@ def test_a_renewal_names_a_visible_allocation_of_the_same_project(world: World) 
         })
         assert error(r) == (404, "allocation-not-found"), r.text
         assert r.json()["error"]["message"] == f"no allocation {ghost!r} is visible to you"
+        assert r.json()["error"]["field"] == "renewal_of"
     r = world["um6p-bob"].client.post("/api/v1/allocations", json={
         "project": "vision", "tier": "gateway", **hours(10), "start": TODAY.isoformat(),
         "duration_days": 30, "justification": "renew", "renewal_of": base["id"],
@@ -251,3 +252,22 @@ def test_a_renewal_names_a_visible_allocation_of_the_same_project(world: World) 
     assert r.json()["error"]["field"] == "renewal_of"
     renewed = ask(world, who="um6p-bob", tier="gateway", **hours(10), renewal_of=base["id"])
     assert renewed["renewal_of"] == base["id"]
+
+
+def test_only_an_awarded_allocation_can_be_renewed(world: World) -> None:
+    make_reviewer(world)
+    pending = ask(world)
+    for state in ("requested", "in-review"):
+        if state == "in-review":
+            assert review(world, pending["id"], "admin-check").json()["state"] == state
+        r = world["um6p-alice"].client.post("/api/v1/allocations", json={
+            "project": "llm", "tier": "innovator", **hours(10), "start": TODAY.isoformat(),
+            "duration_days": 30, "justification": "renew", "renewal_of": pending["id"],
+        })
+        assert error(r) == (409, "not-renewable"), r.text
+        assert r.json()["error"]["field"] == "renewal_of"
+        assert r.json()["error"]["message"] == (
+            f"allocation {pending['id']!r} is {state}: only an allocation that is active, "
+            "awarded, exhausted or expired can be renewed; wait for its award, or leave "
+            "renewal_of out to request a new allocation"
+        )

@@ -71,3 +71,20 @@ def test_alloc_lifecycle_burn_statement_and_report(world: World) -> None:
     assert text.strip() == ""  # nothing ran this month: no statement lines, no currency
     code, text, _ = run(world, "ops", "alloc", "report", "--programme", "innovation")
     assert code == 0 and text.startswith("allocation,project") and aid in text
+
+
+def test_alloc_request_renews_an_awarded_allocation(world: World) -> None:
+    ask = ("alloc", "request", "--project", "llm", "--tier", "gateway",
+           "-g", "ma-1:h100-sxm-80gb=10", "--justification", "Darija LLM")
+    code, text, err = run(world, "um6p-alice", *ask)
+    assert code == 0, err
+    found = re.search(r"(alloc-[0-9a-f]{8})", text)
+    assert found is not None and "active" in text
+    base = found.group(1)
+    code, text, err = run(world, "um6p-alice", *ask, "--renewal-of", base)
+    assert code == 0, err
+    assert f"renewal of {base}" in text
+    code, _, err = run(world, "um6p-alice", *ask, "--renewal-of", "alloc-ghost")
+    assert code == 1 and "allocation-not-found" in err
+    code, text, _ = run(world, "um6p-alice", "alloc", "request", "--help")
+    assert "--renewal-of" in text and "in review" in text

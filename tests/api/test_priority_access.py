@@ -78,3 +78,18 @@ def test_priority_classes_say_who_may_use_them_without_naming_other_tenants(
     assert seen("um6p-alice")["high"] == (False, ["um6p"])
     assert seen("uon-alice")["high"] == (False, [])
     assert seen("uon-alice")["normal"] == (True, [])
+
+
+def test_an_unknown_class_names_only_the_classes_open_to_the_tenant(world: World) -> None:
+    restrict(world, "high", ["um6p"])
+    r = world["uon-alice"].client.post(
+        "/api/v1/jobs", json={"command": ["true"], "project": "llm", "priority_class": "urgent"}
+    )
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert (error["code"], error["field"]) == ("unknown-priority-class", "priority_class")
+    assert error["message"] == "priority class 'urgent' is not declared: use one of low, normal"
+    r = world["um6p-alice"].client.post(
+        "/api/v1/jobs", json={"command": ["true"], "project": "llm", "priority_class": "urgent"}
+    )
+    assert r.json()["error"]["message"].endswith("use one of low, normal, high")

@@ -32,6 +32,9 @@ def test_a_tenant_admin_may_not_become_another_admin(world: World) -> None:
     error = body["error"]
     assert isinstance(error, dict) and error["code"] == "token-needs-operator"
     assert "'um6p-admin2' is a tenant admin too" in str(error["message"])
+    # A new admin has no token to issue their own with: an operator issues the first.
+    assert "let them issue their own" not in str(error["message"])
+    assert "an operator issues theirs (their first one too)" in str(error["message"])
     assert issue(world["ops"].client, user="um6p-admin2")[0] == 201
 
 

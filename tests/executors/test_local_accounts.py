@@ -63,7 +63,8 @@ def home() -> Iterator[Path]:
 
 @pytest.fixture
 def ex(home: Path) -> Iterator[LocalExecutor]:
-    executor = LocalExecutor(home / "jobs")
+    # Its own scratch root: the tests' job ids repeat across runs of the suite.
+    executor = LocalExecutor(home / "jobs", scratch_root=home / "scratch")
     yield executor
     # Nothing of a failed test may outlive it (its account is deleted next).
     for job, attempt in executor.running_attempts():
@@ -235,6 +236,29 @@ def test_a_script_without_a_working_directory_gets_a_private_one(
     uid, where, owner, mode = out
     assert (int(uid), int(owner), mode) == (a.pw_uid, a.pw_uid, "700")
     assert not where.startswith(str(ex.root)) and not Path(where).exists()  # left empty: gone
+    assert where == str(ex.scratch_root / "script")
+    assert (ex.scratch_root.stat().st_uid, oct(ex.scratch_root.stat().st_mode & 0o777)) == (
+        0, "0o711")
+
+
+def test_every_run_of_a_job_without_a_working_directory_works_in_the_same_one(
+    ex: LocalExecutor, accounts: list[pwd.struct_passwd]
+) -> None:
+    # A run preempted after its checkpoint: the next run must find the checkpoint.
+    a = accounts[0]
+    body = 'cat ckpt 2>/dev/null || echo none; echo "step $MASNAA_ATTEMPT" > ckpt; pwd'
+    for attempt in (1, 2):
+        ex.start(LaunchSpec(job_id="resumed", attempt=attempt, argv=("sh", "-c", body),
+                            placement=(NodeGpus("n", (0,)),), time_limit=60.0,
+                            run_as=a.pw_name))
+        assert wait_done(ex, "resumed", attempt).exit_code == 0
+    first = ex.log_files("resumed", 1)[0].read_text().split("\n")
+    second = ex.log_files("resumed", 2)[0].read_text().split("\n")
+    assert first[0] == "none" and second[0] == "step 1"
+    assert first[1] == second[1] == str(ex.scratch_root / "resumed")
+    kept = ex.scratch_root / "resumed"  # it holds the checkpoint: kept after the run
+    assert (kept / "ckpt").read_text() == "step 2\n"
+    assert (kept.stat().st_uid, oct(kept.stat().st_mode & 0o777)) == (a.pw_uid, "0o700")
 
 
 def test_a_working_directory_the_account_may_not_enter_fails_the_launch(

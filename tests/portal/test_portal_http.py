@@ -507,6 +507,10 @@ def test_the_form_offers_only_the_priority_classes_open_to_the_tenant(factory: F
                                           "project": "llm", "priority_class": "high"})
             assert r.status_code == 422
             assert "This priority class is not open to the project&#39;s tenant" in r.text
+            r = c.post("/jobs/new", data={"csrf_token": csrf_of(page), "command": "true",
+                                          "tasks": "1", "gpus_per_task": "1", "time_limit": "5",
+                                          "project": "llm", "priority_class": "urgent"})
+            assert r.status_code == 422 and "Choose one of: low, normal." in r.text
         with signed_in(factory, "amina") as c:
             assert "<option>high</option>" in c.get("/jobs/new").text
     finally:

@@ -102,3 +102,15 @@ def test_every_key_the_code_writes_has_a_template() -> None:
     built |= {f"alloc-{state}" for state in ("requested", "in-review", "approved")}
     assert len(written) > 40
     assert written | built <= set(PHRASES), sorted((written | built) - set(PHRASES))
+
+
+@pytest.mark.parametrize(("phrase", "said"), [
+    (Phrase("wait-reserved", {"nodes": 1}),
+     "not enough free GPUs now; nodes are reserved for it as running jobs end (1 in all)"),
+    (Phrase("wait-preempting", {"jobs": 2}),
+     "running jobs are asked to stop to make room for it (2 in all); it starts when their "
+     "checkpoint grace ends"),
+])
+def test_a_phrase_given_a_count_reads_as_a_count_not_as_a_list(phrase: Phrase, said: str) -> None:
+    # The scheduler gives these a number (of nodes, of other tenants' jobs), never names.
+    assert reasons.english((phrase,)) == said

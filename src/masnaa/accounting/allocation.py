@@ -68,6 +68,10 @@ class State(StrEnum):
 LIVE = frozenset({State.AWARDED, State.ACTIVE, State.EXHAUSTED})
 """States in which the award exists and may still change (tranches, supplements)."""
 
+RENEWABLE = LIVE | {State.EXPIRED}
+"""States an allocation may be renewed from: its award exists (a request still in
+review, or rejected, has no record a reviewer could credit the renewal with)."""
+
 
 def hours_to_seconds(hours: Decimal | int | str, what: str) -> int:
     h = to_decimal(hours)

@@ -50,6 +50,7 @@ from decimal import ROUND_FLOOR, Decimal
 
 from masnaa.accounting.allocation import (
     LIVE,
+    RENEWABLE,
     Allocation,
     AllocationPolicy,
     Amount,
@@ -454,7 +455,7 @@ def renew(
     at_: Instant,
 ) -> Allocation:
     """A renewal is a new request for the same project and tier, linked to ``old``."""
-    _need_state(old, LIVE | {State.EXPIRED}, "a renewal")
+    _need_state(old, RENEWABLE, "a renewal")
     _need_role(old, by, {Role.PI, Role.CO_PI}, "request a renewal")
     new = request(
         policy,

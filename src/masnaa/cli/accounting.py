@@ -63,6 +63,8 @@ def _print_allocation(a: dict[str, Any]) -> None:
     )
     for p in a["remaining"]:
         out.print(f"  {p['site']}:{p['gpu_type']}  left {p['gpu_hours']} GPU-h")
+    if a.get("renewal_of"):
+        out.print(f"  renewal of {a['renewal_of']}")
     if a.get("supplement_of"):
         out.print(f"  supplement request for {a['supplement_of']}")
     if a.get("rejection"):
@@ -87,9 +89,14 @@ def request(
     credits: Credits = "0",
     start: Annotated[str | None, typer.Option(help="First day (YYYY-MM-DD); today.")] = None,
     days: Annotated[int, typer.Option(help="Duration in days.")] = 90,
+    renewal_of: Annotated[str | None, typer.Option(
+        "--renewal-of", metavar="ALLOC_ID",
+        help="Renew this allocation of the same project: the request is linked to it, so "
+        "reviewers see its record. It must have been awarded (awarded, active, exhausted "
+        "or expired); one still in review cannot be renewed.")] = None,
 ) -> None:
-    """Request an allocation (you become its PI)."""
-    body = {
+    """Request an allocation (you become its PI), or with --renewal-of a renewal."""
+    body: dict[str, Any] = {
         "project": project,
         "tier": tier,
         "gpu_hours": parse_pools(gpu_hours),
@@ -98,6 +105,8 @@ def request(
         "duration_days": days,
         "justification": justification,
     }
+    if renewal_of is not None:
+        body["renewal_of"] = renewal_of
     with api() as client:
         _print_allocation(client._call("POST", "/allocations", json=body))
 

@@ -8,13 +8,15 @@ Each resource is a sub-command with ``list`` and the changes its role allows
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from masnaa.cli.jobs import JsonFlag, ago, api, out, parse_duration
+from masnaa.cli.jobs import JsonFlag, ago, api, fail, out, parse_duration
+from masnaa.client import MasnaaError
 
 admin = typer.Typer(help="Administer tenants, projects, users, tokens, nodes and quotas.",
                     no_args_is_help=True)
@@ -167,13 +169,25 @@ def tokens_issue(
 ) -> None:
     """Issue an API token and print it once."""
     with api() as c:
-        t = c.issue_token(
-            user=user, ttl_seconds=parse_duration(ttl) if ttl else None, label=label
-        )
+        try:
+            t = c.issue_token(
+                user=user, ttl_seconds=parse_duration(ttl) if ttl else None, label=label
+            )
+        except MasnaaError as exc:
+            if exc.field != "ttl_seconds":
+                raise
+            fail(_as_ttl_option(exc.message), exc.code)
     out.print(f"token {t['id']} for {t['user']}" + (
         f", expires {ago(t['expires_at'])}" if t["expires_at"] else ""
     ))
     typer.echo(t["token"])
+
+
+def _as_ttl_option(message: str) -> str:
+    """The API's sentence about ``ttl_seconds``, in the words of this command, whose
+    user typed ``--ttl`` (a duration such as 30d: seconds get an ``s``)."""
+    message = re.sub(r"ttl_seconds of at most (\d+)\b", r"--ttl of at most \1s", message)
+    return message.replace("ttl_seconds", "--ttl")
 
 
 @tokens.command("revoke")
@@ -249,24 +263,68 @@ def quotas_list(
         )
 
 
+_KEEP = object()
+"""A limit option left out: the quota keeps its current value."""
+
+
+def _limit(text: str | None, option: str) -> Any:
+    """GPUs, ``None`` for 'none' (no limit), or ``_KEEP`` when the option was left out."""
+    if text is None:
+        return _KEEP
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a number of GPUs: give one such as 8, or 'none' to remove "
+            "the limit", param_hint=option) from None
+
+
+_KEEP_HELP = ("Left out: keep the current value (a new quota: {default}); 'none' removes "
+              "the limit.")
+
+
 @quotas.command("set")
 def quotas_set(
     tenant: str,
     site: str,
     gpu_type: str,
     nominal: Annotated[int, typer.Argument(help="GPUs the tenant is always entitled to.")],
-    borrowing_limit: Annotated[int | None, typer.Option(
-        help="Most GPUs it may borrow beyond nominal from idle ones; default: no limit.")] = None,
-    lending_limit: Annotated[int | None, typer.Option(
-        help="Most of its idle nominal GPUs others may borrow; default: all of them.")] = None,
+    borrowing_limit: Annotated[str | None, typer.Option(
+        metavar="GPUS|none",
+        help="Most GPUs it may borrow beyond nominal from idle ones. "
+        + _KEEP_HELP.format(default="no limit"))] = None,
+    lending_limit: Annotated[str | None, typer.Option(
+        metavar="GPUS|none",
+        help="Most of its idle nominal GPUs others may borrow. "
+        + _KEEP_HELP.format(default="all of them"))] = None,
 ) -> None:
-    """Set a tenant's quota of one GPU type at one site (GPUs)."""
+    """Set a tenant's quota of one GPU type at one site (GPUs).
+
+    A limit left out keeps its current value, so changing the nominal alone does not
+    lift the tenant's ceiling; give --borrowing-limit none (or --lending-limit none)
+    to remove a limit."""
+    borrow, lend = _limit(borrowing_limit, "--borrowing-limit"), _limit(
+        lending_limit, "--lending-limit")
     with api() as c:
+        if borrow is _KEEP or lend is _KEEP:
+            # The API's PUT sets the whole quota: read what to keep first.
+            now = next((q for q in c.quotas(tenant=tenant) if (q["tenant"], q["site"],
+                        q["gpu_type"]) == (tenant, site, gpu_type)), {})
+            borrow = now.get("borrowing_limit") if borrow is _KEEP else borrow
+            lend = now.get("lending_limit") if lend is _KEEP else lend
         q = c.set_quota(
             tenant=tenant, site=site, gpu_type=gpu_type, nominal=nominal,
-            borrowing_limit=borrowing_limit, lending_limit=lending_limit,
+            borrowing_limit=borrow, lending_limit=lend,
         )
-    out.print(f"quota of {q['tenant']} at {q['site']}: {q['nominal']} × {q['gpu_type']}")
+    limits = ", ".join(
+        f"{what} {'no limit' if q[key] is None else q[key]}"
+        for what, key in (("borrowing", "borrowing_limit"), ("lending", "lending_limit"))
+    )
+    out.print(
+        f"quota of {q['tenant']} at {q['site']}: {q['nominal']} × {q['gpu_type']} ({limits})"
+    )
 
 
 def register(app: typer.Typer) -> None:

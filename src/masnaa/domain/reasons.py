@@ -124,8 +124,9 @@ PHRASES: dict[str, str] = {
                       "the same GPU types and sites, did not fit; jobs ahead of it wait too"),
     "wait-no-task-fits": N_("no free GPUs can hold a task of any waiting job; jobs ahead of it "
                             "wait too"),
-    "wait-preempting": N_("running jobs asked to stop to make room for it: %(jobs)s; it starts "
-                          "when their checkpoint grace ends"),
+    # A count, not a list of jobs: other tenants' job ids stay unnamed.
+    "wait-preempting": N_("running jobs are asked to stop to make room for it (%(jobs)s in "
+                          "all); it starts when their checkpoint grace ends"),
     "wait-held-for": N_("the free GPUs are held for job %(job)s, reserved to start at "
                         "%(start_at)s; only a job that ends before then could use them"),
     "wait-quota": N_("tenant %(tenant)s would exceed its quota (nominal + borrowing limit) or "
@@ -140,8 +141,8 @@ PHRASES: dict[str, str] = {
                              "jobs end"),
     "wait-would-delay": N_("it fits now, but its time limit would delay the job reserved at "
                            "%(start_at)s; a shorter time limit could let it start"),
-    "wait-reserved": N_("not enough free GPUs now; nodes reserved for it when running jobs end: "
-                        "%(nodes)s"),
+    "wait-reserved": N_("not enough free GPUs now; nodes are reserved for it as running jobs "
+                        "end (%(nodes)s in all)"),
     "wait-nodes-unavailable": N_("it needs %(gpus)s GPUs; enough exist, but drained or down "
                                  "nodes, or sites that cannot be reached, leave at most "
                                  "%(usable)s usable at one site"),

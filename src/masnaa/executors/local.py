@@ -33,8 +33,14 @@ Contract (see ``base`` for the words):
   open its run directory, other runs' records or ``$MASNAA_HOME``: so
   ``HOME``, ``USER``, ``LOGNAME`` and ``SHELL`` are the account's, a script
   is handed to its interpreter as ``/proc/self/fd/N`` (a private copy), and a
-  job without a working directory gets a fresh one of its own under the
-  system's temporary directory (removed after the run if left empty). An
+  job without a working directory gets one of its own, **the same for every
+  run of the job** (so that a run after a preemption finds the checkpoint the
+  last one wrote): ``<scratch root>/<job>``, ``0700`` and the account's, under
+  ``$TMPDIR/masnaa-scratch-<uid of the executor>`` (``0711``: entered, never
+  listed, by accounts). A run that leaves it empty removes it (the next run
+  makes it again, empty either way); one that leaves files keeps it, also after
+  the job's last run, because an executor cannot tell a run is the last (the
+  control loop may requeue it): an operator removes those of finished jobs. An
   account that does not exist, or is root, refuses the launch
   (``LaunchRejected``). Not root, or no account named: the job runs as the
   executor's own user, as before (``masnaa up`` says so).
@@ -65,6 +71,7 @@ import os
 import pwd
 import secrets
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -144,9 +151,12 @@ class LocalExecutor(Executor):
     )
 
     def __init__(
-        self, root: Path, python: str | None = None, switch_users: bool | None = None
+        self, root: Path, python: str | None = None, switch_users: bool | None = None,
+        scratch_root: Path | None = None,
     ) -> None:
         self.root = Path(root)
+        self.scratch_root = scratch_root or default_scratch_root()
+        """Where jobs run as an account without a working directory get theirs."""
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Jobs run as other accounts must not reach any run's records (an older home
         # may have made it 0755).
@@ -199,7 +209,8 @@ class LocalExecutor(Executor):
                 return  # a shim of this attempt is alive: it was started already
             scratch = None
             if account is not None and not spec.workdir:
-                scratch = _scratch(spec, account)  # the run directory is not the job's
+                # The run directory is not the job's; this one outlives the run.
+                scratch = job_scratch(self.scratch_root, spec.job_id, account)
                 workdir = scratch
             claimed = records.create_json(
                 d / records.SPEC,
@@ -221,7 +232,8 @@ class LocalExecutor(Executor):
             )
             if not claimed:
                 if scratch is not None:
-                    os.rmdir(scratch)
+                    with contextlib.suppress(OSError):  # another run's files stay
+                        os.rmdir(scratch)
                 return
             with open(d / "shim.log", "ab") as shim_log:
                 child = subprocess.Popen(
@@ -379,10 +391,34 @@ def _identity(account: pwd.struct_passwd) -> dict[str, object]:
     }
 
 
-def _scratch(spec: LaunchSpec, account: pwd.struct_passwd) -> Path:
-    """A fresh working directory only ``account`` may use, outside ``$MASNAA_HOME``."""
-    path = Path(tempfile.mkdtemp(prefix=f"masnaa-{spec.job_id}.{spec.attempt}-"))
-    os.chown(path, account.pw_uid, account.pw_gid)
+def default_scratch_root() -> Path:
+    """``$TMPDIR/masnaa-scratch-<euid>``: one per executor user, the same across restarts."""
+    return Path(tempfile.gettempdir()) / f"masnaa-scratch-{os.geteuid()}"
+
+
+def job_scratch(root: Path, job_id: str, account: pwd.struct_passwd) -> Path:
+    """The working directory of ``job_id`` when it names none, the same for each of its
+    runs, that only ``account`` may use, outside ``$MASNAA_HOME``.
+
+    ``root`` is the executor user's, ``0711``: accounts enter their job's directory
+    but cannot list the others'; nobody else can make or swap an entry in it, so the
+    job's directory found there is the one made here. A ``root`` someone else made
+    (or a link) refuses the launch rather than be trusted."""
+    with contextlib.suppress(FileExistsError):
+        root.mkdir(mode=0o711, parents=True)
+    seen = os.lstat(root)
+    if not stat.S_ISDIR(seen.st_mode) or seen.st_uid != os.geteuid():
+        raise LaunchRejected(
+            f"job {job_id}: the scratch root {str(root)!r} is not a directory of the "
+            "executor's user: an operator must remove it"
+        )
+    os.chmod(root, 0o711)  # mkdir's mode went through the umask
+    path = root / job_id
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    # A job's runs may be an account's, then another's (its tenant's account changed).
+    os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
+    os.chmod(path, 0o700)
     return path
 
 

@@ -7,7 +7,8 @@ crash leaves either the old state or the new one, never half a file:
 - ``spec.json``: the claim. Its presence means "this attempt was started";
   it is created with ``link`` so that two launchers cannot both claim it.
   ``run_as`` (user, uid, gid, groups), when present, is the account the job
-  runs as; ``scratch``, the working directory made for it.
+  runs as; ``scratch``, the job's working directory made for it (the same for
+  every run of the job, see ``local``).
 - ``lock``: held (``flock``) by the attempt's shim for its whole life. The
   lock, not a pid, is how liveness is judged: it cannot be fooled by pid reuse
   and is released by the kernel when the shim dies however it dies.

@@ -286,7 +286,9 @@ def main(argv: list[str]) -> int:
     result = supervisor.run()
     scratch = spec.get("scratch")
     if isinstance(scratch, str):
-        with contextlib.suppress(OSError):  # kept when the job left something in it
+        # Kept when the job left something in it: its next run (after a preemption)
+        # works there again. Empty, it goes: the next run makes it again, empty too.
+        with contextlib.suppress(OSError):
             os.rmdir(scratch)
     records.write_json(directory / records.RESULT, result)
     return 0

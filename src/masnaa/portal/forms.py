@@ -105,16 +105,21 @@ def parse(form: dict[str, str], lang: Lang) -> Checked:
 
 
 def translate(
-    exc: ServiceError, catalog: job_catalog.Catalog, spec: svc.JobSpec, lang: Lang
+    exc: ServiceError, catalog: job_catalog.Catalog, spec: svc.JobSpec, lang: Lang,
+    caller: Caller,
 ) -> str:
-    """The service's refusal as a sentence in ``lang`` (its English one when unknown)."""
+    """The service's refusal as a sentence in ``lang`` (its English one when unknown).
+    The classes it offers are those open to ``caller``'s tenant, as in the form's menu."""
     message = SUBMIT_ERRORS.get(exc.code)
     if message is None:
         return exc.message
+    classes = (catalog.classes_for(caller.tenant or "")
+               if not caller.is_operator
+               else sorted(catalog.priority_classes))
     choices = {
         "unknown-gpu-type": catalog.gpu_types,
         "unknown-site": sorted(catalog.sites),
-        "unknown-priority-class": sorted(catalog.priority_classes),
+        "unknown-priority-class": classes,
     }.get(exc.code)
     if choices is not None:
         return lang.gettext(message, choices=", ".join(choices))
@@ -139,7 +144,7 @@ def check(session: Session, caller: Caller, form: dict[str, str], lang: Lang) ->
     except ServiceError as exc:
         name = _SERVICE_FIELD.get(exc.field or "", exc.field or "command")
         out.errors[name if name in FIELDS else "command"] = translate(
-            exc, catalog, out.spec, lang
+            exc, catalog, out.spec, lang, caller
         )
         out.spec = None
     return out

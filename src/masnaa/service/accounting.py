@@ -17,7 +17,9 @@ Terms and rules:
   is the service's (``review``).
 - **Renewals**: ``renewal_of`` names an allocation the caller can see, of the
   same project (404 ``allocation-not-found`` / 422 ``renewal-of-another-project``),
-  as the portal's form already required.
+  as the portal's form already required, that was awarded (``RENEWABLE``:
+  awarded, active, exhausted or expired; 409 ``not-renewable`` otherwise, as
+  the core's ``renew``).
 - **Visibility**: operators and reviewers see every allocation; anyone else
   sees the allocations of their own tenant. Another tenant's allocation,
   usage or statement answers 404, as if it did not exist. Reviews are shown
@@ -51,6 +53,7 @@ from sqlalchemy.orm import Session
 
 from masnaa.accounting import allocations
 from masnaa.accounting.allocation import (
+    RENEWABLE,
     Allocation,
     AllocationPolicy,
     Amount,
@@ -418,7 +421,11 @@ def request_allocation(
     if caller.tenant != tenant and not caller.is_operator:
         raise not_found("project", project)
     if renewal_of is not None:
-        _, base = get(s, caller, renewal_of)  # 404 as for any allocation one cannot see
+        try:
+            _, base = get(s, caller, renewal_of)  # 404 as for any allocation one cannot see
+        except ServiceError as exc:
+            exc.field = "renewal_of"
+            raise
         if base.project != qualified:
             # Reviewers credit a renewal with its base's record: it must be this project's.
             raise ServiceError(
@@ -427,6 +434,16 @@ def request_allocation(
                 "a renewal continues an allocation of the same project; name one of its "
                 "allocations, or leave renewal_of out",
                 status=422,
+                field="renewal_of",
+            )
+        if base.state not in RENEWABLE:  # the core's renew() refuses these too
+            states = sorted(RENEWABLE)
+            raise ServiceError(
+                "not-renewable",
+                f"allocation {renewal_of!r} is {base.state}: only an allocation that is "
+                f"{', '.join(states[:-1])} or {states[-1]} can be renewed; wait for its "
+                "award, or leave renewal_of out to request a new allocation",
+                status=409,
                 field="renewal_of",
             )
     check_pools(s, amount.gpu_hours)

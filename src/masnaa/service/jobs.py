@@ -163,13 +163,6 @@ def _validate(
             f"{366 * 86400} s and checkpoint",
             field=_field(prefix, "time_limit"),
         )
-    if spec.priority_class not in catalog.priority_classes:
-        raise ServiceError(
-            "unknown-priority-class",
-            f"priority class {spec.priority_class!r} is not declared: use one of "
-            f"{', '.join(sorted(catalog.priority_classes))}",
-            field=_field(prefix, "priority_class"),
-        )
     if spec.sites is not None:
         if not spec.sites:
             raise ServiceError(
@@ -219,11 +212,20 @@ def _validate(
 
 
 def _check_class_open(catalog: Catalog, priority_class: str, tenant: str, prefix: str) -> None:
-    """Refuse a class its operator did not open to ``tenant`` (operators submitting
-    into a tenant's project included: the class is the tenant's entitlement)."""
+    """Refuse an undeclared class, or one its operator did not open to ``tenant``
+    (operators submitting into a tenant's project included: the class is the
+    tenant's entitlement). Both name only the classes open to ``tenant``, so
+    neither advises a class the next try would be refused."""
+    allowed = catalog.classes_for(tenant)
+    if priority_class not in catalog.priority_classes:
+        raise ServiceError(
+            "unknown-priority-class",
+            f"priority class {priority_class!r} is not declared: use one of "
+            f"{', '.join(allowed) if allowed else 'no class (ask an operator)'}",
+            field=_field(prefix, "priority_class"),
+        )
     if catalog.may_use(priority_class, tenant):
         return
-    allowed = catalog.classes_for(tenant)
     raise ServiceError(
         "priority-class-not-allowed",
         f"priority class {priority_class!r} is not open to tenant {tenant!r}: its jobs may "

@@ -195,7 +195,8 @@ def _check_within_tenant(session: Session, user: m.User) -> None:
     raise ServiceError(
         "token-needs-operator",
         f"{user.name!r} {held}: a tenant admin issues tokens only for the tenant's members; "
-        "ask an operator, or let them issue their own",
+        "an operator issues theirs (their first one too); once they hold a token, they "
+        "may issue their own with it",
         status=403,
         field="user",
     )
