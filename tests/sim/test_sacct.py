@@ -105,3 +105,14 @@ def test_an_unknown_zone_or_a_zone_for_a_trace_without_local_times_is_refused(
     with pytest.raises(TraceError) as e:
         load_trace("synthetic", TraceSource(jobs=10, timezone="Europe/Berlin"))
     assert e.value.code == "bad-option"
+
+
+def test_a_job_cancelled_while_pending_never_started(tmp_path: Path) -> None:
+    # Slurm gives such a job its cancel time as Start, Elapsed 0 and no allocation; a
+    # job that ran for under a second has an allocation.
+    t = load(tmp_path,
+             job("7", T0, T1, "00:00:00", "", state="CANCELLED"),
+             job("8", T0, T1, "00:00:00", "cpu=1,gres/gpu=1,node=1"),
+             job("9", T0, T1, "00:10:00", "cpu=1,gres/gpu=1,node=1"))
+    assert t.ids == ["9"]
+    assert t.ignored == {"never-started": 1, "no-runtime": 1}

@@ -14,7 +14,8 @@ it is killed at it in the twin too), ``State``, ``NNodes``.
 What counts as a job to replay:
 - job steps (``123.batch``, ``123.0``, ``123.extern``) are parts of a job and
   are counted under ``ignored["job-step"]``;
-- jobs that never ran (no start) go to ``ignored["never-started"]``, and jobs that
+- jobs that never ran (no start, or no ``AllocTRES``: Slurm gives a job cancelled
+  while pending its cancel time as ``Start``) go to ``ignored["never-started"]``, and jobs that
   started but ran for no measurable time (``Elapsed`` 00:00:00) to
   ``ignored["no-runtime"]``;
 - a pending array range (``105_[3-5]``) is one line for several jobs, counted as
@@ -183,6 +184,10 @@ def load(source: TraceSource) -> Trace:
                 if end_raw.lower() not in _NOT_A_TIME:
                     elapsed = bounded("End − Start", f"{end_raw} − {get('Start')}",
                                       when("End") - start, line)
+            if "AllocTRES" in col and not get("AllocTRES"):
+                # Never allocated: Slurm gives a job cancelled while pending its cancel
+                # time as Start, with Elapsed 0; it never ran.
+                start = None
             tres = get(tres_col) or get("ReqTRES")
             gpus, gpu_type, nodes = parse_tres(tres, line)
             if "NNodes" in col and get("NNodes"):
