@@ -124,8 +124,8 @@ def test_a_fresh_submission_is_not_judged_on_an_older_view(
 @pytest.mark.parametrize(
     ("state", "nodes", "expected"),
     [
-        ("RUNNING", [node("gpu01", "mixed", ("DRAIN",), "fan")], "node gpu01 is mixed+drain: fan"),
         ("RUNNING", [node("gpu01", "down", (), "dead")], "node gpu01 is down: dead"),
+        ("RUNNING", [node("gpu01", "fail", (), "ecc")], "node gpu01 is fail: ecc"),
         ("NODE_FAIL", [node("gpu01")], "Slurm ended it: NODE_FAIL (None)"),
     ],
 )
@@ -143,6 +143,31 @@ def test_site_faults_lose_the_run_with_the_reason_and_cancel_it(
     slurm.jobs.clear()
     again = SlurmExecutor(ex.config, slurm).poll_many([("j1", 1)])[("j1", 1)]
     assert (again.state, again.message) == ("lost", expected)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [("DRAIN",), ("MAINT",), ("NOT_RESPONDING",), ("DRAIN", "NOT_RESPONDING")],
+)
+def test_a_drained_or_unresponsive_node_leaves_its_running_job_alone(
+    ex: SlurmExecutor, slurm: ScriptedSlurm, clock: Clock, flags: tuple[str, ...]
+) -> None:
+    # Slurm's DRAIN means "start nothing new, let what runs finish"; a missed ping
+    # (NOT_RESPONDING, a slurmd restart) is not a dead node until Slurm says DOWN.
+    ex.start(spec())
+    ex.records("j1", 1).put("started_at", f"{clock.now:.3f}")
+    slurm.add("j1", 1, 101, "RUNNING")
+    slurm.nodes = [node("gpu01", "mixed", flags, "fan")]
+    for _ in range(3):
+        clock.now += 10
+        assert ex.poll_many([("j1", 1)])[("j1", 1)].state == "running"
+    assert slurm.called("scancel") == []
+    assert "gpu01" in ex.unavailable_nodes()  # but it takes no new work
+    # Slurm's own verdict, after SlurmdTimeout: the node is DOWN and the job NODE_FAIL.
+    slurm.nodes = [node("gpu01", "down", ("NOT_RESPONDING",), "Not responding")]
+    seen = ex.poll_many([("j1", 1)])[("j1", 1)]
+    assert seen.state == "lost"
+    assert seen.message == "node gpu01 is down+not_responding: Not responding"
 
 
 def test_a_job_slurm_forgot_without_an_exit_record_is_lost(

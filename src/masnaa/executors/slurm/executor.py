@@ -22,11 +22,15 @@ Contract (see ``masnaa.executors.base`` for the words):
   pending is reported ``running`` with ``started_at=None`` and Slurm's
   reason in ``message`` (the base contract has no queued state; usage must
   be charged from ``started_at``).
-- **Lost**: the attempt's node is down, drained or failing (its Slurm job is
-  cancelled at once, so a requeued attempt never runs beside it); Slurm ended
-  it itself (``NODE_FAIL``, ``BOOT_FAIL``, ...); Slurm forgot it with no exit
-  record; or the claim never became a Slurm job within ``claim_timeout``.
-  "Lost" is written to the attempt's records and is final.
+- **Lost**: a node the attempt runs on is DOWN or FAIL in Slurm (its Slurm
+  job is cancelled at once, so a requeued attempt never runs beside it);
+  Slurm ended it itself (``NODE_FAIL``, ``BOOT_FAIL``, ...); a node it waits
+  for, pinned, takes no new work (also drained, maintenance, not responding);
+  Slurm forgot it with no exit record; or the claim never became a Slurm job
+  within ``claim_timeout``. A drained or not-responding node does not lose
+  what already runs there: Slurm lets it run, and declares the node DOWN
+  itself (``SlurmdTimeout``) when slurmd is really gone. "Lost" is written
+  to the attempt's records and is final.
 - **Stop**: the ``stop`` record (grace, deadline, reason), then
   ``scancel --batch --signal=TERM``; the batch script forwards one SIGTERM to
   the command's session and SIGKILLs it when the grace ends. The executor's
