@@ -30,11 +30,15 @@ class ScriptedSlurm(SlurmCommands):
         self.next_id = 100
         self.down = False
         self.scontrol_answer = ""
+        self.scancel_timeouts = 0
 
     def run(self, tool: str, args: Sequence[str], *, stdin: str | None = None) -> Completed:
         self.calls.append((tool, *args))
         if self.down:
             raise SiteUnreachable(f"{tool}: Unable to contact slurm controller (connect failure)")
+        if tool == "scancel" and self.scancel_timeouts > 0:
+            self.scancel_timeouts -= 1
+            raise SiteUnreachable("scancel did not answer within 3s")
         if tool == "squeue":
             return Completed("\n".join(self.jobs) + "\n", "")
         if tool == "sinfo":
@@ -246,6 +250,53 @@ def test_a_stop_signals_term_then_cancels_after_grace_and_margin(
     assert slurm.called("scancel")[-1] == ("scancel", "101")
     ex.poll_many([("j1", 1)])
     assert len(slurm.called("scancel")) == 2  # once
+
+
+def test_a_stop_whose_signal_did_not_get_through_is_sent_again_with_the_grace_left(
+    ex: SlurmExecutor, slurm: ScriptedSlurm, clock: Clock
+) -> None:
+    ex.start(spec())
+    ex.records("j1", 1).put("started_at", f"{clock.now:.3f}")
+    slurm.add("j1", 1, 101, "RUNNING")
+    slurm.scancel_timeouts = 1
+    with pytest.raises(SiteUnreachable):
+        ex.stop("j1", 1, 30, "cancelled")
+    deadline = clock.now + 30
+    term = ("scancel", "--signal=TERM", "--batch", "101")
+    clock.now += 4
+    ex.stop("j1", 1, 30, "cancelled")  # asked again: the signal is sent, not skipped
+    assert slurm.called("scancel") == [term, term]
+    stop = ex.records("j1", 1).stop()
+    assert stop is not None and stop.deadline == pytest.approx(deadline)
+    assert stop.grace == pytest.approx(26)  # what remains, for the batch script's KILL timer
+    clock.now += 1
+    ex.poll_many([("j1", 1)])
+    ex.stop("j1", 1, 30, "cancelled")
+    assert len(slurm.called("scancel")) == 2  # delivered: never again
+
+
+def test_a_stop_not_delivered_is_sent_by_the_next_pass_even_after_a_restart(
+    ex: SlurmExecutor, slurm: ScriptedSlurm, clock: Clock
+) -> None:
+    ex.start(spec())
+    ex.records("j1", 1).put("started_at", f"{clock.now:.3f}")
+    slurm.add("j1", 1, 101, "RUNNING")
+    ex.records("j1", 1).write_stop(30, clock.now, "preempted")  # then Masnaa died
+    again = SlurmExecutor(ex.config, slurm, clock=clock)
+    slurm.scancel_timeouts = 1
+    clock.now += 2
+    assert again.poll_many([("j1", 1)])[("j1", 1)].state == "running"  # not sent; no raise
+    clock.now += 2
+    again.poll_many([("j1", 1)])
+    term = ("scancel", "--signal=TERM", "--batch", "101")
+    assert slurm.called("scancel") == [term, term]
+    assert ex.records("j1", 1).has("signalled")
+    clock.now += 1
+    again.poll_many([("j1", 1)])
+    assert len(slurm.called("scancel")) == 2
+    clock.now += 30  # past the deadline and the margin: the backstop, once
+    again.poll_many([("j1", 1)])
+    assert slurm.called("scancel")[-1] == ("scancel", "101")
 
 
 def test_an_unreachable_controller_changes_nothing(ex: SlurmExecutor, slurm: ScriptedSlurm) -> None:
