@@ -142,6 +142,21 @@ def test_a_node_drained_in_slurm_lets_its_running_job_finish(
         resume(own_slurm)
 
 
+def test_a_job_scancelled_in_slurm_ends_and_names_who(
+    executor: SlurmExecutor, make_spec: MakeSpec
+) -> None:
+    spec = make_spec("outside", "trap 'sleep 1; exit 7' TERM; sleep 120 & wait")
+    executor.start(spec)
+    wait_until(executor, spec, lambda o: o.started_at is not None)
+    subprocess.run(["scancel", *slurm_jobs_named(f"masnaa-{spec.job_id}-1")], check=True,
+                   capture_output=True, timeout=15)  # fmt: skip
+    seen = wait_until(executor, spec, lambda o: o.done)
+    # Not "stopped" (which the loop runs again): ended by scancel's signal, with who did it.
+    assert (seen.state, seen.reason) == ("exited", "exited"), seen
+    assert seen.signal == 15 and seen.exit_code is None
+    assert seen.stop_reason is not None and seen.stop_reason.startswith("cancelled in Slurm")
+
+
 @pytest.mark.parametrize("state", ["down"])
 def test_a_node_that_goes_down_loses_its_jobs_with_the_reason(
     executor: SlurmExecutor, make_spec: MakeSpec, own_slurm: str, state: str

@@ -19,6 +19,8 @@ from masnaa.executors.base import LaunchSpec, NodeGpus
 from masnaa.executors.slurm import SiteUnreachable, SlurmCommands, SlurmExecutor, SlurmSiteConfig
 from masnaa.executors.slurm.commands import Completed
 from masnaa.executors.slurm.parse import SQUEUE_SEP, job_comment
+from masnaa.service.reconcile import settle
+from masnaa.store.models import JobState
 
 
 class ScriptedSlurm(SlurmCommands):
@@ -215,7 +217,8 @@ def test_a_restart_finishes_a_submission_whose_answer_was_lost(
             "ExitCode=0:15",
             ("time-limit", None, None),
         ),  # not asked: Slurm's word is enough
-        ("CANCELLED", "", ("stopped", None, 9)),
+        # scancel'd in Slurm, not by Masnaa: ends (fails) by scancel's signal, not rerun
+        ("CANCELLED", "", ("exited", None, 15)),
     ],
 )
 def test_ended_in_slurm_without_a_record_uses_slurms_word(
@@ -231,6 +234,41 @@ def test_ended_in_slurm_without_a_record_uses_slurms_word(
     assert (seen.reason, seen.exit_code, seen.signal) == expected
     assert seen.started_at is None  # the batch script never said it started: nothing to charge
     assert len(slurm.called("scontrol")) == (1 if state == "FAILED" else 0)
+
+
+class AccountedSlurm(ScriptedSlurm):
+    def run(self, tool: str, args: Sequence[str], *, stdin: str | None = None) -> Completed:
+        if tool == "sacct":
+            self.calls.append((tool, *args))
+            return Completed("CANCELLED by 0\n", "")
+        return super().run(tool, args, stdin=stdin)
+
+
+@pytest.mark.parametrize("still_in_squeue", [True, False])
+def test_a_job_scancelled_outside_masnaa_ends_and_is_not_run_again(
+    tmp_path: Path, clock: Clock, still_in_squeue: bool
+) -> None:
+    slurm = AccountedSlurm()
+    ex = SlurmExecutor(SlurmSiteConfig(site="s", state_dir=tmp_path), slurm, clock=clock)
+    ex.start(spec())
+    rec = ex.records("j1", 1)
+    rec.put("started_at", f"{clock.now:.3f}")
+    rec.put("exit", f"7 stopped {clock.now + 1:.3f}")  # its TERM trap ran, exit 7
+    slurm.add("j1", 1, 101, "COMPLETING")  # Slurm's KillWait is not over yet
+    clock.now += 2
+    assert ex.poll_many([("j1", 1)])[("j1", 1)].state == "running"  # wait for Slurm's word
+    slurm.jobs.clear()
+    if still_in_squeue:
+        slurm.add("j1", 1, 101, "CANCELLED")
+    seen = ex.poll_many([("j1", 1)])[("j1", 1)]
+    # Not "stopped" (the loop would run it again): it ends by scancel's TERM, and says who.
+    assert (seen.state, seen.reason, seen.exit_code, seen.signal) == ("exited", "exited", None, 15)
+    assert seen.stop_reason == "cancelled in Slurm by uid 0 (root)"
+    assert "not by Masnaa" in seen.message
+    assert ("sacct", "-n", "-X", "-P", "-j", "101", "-o", "State") in slurm.calls
+    # What the control loop makes of it: the job ends, it is not run again.
+    after = settle(seen, attempt=1, cancel_requested=False, preempting=False, max_attempts=5)
+    assert after.state is JobState.FAILED
 
 
 def test_a_stop_signals_term_then_cancels_after_grace_and_margin(

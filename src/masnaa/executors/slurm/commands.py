@@ -1,7 +1,7 @@
 """The transport to a Slurm controller: its command-line tools, machine-readable output.
 
-Owns every subprocess call to ``sbatch``, ``squeue``, ``sinfo``, ``scancel``
-and ``scontrol``. Each call has a timeout; nothing here retries.
+Owns every subprocess call to ``sbatch``, ``squeue``, ``sinfo``, ``scancel``,
+``scontrol`` and ``sacct``. Each call has a timeout; nothing here retries.
 
 Also ``await_orphan_sbatch``: whether an ``sbatch`` of an attempt is still in
 flight on this host (read from ``/proc``), so it is not submitted twice.
@@ -181,6 +181,20 @@ class SlurmCommands:
             ):
                 return
             raise
+
+    def cancelled_by(self, slurm_id: int) -> int | None:
+        """The uid that cancelled this job, from accounting (``sacct``: ``CANCELLED by 0``);
+        None when it was not cancelled or accounting cannot say. Never raises: it only
+        names who did it."""
+        try:
+            out = self.run("sacct", ["-n", "-X", "-P", "-j", str(slurm_id), "-o", "State"])
+        except (SiteUnreachable, SlurmRejected):
+            return None
+        for line in out.stdout.splitlines():
+            words = line.split()
+            if len(words) == 3 and words[:2] == ["CANCELLED", "by"] and words[2].isdigit():
+                return int(words[2])
+        return None
 
     def scontrol(self, args: Sequence[str]) -> str:
         return self.run("scontrol", list(args)).stdout

@@ -89,7 +89,7 @@ from masnaa.executors.slurm.parse import (
     masnaa_jobs_text,
     slurm_nodes,
 )
-from masnaa.executors.slurm.records import RunRecords, StopRecord
+from masnaa.executors.slurm.records import ExitRecord, RunRecords, StopRecord
 from masnaa.executors.slurm.script import COMMAND_FILE, render_script, sbatch_options
 
 Key = tuple[str, int]
@@ -256,10 +256,8 @@ class SlurmExecutor(Executor):
         return {n: self._node_types[n] for n in wanted if n in self._node_types}
 
     def log_paths(self, job_id: str, attempt: int) -> tuple[str, str] | None:
-        """The attempt's files: the paths its launch named where it named some, else
-        the run directory's. Asked at admission, before the launch claims the attempt
-        (``service.apply``), the run directory's paths are the answer: a launch from
-        the service names none."""
+        """The attempt's files: the paths its launch named, else the run directory's
+        (also the answer at admission, before the launch claims the attempt)."""
         rec = self.records(job_id, attempt)
         if not rec.claimed:
             return self._log_paths(rec, None, None)
@@ -423,6 +421,9 @@ class SlurmExecutor(Executor):
                     # The nodes were seen before the job ended: a node that went down
                     # since, and killed it, would look up. Ask Slurm again.
                     raise _StaleView
+                outside = self._cancelled_outside(rec, job, ended)
+                if outside is not None:
+                    return outside
             return outcome.exited(rec, ended.status, ended.reason, ended.ended_at)
         if job is None:
             if not trust and view.taken_at < max(
@@ -514,10 +515,31 @@ class SlurmExecutor(Executor):
             rec, f"claimed {now - claimed:.0f}s ago but never became a Slurm job", [], None
         )
 
+    def _cancelled_outside(
+        self, rec: RunRecords, job: SlurmJob | None, ended: ExitRecord
+    ) -> Observed | None:
+        """A run signalled with no stop from Masnaa, when Slurm says it was cancelled
+        (an administrator's ``scancel``); None when Slurm does not say so."""
+        if job is not None and job.active:
+            # Still COMPLETING (Slurm shows a cancelled job so until KillWait is over):
+            # wait for Slurm's final word rather than guess.
+            return Observed("running", started_at=rec.started_at(),
+                            message=f"Slurm job {job.slurm_id} {job.state}")  # fmt: skip
+        slurm_id = job.slurm_id if job is not None else rec.slurm_job_id()
+        if slurm_id is None or (job is not None and job.state != "CANCELLED"):
+            return None
+        by = self.commands.cancelled_by(slurm_id)  # also the only witness once squeue forgot
+        sig = ended.status - 128 if ended.status > 128 else None
+        return None if job is None and by is None else (
+            outcome.cancelled_in_slurm(rec, sig, ended.ended_at, by))
+
     def _ended_in_slurm(self, rec: RunRecords, job: SlurmJob) -> Observed:
         """Slurm says it ended but the batch script left no record (it was killed hard)."""
         if job.state in LOST_STATES:
             return self._lose(rec, f"Slurm ended it: {job.state} ({job.reason})", [], None)
+        if job.state == "CANCELLED" and rec.stop() is None:
+            by = self.commands.cancelled_by(job.slurm_id)
+            return outcome.cancelled_in_slurm(rec, None, job.end_time, by)
         raw = job.exit_raw
         if raw is None and job.state not in ("CANCELLED", "TIMEOUT"):
             # The text view has no exit status: ask for this one job (a rare path: the

@@ -10,12 +10,15 @@ answers mean.
   new work (also drained, in maintenance, not responding). A drain never ends
   a run that has started: Slurm lets it finish, and so does Masnaa;
 - ``exited``: the batch script's ``exit`` record as an ``Observed``;
+- ``cancelled_in_slurm``: a job cancelled in Slurm (``scancel``) that Masnaa
+  never asked to stop: it ends, and is not run again;
 - ``ended_without_record``: a job Slurm says ended but whose batch script was
   killed before it could write that record.
 """
 
 from __future__ import annotations
 
+import pwd
 from collections.abc import Callable, Mapping
 
 from masnaa.executors.base import Observed
@@ -85,6 +88,33 @@ def exited(rec: RunRecords, status: int, reason: str, ended_at: float | None) ->
         ended_at=ended_at,
         message=rec.get("message") or "",
     )
+
+
+def cancelled_in_slurm(
+    rec: RunRecords, signal: int | None, ended_at: float | None, by_uid: int | None
+) -> Observed:
+    """Slurm cancelled it and Masnaa never asked (no ``stop`` record): an administrator's
+    ``scancel``. Reported as a run that ended by the signal (the job fails), never as
+    ``stopped``, which the control loop would read as "stopped from outside, run it
+    again": an administrator's cancel must stick."""
+    who = f" by uid {by_uid}{_user_name(by_uid)}" if by_uid is not None else ""
+    return Observed(
+        "exited",
+        exit_code=None,
+        signal=signal or 15,  # scancel's SIGTERM, unless the record saw a harder one
+        reason="exited",
+        stop_reason=f"cancelled in Slurm{who}",
+        started_at=rec.started_at(),
+        ended_at=ended_at,
+        message=f"cancelled in Slurm{who}, not by Masnaa: not run again",
+    )
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return f" ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return ""
 
 
 def ended_without_record(rec: RunRecords, job: SlurmJob, raw_exit: int | None) -> Observed:
