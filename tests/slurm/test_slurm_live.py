@@ -122,8 +122,43 @@ def test_the_time_limit_ends_a_job_to_the_second(
     assert seen.ended_at - seen.started_at < 6
 
 
-@pytest.mark.parametrize("state", ["drain", "down"])
-def test_a_node_that_drains_or_goes_down_loses_its_jobs_with_the_reason(
+def test_a_node_drained_in_slurm_lets_its_running_job_finish(
+    executor: SlurmExecutor, make_spec: MakeSpec, own_slurm: str
+) -> None:
+    spec = make_spec("drain-finish", "sleep 4; exit 3")
+    executor.start(spec)
+    wait_until(executor, spec, lambda o: o.started_at is not None)
+    try:
+        subprocess.run(
+            ["scontrol", "update", f"nodename={own_slurm}", "state=drain",
+             "reason=masnaa test drain"],
+            check=True, capture_output=True, timeout=15,
+        )  # fmt: skip
+        assert own_slurm in executor.unavailable_nodes()  # no new work there...
+        seen = wait_until(executor, spec, lambda o: o.done)
+        # ...but the run that was there finished as Slurm meant it to, with its own code.
+        assert (seen.state, seen.exit_code) == ("exited", 3), seen
+    finally:
+        resume(own_slurm)
+
+
+def test_a_job_scancelled_in_slurm_ends_and_names_who(
+    executor: SlurmExecutor, make_spec: MakeSpec
+) -> None:
+    spec = make_spec("outside", "trap 'sleep 1; exit 7' TERM; sleep 120 & wait")
+    executor.start(spec)
+    wait_until(executor, spec, lambda o: o.started_at is not None)
+    subprocess.run(["scancel", *slurm_jobs_named(f"masnaa-{spec.job_id}-1")], check=True,
+                   capture_output=True, timeout=15)  # fmt: skip
+    seen = wait_until(executor, spec, lambda o: o.done)
+    # Not "stopped" (which the loop runs again): ended by scancel's signal, with who did it.
+    assert (seen.state, seen.reason) == ("exited", "exited"), seen
+    assert seen.signal == 15 and seen.exit_code is None
+    assert seen.stop_reason is not None and seen.stop_reason.startswith("cancelled in Slurm")
+
+
+@pytest.mark.parametrize("state", ["down"])
+def test_a_node_that_goes_down_loses_its_jobs_with_the_reason(
     executor: SlurmExecutor, make_spec: MakeSpec, own_slurm: str, state: str
 ) -> None:
     slurm_node = own_slurm

@@ -293,16 +293,19 @@ def test_a_node_down_or_drained_in_slurm_requeues_its_job_and_takes_no_work(
         )  # fmt: skip
         plant.until(lambda r: "requeued" in plant.codes(job), 60, "requeued")
         assert any("NodeDown" in w or "down" in w for w in plant.reasons(job)), plant.reasons(job)
-        # Drained: whatever run it got meanwhile is lost too, and the job waits in Masnaa.
+        # Drained: a run it got meanwhile runs on (Slurm's drain lets it finish); a
+        # job still waiting in Masnaa gets no new run on the drained node.
         subprocess.run(
             ["scontrol", "update", f"nodename={node}", "state=drain", "reason=masnaa-test-fan"],
             check=True, capture_output=True, timeout=15,
         )  # fmt: skip
-        plant.until(lambda r: r[job].state == "pending" and not active_slurm_jobs(job),
-                    60, "pending in Masnaa only")  # fmt: skip
-        time.sleep(1.5)  # passes go by: the drained node gets no new run
-        assert plant.rows()[job].state == "pending"
-        assert active_slurm_jobs(job) == []
+        time.sleep(1.5)  # passes go by
+        first = plant.rows()[job]
+        time.sleep(1.5)
+        later = plant.rows()[job]
+        assert (later.state, later.attempt) == (first.state, first.attempt)
+        assert later.state in ("running", "pending")
+        assert len(active_slurm_jobs(job)) == (1 if later.state == "running" else 0)
     finally:
         go.touch()
         resume(node)

@@ -19,6 +19,8 @@ from masnaa.executors.base import LaunchSpec, NodeGpus
 from masnaa.executors.slurm import SiteUnreachable, SlurmCommands, SlurmExecutor, SlurmSiteConfig
 from masnaa.executors.slurm.commands import Completed
 from masnaa.executors.slurm.parse import SQUEUE_SEP, job_comment
+from masnaa.service.reconcile import settle
+from masnaa.store.models import JobState
 
 
 class ScriptedSlurm(SlurmCommands):
@@ -30,11 +32,15 @@ class ScriptedSlurm(SlurmCommands):
         self.next_id = 100
         self.down = False
         self.scontrol_answer = ""
+        self.scancel_timeouts = 0
 
     def run(self, tool: str, args: Sequence[str], *, stdin: str | None = None) -> Completed:
         self.calls.append((tool, *args))
         if self.down:
             raise SiteUnreachable(f"{tool}: Unable to contact slurm controller (connect failure)")
+        if tool == "scancel" and self.scancel_timeouts > 0:
+            self.scancel_timeouts -= 1
+            raise SiteUnreachable("scancel did not answer within 3s")
         if tool == "squeue":
             return Completed("\n".join(self.jobs) + "\n", "")
         if tool == "sinfo":
@@ -124,8 +130,8 @@ def test_a_fresh_submission_is_not_judged_on_an_older_view(
 @pytest.mark.parametrize(
     ("state", "nodes", "expected"),
     [
-        ("RUNNING", [node("gpu01", "mixed", ("DRAIN",), "fan")], "node gpu01 is mixed+drain: fan"),
         ("RUNNING", [node("gpu01", "down", (), "dead")], "node gpu01 is down: dead"),
+        ("RUNNING", [node("gpu01", "fail", (), "ecc")], "node gpu01 is fail: ecc"),
         ("NODE_FAIL", [node("gpu01")], "Slurm ended it: NODE_FAIL (None)"),
     ],
 )
@@ -143,6 +149,31 @@ def test_site_faults_lose_the_run_with_the_reason_and_cancel_it(
     slurm.jobs.clear()
     again = SlurmExecutor(ex.config, slurm).poll_many([("j1", 1)])[("j1", 1)]
     assert (again.state, again.message) == ("lost", expected)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [("DRAIN",), ("MAINT",), ("NOT_RESPONDING",), ("DRAIN", "NOT_RESPONDING")],
+)
+def test_a_drained_or_unresponsive_node_leaves_its_running_job_alone(
+    ex: SlurmExecutor, slurm: ScriptedSlurm, clock: Clock, flags: tuple[str, ...]
+) -> None:
+    # Slurm's DRAIN means "start nothing new, let what runs finish"; a missed ping
+    # (NOT_RESPONDING, a slurmd restart) is not a dead node until Slurm says DOWN.
+    ex.start(spec())
+    ex.records("j1", 1).put("started_at", f"{clock.now:.3f}")
+    slurm.add("j1", 1, 101, "RUNNING")
+    slurm.nodes = [node("gpu01", "mixed", flags, "fan")]
+    for _ in range(3):
+        clock.now += 10
+        assert ex.poll_many([("j1", 1)])[("j1", 1)].state == "running"
+    assert slurm.called("scancel") == []
+    assert "gpu01" in ex.unavailable_nodes()  # but it takes no new work
+    # Slurm's own verdict, after SlurmdTimeout: the node is DOWN and the job NODE_FAIL.
+    slurm.nodes = [node("gpu01", "down", ("NOT_RESPONDING",), "Not responding")]
+    seen = ex.poll_many([("j1", 1)])[("j1", 1)]
+    assert seen.state == "lost"
+    assert seen.message == "node gpu01 is down+not_responding: Not responding"
 
 
 def test_a_job_slurm_forgot_without_an_exit_record_is_lost(
@@ -186,7 +217,8 @@ def test_a_restart_finishes_a_submission_whose_answer_was_lost(
             "ExitCode=0:15",
             ("time-limit", None, None),
         ),  # not asked: Slurm's word is enough
-        ("CANCELLED", "", ("stopped", None, 9)),
+        # scancel'd in Slurm, not by Masnaa: ends (fails) by scancel's signal, not rerun
+        ("CANCELLED", "", ("exited", None, 15)),
     ],
 )
 def test_ended_in_slurm_without_a_record_uses_slurms_word(
@@ -202,6 +234,41 @@ def test_ended_in_slurm_without_a_record_uses_slurms_word(
     assert (seen.reason, seen.exit_code, seen.signal) == expected
     assert seen.started_at is None  # the batch script never said it started: nothing to charge
     assert len(slurm.called("scontrol")) == (1 if state == "FAILED" else 0)
+
+
+class AccountedSlurm(ScriptedSlurm):
+    def run(self, tool: str, args: Sequence[str], *, stdin: str | None = None) -> Completed:
+        if tool == "sacct":
+            self.calls.append((tool, *args))
+            return Completed("CANCELLED by 0\n", "")
+        return super().run(tool, args, stdin=stdin)
+
+
+@pytest.mark.parametrize("still_in_squeue", [True, False])
+def test_a_job_scancelled_outside_masnaa_ends_and_is_not_run_again(
+    tmp_path: Path, clock: Clock, still_in_squeue: bool
+) -> None:
+    slurm = AccountedSlurm()
+    ex = SlurmExecutor(SlurmSiteConfig(site="s", state_dir=tmp_path), slurm, clock=clock)
+    ex.start(spec())
+    rec = ex.records("j1", 1)
+    rec.put("started_at", f"{clock.now:.3f}")
+    rec.put("exit", f"7 stopped {clock.now + 1:.3f}")  # its TERM trap ran, exit 7
+    slurm.add("j1", 1, 101, "COMPLETING")  # Slurm's KillWait is not over yet
+    clock.now += 2
+    assert ex.poll_many([("j1", 1)])[("j1", 1)].state == "running"  # wait for Slurm's word
+    slurm.jobs.clear()
+    if still_in_squeue:
+        slurm.add("j1", 1, 101, "CANCELLED")
+    seen = ex.poll_many([("j1", 1)])[("j1", 1)]
+    # Not "stopped" (the loop would run it again): it ends by scancel's TERM, and says who.
+    assert (seen.state, seen.reason, seen.exit_code, seen.signal) == ("exited", "exited", None, 15)
+    assert seen.stop_reason == "cancelled in Slurm by uid 0 (root)"
+    assert "not by Masnaa" in seen.message
+    assert ("sacct", "-n", "-X", "-P", "-j", "101", "-o", "State") in slurm.calls
+    # What the control loop makes of it: the job ends, it is not run again.
+    after = settle(seen, attempt=1, cancel_requested=False, preempting=False, max_attempts=5)
+    assert after.state is JobState.FAILED
 
 
 def test_a_stop_signals_term_then_cancels_after_grace_and_margin(
@@ -221,6 +288,53 @@ def test_a_stop_signals_term_then_cancels_after_grace_and_margin(
     assert slurm.called("scancel")[-1] == ("scancel", "101")
     ex.poll_many([("j1", 1)])
     assert len(slurm.called("scancel")) == 2  # once
+
+
+def test_a_stop_whose_signal_did_not_get_through_is_sent_again_with_the_grace_left(
+    ex: SlurmExecutor, slurm: ScriptedSlurm, clock: Clock
+) -> None:
+    ex.start(spec())
+    ex.records("j1", 1).put("started_at", f"{clock.now:.3f}")
+    slurm.add("j1", 1, 101, "RUNNING")
+    slurm.scancel_timeouts = 1
+    with pytest.raises(SiteUnreachable):
+        ex.stop("j1", 1, 30, "cancelled")
+    deadline = clock.now + 30
+    term = ("scancel", "--signal=TERM", "--batch", "101")
+    clock.now += 4
+    ex.stop("j1", 1, 30, "cancelled")  # asked again: the signal is sent, not skipped
+    assert slurm.called("scancel") == [term, term]
+    stop = ex.records("j1", 1).stop()
+    assert stop is not None and stop.deadline == pytest.approx(deadline)
+    assert stop.grace == pytest.approx(26)  # what remains, for the batch script's KILL timer
+    clock.now += 1
+    ex.poll_many([("j1", 1)])
+    ex.stop("j1", 1, 30, "cancelled")
+    assert len(slurm.called("scancel")) == 2  # delivered: never again
+
+
+def test_a_stop_not_delivered_is_sent_by_the_next_pass_even_after_a_restart(
+    ex: SlurmExecutor, slurm: ScriptedSlurm, clock: Clock
+) -> None:
+    ex.start(spec())
+    ex.records("j1", 1).put("started_at", f"{clock.now:.3f}")
+    slurm.add("j1", 1, 101, "RUNNING")
+    ex.records("j1", 1).write_stop(30, clock.now, "preempted")  # then Masnaa died
+    again = SlurmExecutor(ex.config, slurm, clock=clock)
+    slurm.scancel_timeouts = 1
+    clock.now += 2
+    assert again.poll_many([("j1", 1)])[("j1", 1)].state == "running"  # not sent; no raise
+    clock.now += 2
+    again.poll_many([("j1", 1)])
+    term = ("scancel", "--signal=TERM", "--batch", "101")
+    assert slurm.called("scancel") == [term, term]
+    assert ex.records("j1", 1).has("signalled")
+    clock.now += 1
+    again.poll_many([("j1", 1)])
+    assert len(slurm.called("scancel")) == 2
+    clock.now += 30  # past the deadline and the margin: the backstop, once
+    again.poll_many([("j1", 1)])
+    assert slurm.called("scancel")[-1] == ("scancel", "101")
 
 
 def test_an_unreachable_controller_changes_nothing(ex: SlurmExecutor, slurm: ScriptedSlurm) -> None:

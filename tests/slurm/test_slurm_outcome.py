@@ -39,15 +39,24 @@ def records(tmp_path: Path, *, stop: bool = False, started: float | None = 150.0
 
 
 NODES = {"gpu1": node("gpu1"), "gpu2": node("gpu2", "idle", flags=("DRAIN",), reason="fan"),
-         "gpu3": node("gpu3", "down", reason="no answer")}
+         "gpu3": node("gpu3", "down", reason="no answer"),
+         "gpu4": node("gpu4", "mixed", flags=("NOT_RESPONDING",)),
+         "gpu5": node("gpu5", "mixed", flags=("MAINT",)),
+         "gpu6": node("gpu6", "allocated", flags=("FAIL",), reason="ecc")}
 
 
 @pytest.mark.parametrize(
     ("slurm_job", "expected"),
     [
         (job("RUNNING", nodes="gpu1"), None),
-        (job("RUNNING", nodes="gpu[1-2]"), "node gpu2 is"),
+        # Drained, in maintenance, not responding: takes no new work, but what runs
+        # there runs on (Slurm lets it finish; a missed ping is not a dead node).
+        (job("RUNNING", nodes="gpu[1-2]"), None),
+        (job("RUNNING", nodes="gpu[1,4-5]"), None),
+        (job("RUNNING", nodes="gpu[1-3]"), "node gpu3 is down: no answer"),
+        (job("RUNNING", nodes="gpu[4,6]"), "node gpu6 is allocated+fail: ecc"),
         (job("PENDING", required="gpu[2-3]"), "cannot start: node gpu2 is"),
+        (job("PENDING", required="gpu[1,4]"), "cannot start: node gpu4 is"),
         (job("PENDING", required="gpu1"), None),
         (job("NODE_FAIL", nodes="gpu1", reason="gpu1"), "Slurm ended it: NODE_FAIL (gpu1)"),
         (job("RUNNING", nodes="gpu9"), None),  # a node Slurm did not list: not a fault
@@ -68,6 +77,8 @@ def test_node_fault_reads_the_recorded_nodelist_once_the_job_left_squeue() -> No
     assert outcome.node_fault("gpu[1,3]", NODES) == "node gpu3 is down: no answer"
     assert outcome.node_fault(None, NODES) is None
     assert outcome.node_fault("gpu1", NODES) is None
+    assert outcome.node_fault("gpu[2,4-5]", NODES) is None  # no new work, but not failed
+    assert outcome.node_closed("gpu[1,2]", NODES) == "node gpu2 is idle+drain: fan"
 
 
 @pytest.mark.parametrize(

@@ -122,19 +122,23 @@ def test_newer_slurm_json_shapes_are_read_too() -> None:
 
 
 @pytest.mark.parametrize(
-    ("state", "flags", "available", "shown"),
+    ("state", "flags", "available", "failed", "shown"),
     [
-        ("idle", [], True, "idle"),
-        ("mixed", [], True, "mixed"),
-        ("allocated", [], True, "allocated"),
-        ("idle", ["DRAIN"], False, "idle+drain"),
-        ("mixed", ["DRAIN"], False, "mixed+drain"),
-        ("down", [], False, "down"),
-        ("idle", ["NOT_RESPONDING"], False, "idle+not_responding"),
+        ("idle", [], True, False, "idle"),
+        ("mixed", [], True, False, "mixed"),
+        ("allocated", [], True, False, "allocated"),
+        ("idle", ["DRAIN"], False, False, "idle+drain"),
+        ("mixed", ["DRAIN"], False, False, "mixed+drain"),
+        ("mixed", ["MAINT"], False, False, "mixed+maint"),
+        ("down", [], False, True, "down"),
+        ("down", ["NOT_RESPONDING"], False, True, "down+not_responding"),
+        ("mixed", ["FAIL"], False, True, "mixed+fail"),
+        ("idle", ["NOT_RESPONDING"], False, False, "idle+not_responding"),
+        ("mixed", ["NOT_RESPONDING"], False, False, "mixed+not_responding"),
     ],
 )
-def test_node_states_say_whether_a_node_takes_work(
-    state: str, flags: list[str], available: bool, shown: str
+def test_node_states_say_whether_a_node_takes_work_and_whether_its_runs_are_lost(
+    state: str, flags: list[str], available: bool, failed: bool, shown: str
 ) -> None:
     doc = {
         "nodes": [
@@ -151,6 +155,7 @@ def test_node_states_say_whether_a_node_takes_work(
     }
     (node,) = slurm_nodes(doc)
     assert node.available is available
+    assert node.failed is failed
     assert node.display_state == shown
     assert node.gpu_count == 8 and node.features == {"ib", "h100"}
 

@@ -21,7 +21,16 @@ The loop owns one ``Meter``. Its hooks, and why each is crash-safe:
    is marked ``metered`` in the same transaction. So a crash anywhere loses
    nothing (the next tick starts where the stored records end) and counts
    nothing twice (records tile the segment; a re-emitted one is a duplicate
-   key). Records are never updated or deleted.
+   key). Records are never updated or deleted, with one exception: **the
+   true end learned late**. A run's segment is metered up to ``now`` while
+   it is open, but its executor may not have been asked for a while (a Slurm
+   controller down: the site's runs are not polled) and the run may have
+   ended long before Masnaa learns it. When an ended segment's records reach
+   past its end, the tick that meters it trims them to the end (a record
+   wholly past it is deleted, the one across it is cut), gives the excess
+   back to the balance, and marks the segment metered, in one transaction:
+   the records then agree with the segment (``masnaa usage``) again. A crash
+   before the commit leaves the overshoot for the next tick to trim.
 4. **Balances**: the book is rebuilt from the store at start (records summed
    in SQL, preempted credit of metered segments given back) and then follows
    the commits of this process: ``charge`` per inserted record (in full
@@ -42,7 +51,8 @@ Prometheus (on the process's registry): ``masnaa_gpu_hours_charged_total``
 {tenant_kind, site} grows with every stored record (held GPU-time, charged
 in full while it runs); ``masnaa_gpu_hours_credited_total`` {tenant_kind,
 site} grows by the preempted time given back when a preempted run is
-settled. Net charged GPU-hours = charged − credited.
+settled, and by usage taken back past a run's true end (hook 3). Net
+charged GPU-hours = charged − credited.
 """
 
 from __future__ import annotations
@@ -114,6 +124,22 @@ def _insert_record(s: Session, r: UsageRecord) -> bool:
     # every driver).
     stmt = ins.values(**values).on_conflict_do_nothing().returning(U.job_id)
     return s.execute(stmt).first() is not None
+
+
+def _trim_records(s: Session, seg: Segment, end: int) -> int:
+    """Cut the segment's stored records at ``end``; the GPU-seconds removed."""
+    past = s.scalars(
+        select(U).where(U.job_id == seg.job, U.attempt == seg.attempt, U.end > end)
+    ).all()
+    excess = 0
+    for r in past:
+        excess += r.gpus * (r.end - max(r.start, end))
+        if r.start >= end:
+            s.delete(r)
+        else:
+            r.end = end  # part of the key: the cut record is the one a tick to ``end`` makes
+    s.flush()
+    return excess
 
 
 class Meter:
@@ -302,6 +328,7 @@ class Meter:
         n = self._clock(now)
         inserted: list[UsageRecord] = []
         finished: list[Segment] = []
+        refunds: list[tuple[Segment, int]] = []
         with self.write() as s, s.begin():
             rows = list(s.scalars(select(RS).where(RS.metered.is_(False))))
             until: dict[tuple[str, int], int] = {}
@@ -316,6 +343,9 @@ class Meter:
             for row in rows:
                 seg = acct.segment_of(row)
                 recorded = until.get((row.job_id, row.attempt))
+                if seg.end is not None and recorded is not None and recorded > seg.end:
+                    refunds.append((seg, _trim_records(s, seg, seg.end)))
+                    recorded = seg.end
                 record = meter(seg, recorded, n if seg.end is None else max(n, seg.end))
                 if record is not None:
                     if _insert_record(s, record):
@@ -331,6 +361,15 @@ class Meter:
                 self.metrics.gpu_hours_charged.labels(
                     self.kinds.get(r.tenant, "unknown"), r.site
                 ).inc(r.gpu_seconds / 3600)
+        for seg, excess in refunds:  # charged past the run's true end (hook 3)
+            if seg.allocation is not None and excess:
+                self._recharge(seg.allocation, (seg.site, seg.gpu_type), -excess)
+            if excess and self.metrics is not None:  # a counter only grows: net it out
+                self.metrics.gpu_hours_credited.labels(
+                    self.kinds.get(seg.tenant, "unknown"), seg.site
+                ).inc(excess / 3600)
+            log.info("job %s run %d: usage past its end (%d GPU-seconds) taken back",
+                     seg.job, seg.attempt, excess)  # fmt: skip
         for seg in finished:
             credit = self._credit(seg)
             if credit and self.metrics is not None:

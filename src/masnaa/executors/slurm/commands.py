@@ -1,7 +1,10 @@
 """The transport to a Slurm controller: its command-line tools, machine-readable output.
 
-Owns every subprocess call to ``sbatch``, ``squeue``, ``sinfo``, ``scancel``
-and ``scontrol``. Each call has a timeout; nothing here retries.
+Owns every subprocess call to ``sbatch``, ``squeue``, ``sinfo``, ``scancel``,
+``scontrol`` and ``sacct``. Each call has a timeout; nothing here retries.
+
+Also ``await_orphan_sbatch``: whether an ``sbatch`` of an attempt is still in
+flight on this host (read from ``/proc``), so it is not submitted twice.
 
 Errors, the only two a caller needs to tell apart:
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -178,6 +182,20 @@ class SlurmCommands:
                 return
             raise
 
+    def cancelled_by(self, slurm_id: int) -> int | None:
+        """The uid that cancelled this job, from accounting (``sacct``: ``CANCELLED by 0``);
+        None when it was not cancelled or accounting cannot say. Never raises: it only
+        names who did it."""
+        try:
+            out = self.run("sacct", ["-n", "-X", "-P", "-j", str(slurm_id), "-o", "State"])
+        except (SiteUnreachable, SlurmRejected):
+            return None
+        for line in out.stdout.splitlines():
+            words = line.split()
+            if len(words) == 3 and words[:2] == ["CANCELLED", "by"] and words[2].isdigit():
+                return int(words[2])
+        return None
+
     def scontrol(self, args: Sequence[str]) -> str:
         return self.run("scontrol", list(args)).stdout
 
@@ -185,3 +203,31 @@ class SlurmCommands:
 def _looks_unreachable(message: str) -> bool:
     low = message.lower()
     return any(marker in low for marker in _UNREACHABLE_MARKERS)
+
+
+def await_orphan_sbatch(name: str, timeout: float) -> None:
+    """Wait (at most ``timeout``) while an ``sbatch --job-name=<name>`` still runs here.
+
+    Only this host's processes are visible, which is where the executor runs its
+    ``sbatch``: a submission started by a previous incarnation of the executor on
+    this host either reaches the controller or gives up within its own timeout.
+    """
+    needle = f"--job-name={name}".encode()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(needle in cmd and b"sbatch" in cmd for cmd in _command_lines()):
+            return
+        time.sleep(0.05)
+
+
+def _command_lines() -> list[bytes]:
+    """Every readable process command line on this host (``/proc``; empty elsewhere)."""
+    lines = []
+    for pid in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    lines.append(f.read())
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+    return lines

@@ -22,14 +22,21 @@ Contract (see ``masnaa.executors.base`` for the words):
   pending is reported ``running`` with ``started_at=None`` and Slurm's
   reason in ``message`` (the base contract has no queued state; usage must
   be charged from ``started_at``).
-- **Lost**: the attempt's node is down, drained or failing (its Slurm job is
-  cancelled at once, so a requeued attempt never runs beside it); Slurm ended
-  it itself (``NODE_FAIL``, ``BOOT_FAIL``, ...); Slurm forgot it with no exit
-  record; or the claim never became a Slurm job within ``claim_timeout``.
-  "Lost" is written to the attempt's records and is final.
+- **Lost**: a node the attempt runs on is DOWN or FAIL in Slurm (its Slurm
+  job is cancelled at once, so a requeued attempt never runs beside it);
+  Slurm ended it itself (``NODE_FAIL``, ``BOOT_FAIL``, ...); a node it waits
+  for, pinned, takes no new work (also drained, maintenance, not responding);
+  Slurm forgot it with no exit record; or the claim never became a Slurm job
+  within ``claim_timeout``. A drained or not-responding node does not lose
+  what already runs there: Slurm lets it run, and declares the node DOWN
+  itself (``SlurmdTimeout``) when slurmd is really gone. "Lost" is written
+  to the attempt's records and is final.
 - **Stop**: the ``stop`` record (grace, deadline, reason), then
   ``scancel --batch --signal=TERM``; the batch script forwards one SIGTERM to
-  the command's session and SIGKILLs it when the grace ends. The executor's
+  the command's session and SIGKILLs it when the grace ends. The record is
+  the intent (written first, so a crash cannot forget it); ``signalled`` says
+  the signal was delivered. Until it is, every ``stop`` and every pass sends
+  it again, with the grace that remains to the recorded deadline. The executor's
   own backstop: the first pass after ``deadline + stop_margin`` runs a plain
   ``scancel``. A job still pending in Slurm is cancelled at once.
 - **Time limit**: the batch script enforces it to the second (SIGTERM,
@@ -44,7 +51,8 @@ Contract (see ``masnaa.executors.base`` for the words):
 
 from __future__ import annotations
 
-import os
+import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -62,7 +70,12 @@ from masnaa.executors.base import (
     Observed,
 )
 from masnaa.executors.slurm import outcome
-from masnaa.executors.slurm.commands import SiteUnreachable, SlurmCommands, SlurmRejected
+from masnaa.executors.slurm.commands import (
+    SiteUnreachable,
+    SlurmCommands,
+    SlurmRejected,
+    await_orphan_sbatch,
+)
 from masnaa.executors.slurm.config import SlurmSiteConfig
 from masnaa.executors.slurm.parse import (
     LOST_STATES,
@@ -76,10 +89,11 @@ from masnaa.executors.slurm.parse import (
     masnaa_jobs_text,
     slurm_nodes,
 )
-from masnaa.executors.slurm.records import RunRecords, StopRecord
+from masnaa.executors.slurm.records import ExitRecord, RunRecords, StopRecord
 from masnaa.executors.slurm.script import COMMAND_FILE, render_script, sbatch_options
 
 Key = tuple[str, int]
+log = logging.getLogger(__name__)
 
 class _StaleView(Exception):
     """The cached view predates a record it is being compared with."""
@@ -126,6 +140,7 @@ class SlurmExecutor(Executor):
         self._started: dict[Key, float] = {}
         self._stops: dict[Key, StopRecord | None] = {}
         self._cancelled: set[Key] = set()
+        self._signalled: set[Key] = set()
         self._submitted: dict[Key, float] = {}
         self._node_types: dict[str, str] = {}
         self._view: SlurmView | None = None
@@ -157,7 +172,7 @@ class SlurmExecutor(Executor):
                 # answer, or the claimer died): it may or may not have reached Slurm. A
                 # claimer killed mid-submission leaves its sbatch running as an orphan that
                 # may still reach the controller: let it finish before asking Slurm.
-                self._await_orphan_sbatch(job_name(*key))
+                await_orphan_sbatch(job_name(*key), self.config.command_timeout)
                 existing = self.refresh().jobs.get(key)
                 if existing is not None:
                     self._adopt(rec, existing)
@@ -166,20 +181,6 @@ class SlurmExecutor(Executor):
         finally:
             with self._lock:
                 self._inflight.discard(key)
-
-    def _await_orphan_sbatch(self, name: str) -> None:
-        """Wait (at most ``command_timeout``) while an ``sbatch`` of this attempt still runs.
-
-        Only this host's processes are visible, which is where this executor runs its
-        ``sbatch``: a submission started by a previous incarnation of the executor on
-        this host either reaches the controller or gives up within its own timeout.
-        """
-        needle = f"--job-name={name}".encode()
-        deadline = time.monotonic() + self.config.command_timeout
-        while time.monotonic() < deadline:
-            if not any(needle in cmd and b"sbatch" in cmd for cmd in _command_lines()):
-                return
-            time.sleep(0.05)
 
     def start_many(self, specs: Sequence[LaunchSpec]) -> list[Exception | None]:
         """Start several attempts on ``dispatch_threads`` threads; one outcome per spec."""
@@ -230,7 +231,8 @@ class SlurmExecutor(Executor):
         self._submitted[(spec.job_id, spec.attempt)] = self.clock()
         rec.remove("submitting")
         if rec.reread().stop() is not None:  # stopped while sbatch was in flight
-            self._signal_stop(rec, slurm_id)
+            with contextlib.suppress(SiteUnreachable):  # the next pass sends it again
+                self._signal_stop(rec, slurm_id)
 
     def _record_rejection(self, rec: RunRecords, message: str) -> None:
         rec.put("message", message)
@@ -254,10 +256,8 @@ class SlurmExecutor(Executor):
         return {n: self._node_types[n] for n in wanted if n in self._node_types}
 
     def log_paths(self, job_id: str, attempt: int) -> tuple[str, str] | None:
-        """The attempt's files: the paths its launch named where it named some, else
-        the run directory's. Asked at admission, before the launch claims the attempt
-        (``service.apply``), the run directory's paths are the answer: a launch from
-        the service names none."""
+        """The attempt's files: the paths its launch named, else the run directory's
+        (also the answer at admission, before the launch claims the attempt)."""
         rec = self.records(job_id, attempt)
         if not rec.claimed:
             return self._log_paths(rec, None, None)
@@ -275,9 +275,11 @@ class SlurmExecutor(Executor):
         rec = self.records(job_id, attempt)
         if not rec.claimed or rec.exit() is not None or rec.lost() is not None:
             return
-        if rec.stop() is not None:
-            return  # already asked; the deadline written then still holds
-        rec.write_stop(max(0.0, grace_seconds), self.clock(), reason)
+        if rec.stop() is None:
+            rec.write_stop(max(0.0, grace_seconds), self.clock(), reason)
+        elif rec.has("signalled") or rec.has("cancelled"):
+            return  # already asked and delivered; the deadline written then still holds
+        # else asked before, but the signal never reached Slurm: send it again (below)
         self._stops[(job_id, attempt)] = rec.stop()
         slurm_id = rec.slurm_job_id()
         if slurm_id is None:
@@ -287,21 +289,29 @@ class SlurmExecutor(Executor):
         self._signal_stop(rec, slurm_id)
 
     def _signal_stop(self, rec: RunRecords, slurm_id: int) -> None:
+        """Send the recorded stop (SiteUnreachable: not sent; a later pass sends it)."""
         stop = rec.stop()
-        if stop is None or stop.grace <= 0 or rec.started_at() is None:
-            # Nothing runs yet (or no grace asked): nothing to checkpoint, cancel outright.
+        remaining = stop.deadline - self.clock() if stop is not None else 0.0
+        if stop is None or stop.grace <= 0 or remaining <= 0 or rec.started_at() is None:
+            # Nothing runs yet, no grace asked, or none left: nothing to checkpoint.
             self._hard_cancel(rec, slurm_id)
             return
+        if remaining < stop.grace:  # a late delivery: the batch script gets what is left
+            rec.put("stop", f"{remaining:.3f} {stop.deadline:.3f} {stop.reason}")
         try:
             self.commands.scancel([slurm_id], signal="TERM", batch=True)
         except SlurmRejected:
             # "Job can not be altered now": it is still pending or just ending.
             self._hard_cancel(rec, slurm_id)
+            return
+        rec.put("signalled", f"{self.clock():.3f}")
+        self._signalled.add((rec.job_id, rec.attempt))
 
     def _hard_cancel(self, rec: RunRecords, slurm_id: int) -> None:
         self.commands.scancel([slurm_id])
         rec.put("cancelled", f"{self.clock():.3f}")
         self._cancelled.add((rec.job_id, rec.attempt))
+        self._signalled.add((rec.job_id, rec.attempt))
 
     # -- observe ------------------------------------------------------------------------------
     def refresh(self) -> SlurmView:
@@ -344,17 +354,24 @@ class SlurmExecutor(Executor):
         if fresh or view is None:
             view = self.refresh()
         to_cancel: list[tuple[RunRecords, int]] = []
+        to_signal: list[tuple[RunRecords, int]] = []
         for key in todo:
             try:
-                observed = self._observe(key, view, to_cancel)
+                observed = self._observe(key, view, to_cancel, to_signal)
             except _StaleView:
                 view = self.refresh()
-                observed = self._observe(key, view, to_cancel, trust=True)
+                observed = self._observe(key, view, to_cancel, to_signal, trust=True)
             if observed.done:
                 self._final[key] = observed
             out[key] = observed
         for rec, slurm_id in to_cancel:
             self._hard_cancel(rec, slurm_id)
+        for rec, slurm_id in to_signal:  # stops asked earlier whose signal never got through
+            try:
+                self._signal_stop(rec, slurm_id)
+            except SiteUnreachable as exc:
+                log.warning("stop of %s run %d not delivered yet: %s", rec.job_id,
+                            rec.attempt, exc)  # fmt: skip
         return out
 
     def reconcile(self) -> dict[tuple[str, int], Observed]:
@@ -373,6 +390,7 @@ class SlurmExecutor(Executor):
         key: Key,
         view: SlurmView,
         to_cancel: list[tuple[RunRecords, int]],
+        to_signal: list[tuple[RunRecords, int]],
         *,
         trust: bool = False,
     ) -> Observed:
@@ -381,7 +399,7 @@ class SlurmExecutor(Executor):
         now = self.clock()
         if job is not None and job.active and not job.pending and key in self._started:
             # The common case of a big pass: running, known, nothing to read from disk.
-            return self._running_or_lost(rec, job, view, now, to_cancel)
+            return self._running_or_lost(rec, job, view, now, to_cancel, to_signal)
         lost = rec.lost()
         if lost is not None:
             return Observed("lost", started_at=rec.started_at(), message=lost)
@@ -403,6 +421,9 @@ class SlurmExecutor(Executor):
                     # The nodes were seen before the job ended: a node that went down
                     # since, and killed it, would look up. Ask Slurm again.
                     raise _StaleView
+                outside = self._cancelled_outside(rec, job, ended)
+                if outside is not None:
+                    return outside
             return outcome.exited(rec, ended.status, ended.reason, ended.ended_at)
         if job is None:
             if not trust and view.taken_at < max(
@@ -413,7 +434,7 @@ class SlurmExecutor(Executor):
         if rec.slurm_job_id() != job.slurm_id:
             self._adopt(rec, job)
         if job.active:
-            return self._running_or_lost(rec, job, view, now, to_cancel)
+            return self._running_or_lost(rec, job, view, now, to_cancel, to_signal)
         return self._ended_in_slurm(rec, job)
 
     def _running_or_lost(
@@ -423,6 +444,7 @@ class SlurmExecutor(Executor):
         view: SlurmView,
         now: float,
         to_cancel: list[tuple[RunRecords, int]],
+        to_signal: list[tuple[RunRecords, int]],
     ) -> Observed:
         key = (rec.job_id, rec.attempt)
         site_fault = outcome.site_fault(job, view.nodes)
@@ -432,10 +454,14 @@ class SlurmExecutor(Executor):
             self._stops[key] = rec.stop()
             if rec.has("cancelled"):
                 self._cancelled.add(key)
+            if rec.has("signalled") or rec.has("cancelled"):
+                self._signalled.add(key)
         stop = self._stops[key]
         overdue = stop is not None and now >= stop.deadline + self.config.stop_margin
         if overdue and key not in self._cancelled:
             to_cancel.append((rec, job.slurm_id))
+        elif stop is not None and key not in self._signalled:
+            to_signal.append((rec, job.slurm_id))
         if job.pending:
             why = (
                 Phrase("slurm-pending", {"detail": job.reason})
@@ -489,10 +515,31 @@ class SlurmExecutor(Executor):
             rec, f"claimed {now - claimed:.0f}s ago but never became a Slurm job", [], None
         )
 
+    def _cancelled_outside(
+        self, rec: RunRecords, job: SlurmJob | None, ended: ExitRecord
+    ) -> Observed | None:
+        """A run signalled with no stop from Masnaa, when Slurm says it was cancelled
+        (an administrator's ``scancel``); None when Slurm does not say so."""
+        if job is not None and job.active:
+            # Still COMPLETING (Slurm shows a cancelled job so until KillWait is over):
+            # wait for Slurm's final word rather than guess.
+            return Observed("running", started_at=rec.started_at(),
+                            message=f"Slurm job {job.slurm_id} {job.state}")  # fmt: skip
+        slurm_id = job.slurm_id if job is not None else rec.slurm_job_id()
+        if slurm_id is None or (job is not None and job.state != "CANCELLED"):
+            return None
+        by = self.commands.cancelled_by(slurm_id)  # also the only witness once squeue forgot
+        sig = ended.status - 128 if ended.status > 128 else None
+        return None if job is None and by is None else (
+            outcome.cancelled_in_slurm(rec, sig, ended.ended_at, by))
+
     def _ended_in_slurm(self, rec: RunRecords, job: SlurmJob) -> Observed:
         """Slurm says it ended but the batch script left no record (it was killed hard)."""
         if job.state in LOST_STATES:
             return self._lose(rec, f"Slurm ended it: {job.state} ({job.reason})", [], None)
+        if job.state == "CANCELLED" and rec.stop() is None:
+            by = self.commands.cancelled_by(job.slurm_id)
+            return outcome.cancelled_in_slurm(rec, None, job.end_time, by)
         raw = job.exit_raw
         if raw is None and job.state not in ("CANCELLED", "TIMEOUT"):
             # The text view has no exit status: ask for this one job (a rare path: the
@@ -550,15 +597,3 @@ class SlurmExecutor(Executor):
             self._pool.shutdown(wait=True)
             self._pool = None
 
-
-def _command_lines() -> list[bytes]:
-    """Every readable process command line on this host (``/proc``; empty elsewhere)."""
-    lines = []
-    for pid in os.listdir("/proc") if os.path.isdir("/proc") else ():
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    lines.append(f.read())
-            except OSError:  # gone meanwhile, or not ours to read
-                continue
-    return lines

@@ -46,6 +46,11 @@ ACTIVE_STATES = frozenset(
 LOST_STATES = frozenset({"NODE_FAIL", "BOOT_FAIL", "PREEMPTED", "REVOKED", "DEADLINE"})
 """Ended by the site, not by the job: Masnaa requeues these."""
 
+# Two questions, two answers. A node in any of these takes no new work (Slurm
+# schedules nothing there either); only a node in ``FAILED_NODE_*`` has lost the
+# runs on it. DRAIN and MAINT mean "start nothing new, let what runs finish";
+# NOT_RESPONDING is a missed ping that slurmd often answers seconds later, and
+# Slurm itself turns it into DOWN (killing the jobs, NODE_FAIL) after SlurmdTimeout.
 UNAVAILABLE_NODE_STATES = frozenset(
     {
         "down",
@@ -75,6 +80,9 @@ UNAVAILABLE_NODE_FLAGS = frozenset(
         "POWERING_DOWN",
     }
 )
+FAILED_NODE_STATES = frozenset({"down", "fail"})
+"""Base states in which the runs a node held are lost (Slurm's own verdict)."""
+FAILED_NODE_FLAGS = frozenset({"FAIL"})
 
 
 def job_name(job_id: str, attempt: int) -> str:
@@ -282,6 +290,12 @@ class SlurmNode:
         return self.state not in UNAVAILABLE_NODE_STATES and not (
             self.flags & UNAVAILABLE_NODE_FLAGS
         )
+
+    @property
+    def failed(self) -> bool:
+        """The runs on it are lost: Slurm says DOWN or FAIL. A drained, draining,
+        maintenance or not-responding node is not failed: what runs there runs on."""
+        return self.state in FAILED_NODE_STATES or bool(self.flags & FAILED_NODE_FLAGS)
 
     @property
     def display_state(self) -> str:

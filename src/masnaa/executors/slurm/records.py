@@ -13,6 +13,9 @@ makes submission idempotent across processes:
 ``exit``          the batch script, at the end: ``<status> <reason> <ended_at>``.
 ``stop``          ``stop()``: ``<grace> <deadline> <reason words…>``; the batch script
                   reads the grace from it.
+``signalled``     the stop's ``scancel --signal=TERM`` reached Slurm (the ``stop`` record
+                  is the intent, written first; without this file it is sent again,
+                  and ``stop``'s grace is rewritten to what remains before its deadline).
 ``cancelled``     ``scancel`` was sent after the stop deadline (hard stop done).
 ``lost``          the executor decided this attempt is lost: ``<reason words…>``.
                   Final: a lost attempt is never reported otherwise afterwards.
