@@ -312,6 +312,10 @@ LOST = Observed("lost", message="gone")
         (exited(143, "stopped", 15), 5, False, False, "failed", "requeued",
          "stopped from outside Masnaa, exit code 143 (signal 15); it ran 5 times, the most "
          "allowed"),
+        (Observed("exited", signal=15, reason="cancelled-outside", stop_reason="cancelled in "
+                  "Slurm by uid 0 (root)"), 1, False, False, "cancelled", "cancelled",
+         "cancelled in Slurm by uid 0 (root), not by Masnaa: not run again; stopped, "
+         "signal 15"),
         (exited(127, "launch-failed"), 1, False, False, "failed", "launch-failed",
          "could not start, exit code 127"),
         (LOST, 1, False, False, "pending", "requeued",

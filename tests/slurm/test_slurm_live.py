@@ -151,8 +151,8 @@ def test_a_job_scancelled_in_slurm_ends_and_names_who(
     subprocess.run(["scancel", *slurm_jobs_named(f"masnaa-{spec.job_id}-1")], check=True,
                    capture_output=True, timeout=15)  # fmt: skip
     seen = wait_until(executor, spec, lambda o: o.done)
-    # Not "stopped" (which the loop runs again): ended by scancel's signal, with who did it.
-    assert (seen.state, seen.reason) == ("exited", "exited"), seen
+    # Not "stopped" (which the loop runs again): cancelled outside, with who did it.
+    assert (seen.state, seen.reason) == ("exited", "cancelled-outside"), seen
     assert seen.signal == 15 and seen.exit_code is None
     assert seen.stop_reason is not None and seen.stop_reason.startswith("cancelled in Slurm")
 

@@ -217,8 +217,8 @@ def test_a_restart_finishes_a_submission_whose_answer_was_lost(
             "ExitCode=0:15",
             ("time-limit", None, None),
         ),  # not asked: Slurm's word is enough
-        # scancel'd in Slurm, not by Masnaa: ends (fails) by scancel's signal, not rerun
-        ("CANCELLED", "", ("exited", None, 15)),
+        # scancel'd in Slurm, not by Masnaa: ends cancelled by scancel's signal, not rerun
+        ("CANCELLED", "", ("cancelled-outside", None, 15)),
     ],
 )
 def test_ended_in_slurm_without_a_record_uses_slurms_word(
@@ -262,13 +262,15 @@ def test_a_job_scancelled_outside_masnaa_ends_and_is_not_run_again(
         slurm.add("j1", 1, 101, "CANCELLED")
     seen = ex.poll_many([("j1", 1)])[("j1", 1)]
     # Not "stopped" (the loop would run it again): it ends by scancel's TERM, and says who.
-    assert (seen.state, seen.reason, seen.exit_code, seen.signal) == ("exited", "exited", None, 15)
+    assert (seen.state, seen.reason, seen.exit_code, seen.signal) == (
+        "exited", "cancelled-outside", None, 15)
     assert seen.stop_reason == "cancelled in Slurm by uid 0 (root)"
     assert "not by Masnaa" in seen.message
     assert ("sacct", "-n", "-X", "-P", "-j", "101", "-o", "State") in slurm.calls
     # What the control loop makes of it: the job ends, it is not run again.
     after = settle(seen, attempt=1, cancel_requested=False, preempting=False, max_attempts=5)
-    assert after.state is JobState.FAILED
+    assert (after.state, after.code) == (JobState.CANCELLED, "cancelled")
+    assert str(after.reason[0]).startswith("cancelled in Slurm by uid 0 (root), not by Masnaa")
 
 
 def test_a_stop_signals_term_then_cancels_after_grace_and_margin(

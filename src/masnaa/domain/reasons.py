@@ -59,6 +59,7 @@ PHRASES: dict[str, str] = {
     "note": N_("note: %(detail)s"),
     # How a run ended (``service.reconcile.settle``).
     "cancelled": N_("cancelled"),
+    "cancelled-outside": N_("%(detail)s, not by Masnaa: not run again"),
     "preempted": N_("preempted"),
     "back-in-queue": N_("back in the queue"),
     "run-lost": N_("run %(run)s was lost: %(detail)s"),

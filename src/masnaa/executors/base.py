@@ -73,7 +73,9 @@ from typing import Literal
 from masnaa.domain.reasons import Phrase
 
 ObservedState = Literal["running", "exited", "lost", "absent"]
-EndReason = Literal["exited", "stopped", "time-limit", "launch-failed"]
+EndReason = Literal["exited", "stopped", "time-limit", "launch-failed", "cancelled-outside"]
+"""``cancelled-outside``: the site's own scheduler cancelled it (an administrator's
+``scancel``), which Masnaa did not ask for: the job ends ``cancelled``."""
 
 
 def script_argv(script: str, path: str) -> tuple[str, ...]:

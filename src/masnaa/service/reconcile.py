@@ -15,6 +15,7 @@ inside the caller's transaction, with its event. The rules, first match wins:
 | exited, stopped | being preempted | pending | ``preempted`` |
 | exited, stopped | neither (signalled from outside) | pending (or failed at max) | ``requeued`` |
 | exited, launch failed | — | failed | ``launch-failed`` |
+| exited, cancelled outside (an administrator's ``scancel``) | — | cancelled | ``cancelled`` |
 | exited 0 | — | succeeded | ``succeeded`` |
 | exited ≠ 0 | — | failed | ``exit-code`` |
 
@@ -108,6 +109,11 @@ def settle(
         if preempting:
             return Settlement(pending, "preempted", (Phrase("preempted"), stopped, queue_again))
         return again("requeued", Phrase("stopped-outside", {"status": status}))
+    if observed.reason == "cancelled-outside":  # the site's administrator: it sticks
+        return Settlement(m.JobState.CANCELLED, "cancelled", (
+            Phrase("cancelled-outside", {"detail": observed.stop_reason or "outside Masnaa"}),
+            Phrase("stopped", {"status": status}),
+        ))
     if observed.reason == "launch-failed":
         return Settlement(failed, "launch-failed", (
             Phrase("launch-failed", {"detail": observed.message})

@@ -94,7 +94,7 @@ def cancelled_in_slurm(
     rec: RunRecords, signal: int | None, ended_at: float | None, by_uid: int | None
 ) -> Observed:
     """Slurm cancelled it and Masnaa never asked (no ``stop`` record): an administrator's
-    ``scancel``. Reported as a run that ended by the signal (the job fails), never as
+    ``scancel``. Reported as ``cancelled-outside`` (the job ends ``cancelled``), never as
     ``stopped``, which the control loop would read as "stopped from outside, run it
     again": an administrator's cancel must stick."""
     who = f" by uid {by_uid}{_user_name(by_uid)}" if by_uid is not None else ""
@@ -102,7 +102,7 @@ def cancelled_in_slurm(
         "exited",
         exit_code=None,
         signal=signal or 15,  # scancel's SIGTERM, unless the record saw a harder one
-        reason="exited",
+        reason="cancelled-outside",
         stop_reason=f"cancelled in Slurm{who}",
         started_at=rec.started_at(),
         ended_at=ended_at,
