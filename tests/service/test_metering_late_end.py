@@ -39,8 +39,9 @@ def test_usage_metered_past_a_runs_true_end_is_taken_back(database: Database) ->
     with database.sessions() as s:
         seg = s.get(t.RunSegmentRow, ("j-1", 1))
         assert seg is not None and seg.metered and seg.end == 1009
-        held = s.scalar(select(func.sum(t.UsageRecordRow.gpus
-                                        * (t.UsageRecordRow.end - t.UsageRecordRow.start))))
+        # int(): PostgreSQL sums integers as NUMERIC (a Decimal here).
+        held = int(s.scalar(select(func.sum(t.UsageRecordRow.gpus
+                                            * (t.UsageRecordRow.end - t.UsageRecordRow.start)))))
     assert held == 4 * (seg.end - seg.start)  # what `masnaa usage` (segments) says
     charged = metrics.gpu_hours_charged.labels("unknown", "ma-slurm")._value.get()
     credited = metrics.gpu_hours_credited.labels("unknown", "ma-slurm")._value.get()
