@@ -40,7 +40,7 @@ def test_a_gang_beyond_the_borrowing_headroom_stops_enough_of_its_own() -> None:
     d = s.decide("masnaa", now=50)
     stopped = sorted(p.job_id for p in d.preemptions)
     assert "b1" not in stopped
-    assert sum(4 for _ in stopped) >= 8, stopped
+    assert len(stopped) >= 2, stopped  # 4 GPUs each: at least 8 freed
     assert d.wait_for("h").code is WaitCode.WAITING_FOR_PREEMPTION
 
 
